@@ -1,0 +1,121 @@
+"""Argument validation shared by every layer.
+
+Every public function that takes user input checks it here, so that bad input
+fails with a ``ValueError`` that names the parameter, the value it got and what
+is allowed, instead of a shape error deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+
+__all__ = [
+    "check_choice",
+    "check_finite",
+    "check_positive",
+    "check_probability",
+    "check_range",
+    "check_tensor",
+]
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype})"
+    return repr(value)
+
+
+def check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``; otherwise raise naming the options."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {sorted(allowed)}")
+    return value
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Check a scalar lies in an interval (bounds ``None`` mean unbounded); NaN is rejected."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={_fmt(value)} must be a real number")
+    if math.isnan(value):
+        raise ValueError(f"{name}=nan is not allowed")
+    ok = True
+    if low is not None:
+        ok &= value >= low if low_inclusive else value > low
+    if high is not None:
+        ok &= value <= high if high_inclusive else value < high
+    if not ok:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        lb = "[" if low_inclusive and low is not None else "("
+        hb = "]" if high_inclusive and high is not None else ")"
+        raise ValueError(f"{name}={value!r} is out of range; allowed {lb}{lo}, {hi}{hb}")
+    return value
+
+
+def check_positive(name: str, value: float) -> float:
+    """Check ``value > 0``."""
+    return check_range(name, value, 0, None, low_inclusive=False)
+
+
+def check_probability(name: str, value: float) -> float:
+    """Check ``0 <= value <= 1``."""
+    return check_range(name, value, 0.0, 1.0)
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Raise if ``tensor`` holds NaN or +-inf."""
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf); all must be finite")
+    return tensor
+
+
+def check_tensor(
+    name: str,
+    tensor: object,
+    *,
+    shape: Sequence[int | None] | None = None,
+    ndim: int | None = None,
+    min_ndim: int | None = None,
+    dtypes: Sequence[torch.dtype] | None = None,
+    finite: bool = False,
+) -> torch.Tensor:
+    """Validate a tensor argument.
+
+    ``shape`` entries that are ``None`` match any size. ``dtypes`` lists the
+    accepted dtypes. ``finite`` rejects NaN/inf (checked only for float and
+    complex tensors).
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if ndim is not None and tensor.ndim != ndim:
+        raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {ndim} dimensions")
+    if min_ndim is not None and tensor.ndim < min_ndim:
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)}; expected at least {min_ndim} dimensions"
+        )
+    if shape is not None:
+        want = tuple("*" if s is None else s for s in shape)
+        if tensor.ndim != len(shape) or any(
+            s is not None and s != t for s, t in zip(shape, tensor.shape)
+        ):
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {want}")
+    if dtypes is not None and tensor.dtype not in tuple(dtypes):
+        raise ValueError(
+            f"{name} has dtype {tensor.dtype}; allowed {[str(d) for d in dtypes]}"
+        )
+    if finite and (tensor.is_floating_point() or tensor.is_complex()):
+        check_finite(name, tensor)
+    return tensor
