@@ -76,6 +76,13 @@ def check_probability(name: str, value: float) -> float:
 
 def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """Raise if ``tensor`` holds NaN or +-inf."""
+    # Fast path for the hot loop: a float sum is finite only if every term is (NaN and inf
+    # propagate), and one reduction is ~20x cheaper than an elementwise isfinite on complex
+    # tensors. A non-finite sum (including overflow of huge finite values) falls through to
+    # the exact elementwise check.
+    flat = torch.view_as_real(tensor) if tensor.is_complex() else tensor
+    if flat.is_floating_point() and bool(torch.isfinite(flat.sum())):
+        return tensor
     if not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or inf); all must be finite")
@@ -113,9 +120,7 @@ def check_tensor(
         ):
             raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {want}")
     if dtypes is not None and tensor.dtype not in tuple(dtypes):
-        raise ValueError(
-            f"{name} has dtype {tensor.dtype}; allowed {[str(d) for d in dtypes]}"
-        )
+        raise ValueError(f"{name} has dtype {tensor.dtype}; allowed {[str(d) for d in dtypes]}")
     if finite and (tensor.is_floating_point() or tensor.is_complex()):
         check_finite(name, tensor)
     return tensor

@@ -24,6 +24,7 @@ __all__ = [
     "CSI_MODES",
     "Channel",
     "ChannelOutput",
+    "coefficient_shape",
     "complex_normal",
     "equalize",
     "noise_var_from_snr_db",
@@ -108,6 +109,33 @@ def complex_normal(
     return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
 
 
+def coefficient_shape(
+    shape: torch.Size | tuple[int, ...], block: bool, dtype: torch.dtype
+) -> tuple[int, ...]:
+    """Shape of the channel coefficients for symbols of ``shape`` ``[..., k]``.
+
+    Validates ``shape`` (non-empty, sizes >= 0) and ``dtype`` (complex64/complex128) so
+    that every :meth:`Channel.generate` rejects bad requests the same way.
+
+    Args:
+        shape: shape ``[..., k]`` of the transmitted symbols.
+        block: one coefficient per message (``[..., 1]``) instead of one per symbol.
+        dtype: requested complex dtype of the coefficients.
+    Returns:
+        ``[..., 1]`` if ``block`` else ``[..., k]``.
+    """
+    shape = tuple(shape)
+    if len(shape) == 0 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape
+    ):
+        raise ValueError(f"shape={shape!r} must be a non-empty tuple of sizes >= 0 ([..., k])")
+    if dtype not in COMPLEX_DTYPES:
+        raise ValueError(
+            f"dtype={dtype} is not allowed; allowed {[str(d) for d in COMPLEX_DTYPES]}"
+        )
+    return shape[:-1] + (1,) if block else shape
+
+
 def equalize(
     y: torch.Tensor,
     h_hat: torch.Tensor,
@@ -129,9 +157,12 @@ def equalize(
     """
     check_choice("method", method, ("zf", "mmse"))
     gain = h_hat.real.square() + h_hat.imag.square()
+    # The per-coefficient factor is formed first: for block fading it is [..., 1], so the
+    # full [..., k] tensor sees a single complex multiply (dividing a complex tensor by a
+    # broadcast real one is several times slower on CPU).
     if method == "zf":
-        return y * h_hat.conj() / gain.clamp_min(1e-12)
-    return y * h_hat.conj() / (gain + noise_var)
+        return y * (h_hat.conj() / gain.clamp_min(1e-12))
+    return y * (h_hat.conj() / (gain + noise_var))
 
 
 class Channel(ABC):
@@ -194,14 +225,19 @@ class Channel(ABC):
         y = h * x + noise * n0.sqrt()
         return ChannelOutput(y=y, h=h, h_hat=self._csi(h, generator), noise_var=n0)
 
+    @property
+    def csi_error_var(self) -> float:
+        r"""Variance :math:`\sigma_e^2` of the CSI error :math:`e = \hat h - h` per complex
+        coefficient: :math:`10^{-\mathrm{pilot\_snr\_db}/10}` for ``csi="estimated"``, else 0."""
+        return 10.0 ** (-self.pilot_snr_db / 10.0) if self.csi == "estimated" else 0.0
+
     def _csi(self, h: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
         if self.csi == "perfect":
             return h
         if self.csi == "none":
             return None
-        err_var = 10.0 ** (-self.pilot_snr_db / 10.0)
         err = complex_normal(h.shape, generator, dtype=h.dtype, device=h.device)
-        return h + err * err_var**0.5
+        return h + err * self.csi_error_var**0.5
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(csi={self.csi!r}, pilot_snr_db={self.pilot_snr_db})"

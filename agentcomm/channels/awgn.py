@@ -1,0 +1,58 @@
+r"""The additive white Gaussian noise channel :math:`y = x + n`.
+
+Noise :math:`n \sim \mathcal{CN}(0, N_0)`: variance :math:`N_0/2` per real
+dimension, :math:`N_0 = 10^{-\mathrm{SNR_{dB}}/10}` for unit-energy symbols
+(the convention of :mod:`agentcomm.channels.base`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agentcomm.channels.base import Channel, CSIMode, coefficient_shape
+
+__all__ = ["AWGN"]
+
+
+class AWGN(Channel):
+    r"""Additive white Gaussian noise: :math:`h = 1` for every symbol.
+
+    Args:
+        csi: receiver CSI mode (see :class:`~agentcomm.channels.base.Channel`); with
+            ``"perfect"`` the receiver knows :math:`h = 1`.
+        pilot_snr_db: pilot SNR in dB for ``csi="estimated"``.
+
+    Example:
+        >>> import torch
+        >>> from agentcomm.channels import AWGN, power_normalize
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = power_normalize(torch.randn(4, 8, dtype=torch.complex64, generator=g))
+        >>> out = AWGN().apply(x, snr_db=10.0, generator=g)
+        >>> out.y.shape, out.h.shape, out.noise_var.shape
+        (torch.Size([4, 8]), torch.Size([4, 1]), torch.Size([4, 1]))
+    """
+
+    block = True
+
+    def __init__(self, csi: CSIMode = "perfect", pilot_snr_db: float = 20.0) -> None:
+        super().__init__(csi=csi, pilot_snr_db=pilot_snr_db)
+
+    def generate(
+        self,
+        shape: torch.Size | tuple[int, ...],
+        generator: torch.Generator | None,
+        *,
+        dtype: torch.dtype = torch.complex64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Channel coefficients of an AWGN channel: all ones.
+
+        Args:
+            shape: shape ``[..., k]`` of the transmitted symbols.
+            generator: unused (AWGN has no fading); accepted for a uniform interface.
+            dtype: complex64 or complex128.
+            device: device of the result.
+        Returns:
+            complex ``[..., 1]`` of ones.
+        """
+        return torch.ones(coefficient_shape(shape, True, dtype), dtype=dtype, device=device)

@@ -1,0 +1,98 @@
+r"""Rayleigh fading: :math:`y = h x + n`, :math:`h \sim \mathcal{CN}(0, 1)`.
+
+Two models, named apart because they behave very differently for coded
+transmission (Tse & Viswanath, *Fundamentals of Wireless Communication*, 2005,
+ch. 3 and 5):
+
+* :class:`RayleighFastFading`: an independent coefficient for every symbol
+  (ideal interleaving); a codeword sees many fades and the ergodic capacity
+  :math:`\mathbb E\log_2(1+|h|^2\,\mathrm{SNR})` is achievable.
+* :class:`RayleighBlockFading`: one coefficient for a whole message (the
+  coherence time exceeds a message); a codeword sees one fade and fails in
+  outage when :math:`\log_2(1+|h|^2\,\mathrm{SNR})` is below its rate.
+
+:math:`|h|^2` is exponential with mean 1, so the mean received SNR equals the
+nominal SNR. Noise is :math:`\mathcal{CN}(0, N_0)` (:math:`N_0/2` per real dimension).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agentcomm.channels.base import Channel, CSIMode, coefficient_shape, complex_normal
+
+__all__ = ["RayleighBlockFading", "RayleighFastFading"]
+
+
+class RayleighFastFading(Channel):
+    r"""Rayleigh fading with an independent :math:`h \sim \mathcal{CN}(0,1)` per symbol.
+
+    Args:
+        csi: receiver CSI mode (``"perfect"``, ``"estimated"``, ``"none"``); with
+            ``"estimated"`` each symbol's coefficient gets its own pilot estimate.
+        pilot_snr_db: pilot SNR in dB for ``csi="estimated"``.
+    """
+
+    block = False
+
+    def __init__(self, csi: CSIMode = "perfect", pilot_snr_db: float = 20.0) -> None:
+        super().__init__(csi=csi, pilot_snr_db=pilot_snr_db)
+
+    def generate(
+        self,
+        shape: torch.Size | tuple[int, ...],
+        generator: torch.Generator | None,
+        *,
+        dtype: torch.dtype = torch.complex64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        r"""Sample :math:`h \sim \mathcal{CN}(0, 1)` for every symbol.
+
+        Args:
+            shape: shape ``[..., k]`` of the transmitted symbols.
+            generator: the explicit source of randomness.
+            dtype: complex64 or complex128.
+            device: device of the result.
+        Returns:
+            complex ``[..., k]``.
+        """
+        return complex_normal(
+            coefficient_shape(shape, False, dtype), generator, dtype=dtype, device=device
+        )
+
+
+class RayleighBlockFading(Channel):
+    r"""Rayleigh fading with one :math:`h \sim \mathcal{CN}(0,1)` per message (last axis).
+
+    Args:
+        csi: receiver CSI mode (``"perfect"``, ``"estimated"``, ``"none"``); with
+            ``"estimated"`` one pilot estimate covers the whole message.
+        pilot_snr_db: pilot SNR in dB for ``csi="estimated"``.
+    """
+
+    block = True
+
+    def __init__(self, csi: CSIMode = "perfect", pilot_snr_db: float = 20.0) -> None:
+        super().__init__(csi=csi, pilot_snr_db=pilot_snr_db)
+
+    def generate(
+        self,
+        shape: torch.Size | tuple[int, ...],
+        generator: torch.Generator | None,
+        *,
+        dtype: torch.dtype = torch.complex64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        r"""Sample one :math:`h \sim \mathcal{CN}(0, 1)` per message.
+
+        Args:
+            shape: shape ``[..., k]`` of the transmitted symbols.
+            generator: the explicit source of randomness.
+            dtype: complex64 or complex128.
+            device: device of the result.
+        Returns:
+            complex ``[..., 1]``, broadcast over the ``k`` symbols of a message.
+        """
+        return complex_normal(
+            coefficient_shape(shape, True, dtype), generator, dtype=dtype, device=device
+        )

@@ -1,0 +1,308 @@
+r"""The communication step of the batched world: links, messages, fusion.
+
+Shape legend: ``B`` worlds, ``N`` agents, ``S`` the shape of one belief payload
+(``(H, W)`` for grid log-odds), ``M`` messages actually put on the air in one
+exchange (only linked pairs with a positive budget, gathered with ``nonzero`` so
+no work is spent on silent links).
+
+Every message has two parts, coded separately:
+
+* a **header** with the sender's announced intent (its goal point, two
+  coordinates of up to ``intent_bits`` bits each, fewer when the budget is
+  small: :meth:`CommStack.header_bits`), sent digitally at ``header_rate``
+  bits per channel use and judged by the capacity rule
+  :math:`b/c \le \log_2(1 + |h|^2 \mathrm{SNR})` on its own fading draw;
+* a **payload**: the belief, encoded by the configured codec in the channel uses
+  that remain, :math:`k - \lceil b_\text{hdr} / r_\text{hdr} \rceil`.
+
+A packet erased by the erasure model (i.i.d., probability ``erasure_prob``)
+loses both parts. Accounting is exact: the channel uses of a message are the
+header's plus what the codec occupied, never more than the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from agentcomm.channels import IIDErasure, LogDistancePathLoss, make_channel
+from agentcomm.channels.capacity import digital_delivery
+from agentcomm.codecs import make_codec, transmit
+
+from .config import WorldConfig
+
+__all__ = ["CommStack", "Exchange", "fuse_grid"]
+
+
+@dataclass
+class Exchange:
+    """``M`` directed messages of one exchange, flattened.
+
+    Attributes:
+        env, src, dst: long ``[M]``; world index, sender, receiver (``dst = -1`` for the
+            fusion centre on an uplink, ``src = -1`` on a downlink).
+        estimate: ``[M, *S]``, the decoded payload (the prior where nothing arrived).
+        informative: bool ``[M, *S]``, cells that arrived and differ from the prior by more
+            than half the codec's quantization step (see :func:`fuse_grid`).
+        header_ok: bool ``[M]``, the intent header arrived.
+        payload_ok: bool ``[M]``, the payload arrived.
+        channel_uses: long ``[M]``, complex channel uses (header + payload).
+        bits: long ``[M]``, information bits (header + digital payload + side information).
+        intent_bits: long ``[M]``, bits per intent coordinate in the header (0: not sent).
+    """
+
+    env: torch.Tensor
+    src: torch.Tensor
+    dst: torch.Tensor
+    estimate: torch.Tensor
+    informative: torch.Tensor
+    header_ok: torch.Tensor
+    payload_ok: torch.Tensor
+    channel_uses: torch.Tensor
+    bits: torch.Tensor
+    intent_bits: torch.Tensor
+
+
+class CommStack:
+    """Channel, path loss, erasure and codec of one world, built once from its config.
+
+    Args:
+        config: the world's config.
+        source_shape: the belief payload shape ``S``, or ``None`` when only intents are sent.
+        device: where tensors live.
+    """
+
+    def __init__(
+        self,
+        config: WorldConfig,
+        source_shape: tuple[int, ...] | None,
+        device: torch.device,
+    ) -> None:
+        ch, cm = config.channel, config.comm
+        self.config = config
+        self.device = device
+        params = {"k_factor": ch.k_factor} if ch.name == "rician" else {}
+        self.channel = make_channel(ch.name, csi=ch.csi, pilot_snr_db=ch.pilot_snr_db, **params)
+        self.pathloss = LogDistancePathLoss(
+            exponent=ch.pathloss_exponent,
+            ref_distance=ch.ref_distance_m,
+            ref_loss_db=ch.ref_loss_db,
+            shadowing_std_db=ch.shadowing_std_db,
+        )
+        self.erasure = IIDErasure(ch.erasure_prob) if ch.erasure_prob > 0 else None
+        self.source_shape = source_shape
+        self.codec = None
+        if source_shape:
+            params = dict(cm.codec_params)
+            if cm.codec in ("quantized", "topk") and "range" not in params:
+                # Quantize exactly the values that can occur: grids are clipped log-odds,
+                # vector payloads are normalized to [-1, 1] by their scenario.
+                lim = cm.logodds_clip if len(source_shape) == 2 else 1.0
+                params["range"] = (-lim, lim)
+            self.codec = make_codec(cm.codec, source_shape, **params)
+        # A decoded value within half a quantization step of the prior is what an agent
+        # with no evidence about the cell would send: fusion must not count it as evidence.
+        quantizer = getattr(self.codec, "quantizer", None)
+        self.resolution = 0.5 * quantizer.step if quantizer is not None else 0.0
+
+    # ------------------------------------------------------------------ links
+    def link_snr(
+        self, pos: torch.Tensor, fc_pos: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean link SNRs from positions (path loss and shadowing, no fading).
+
+        Args:
+            pos: ``[B, N, 2]`` in cells.
+            fc_pos: ``[2]`` fusion centre position in cells.
+        Returns:
+            ``peer_snr_db [B, N, N]`` (diagonal ``-inf``) and ``fc_snr_db [B, N]``, in dB.
+        """
+        ch = self.config.channel
+        scale = ch.cell_size_m
+        diff = pos.unsqueeze(2) - pos.unsqueeze(1)
+        dist = diff.norm(dim=-1) * scale
+        fc_dist = (pos - fc_pos).norm(dim=-1) * scale
+        peer = self.pathloss.snr_db(dist, ch.tx_power_dbm, ch.noise_floor_dbm, generator)
+        if ch.shadowing_std_db > 0:
+            # Reciprocal links: one shadowing draw per unordered pair.
+            peer = torch.triu(peer, 1)
+            peer = peer + peer.transpose(1, 2)
+        eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        peer = peer.masked_fill(eye, -math.inf)
+        fc = self.pathloss.snr_db(fc_dist, ch.tx_power_dbm, ch.noise_floor_dbm, generator)
+        return peer, fc
+
+    # ------------------------------------------------------------------ messages
+    def header_bits(self, budget: torch.Tensor, intents: int) -> torch.Tensor:
+        """Bits per intent coordinate a header can use: ``min(intent_bits, floor(r k / 2m))``.
+
+        A small budget coarsens the announced intents instead of dropping them; below one
+        bit per coordinate no header (and so no message) is sent.
+
+        Args:
+            budget: long ``[M]`` channel uses.
+            intents: ``m``, intents carried by one header (1, or ``N`` on a downlink).
+        Returns:
+            long ``[M]``.
+        """
+        cm = self.config.comm
+        fit = torch.floor(budget.to(torch.float64) * cm.header_rate / (2 * intents) + 1e-9)
+        return fit.to(torch.long).clamp(0, cm.intent_bits)
+
+    def quantize_intent(self, intent: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """What a receiver learns of intents sent with ``bits [M]`` bits per coordinate.
+
+        Uniform quantization of ``[0, grid_size]`` into ``2^bits`` cells, reconstructed at the
+        cell midpoint. ``intent``: ``[M, ..., 2]`` in cells.
+        """
+        g = float(self.config.grid_size)
+        levels = torch.exp2(bits.to(intent.dtype)).view(-1, *([1] * (intent.ndim - 1)))
+        step = g / levels
+        idx = torch.floor(intent / step).clamp(max=levels - 1)
+        return (idx + 0.5) * step
+
+    def send(
+        self,
+        env: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        budget: torch.Tensor,
+        snr_db: torch.Tensor,
+        payload: torch.Tensor | None,
+        prior: torch.Tensor | float,
+        generator: torch.Generator,
+        *,
+        intents: int = 1,
+        intent: torch.Tensor | None = None,
+    ) -> Exchange:
+        """Send ``M`` messages (header + payload) and decode them.
+
+        Args:
+            env, src, dst: long ``[M]`` (bookkeeping, returned as they are).
+            budget: long ``[M]``, channel uses granted to each message (> 0).
+            snr_db: ``[M]`` mean link SNR in dB.
+            payload: ``[M, *S]`` beliefs, or ``None`` to send headers only.
+            prior: the receivers' prior for undelivered values.
+            intents: intents carried by each header.
+            intent: ``[M, 2]`` the receiver's announced goal (for intent-aware codecs).
+        """
+        m = budget.shape[0]
+        dev = budget.device
+        rate = self.config.comm.header_rate
+        q = self.header_bits(budget, intents)
+        sent = q > 0
+        hdr_bits = 2 * intents * q
+        hdr_uses = torch.ceil(hdr_bits.to(torch.float64) / rate - 1e-9).to(torch.long)
+        h = self.channel.generate((m, 1), generator, device=dev)
+        gain = (h.real.square() + h.imag.square())[:, 0].to(torch.float64)
+        snr_inst = gain * torch.pow(10.0, snr_db.to(torch.float64) / 10.0)
+        header_ok = sent & digital_delivery(hdr_bits, hdr_uses.clamp_min(1), snr_inst)
+        erased = (
+            self.erasure.sample((m,), generator)
+            if self.erasure is not None
+            else torch.zeros(m, dtype=torch.bool, device=dev)
+        )
+        header_ok &= ~erased
+        uses = hdr_uses.clone()
+        bits = hdr_bits.clone()
+        payload_ok = torch.zeros_like(sent)
+        if payload is None or self.codec is None:
+            est = torch.zeros((m, 0), device=dev)
+            return Exchange(env, src, dst, est, est.bool(), header_ok, payload_ok, uses, bits, q)
+
+        prior_t = torch.as_tensor(prior, dtype=payload.dtype, device=payload.device)
+        prior_full = torch.broadcast_to(prior_t, payload.shape)
+        estimate = prior_full.clone()
+        room = budget - hdr_uses
+        idx = (sent & (room > 0)).nonzero().squeeze(1)
+        if idx.numel() > 0:
+            tx = transmit(
+                self.codec,
+                payload[idx],
+                room[idx],
+                self.channel,
+                snr_db[idx],
+                generator,
+                intent=None if intent is None else intent[idx],
+                prior=prior_full[idx],
+            )
+            ok = tx.delivered & ~erased[idx]
+            view = (-1,) + (1,) * (payload.ndim - 1)
+            estimate[idx] = torch.where(ok.view(view), tx.estimate, prior_full[idx])
+            payload_ok[idx] = ok
+            uses[idx] += tx.channel_uses
+            bits[idx] += tx.bits + tx.side_bits
+        informative = payload_ok.view((-1,) + (1,) * (payload.ndim - 1)) & (
+            (estimate - prior_full).abs() > self.resolution
+        )
+        return Exchange(env, src, dst, estimate, informative, header_ok, payload_ok, uses, bits, q)
+
+
+def fuse_grid(
+    own: torch.Tensor,
+    ex: Exchange,
+    weights: torch.Tensor,
+    rule: str,
+    prior: float,
+) -> torch.Tensor:
+    r"""Fuse received grid beliefs into each receiver's own, batched over all messages.
+
+    Only *informative* cells take part: cells that arrived and differ from the
+    prior (and, for ``average``, the receiver's own cells that differ from it). A
+    cell at the prior (not sent, or never observed) carries no evidence, and
+    averaging it in would drag the fused belief back to the prior.
+
+    Rules, for receiver :math:`j` with received maps :math:`\hat\ell_i` and
+    weights :math:`w_{ji}` (Metropolis, :math:`w_{jj}` for itself):
+
+    * ``average`` (conservative, a weighted geometric mean of the densities;
+      the consensus step): :math:`\ell_j \leftarrow \frac{w_{jj} c_j \ell_j + \sum_i w_{ji}
+      c_i \hat\ell_i}{w_{jj} c_j + \sum_i w_{ji} c_i}` per cell, :math:`c` the informative
+      masks (unchanged where no party is informed).
+    * ``sum`` (independent log-odds product):
+      :math:`\ell_j \leftarrow \ell_j + \sum_i c_i(\hat\ell_i - \ell_0)`. Exact for
+      independent evidence, but double counts what was exchanged before.
+    * ``max``: per cell, the most confident of :math:`\ell_j` and the :math:`\hat\ell_i`
+      (largest :math:`|\ell - \ell_0|`); idempotent, so repeated exchange never inflates it.
+
+    Args:
+        own: ``[B, N, H, W]`` receivers' log-odds.
+        ex: the exchange; ``ex.dst`` indexes receivers.
+        weights: ``[B, N, N]`` fusion weights ``w[b, j, i]`` (receiver ``j``, sender ``i``).
+        rule: ``"average"``, ``"sum"`` or ``"max"``.
+        prior: :math:`\ell_0`.
+    Returns:
+        ``[B, N, H, W]``.
+    """
+    b, n = own.shape[:2]
+    cells = own[0, 0].numel()
+    flat_own = own.reshape(b * n, cells)
+    recv = ex.env * n + ex.dst
+    est = ex.estimate.reshape(-1, cells)
+    mask = ex.informative.reshape(-1, cells)
+    if rule == "sum":
+        inc = torch.where(mask, est - prior, 0.0)
+        out = flat_own.index_add(0, recv, inc)
+    elif rule == "average":
+        w = weights[ex.env, ex.dst, ex.src].unsqueeze(1).to(own.dtype)
+        w_self = torch.diagonal(weights, dim1=1, dim2=2).reshape(b * n, 1).to(own.dtype)
+        w_self = torch.where(flat_own != prior, w_self, 0.0)
+        num = (flat_own * w_self).index_add(0, recv, torch.where(mask, w * est, 0.0))
+        den = w_self.index_add(0, recv, torch.where(mask, w, 0.0))
+        out = torch.where(den > 0, num / den.clamp_min(1e-12), flat_own)
+    elif rule == "max":
+        conf = torch.where(mask, (est - prior).abs(), -1.0)
+        idx = recv.unsqueeze(1).expand_as(conf)
+        best = torch.full_like(flat_own, -1.0).scatter_reduce(0, idx, conf, "amax")
+        # The winning message's value for each (receiver, cell): scatter values whose
+        # confidence equals the best; ties hold equal confidence, take the largest value.
+        win = mask & (conf == best[recv])
+        cand = torch.where(win, est, -math.inf)
+        val = torch.full_like(flat_own, -math.inf).scatter_reduce(0, idx, cand, "amax")
+        take = best > (flat_own - prior).abs()
+        out = torch.where(take, val, flat_own)
+    else:
+        raise ValueError(f"rule={rule!r} is not allowed; choose one of ['average', 'max', 'sum']")
+    return out.reshape(own.shape)

@@ -1,0 +1,134 @@
+"""Typed configuration of the batched communication world.
+
+Units: positions and distances inside the world are in *grid cells* (the area
+is ``grid_size x grid_size`` cells of ``cell_size_m`` metres); path loss is
+computed on metres. Powers in dBm, SNRs and thresholds in dB, budgets in
+complex channel uses per link per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentcomm.config import Config, choices, rng
+
+__all__ = ["ChannelConfig", "CommConfig", "SensingConfig", "WorldConfig"]
+
+CODECS = ("raw", "quantized", "topk", "dct", "linear", "jscc", "jscc+cddm", "jscc+diffcom")
+
+
+@dataclass
+class SensingConfig(Config):
+    """A binary detector over grid cells inside a disk around the agent."""
+
+    radius: float = field(default=2.0, metadata=rng(0.0, None, low_inclusive=False))
+    """Sensing radius, in cells."""
+    pd: float = field(default=0.9, metadata=rng(0.0, 1.0, low_inclusive=False))
+    """Detection probability of an occupied cell in range."""
+    pfa: float = field(default=0.05, metadata=rng(0.0, 1.0, high_inclusive=False))
+    """False-alarm probability of an empty cell in range (must be < pd)."""
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if self.pfa >= self.pd:
+            raise ValueError(
+                f"{prefix}pfa={self.pfa} must be smaller than {prefix}pd={self.pd} "
+                "(a detector worse than chance carries no information)"
+            )
+
+
+@dataclass
+class ChannelConfig(Config):
+    """The wireless link: path loss to SNR, then a fading channel per message."""
+
+    name: str = field(
+        default="rayleigh_block",
+        metadata=choices("awgn", "rayleigh_block", "rayleigh_fast", "rician"),
+    )
+    """Channel model applied to every message."""
+    k_factor: float = field(default=4.0, metadata=rng(0.0, None))
+    """Rician K-factor (linear), used only by ``rician``."""
+    csi: str = field(default="perfect", metadata=choices("perfect", "estimated", "none"))
+    """Receiver channel knowledge."""
+    pilot_snr_db: float = field(default=20.0, metadata=rng(-30.0, 100.0))
+    tx_power_dbm: float = field(default=20.0, metadata=rng(-50.0, 60.0))
+    noise_floor_dbm: float = field(default=-90.0, metadata=rng(-200.0, 0.0))
+    pathloss_exponent: float = field(default=3.0, metadata=rng(1.0, 8.0))
+    ref_distance_m: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
+    ref_loss_db: float = field(default=40.0, metadata=rng(0.0, 200.0))
+    shadowing_std_db: float = field(default=0.0, metadata=rng(0.0, 30.0))
+    cell_size_m: float = field(default=10.0, metadata=rng(0.0, None, low_inclusive=False))
+    """Metres per grid cell, for path loss."""
+    link_threshold_db: float = field(default=0.0, metadata=rng(-50.0, 60.0))
+    """Links whose mean SNR falls below this drop out of the topology."""
+    erasure_prob: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    """I.i.d. packet loss probability on top of the fading channel."""
+
+
+@dataclass
+class CommConfig(Config):
+    """What is sent, how much, to whom, and how it is fused."""
+
+    budget: int = field(default=64, metadata=rng(0, 100_000))
+    """Complex channel uses per link per step; 0 turns communication off."""
+    codec: str = field(default="quantized", metadata=choices(*CODECS))
+    codec_params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the codec (see :mod:`agentcomm.codecs`)."""
+    intent_bits: int = field(default=6, metadata=rng(1, 24))
+    """Bits per intent coordinate in each message's header."""
+    header_rate: float = field(default=2.0, metadata=rng(0.0, 20.0, low_inclusive=False))
+    """Bits per channel use of the digitally sent header (intent)."""
+    mode: str = field(
+        default="distributed", metadata=choices("centralized", "distributed", "hybrid")
+    )
+    """Coordination: fusion centre star, peer-to-peer consensus, or both with a learned split."""
+    consensus_rounds: int = field(default=1, metadata=rng(1, 32))
+    """Peer exchange rounds per step in ``distributed`` and ``hybrid`` modes."""
+    fusion: str = field(default="latest", metadata=choices("latest", "average", "sum", "max", "ci"))
+    """Fusion of received beliefs. Grids: ``latest`` (peers send their own evidence and
+    receivers keep the latest copy of each: exact, no double counting, one hop),
+    ``average`` (consensus on fused maps, conservative, multi-hop over rounds), ``sum``
+    (double counts) or ``max`` (:func:`agentcomm.envs.comm.fuse_grid`). Gaussian tracks:
+    ``ci`` (covariance intersection), ``average`` (consensus) or ``sum`` (overconfident)."""
+    fc_position: tuple[float, float] | None = None
+    """Fusion centre position in cells; ``None`` puts it at the centre of the area."""
+    logodds_clip: float = field(default=6.0, metadata=rng(0.0, 50.0, low_inclusive=False))
+    """Beliefs are clipped to [-clip, clip] log-odds (keeps them revisable and codable)."""
+    cost_per_channel_use: float = field(default=0.0, metadata=rng(0.0, None))
+    """Team reward penalty per complex channel use spent in the step."""
+
+
+@dataclass
+class WorldConfig(Config):
+    """Configuration shared by every scenario (scenarios extend it)."""
+
+    num_agents: int = field(default=4, metadata=rng(1, 256))
+    grid_size: int = field(default=16, metadata=rng(4, 256))
+    """Side of the square area, in cells."""
+    max_steps: int = field(default=60, metadata=rng(1, 100_000))
+    """Episode length (truncation)."""
+    max_speed: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
+    """Cells per step at full velocity action."""
+    obs_map_size: int = field(default=8, metadata=rng(1, 256))
+    """Side of the max-pooled belief map in each observation."""
+    intent_max_age: int = field(default=10, metadata=rng(1, 100_000))
+    """Intent ages are reported as min(age, intent_max_age) / intent_max_age."""
+    sensing: SensingConfig = field(default_factory=SensingConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    comm: CommConfig = field(default_factory=CommConfig)
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if self.grid_size % self.obs_map_size != 0:
+            raise ValueError(
+                f"{prefix}obs_map_size={self.obs_map_size} must divide "
+                f"{prefix}grid_size={self.grid_size}"
+            )
+        fc = self.comm.fc_position
+        if fc is not None and (
+            len(fc) != 2 or not all(0.0 <= float(c) <= self.grid_size for c in fc)
+        ):
+            raise ValueError(
+                f"{prefix}comm.fc_position={fc!r} must be two coordinates in [0, {self.grid_size}]"
+            )

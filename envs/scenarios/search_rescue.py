@@ -1,0 +1,206 @@
+r"""SearchRescue-v0: multi-agent search and rescue through semantic collaboration.
+
+| | |
+|---|---|
+| Agents | ``agent_0`` ... ``agent_{N-1}`` (default N = 4), cooperative, one team reward |
+| Action space | ``Box(-1, 1, (6,), float32)``: velocity (2), intent (2), transmit (1), uplink share (1) |
+| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 103 by default (layout below) |
+| Import | ``agentcomm.make("SearchRescue-v0")`` |
+
+## Description
+Victims are hidden at random cells of a ``grid_size x grid_size`` area. The
+agents start together at a base, sense the cells within ``sensing.radius`` with
+a noisy detector (detection ``pd``, false alarm ``pfa``), keep log-odds
+occupancy beliefs, and share them over wireless links under a channel-use
+budget. A victim is rescued when an agent comes within ``rescue_radius`` of it;
+a rescue is announced to the whole team (the victim's beacon), so every belief
+marks that cell clear. What must travel over the links is the search itself:
+where teammates have looked, what they detected, and where they are heading.
+
+## Observation Space
+The base world layout (:meth:`agentcomm.envs.world.CommWorld.observation`),
+then an egocentric ``crop_size x crop_size`` crop of the fused belief at full
+resolution (probabilities scaled to [-1, 1], outside the area = -1) and the
+fraction of victims rescued (scaled).
+
+## Rewards
+Team reward per step, shared by every agent:
+
+.. math::
+
+    r_t = R_\text{rescue}\, n^\text{new}_t
+          + \lambda_\text{info} \frac1N \sum_i \big(\mathcal H(b^i_{t-1}) - \mathcal H(b^i_t)\big)
+          - c \sum_i k^i_t
+
+with :math:`n^\text{new}_t` victims rescued this step, :math:`\mathcal H` the
+total belief entropy in bits, :math:`k^i_t` the channel uses of agent
+:math:`i` and :math:`c` = ``comm.cost_per_channel_use``.
+
+## Starting State
+Agents at ``base`` (default: the area's centre, jittered by up to half a
+cell); victims at distinct uniformly drawn cells, none within
+``rescue_radius`` of the base; beliefs at the prior
+:math:`\ell_0 = \log\frac{p_0}{1-p_0}`, :math:`p_0 = V / (H W)`.
+
+## Episode End
+Terminated when every victim is rescued (success); truncated after
+``max_steps``.
+
+## Arguments
+:class:`SearchRescueConfig` fields (and every :class:`~agentcomm.envs.config.WorldConfig` field).
+
+## Version History
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from agentcomm.beliefs import entropy
+from agentcomm.config import rng
+
+from ..config import WorldConfig
+from ..world import CommWorld
+
+__all__ = ["SearchRescue", "SearchRescueConfig"]
+
+
+@dataclass
+class SearchRescueConfig(WorldConfig):
+    max_steps: int = field(default=30, metadata=rng(1, 100_000))
+    num_victims: int = field(default=3, metadata=rng(1, 1024))
+    rescue_radius: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
+    """Distance in cells within which an agent rescues a victim."""
+    rescue_reward: float = field(default=10.0, metadata=rng(0.0, None))
+    info_gain_weight: float = field(default=0.05, metadata=rng(0.0, None))
+    """Reward per bit of mean belief-entropy reduction."""
+    base: tuple[float, float] | None = None
+    """Start position of every agent in cells; ``None``: the area's centre."""
+    crop_size: int = field(default=5, metadata=rng(1, 63))
+    """Side of the egocentric full-resolution belief crop in the observation (odd)."""
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if self.comm.fusion == "ci":
+            raise ValueError(
+                f"{prefix}comm.fusion='ci' is for Gaussian tracks; grid beliefs allow "
+                "['average', 'latest', 'max', 'sum']"
+            )
+        if self.crop_size % 2 == 0:
+            raise ValueError(f"{prefix}crop_size={self.crop_size} must be odd")
+        if self.num_victims >= self.grid_size**2 // 2:
+            raise ValueError(
+                f"{prefix}num_victims={self.num_victims} must be below half the cells "
+                f"({self.grid_size**2 // 2})"
+            )
+        if self.base is not None and (
+            len(self.base) != 2 or not all(0.0 <= float(c) < self.grid_size for c in self.base)
+        ):
+            raise ValueError(
+                f"{prefix}base={self.base!r} must be two coordinates in [0, {self.grid_size})"
+            )
+
+
+class SearchRescue(CommWorld):
+    """Batched SearchRescue-v0 world (see the module docstring)."""
+
+    env_id = "SearchRescue-v0"
+    config_cls = SearchRescueConfig
+    config: SearchRescueConfig
+
+    def _prior_logodds(self) -> float:
+        p0 = self.config.num_victims / self.grid**2
+        return math.log(p0 / (1.0 - p0))
+
+    def _allocate(self) -> None:
+        super()._allocate()
+        b, v, dev = self.num_envs, self.config.num_victims, self.device
+        self.victim_cell = torch.zeros(b, v, dtype=torch.long, device=dev)
+        self.victim_pos = torch.zeros(b, v, 2, device=dev)
+        self.rescued = torch.zeros(b, v, dtype=torch.bool, device=dev)
+        r = self.config.crop_size // 2
+        d = torch.arange(-r, r + 1, device=dev)
+        self._crop_offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)
+
+    # ------------------------------------------------------------------ reset
+    def _reset_scenario(self, mask: torch.Tensor) -> None:
+        cfg, g, dev = self.config, self.grid, self.device
+        b, n, v = self.num_envs, self.num_agents, cfg.num_victims
+        base = torch.tensor(cfg.base if cfg.base is not None else (g / 2, g / 2), device=dev)
+        jitter = torch.rand(b, n, 2, generator=self.generator, device=dev) - 0.5
+        pos = (base + jitter).clamp(0.0, g - 1e-4)
+        centres = self._cell_centres()
+        # Distinct victim cells away from the base: top-V of random keys, excluded cells last.
+        keys = torch.rand(b, g * g, generator=self.generator, device=dev)
+        near_base = (centres - base).norm(dim=-1) <= cfg.rescue_radius + 0.5
+        keys = keys.masked_fill(near_base, -1.0)
+        cells = keys.topk(v, dim=1).indices
+        m1 = mask.view(-1, 1)
+        self.pos = torch.where(m1.unsqueeze(-1), pos, self.pos)
+        self.victim_cell = torch.where(m1, cells, self.victim_cell)
+        self.victim_pos = centres[self.victim_cell]
+        self.rescued = self.rescued & ~m1
+
+    def _cell_centres(self) -> torch.Tensor:
+        g = self.grid
+        idx = torch.arange(g, device=self.device, dtype=torch.float32) + 0.5
+        return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(g * g, 2)
+
+    # ------------------------------------------------------------------ dynamics
+    def _true_map(self) -> torch.Tensor:
+        b, g = self.num_envs, self.grid
+        occ = torch.zeros(b, g * g, dtype=torch.bool, device=self.device)
+        occ.scatter_(1, self.victim_cell, ~self.rescued)
+        return occ.view(b, g, g)
+
+    def _scenario_step(self) -> torch.Tensor:
+        cfg = self.config
+        dist = (self.pos.unsqueeze(2) - self.victim_pos.unsqueeze(1)).norm(dim=-1)  # [B,N,V]
+        reach = dist <= cfg.rescue_radius
+        new = reach.any(1) & ~self.rescued
+        self.rescued = self.rescued | new
+        # A rescue is announced to the whole team (the victim's beacon): every belief, and the
+        # fusion centre's copies, mark the cell clear, so no stale evidence pulls agents back.
+        if bool(new.any()):
+            e, k = new.nonzero(as_tuple=True)
+            self.clear_cells(e, self.victim_cell[e, k])
+        return cfg.rescue_reward * new.sum(1).float()
+
+    def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
+        after = self.belief
+        w = self.config.info_gain_weight
+        if w == 0:
+            return torch.zeros(self.num_envs, device=self.device)
+        drop = entropy(before, reduction="sum") - entropy(after, reduction="sum")  # [B, N]
+        return w * drop.mean(1)
+
+    def _success(self) -> torch.Tensor:
+        return self.rescued.all(1)
+
+    # ------------------------------------------------------------------ observation
+    def _scenario_obs_dim(self) -> int:
+        return self.config.crop_size**2 + 1
+
+    def _scenario_obs(self) -> torch.Tensor:
+        b, n, g = self.num_envs, self.num_agents, self.grid
+        cell = self.pos.floor().long()  # [B, N, 2]
+        idx = cell.unsqueeze(2) + self._crop_offsets  # [B, N, C, 2]
+        inside = ((idx >= 0) & (idx < g)).all(-1)
+        flat = (idx[..., 0].clamp(0, g - 1) * g + idx[..., 1].clamp(0, g - 1)).view(b, n, -1)
+        prob = torch.sigmoid(self.belief.view(b, n, g * g).gather(2, flat))
+        crop = torch.where(inside, prob * 2 - 1, -1.0)
+        frac = self.rescued.float().mean(1).view(b, 1, 1).expand(b, n, 1)
+        return torch.cat([crop, frac * 2 - 1], dim=-1)
+
+    def _scenario_state_dim(self) -> int:
+        return 3 * self.config.num_victims
+
+    def _scenario_state(self) -> torch.Tensor:
+        b, g = self.num_envs, float(self.grid)
+        return torch.cat(
+            [(self.victim_pos / g * 2 - 1).reshape(b, -1), self.rescued.float() * 2 - 1], dim=-1
+        )

@@ -1,0 +1,341 @@
+r"""TargetTracking-v0: cooperative tracking of moving targets with Gaussian beliefs.
+
+| | |
+|---|---|
+| Agents | ``agent_0`` ... ``agent_{N-1}`` (default N = 4), cooperative, one team reward |
+| Action space | ``Box(-1, 1, (6,), float32)``: velocity (2), intent (2), transmit (1), uplink share (1) |
+| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 35 by default (layout below) |
+| Import | ``agentcomm.make("TargetTracking-v0")`` |
+
+## Description
+``T`` targets move with nearly constant velocity (white acceleration noise,
+speed capped at ``target_max_speed``, reflected at the borders). An agent
+detects a target inside ``sensing.radius`` with probability ``sensing.pd``
+and measures its position with Gaussian noise of std ``meas_std`` cells;
+target identities are known (no data association). Every agent runs a
+Kalman filter per target (state ``[row, col, v_row, v_col]``) and shares it:
+each target's message holds the mean and the log-variances of the diagonal,
+normalized to ``[-1, 1]`` (8 numbers per target). A receiver rebuilds the
+covariance as ``2 diag(P)``, which bounds ``P`` from above because the
+position-velocity blocks are 2x2 (:math:`P \preceq 2\,\mathrm{diag}(P)`), so the
+transmitted track stays consistent. Received tracks are fused by covariance
+intersection (``comm.fusion="ci"``, the default), consensus averaging
+(``"average"``), or the naive information sum (``"sum"``, overconfident).
+
+## Observation Space
+The base world layout without a belief map, then per target: the fused
+estimate's position relative to the agent (2, /grid_size), its velocity (2,
+/target_max_speed) and its position standard deviation (1, log-scaled).
+
+## Rewards
+.. math::
+
+    r_t = -\frac{1}{N T G}\sum_{i, \tau} \lVert \hat p^{\,i}_\tau - p_\tau \rVert
+          - c \sum_i k^i_t
+
+## Starting State
+Agents and targets uniform in the area; target speeds uniform up to the cap;
+tracks at the area's centre with a covariance covering the whole area.
+
+## Episode End
+Truncated after ``max_steps`` (no early termination). ``success`` becomes True
+once the team-mean position error has been below ``error_threshold`` cells
+for at least ``success_fraction`` of ``max_steps`` steps.
+
+## Arguments
+:class:`TargetTrackingConfig` fields (and every :class:`~agentcomm.envs.config.WorldConfig` field).
+
+## Version History
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from agentcomm.beliefs import (
+    GaussianBelief,
+    constant_velocity_model,
+    covariance_intersection,
+    kalman_predict,
+    kalman_update,
+    position_measurement_model,
+)
+from agentcomm.config import rng
+
+from ..comm import Exchange
+from ..config import CommConfig, SensingConfig, WorldConfig
+from ..world import CommWorld
+
+__all__ = ["TargetTracking", "TargetTrackingConfig"]
+
+_LOGVAR_LO, _LOGVAR_HI = -4.0, 8.0  # log-variance range carried by a message (natural log)
+
+
+def _tracking_comm() -> CommConfig:
+    return CommConfig(fusion="ci", budget=64)
+
+
+@dataclass
+class TargetTrackingConfig(WorldConfig):
+    max_steps: int = field(default=60, metadata=rng(1, 100_000))
+    num_targets: int = field(default=2, metadata=rng(1, 64))
+    target_max_speed: float = field(default=0.4, metadata=rng(0.0, None, low_inclusive=False))
+    """Cells per step."""
+    accel_std: float = field(default=0.05, metadata=rng(0.0, None, low_inclusive=False))
+    """Std of the targets' random acceleration, cells per step squared."""
+    meas_std: float = field(default=0.5, metadata=rng(0.0, None, low_inclusive=False))
+    """Position measurement noise std, cells."""
+    error_threshold: float = field(default=1.5, metadata=rng(0.0, None, low_inclusive=False))
+    """Team-mean position error (cells) below which a step counts as tracked."""
+    success_fraction: float = field(default=0.6, metadata=rng(0.0, 1.0, low_inclusive=False))
+    """Fraction of ``max_steps`` that must be tracked for success."""
+    sensing: SensingConfig = field(default_factory=lambda: SensingConfig(radius=3.0))
+    comm: CommConfig = field(default_factory=_tracking_comm)
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if self.comm.fusion in ("max", "latest"):
+            raise ValueError(
+                f"{prefix}comm.fusion={self.comm.fusion!r} is for grids; Gaussian tracks allow "
+                "['average', 'ci', 'sum']"
+            )
+
+
+class TargetTracking(CommWorld):
+    """Batched TargetTracking-v0 world (see the module docstring)."""
+
+    env_id = "TargetTracking-v0"
+    config_cls = TargetTrackingConfig
+    config: TargetTrackingConfig
+    belief_kind = "vector"
+
+    def _payload_shape(self) -> tuple[int, ...]:
+        return (self.config.num_targets, 8)
+
+    def _payload_prior(self) -> float:
+        return 0.0
+
+    def _allocate(self) -> None:
+        super()._allocate()
+        cfg = self.config
+        b, n, t, dev = self.num_envs, self.num_agents, cfg.num_targets, self.device
+        self.target = torch.zeros(b, t, 4, device=dev)
+        self.track_mean = torch.zeros(b, n, t, 4, device=dev)
+        self.track_cov = torch.zeros(b, n, t, 4, 4, device=dev)
+        self.fc_mean = torch.zeros(b, t, 4, device=dev)
+        self.fc_cov = torch.zeros(b, t, 4, 4, device=dev)
+        self.tracked_steps = torch.zeros(b, dtype=torch.long, device=dev)
+        # The filters' model: unit time step; accel_std^2 is the white-acceleration PSD.
+        self._F, self._Q = constant_velocity_model(1.0, cfg.accel_std**2, device=dev)
+        self._H, self._R = position_measurement_model(cfg.meas_std, device=dev)
+        g, v = float(self.grid), cfg.target_max_speed
+        self._prior_cov = torch.diag(
+            torch.tensor([g * g / 12, g * g / 12, v * v, v * v], device=dev)
+        )
+        self._prior_mean = torch.tensor([g / 2, g / 2, 0.0, 0.0], device=dev)
+
+    # ------------------------------------------------------------------ reset
+    def _reset_scenario(self, mask: torch.Tensor) -> None:
+        cfg, g, dev, gen = self.config, float(self.grid), self.device, self.generator
+        b, n, t = self.num_envs, self.num_agents, cfg.num_targets
+        pos = torch.rand(b, n, 2, generator=gen, device=dev) * g
+        tpos = torch.rand(b, t, 2, generator=gen, device=dev) * g
+        angle = torch.rand(b, t, generator=gen, device=dev) * 2 * math.pi
+        speed = torch.rand(b, t, generator=gen, device=dev) * cfg.target_max_speed
+        tvel = torch.stack([angle.cos(), angle.sin()], -1) * speed.unsqueeze(-1)
+        m2, m3 = mask.view(-1, 1, 1), mask.view(-1, 1, 1, 1)
+        self.pos = torch.where(m2, pos.clamp(0.0, g - 1e-4), self.pos)
+        self.target = torch.where(m2, torch.cat([tpos, tvel], -1), self.target)
+        self.track_mean = torch.where(m3, self._prior_mean, self.track_mean)
+        self.track_cov = torch.where(mask.view(-1, 1, 1, 1, 1), self._prior_cov, self.track_cov)
+        self.fc_mean = torch.where(m2, self._prior_mean, self.fc_mean)
+        self.fc_cov = torch.where(m3, self._prior_cov, self.fc_cov)
+        self.tracked_steps = torch.where(mask, 0, self.tracked_steps)
+
+    # ------------------------------------------------------------------ dynamics
+    def _scenario_step(self) -> torch.Tensor:
+        cfg, g, gen, dev = self.config, float(self.grid), self.generator, self.device
+        b, n, t = self.num_envs, self.num_agents, cfg.num_targets
+        # Targets: constant velocity + white acceleration, speed cap, reflection at borders.
+        acc = torch.randn(b, t, 2, generator=gen, device=dev) * cfg.accel_std
+        vel = self.target[..., 2:] + acc
+        speed = vel.norm(dim=-1, keepdim=True)
+        vel = vel * (cfg.target_max_speed / speed.clamp_min(cfg.target_max_speed))
+        p = self.target[..., :2] + vel
+        low, high = p < 0, p > g
+        p = torch.where(low, -p, torch.where(high, 2 * g - p, p))
+        vel = torch.where(low | high, -vel, vel)
+        self.target = torch.cat([p.clamp(0.0, g), vel], -1)
+        # Filters: predict, then update with the agent's own detections.
+        belief = kalman_predict(GaussianBelief(self.track_mean, self.track_cov), self._F, self._Q)
+        dist = (self.pos.unsqueeze(2) - p.unsqueeze(1)).norm(dim=-1)  # [B, N, T]
+        detect = (dist <= cfg.sensing.radius) & (
+            torch.rand(b, n, t, generator=gen, device=dev) < cfg.sensing.pd
+        )
+        z = p.unsqueeze(1) + torch.randn(b, n, t, 2, generator=gen, device=dev) * cfg.meas_std
+        belief = kalman_update(belief, z, self._H, self._R, valid_mask=detect)
+        self.track_mean, self.track_cov = belief.mean, belief.cov
+        fc = kalman_predict(GaussianBelief(self.fc_mean, self.fc_cov), self._F, self._Q)
+        self.fc_mean, self.fc_cov = fc.mean, fc.cov
+        return torch.zeros(b, device=dev)  # the error term is added after fusion
+
+    def _after_comm(self) -> None:
+        err = self._errors()  # [B, N, T]
+        tracked = err.mean(dim=(1, 2)) < self.config.error_threshold
+        self.tracked_steps = self.tracked_steps + tracked.long()
+
+    def _errors(self) -> torch.Tensor:
+        return (self.track_mean[..., :2] - self.target[:, None, :, :2]).norm(dim=-1)
+
+    def _belief_error(self) -> torch.Tensor:
+        return self._errors().mean(-1)
+
+    def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
+        # The tracking-error term of the reward (module docstring).
+        return -self._errors().mean(dim=(1, 2)) / self.grid
+
+    def _success(self) -> torch.Tensor:
+        need = math.ceil(self.config.success_fraction * self.config.max_steps)
+        return self.tracked_steps >= need
+
+    def _terminates_on_success(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ messages
+    def _encode_tracks(self, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+        """``[..., T, 4]``, ``[..., T, 4, 4]`` -> the ``[..., T, 8]`` payload in [-1, 1]."""
+        g, v = float(self.grid), self.config.target_max_speed
+        scale = torch.tensor([g, g, 2 * v, 2 * v], device=self.device)
+        offset = torch.tensor([0.0, 0.0, -v, -v], device=self.device)
+        m = ((mean - offset) / scale * 2 - 1).clamp(-1, 1)
+        logvar = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(1e-12).log()
+        lv = ((logvar - _LOGVAR_LO) / (_LOGVAR_HI - _LOGVAR_LO) * 2 - 1).clamp(-1, 1)
+        return torch.cat([m, lv], -1)
+
+    def _decode_tracks(self, payload: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g, v = float(self.grid), self.config.target_max_speed
+        scale = torch.tensor([g, g, 2 * v, 2 * v], device=self.device)
+        offset = torch.tensor([0.0, 0.0, -v, -v], device=self.device)
+        mean = (payload[..., :4].clamp(-1, 1) + 1) / 2 * scale + offset
+        logvar = (payload[..., 4:].clamp(-1, 1) + 1) / 2 * (_LOGVAR_HI - _LOGVAR_LO) + _LOGVAR_LO
+        # 2 diag(P) >= P for the 2x2 position-velocity blocks: a consistent upper bound.
+        cov = torch.diag_embed(2.0 * logvar.exp())
+        return mean, cov
+
+    def _peer_payload(self, env: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        return self._encode_tracks(self.track_mean[env, src], self.track_cov[env, src])
+
+    _uplink_payload = _peer_payload
+
+    def _fuse(
+        self,
+        own_mean: torch.Tensor,
+        own_cov: torch.Tensor,
+        mean: torch.Tensor,
+        cov: torch.Tensor,
+        ok: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse own tracks ``[R, T, 4]`` with up to ``S`` received ``[R, S, T, 4]`` (``ok [R, S]``).
+
+        Missing messages get zero weight (``average``/``sum``) or an uninformative
+        covariance (``ci``), so one batched call covers every receiver.
+        """
+        rule = self.config.comm.fusion
+        means = torch.cat([own_mean.unsqueeze(1), mean], 1)  # [R, 1+S, T, 4]
+        covs = torch.cat([own_cov.unsqueeze(1), cov], 1)
+        present = torch.cat([torch.ones_like(ok[:, :1]), ok], 1)  # [R, 1+S]
+        # Missing messages: an uninformative track (zero information), so no rule counts it.
+        big = torch.eye(4, device=self.device) * 1e6
+        covs = torch.where(present[..., None, None, None], covs, big)
+        if rule == "ci":
+            fused, _ = covariance_intersection(
+                means.transpose(1, 2), covs.transpose(1, 2), criterion="trace", iterations=30
+            )
+            return fused.mean, fused.cov
+        info = torch.linalg.inv(covs)
+        w = present.float() if rule == "sum" else weights * present.float()
+        if rule == "average":
+            w = w / w.sum(1, keepdim=True)
+        w = w[..., None, None, None]
+        p_inv = (w * info).sum(1)
+        cov_out = torch.linalg.inv(p_inv)
+        mean_out = (cov_out @ (w * info @ means.unsqueeze(-1)).sum(1)).squeeze(-1)
+        return mean_out, 0.5 * (cov_out + cov_out.transpose(-1, -2))
+
+    def _fuse_peer(self, ex: Exchange, weights: torch.Tensor) -> None:
+        b, n, t = self.num_envs, self.num_agents, self.config.num_targets
+        mean, cov = self._decode_tracks(ex.estimate)
+        rmean = torch.zeros(b, n, n, t, 4, device=self.device)
+        rcov = torch.zeros(b, n, n, t, 4, 4, device=self.device)
+        ok = torch.zeros(b, n, n, dtype=torch.bool, device=self.device)
+        rmean[ex.env, ex.dst, ex.src] = mean
+        rcov[ex.env, ex.dst, ex.src] = cov
+        ok[ex.env, ex.dst, ex.src] = ex.payload_ok
+        w_self = torch.diagonal(weights, dim1=1, dim2=2).unsqueeze(-1)
+        w = torch.cat([w_self, weights], -1).reshape(b * n, n + 1)
+        m, c = self._fuse(
+            self.track_mean.reshape(b * n, t, 4),
+            self.track_cov.reshape(b * n, t, 4, 4),
+            rmean.reshape(b * n, n, t, 4),
+            rcov.reshape(b * n, n, t, 4, 4),
+            ok.reshape(b * n, n),
+            w,
+        )
+        self.track_mean, self.track_cov = m.view(b, n, t, 4), c.view(b, n, t, 4, 4)
+
+    def _fc_ingest(self, ex: Exchange) -> None:
+        b, n, t = self.num_envs, self.num_agents, self.config.num_targets
+        mean, cov = self._decode_tracks(ex.estimate)
+        rmean = torch.zeros(b, n, t, 4, device=self.device)
+        rcov = torch.zeros(b, n, t, 4, 4, device=self.device)
+        ok = torch.zeros(b, n, dtype=torch.bool, device=self.device)
+        rmean[ex.env, ex.src] = mean
+        rcov[ex.env, ex.src] = cov
+        ok[ex.env, ex.src] = ex.payload_ok
+        w = torch.ones(b, n + 1, device=self.device)
+        self.fc_mean, self.fc_cov = self._fuse(self.fc_mean, self.fc_cov, rmean, rcov, ok, w)
+
+    def _fc_payload(self) -> torch.Tensor:
+        return self._encode_tracks(self.fc_mean, self.fc_cov)
+
+    def _apply_downlink(self, ex: Exchange) -> None:
+        mean, cov = self._decode_tracks(ex.estimate)
+        env, dst = ex.env, ex.dst
+        w = torch.ones(env.shape[0], 2, device=self.device)
+        m, c = self._fuse(
+            self.track_mean[env, dst],
+            self.track_cov[env, dst],
+            mean.unsqueeze(1),
+            cov.unsqueeze(1),
+            ex.payload_ok.unsqueeze(1),
+            w,
+        )
+        self.track_mean[env, dst], self.track_cov[env, dst] = m, c
+
+    # ------------------------------------------------------------------ observation
+    def _scenario_obs_dim(self) -> int:
+        return 5 * self.config.num_targets
+
+    def _scenario_obs(self) -> torch.Tensor:
+        b, n, g = self.num_envs, self.num_agents, float(self.grid)
+        rel = (self.track_mean[..., :2] - self.pos.unsqueeze(2)) / g
+        vel = self.track_mean[..., 2:] / self.config.target_max_speed
+        var = torch.diagonal(self.track_cov, dim1=-2, dim2=-1)[..., :2].mean(-1)
+        std = (0.5 * var.clamp_min(1e-6).log() / math.log(g)).unsqueeze(-1)
+        return torch.cat([rel, vel, std], -1).reshape(b, n, -1)
+
+    def _scenario_state_dim(self) -> int:
+        return 4 * self.config.num_targets
+
+    def _scenario_state(self) -> torch.Tensor:
+        b, g, v = self.num_envs, float(self.grid), self.config.target_max_speed
+        scaled = torch.cat([self.target[..., :2] / g * 2 - 1, self.target[..., 2:] / v], -1)
+        return scaled.reshape(b, -1)
+
+    def _true_map(self) -> torch.Tensor:
+        raise RuntimeError("TargetTracking has no occupancy map")

@@ -1,0 +1,144 @@
+"""Save and load diffusion policies as ``model.safetensors`` + ``config.json`` (no pickle).
+
+Layout of a checkpoint directory::
+
+    model.safetensors   every weight; a DPPO export holds ``base.*`` (frozen) and
+                        ``actor_ft.*`` (fine-tuned) together, plus ``eval_noise``
+    config.json         {"format_version": 1, "kind": "diffusion" | "dppo",
+                         "policy": DiffusionConfig fields, "metadata": caller's dict}
+
+Both files are written to a temporary file in the same directory and moved into place
+with ``os.replace`` (atomic on POSIX), so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from safetensors.torch import load_file, save_file
+
+from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy, DPPOPolicy
+
+__all__ = ["FORMAT_VERSION", "load_policy", "read_config", "save_policy"]
+
+FORMAT_VERSION = 1
+_WEIGHTS = "model.safetensors"
+_CONFIG = "config.json"
+PolicyKind = Literal["diffusion", "dppo"]
+_KINDS: dict[PolicyKind, type] = {"diffusion": DiffusionPolicy, "dppo": DPPOPolicy}
+
+
+def _kind_of(policy: DiffusionPolicy | DPPOPolicy) -> PolicyKind:
+    for kind, cls in _KINDS.items():
+        if type(policy) is cls:
+            return kind
+    raise ValueError(
+        f"policy of type {type(policy).__name__} cannot be saved; expected DiffusionPolicy "
+        "or DPPOPolicy"
+    )
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_policy(
+    path_dir: str | os.PathLike,
+    policy: DiffusionPolicy | DPPOPolicy,
+    config: Mapping[str, object] | None = None,
+) -> Path:
+    """Write ``policy`` to ``path_dir`` (created if missing).
+
+    Args:
+        path_dir: Checkpoint directory.
+        policy: A ``DiffusionPolicy`` or ``DPPOPolicy`` (saved with both copies).
+        config: Extra JSON-serialisable metadata stored under ``"metadata"`` (e.g. the
+            training config); not used when loading.
+
+    Returns:
+        The checkpoint directory.
+    """
+    kind = _kind_of(policy)
+    path = Path(path_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "policy": policy.config.to_dict(),
+        "metadata": dict(config or {}),
+    }
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    _atomic_write(path / _WEIGHTS, lambda tmp: save_file(tensors, tmp))
+    _atomic_write(path / _CONFIG, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def read_config(path_dir: str | os.PathLike) -> dict[str, object]:
+    """Read a checkpoint's ``config.json`` (``kind``, ``policy``, ``metadata``)."""
+    path = Path(path_dir) / _CONFIG
+    if not path.is_file():
+        raise ValueError(f"path_dir={str(path_dir)!r} holds no {_CONFIG}; not a policy checkpoint")
+    meta = json.loads(path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint format_version={meta.get('format_version')!r}; "
+            f"this code reads {FORMAT_VERSION}"
+        )
+    if meta.get("kind") not in _KINDS:
+        raise ValueError(f"checkpoint kind={meta.get('kind')!r}; allowed {sorted(_KINDS)}")
+    return meta
+
+
+def load_policy(
+    path_dir: str | os.PathLike,
+    expected_config: Mapping[str, object] | None = None,
+) -> DiffusionPolicy | DPPOPolicy:
+    """Load a policy written by ``save_policy``.
+
+    Args:
+        path_dir: Checkpoint directory.
+        expected_config: Values the checkpoint must have, keyed by ``"kind"`` and/or
+            ``DiffusionConfig`` field names (e.g. ``{"kind": "dppo", "obs_dim": 12}``).
+
+    Returns:
+        The policy on CPU, in eval mode.
+
+    Raises:
+        ValueError: If the checkpoint's values differ from ``expected_config`` (naming
+            every differing key), a key is unknown, or the weights do not fit the config.
+    """
+    meta = read_config(path_dir)
+    stored = {"kind": meta["kind"], **meta["policy"]}
+    if expected_config:
+        unknown = sorted(set(expected_config) - set(stored))
+        if unknown:
+            raise ValueError(f"expected_config has unknown key(s) {unknown}")
+        diff = {k: (v, stored[k]) for k, v in expected_config.items() if stored[k] != v}
+        if diff:
+            detail = ", ".join(
+                f"{k}: expected {e!r}, checkpoint has {s!r}" for k, (e, s) in diff.items()
+            )
+            raise ValueError(f"checkpoint at {str(path_dir)!r} does not match ({detail})")
+    config = DiffusionConfig.from_dict(meta["policy"])
+    policy = (
+        DiffusionPolicy.from_config(config) if meta["kind"] == "diffusion" else DPPOPolicy(config)
+    )
+    state = load_file(str(Path(path_dir) / _WEIGHTS))
+    try:
+        policy.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"weights in {str(path_dir)!r} do not fit its config.json: {err}") from err
+    return policy.eval()

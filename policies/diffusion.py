@@ -1,0 +1,517 @@
+"""Observation-conditioned diffusion policies with per-step Gaussian likelihoods.
+
+Shape legend: ``B`` flat batch (env batch x agents), ``K`` DDPM denoising steps, ``S``
+steps of the sampler in use (``K`` for DDPM, ``ddim_steps`` for DDIM), ``K'`` fine-tuned
+(last) denoising steps, ``Da`` action dim, ``Do`` observation dim.
+
+The denoising chain is ``x^(S) ~ N(0, I) -> x^(S-1) -> ... -> x^(0)``; the action is
+``clip(x^(0), -1, 1)``. Each step is Gaussian, ``x^(k-1) ~ N(mu_theta(x^(k), k, o), s_k^2 I)``,
+which is what DPPO (Ren et al., "Diffusion Policy Policy Optimization", ICLR 2025, Sec. 4)
+treats as an inner MDP: the policy-gradient likelihood of an environment action is the
+product of the Gaussian likelihoods of the last ``K'`` denoising steps.
+
+Schedules (``betas``, ``alphas_cumprod``, DDIM timesteps) come from diffusers; the step
+means and standard deviations are computed here from precomputed tables because diffusers'
+``step()`` returns neither the mean nor the std, and rejects per-sample timesteps
+(NOTES.md). The DDPM step is Ho et al. (2020), Eq. 6-7; the DDIM step is Song et al.
+(2021), Eq. 12 and 16, with ``eps`` re-derived from the clipped ``x0`` (diffusers'
+``use_clipped_model_output=True``).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from agentcomm._checks import check_choice, check_range, check_tensor
+from agentcomm.policies.networks import ResidualMLPDenoiser
+
+__all__ = [
+    "ARCHITECTURE_KEYS",
+    "DPPOPolicy",
+    "DiffusionConfig",
+    "DiffusionPolicy",
+    "SampleOutput",
+    "SamplerMode",
+    "gaussian_logprob",
+]
+
+SamplerMode = Literal["ddpm", "ddim"]
+BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
+
+#: Config keys that define the network and the training schedule; a fine-tuned copy must
+#: keep them (the sampling keys, e.g. the std floors, may change for fine-tuning).
+ARCHITECTURE_KEYS = (
+    "obs_dim",
+    "action_dim",
+    "denoising_steps",
+    "beta_schedule",
+    "hidden",
+    "depth",
+    "time_embed_dim",
+)
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Configuration of a diffusion policy; round-trips through ``to_dict``/``from_dict``.
+
+    Attributes:
+        obs_dim: ``Do``.
+        action_dim: ``Da``; actions live in ``[-1, 1]^Da``.
+        denoising_steps: ``K``, DDPM training steps.
+        ddim_steps: ``S`` for the few-step DDIM sampler, ``1 <= S <= K``.
+        ft_denoising_steps: ``K'``, the last steps whose likelihood is recorded and
+            fine-tuned; ``K' <= K`` (and ``K' <= S`` to sample with DDIM).
+        beta_schedule: diffusers beta schedule name.
+        hidden, depth, time_embed_dim: ``ResidualMLPDenoiser`` sizes.
+        min_sampling_std: Floor on each step's sampling std (exploration noise; DPPO
+            Sec. 5 clips it from below so that the near-deterministic last steps still
+            explore). ``0`` samples the plain DDPM/DDIM chain.
+        min_logprob_std: Floor on the std used in the step likelihoods; keeps the
+            likelihood ratios of near-deterministic steps well conditioned. Must be > 0.
+        noise_clip: Each step's standard-normal noise is clipped to ``[-c, c]``.
+        ddim_eta: DDIM ``eta`` (0: deterministic DDIM; 1: DDPM-like variance).
+        eval_noise_seed: Seed of the fixed initial noise used by deterministic sampling.
+    """
+
+    obs_dim: int
+    action_dim: int
+    denoising_steps: int = 20
+    ddim_steps: int = 5
+    ft_denoising_steps: int = 5
+    beta_schedule: BetaSchedule = "squaredcos_cap_v2"
+    hidden: int = 256
+    depth: int = 3
+    time_embed_dim: int = 32
+    min_sampling_std: float = 0.1
+    min_logprob_std: float = 0.1
+    noise_clip: float = 3.0
+    ddim_eta: float = 1.0
+    eval_noise_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "obs_dim",
+            "action_dim",
+            "denoising_steps",
+            "ddim_steps",
+            "ft_denoising_steps",
+        ):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("hidden", self.hidden, 1)
+        _check_int("depth", self.depth, 0)
+        _check_int("time_embed_dim", self.time_embed_dim, 2)
+        _check_int("eval_noise_seed", self.eval_noise_seed, 0)
+        check_range("ddim_steps", self.ddim_steps, 1, self.denoising_steps)
+        check_range("ft_denoising_steps", self.ft_denoising_steps, 1, self.denoising_steps)
+        check_choice("beta_schedule", self.beta_schedule, BetaSchedule.__args__)
+        check_range("min_sampling_std", self.min_sampling_std, 0.0)
+        check_range("min_logprob_std", self.min_logprob_std, 0.0, low_inclusive=False)
+        check_range("noise_clip", self.noise_clip, 0.0, low_inclusive=False)
+        check_range("ddim_eta", self.ddim_eta, 0.0, 1.0)
+        if self.time_embed_dim % 2:
+            raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> DiffusionConfig:
+        """Build from a dict; unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DiffusionConfig key(s) {unknown}; allowed {sorted(known)}")
+        return cls(**data)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}={value!r} must be an int")
+    check_range(name, value, low)
+
+
+def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Log-density of an isotropic Gaussian, summed over the last dimension.
+
+    ``log N(x; mu, s^2 I) = sum_d [-(x_d - mu_d)^2 / (2 s^2) - log s - log sqrt(2 pi)]``.
+
+    Args:
+        x, mean: ``[B, Da]`` float.
+        std: ``[]`` or broadcastable to ``[B, Da]``, > 0.
+
+    Returns:
+        ``[B]`` float, natural-log density.
+    """
+    z = (x - mean) / std
+    return (-0.5 * z.square() - torch.log(std) - _LOG_SQRT_2PI).sum(dim=-1)
+
+
+@dataclass
+class SampleOutput:
+    """Result of sampling the denoising chain.
+
+    Attributes:
+        action: ``[B, Da]`` float in ``[-1, 1]``, the clipped final latent.
+        chain: ``[B, K'+1, Da]`` float, the unclipped latents ``x^(K'), ..., x^(0)``.
+        logprob: ``[B, K']`` float; ``logprob[:, j]`` is the log-likelihood of the step
+            ``chain[:, j] -> chain[:, j+1]`` under the ``min_logprob_std`` floor.
+    """
+
+    action: torch.Tensor
+    chain: torch.Tensor
+    logprob: torch.Tensor
+
+
+class _DiffusionSampler(nn.Module, abc.ABC):
+    """Schedule tables, step distributions, chain sampling and chain likelihoods.
+
+    Subclasses provide the noise predictor used at each chain step (``_denoiser_at``).
+    """
+
+    def __init__(self, config: DiffusionConfig) -> None:
+        super().__init__()
+        self.config = config
+        k = config.denoising_steps
+        ddpm = DDPMScheduler(
+            num_train_timesteps=k, beta_schedule=config.beta_schedule, clip_sample=True
+        )
+        betas = ddpm.betas.double()
+        acp = ddpm.alphas_cumprod.double()
+        acp_prev = torch.cat([torch.ones(1, dtype=torch.float64), acp[:-1]])
+        # Ho et al. (2020) Eq. 7: posterior q(x_{t-1} | x_t, x0) mean coefficients and variance.
+        post_var = betas * (1.0 - acp_prev) / (1.0 - acp)
+        tables = {
+            "ddpm_sqrt_recip_acp": acp.rsqrt(),
+            "ddpm_sqrt_recipm1_acp": (1.0 / acp - 1.0).sqrt(),
+            "ddpm_coef_x0": acp_prev.sqrt() * betas / (1.0 - acp),
+            "ddpm_coef_xt": (1.0 - betas).sqrt() * (1.0 - acp_prev) / (1.0 - acp),
+            "ddpm_std": post_var.sqrt(),
+        }
+        ddim = DDIMScheduler(
+            num_train_timesteps=k,
+            beta_schedule=config.beta_schedule,
+            clip_sample=True,
+            set_alpha_to_one=True,
+        )
+        ddim.set_timesteps(config.ddim_steps)
+        ddim_t = ddim.timesteps.long()
+        prev_t = ddim_t - k // config.ddim_steps
+        a_t = acp[ddim_t]
+        a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], torch.ones_like(a_t))
+        # Song et al. (2021) Eq. 16: sigma_t(eta).
+        ddim_std = config.ddim_eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        tables |= {
+            "ddim_sqrt_acp": a_t.sqrt(),
+            "ddim_sqrt_1m_acp": (1 - a_t).sqrt(),
+            "ddim_sqrt_acp_prev": a_prev.sqrt(),
+            "ddim_dir_coef": (1 - a_prev - ddim_std.square()).clamp(min=0).sqrt(),
+            "ddim_std": ddim_std,
+        }
+        for name, table in tables.items():
+            self.register_buffer(name, table.float(), persistent=False)
+        self.register_buffer("ddpm_timesteps", torch.arange(k - 1, -1, -1), persistent=False)
+        self.register_buffer("ddim_timesteps", ddim_t, persistent=False)
+        self.register_buffer("acp", acp.float(), persistent=False)
+        noise_gen = torch.Generator().manual_seed(config.eval_noise_seed)
+        self.register_buffer("eval_noise", torch.randn(config.action_dim, generator=noise_gen))
+
+    @property
+    def ft_denoising_steps(self) -> int:
+        """``K'``."""
+        return self.config.ft_denoising_steps
+
+    def num_steps(self, mode: SamplerMode) -> int:
+        """Chain length ``S`` of a sampler: ``K`` for DDPM, ``ddim_steps`` for DDIM."""
+        check_choice("mode", mode, ("ddpm", "ddim"))
+        steps = self.config.denoising_steps if mode == "ddpm" else self.config.ddim_steps
+        if self.config.ft_denoising_steps > steps:
+            raise ValueError(
+                f"ft_denoising_steps={self.config.ft_denoising_steps} exceeds the {steps} "
+                f"steps of mode={mode!r}"
+            )
+        return steps
+
+    @abc.abstractmethod
+    def _denoiser_at(self, step: int, num_steps: int) -> nn.Module:
+        """The noise predictor used at chain position ``step`` of ``num_steps``."""
+
+    def _check_obs(self, obs: torch.Tensor) -> None:
+        check_tensor("obs", obs, shape=(None, self.config.obs_dim), finite=True)
+
+    def step_distribution(
+        self, obs: torch.Tensor, x: torch.Tensor, step: int, mode: SamplerMode
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gaussian of one reverse step ``x^(k) -> x^(k-1)``.
+
+        Args:
+            obs: ``[B, Do]`` float.
+            x: Current latent ``x^(k)``, ``[B, Da]`` float.
+            step: Chain position ``i in [0, S)``; ``i = 0`` starts from pure noise.
+            mode: ``"ddpm"`` or ``"ddim"``.
+
+        Returns:
+            ``(mean [B, Da], sampling_std [], logprob_std [])``: the stds are the schedule's
+            (DDPM posterior ``sqrt(beta_tilde_t)`` or DDIM ``sigma_t(eta)``) floored by
+            ``min_sampling_std`` and ``min_logprob_std``.
+        """
+        num_steps = self.num_steps(mode)
+        denoiser = self._denoiser_at(step, num_steps)
+        if mode == "ddpm":
+            t = self.ddpm_timesteps[step]
+            eps = denoiser(x, t.expand(x.shape[0]), obs)
+            x0 = (self.ddpm_sqrt_recip_acp[t] * x - self.ddpm_sqrt_recipm1_acp[t] * eps).clamp(
+                -1.0, 1.0
+            )
+            mean = self.ddpm_coef_x0[t] * x0 + self.ddpm_coef_xt[t] * x
+            std = self.ddpm_std[t]
+        else:
+            t = self.ddim_timesteps[step]
+            eps = denoiser(x, t.expand(x.shape[0]), obs)
+            x0 = ((x - self.ddim_sqrt_1m_acp[step] * eps) / self.ddim_sqrt_acp[step]).clamp(
+                -1.0, 1.0
+            )
+            eps = (x - self.ddim_sqrt_acp[step] * x0) / self.ddim_sqrt_1m_acp[step]
+            mean = self.ddim_sqrt_acp_prev[step] * x0 + self.ddim_dir_coef[step] * eps
+            std = self.ddim_std[step]
+        return (
+            mean,
+            std.clamp(min=self.config.min_sampling_std),
+            std.clamp(min=self.config.min_logprob_std),
+        )
+
+    @torch.no_grad()
+    def sample(
+        self,
+        obs: torch.Tensor,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+        mode: SamplerMode = "ddpm",
+    ) -> SampleOutput:
+        """Run the reverse chain and record the last ``K'`` steps.
+
+        Stochastic steps draw ``x^(k-1) = mu + s * clip(z, -c, c)`` with ``z ~ N(0, I)``
+        from ``generator``. Deterministic sampling starts every row from the fixed buffer
+        ``eval_noise`` and adds no noise, so it gives identical actions across calls and
+        after a save/load.
+
+        Args:
+            obs: ``[B, Do]`` float.
+            generator: Source of all noise (``None``: torch's global generator).
+            deterministic: Fixed initial noise and zero step noise.
+            mode: ``"ddpm"`` (``K`` steps) or ``"ddim"`` (``ddim_steps`` steps).
+
+        Returns:
+            ``SampleOutput`` with ``action [B, Da]``, ``chain [B, K'+1, Da]`` and
+            ``logprob [B, K']``.
+        """
+        self._check_obs(obs)
+        num_steps = self.num_steps(mode)
+        first_ft = num_steps - self.config.ft_denoising_steps
+        batch, dim = obs.shape[0], self.config.action_dim
+        if deterministic:
+            x = self.eval_noise.expand(batch, dim).clone()
+        else:
+            x = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
+        chain: list[torch.Tensor] = []
+        logprobs: list[torch.Tensor] = []
+        clip = self.config.noise_clip
+        for step in range(num_steps):
+            mean, std_sample, std_logprob = self.step_distribution(obs, x, step, mode)
+            if deterministic:
+                x_next = mean
+            else:
+                z = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
+                x_next = mean + std_sample * z.clamp(-clip, clip)
+            if step >= first_ft:
+                if step == first_ft:
+                    chain.append(x)
+                chain.append(x_next)
+                logprobs.append(gaussian_logprob(x_next, mean, std_logprob))
+            x = x_next
+        return SampleOutput(
+            action=x.clamp(-1.0, 1.0),
+            chain=torch.stack(chain, dim=1),
+            logprob=torch.stack(logprobs, dim=1),
+        )
+
+    def chain_logprob(
+        self, obs: torch.Tensor, chain: torch.Tensor, mode: SamplerMode = "ddpm"
+    ) -> torch.Tensor:
+        """Per-step log-likelihoods of a stored chain under the current weights.
+
+        Loops over the ``K'`` steps with the same ``[B]`` batch as ``sample`` (rather than
+        one ``[B * K']`` forward) so that, for the same weights and rows, the result equals
+        the sampling-time ``logprob`` bit for bit: CPU matmul kernels round differently for
+        different row counts.
+
+        Args:
+            obs: ``[B, Do]`` float.
+            chain: ``[B, K'+1, Da]`` float, as returned by ``sample``.
+            mode: The sampler that produced ``chain``.
+
+        Returns:
+            ``[B, K']`` float; differentiable w.r.t. the fine-tuned weights.
+        """
+        self._check_obs(obs)
+        kp = self.config.ft_denoising_steps
+        check_tensor(
+            "chain", chain, shape=(obs.shape[0], kp + 1, self.config.action_dim), finite=True
+        )
+        first_ft = self.num_steps(mode) - kp
+        out = []
+        for j in range(kp):
+            mean, _, std_logprob = self.step_distribution(obs, chain[:, j], first_ft + j, mode)
+            out.append(gaussian_logprob(chain[:, j + 1], mean, std_logprob))
+        return torch.stack(out, dim=1)
+
+
+class DiffusionPolicy(_DiffusionSampler):
+    """A diffusion policy: one noise predictor for every denoising step.
+
+    Args:
+        obs_dim, action_dim, denoising_steps, ddim_steps, ft_denoising_steps,
+        beta_schedule, hidden, depth, time_embed_dim, min_sampling_std, min_logprob_std,
+        noise_clip, ddim_eta, eval_noise_seed: see ``DiffusionConfig``.
+        generator: Optional CPU generator for the weight initialisation.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        denoising_steps: int = 20,
+        ddim_steps: int = 5,
+        ft_denoising_steps: int = 5,
+        beta_schedule: BetaSchedule = "squaredcos_cap_v2",
+        hidden: int = 256,
+        depth: int = 3,
+        time_embed_dim: int = 32,
+        min_sampling_std: float = 0.1,
+        min_logprob_std: float = 0.1,
+        noise_clip: float = 3.0,
+        ddim_eta: float = 1.0,
+        eval_noise_seed: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        config = DiffusionConfig(
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            denoising_steps=denoising_steps,
+            ddim_steps=ddim_steps,
+            ft_denoising_steps=ft_denoising_steps,
+            beta_schedule=beta_schedule,
+            hidden=hidden,
+            depth=depth,
+            time_embed_dim=time_embed_dim,
+            min_sampling_std=min_sampling_std,
+            min_logprob_std=min_logprob_std,
+            noise_clip=noise_clip,
+            ddim_eta=ddim_eta,
+            eval_noise_seed=eval_noise_seed,
+        )
+        super().__init__(config)
+        self.denoiser = _build_denoiser(config, generator)
+
+    @classmethod
+    def from_config(
+        cls, config: DiffusionConfig, generator: torch.Generator | None = None
+    ) -> DiffusionPolicy:
+        """Build from a ``DiffusionConfig``."""
+        return cls(**config.to_dict(), generator=generator)
+
+    def _denoiser_at(self, step: int, num_steps: int) -> nn.Module:
+        return self.denoiser
+
+    def loss_bc(
+        self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Behaviour-cloning loss: epsilon-prediction MSE at uniformly drawn steps.
+
+        ``L = E_{t ~ U{0..K-1}, eps ~ N(0, I)} ||eps - eps_theta(sqrt(a_t) a + sqrt(1 - a_t) eps,
+        t, o)||^2 / Da`` (Ho et al. 2020, Eq. 14, "simple" loss).
+
+        Args:
+            obs: ``[B, Do]`` float.
+            action: Expert actions, ``[B, Da]`` float in ``[-1, 1]``.
+            generator: Source of the step indices and the noise.
+
+        Returns:
+            Scalar loss.
+        """
+        self._check_obs(obs)
+        check_tensor("action", action, shape=(obs.shape[0], self.config.action_dim), finite=True)
+        batch = obs.shape[0]
+        t = torch.randint(
+            0, self.config.denoising_steps, (batch,), generator=generator, device=obs.device
+        )
+        eps = torch.randn(action.shape, generator=generator, device=obs.device, dtype=obs.dtype)
+        a_t = self.acp[t].unsqueeze(-1)
+        x_t = a_t.sqrt() * action + (1.0 - a_t).sqrt() * eps
+        return torch.nn.functional.mse_loss(self.denoiser(x_t, t, obs), eps)
+
+
+class DPPOPolicy(_DiffusionSampler):
+    """Frozen base + fine-tuned copy of a diffusion policy (DPPO, Ren et al. 2025, Sec. 4.2).
+
+    The first ``S - K'`` steps of the chain use ``base`` (frozen), the last ``K'`` use
+    ``actor_ft``, whose parameters alone receive policy gradients.
+
+    Args:
+        config: ``DiffusionConfig`` (``ft_denoising_steps`` sets ``K'``).
+        generator: Optional CPU generator for the weight initialisation (both copies start
+            from the same weights).
+    """
+
+    def __init__(self, config: DiffusionConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__(config)
+        self.actor_ft = _build_denoiser(config, generator)
+        self.base = _build_denoiser(config, None)
+        self.base.load_state_dict(self.actor_ft.state_dict())
+        self.base.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, policy: DiffusionPolicy, **overrides: object) -> DPPOPolicy:
+        """Start fine-tuning from a pretrained ``DiffusionPolicy``.
+
+        Args:
+            policy: The pretrained policy; its weights and fixed eval noise are copied.
+            **overrides: Sampling fields of ``DiffusionConfig`` to change for fine-tuning
+                (e.g. ``ft_denoising_steps``, ``min_sampling_std``); architecture keys
+                (``ARCHITECTURE_KEYS``) raise ``ValueError``.
+
+        Returns:
+            A ``DPPOPolicy`` whose ``base`` and ``actor_ft`` equal ``policy.denoiser``.
+        """
+        fixed = sorted(set(overrides) & set(ARCHITECTURE_KEYS))
+        if fixed:
+            raise ValueError(f"cannot override architecture key(s) {fixed} of a pretrained policy")
+        config = DiffusionConfig.from_dict({**policy.config.to_dict(), **overrides})
+        out = cls(config)
+        out.actor_ft.load_state_dict(policy.denoiser.state_dict())
+        out.base.load_state_dict(policy.denoiser.state_dict())
+        return out.to(policy.eval_noise.device)
+
+    def _denoiser_at(self, step: int, num_steps: int) -> nn.Module:
+        return self.actor_ft if step >= num_steps - self.config.ft_denoising_steps else self.base
+
+
+def _build_denoiser(config: DiffusionConfig, generator: torch.Generator | None) -> nn.Module:
+    return ResidualMLPDenoiser(
+        config.obs_dim,
+        config.action_dim,
+        hidden=config.hidden,
+        depth=config.depth,
+        time_embed_dim=config.time_embed_dim,
+        generator=generator,
+    )

@@ -1,0 +1,209 @@
+"""DPPO on RLlib's PPO algorithm: one config builder for single- and multi-agent envs.
+
+``dppo_config`` returns a plain ``PPOConfig`` wired to ``DPPOTorchRLModule`` and
+``DPPOTorchLearner``. The same config runs on this CPU machine and on a cluster with GPU
+learners by changing only ``num_env_runners``, ``num_learners`` and
+``num_gpus_per_learner``.
+
+Multi-agent envs (``ray.rllib.env.MultiAgentEnv``, agents ``"agent_0".."agent_{N-1}"``):
+
+- ``multi_agent="shared"``: parameter sharing, every agent maps to module ``"shared"``; the
+  env batch of ``B`` worlds x ``N`` agents is one flat ``[B*N]`` batch for that module.
+- ``multi_agent="per_agent"``: one module per agent id in ``agent_ids`` (module id = agent
+  id), each with its own diffusion policy and critic.
+
+For a centralized critic (CTDE) the env's per-agent observation space is a ``Dict`` with
+``"obs"`` (local) and ``"state"`` (global) and ``critic_input="state"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from agentcomm._checks import check_choice, check_positive, check_range
+from agentcomm.policies.dppo_learner import DPPOTorchLearner
+from agentcomm.policies.dppo_module import DPPOTorchRLModule
+
+__all__ = ["SHARED_MODULE_ID", "dppo_config"]
+
+#: Module id of the parameter-shared policy.
+SHARED_MODULE_ID = "shared"
+
+
+def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    return SHARED_MODULE_ID
+
+
+def _per_agent_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    return str(agent_id)
+
+
+def dppo_config(
+    env: str | type,
+    *,
+    env_config: Mapping[str, Any] | None = None,
+    pretrained: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+    policy: Mapping[str, Any] | None = None,
+    sampler: Literal["ddpm", "ddim"] = "ddpm",
+    critic_hidden: Sequence[int] = (256, 256),
+    critic_input: Literal["obs", "state"] = "obs",
+    multi_agent: Literal["shared", "per_agent"] | None = None,
+    agent_ids: Sequence[str] | None = None,
+    num_env_runners: int = 0,
+    num_envs_per_env_runner: int = 1,
+    rollout_fragment_length: int | Literal["auto"] = "auto",
+    num_learners: int = 0,
+    num_gpus_per_learner: float = 0,
+    train_batch_size: int = 2048,
+    minibatch_size: int = 256,
+    num_epochs: int = 5,
+    lr: float = 1e-4,
+    critic_lr: float = 1e-3,
+    gamma: float = 0.99,
+    lambda_: float = 0.95,
+    clip_param: float = 0.01,
+    clip_param_min: float = 0.001,
+    clip_rate: float = 3.0,
+    gamma_denoise: float = 0.99,
+    vf_clip_param: float = 10.0,
+    vf_loss_coeff: float = 0.5,
+    grad_clip: float | None = 1.0,
+    seed: int = 0,
+) -> PPOConfig:
+    """Build a PPOConfig that fine-tunes diffusion policies with DPPO.
+
+    Args:
+        env: Registered env name (``ray.tune.register_env``) or env class.
+        env_config: Passed to the env creator.
+        pretrained: ``save_policy`` checkpoint directory to start every module from, or a
+            mapping module id -> directory; ``None`` starts from random weights.
+        policy: ``DiffusionConfig`` fields (architecture when not pretrained; sampling
+            fields such as ``ft_denoising_steps`` and ``min_sampling_std`` always).
+        sampler: ``"ddpm"`` or ``"ddim"`` (``K'`` must not exceed its step count).
+        critic_hidden: Hidden widths of the critic MLP.
+        critic_input: ``"obs"``, or ``"state"`` for a centralized critic (Dict obs).
+        multi_agent: ``None`` for a single-agent env, ``"shared"`` or ``"per_agent"``.
+        agent_ids: Agent ids, required for ``multi_agent="per_agent"``.
+        num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
+        num_learners, num_gpus_per_learner: Learner scale-out (0 learners: local learner).
+        train_batch_size, minibatch_size, num_epochs: PPO batch sizes (agent-steps).
+        lr: Actor (``actor_ft``) learning rate. critic_lr: Critic learning rate.
+        gamma, lambda_: Env-level discount and GAE lambda.
+        clip_param, clip_param_min, clip_rate: Per-denoising-step clip schedule
+            (``DPPOTorchLearner``); ``clip_param`` is the clip at the last step.
+        gamma_denoise: Denoising discount in ``(0, 1]``.
+        vf_clip_param, vf_loss_coeff: Value loss clamp and weight.
+        grad_clip: Global-norm gradient clip, or ``None``.
+        seed: Weight-init seed of the modules and RLlib's seed for env runners.
+
+    Returns:
+        A ``PPOConfig``; call ``.build_algo()`` on it.
+    """
+    check_choice("sampler", sampler, ("ddpm", "ddim"))
+    check_choice("critic_input", critic_input, ("obs", "state"))
+    if multi_agent is not None:
+        check_choice("multi_agent", multi_agent, ("shared", "per_agent"))
+    for name, value in (
+        ("num_env_runners", num_env_runners),
+        ("num_learners", num_learners),
+        ("seed", seed),
+    ):
+        check_range(name, value, 0)
+    for name, value in (
+        ("num_envs_per_env_runner", num_envs_per_env_runner),
+        ("train_batch_size", train_batch_size),
+        ("minibatch_size", minibatch_size),
+        ("num_epochs", num_epochs),
+    ):
+        check_range(name, value, 1)
+    check_range("minibatch_size", minibatch_size, 1, train_batch_size)
+    check_range("num_gpus_per_learner", num_gpus_per_learner, 0)
+    if rollout_fragment_length != "auto":
+        check_range("rollout_fragment_length", rollout_fragment_length, 1)
+    for name, value in (("lr", lr), ("critic_lr", critic_lr), ("vf_clip_param", vf_clip_param)):
+        check_positive(name, value)
+    check_range("gamma", gamma, 0.0, 1.0)
+    check_range("lambda_", lambda_, 0.0, 1.0)
+    check_positive("clip_param", clip_param)
+    check_range("clip_param_min", clip_param_min, 0.0, clip_param, low_inclusive=False)
+    check_positive("clip_rate", clip_rate)
+    check_range("gamma_denoise", gamma_denoise, 0.0, 1.0, low_inclusive=False)
+    check_range("vf_loss_coeff", vf_loss_coeff, 0.0)
+    if grad_clip is not None:
+        check_positive("grad_clip", grad_clip)
+
+    def module_spec(module_id: str | None) -> RLModuleSpec:
+        path = pretrained.get(module_id) if isinstance(pretrained, Mapping) else pretrained
+        model_config: dict[str, Any] = {
+            "policy": dict(policy or {}),
+            "sampler": sampler,
+            "critic_hidden": [int(h) for h in critic_hidden],
+            "critic_input": critic_input,
+            "seed": seed,
+        }
+        if path is not None:
+            model_config["pretrained"] = os.fspath(path)
+        return RLModuleSpec(module_class=DPPOTorchRLModule, model_config=model_config)
+
+    config = (
+        PPOConfig()
+        .environment(env, env_config=dict(env_config or {}))
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            rollout_fragment_length=rollout_fragment_length,
+        )
+        .learners(
+            learner_class=DPPOTorchLearner,
+            num_learners=num_learners,
+            num_gpus_per_learner=num_gpus_per_learner,
+            learner_config_dict={
+                "gamma_denoise": gamma_denoise,
+                "clip_param_min": clip_param_min,
+                "clip_rate": clip_rate,
+                "critic_lr": critic_lr,
+            },
+        )
+        .training(
+            train_batch_size_per_learner=train_batch_size // max(1, num_learners),
+            minibatch_size=minibatch_size,
+            num_epochs=num_epochs,
+            lr=lr,
+            gamma=gamma,
+            lambda_=lambda_,
+            clip_param=clip_param,
+            vf_clip_param=vf_clip_param,
+            vf_loss_coeff=vf_loss_coeff,
+            grad_clip=grad_clip,
+            grad_clip_by="global_norm",
+            use_kl_loss=False,
+            kl_coeff=0.0,
+            entropy_coeff=0.0,
+        )
+        .debugging(seed=seed)
+    )
+    if multi_agent is None:
+        if isinstance(pretrained, Mapping):
+            raise ValueError("pretrained must be a single path when multi_agent is None")
+        return config.rl_module(rl_module_spec=module_spec(None))
+    if multi_agent == "shared":
+        ids = [SHARED_MODULE_ID]
+        mapping = _shared_mapping
+    else:
+        if not agent_ids:
+            raise ValueError("multi_agent='per_agent' needs agent_ids (e.g. ['agent_0', ...])")
+        ids = [str(a) for a in agent_ids]
+        mapping = _per_agent_mapping
+    if isinstance(pretrained, Mapping):
+        missing = sorted(set(ids) - set(pretrained))
+        if missing:
+            raise ValueError(f"pretrained mapping lacks module id(s) {missing}")
+    return config.multi_agent(policies=set(ids), policy_mapping_fn=mapping).rl_module(
+        rl_module_spec=MultiRLModuleSpec(rl_module_specs={mid: module_spec(mid) for mid in ids})
+    )

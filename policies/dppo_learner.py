@@ -1,0 +1,202 @@
+"""RLlib Learner for DPPO: PPO over the Gaussian steps of the denoising chain.
+
+Shape legend: ``B`` minibatch of agent-steps, ``K'`` fine-tuned denoising steps.
+
+DPPO (Ren et al., "Diffusion Policy Policy Optimization", ICLR 2025, Sec. 4) treats each
+environment step as ``K'`` inner-MDP steps ``x^(k) -> x^(k-1)`` whose policies are the
+Gaussians of the diffusion policy. The environment-level advantage ``A`` (GAE over env
+steps, from RLlib's ``GeneralAdvantageEstimation`` connector with a state-only critic) is
+credited to every denoising step ``j = 0..K'-1`` (``j = K'-1`` produces ``x^(0)``),
+discounted by the denoising discount ``gamma_denoise^(K'-1-j)``: the reward of the inner
+MDP arrives only after the last step, so earlier steps are further from it. The loss is
+
+    L_pi = -mean_{b, j} gamma_denoise^(K'-1-j) min(r_bj A_b, clip(r_bj, 1-eps_j, 1+eps_j) A_b)
+    r_bj = exp(log pi_ft(x_b^(j+1) | x_b^(j), o_b) - log pi_old(x_b^(j+1) | x_b^(j), o_b))
+
+with a clip ``eps_j`` that grows exponentially from ``clip_param_min`` at the first
+(noisiest) fine-tuned step to ``clip_param`` at the last one, since the early steps move
+the final action less per unit of likelihood ratio (DPPO Sec. 5, "clipping"):
+
+    eps_j = eps_min + (eps_max - eps_min) (exp(rate j/(K'-1)) - 1) / (exp(rate) - 1)
+
+(``eps_j = eps_max`` when ``K' = 1``). The value loss is RLlib PPO's: squared error to the
+GAE value targets, clamped at ``vf_clip_param``. There is no entropy bonus and no KL penalty
+(the dppo config sets ``entropy_coeff=0``, ``use_kl_loss=False``).
+
+Learner hyperparameters come from ``config.learner_config_dict``: ``gamma_denoise``
+(default 0.99), ``clip_param_min`` (default ``0.1 * clip_param``), ``clip_rate``
+(default 3.0) and ``critic_lr`` (default ``config.lr``; the actor uses ``config.lr``).
+
+Metrics per module and denoising step ``j``: ``dppo_clip_frac_k{j}``,
+``dppo_approx_kl_k{j}`` (the estimator ``E[(r - 1) - log r]``), ``dppo_ratio_min_k{j}``,
+``dppo_ratio_max_k{j}``; over all steps ``dppo_ratio_min``/``dppo_ratio_max``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from ray.rllib.algorithms.ppo.ppo import (
+    LEARNER_RESULTS_KL_KEY,
+    LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
+    LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY,
+    PPOConfig,
+)
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import POLICY_LOSS_KEY, VF_LOSS_KEY
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.torch_utils import explained_variance
+from ray.rllib.utils.typing import ModuleID
+
+from agentcomm._checks import check_positive, check_range
+from agentcomm.policies.dppo_module import DPPO_LOGP_NEW, DPPO_LOGP_STEPS
+
+__all__ = ["DPPOTorchLearner", "clip_schedule", "denoising_weights", "learner_settings"]
+
+_SETTINGS = ("gamma_denoise", "clip_param_min", "clip_rate", "critic_lr")
+
+
+def clip_schedule(num_steps: int, clip_min: float, clip_max: float, rate: float) -> torch.Tensor:
+    """Per-denoising-step PPO clip, exponential from ``clip_min`` (j=0) to ``clip_max`` (j=K'-1).
+
+    Args:
+        num_steps: ``K' >= 1``.
+        clip_min, clip_max: ``0 < clip_min <= clip_max``.
+        rate: Curvature ``> 0`` (larger: stays near ``clip_min`` longer).
+
+    Returns:
+        ``[K']`` float64.
+    """
+    check_range("num_steps", num_steps, 1)
+    check_positive("clip_min", clip_min)
+    check_range("clip_max", clip_max, clip_min)
+    check_positive("rate", rate)
+    if num_steps == 1:
+        return torch.tensor([clip_max], dtype=torch.float64)
+    frac = torch.arange(num_steps, dtype=torch.float64) / (num_steps - 1)
+    return clip_min + (clip_max - clip_min) * torch.expm1(rate * frac) / math.expm1(rate)
+
+
+def denoising_weights(num_steps: int, gamma_denoise: float) -> torch.Tensor:
+    """Denoising discount ``gamma_denoise^(K'-1-j)`` for ``j = 0..K'-1``, ``[K']`` float64."""
+    check_range("num_steps", num_steps, 1)
+    check_range("gamma_denoise", gamma_denoise, 0.0, 1.0, low_inclusive=False)
+    return gamma_denoise ** torch.arange(num_steps - 1, -1, -1, dtype=torch.float64)
+
+
+def learner_settings(config: PPOConfig) -> dict[str, float]:
+    """Validated DPPO settings from ``config.learner_config_dict`` with their defaults."""
+    raw = dict(config.learner_config_dict or {})
+    unknown = sorted(set(raw) - set(_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown learner_config_dict key(s) {unknown}; allowed {list(_SETTINGS)}")
+    out = {
+        "gamma_denoise": float(raw.get("gamma_denoise", 0.99)),
+        "clip_param_min": float(raw.get("clip_param_min", 0.1 * config.clip_param)),
+        "clip_rate": float(raw.get("clip_rate", 3.0)),
+        "critic_lr": float(raw.get("critic_lr", config.lr)),
+    }
+    check_range("gamma_denoise", out["gamma_denoise"], 0.0, 1.0, low_inclusive=False)
+    check_positive("clip_param", config.clip_param)
+    check_range(
+        "clip_param_min", out["clip_param_min"], 0.0, config.clip_param, low_inclusive=False
+    )
+    check_positive("clip_rate", out["clip_rate"])
+    check_positive("critic_lr", out["critic_lr"])
+    return out
+
+
+class DPPOTorchLearner(PPOTorchLearner):
+    """PPO learner whose policy loss is DPPO's per-denoising-step clipped objective.
+
+    Only ``policy.actor_ft`` (optimizer ``"actor"``, ``lr = config.lr``) and ``critic``
+    (optimizer ``"critic"``, ``lr = critic_lr``) are optimised; the frozen ``policy.base``
+    is never registered with an optimizer.
+    """
+
+    def configure_optimizers_for_module(
+        self, module_id: ModuleID, config: PPOConfig = None
+    ) -> None:
+        module = self._module[module_id]
+        settings = learner_settings(config)
+        groups = {
+            "actor": (list(module.policy.actor_ft.parameters()), config.lr),
+            "critic": (list(module.critic.parameters()), settings["critic_lr"]),
+        }
+        for name, (params, lr) in groups.items():
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=name,
+                optimizer=torch.optim.Adam(params),
+                params=params,
+                lr_or_lr_schedule=lr,
+            )
+
+    def compute_loss_for_module(
+        self,
+        *,
+        module_id: ModuleID,
+        config: PPOConfig,
+        batch: dict[str, Any],
+        fwd_out: dict[str, Any],
+    ) -> torch.Tensor:
+        module = self.module[module_id].unwrapped()
+        settings = learner_settings(config)
+        new_logp = fwd_out[DPPO_LOGP_NEW]
+        num_ft = new_logp.shape[-1]
+        device = new_logp.device
+
+        if Columns.LOSS_MASK in batch:
+            mask = batch[Columns.LOSS_MASK].to(new_logp.dtype)
+        else:
+            mask = torch.ones(new_logp.shape[0], dtype=new_logp.dtype, device=device)
+        num_valid = mask.sum().clamp(min=1.0)
+
+        def masked_mean(x: torch.Tensor) -> torch.Tensor:
+            """Mean over valid rows of ``[B]`` or ``[B, K']`` (per step for the latter)."""
+            m = mask if x.ndim == 1 else mask.unsqueeze(-1)
+            return (x * m).sum(dim=0) / num_valid
+
+        log_ratio = new_logp - batch[DPPO_LOGP_STEPS]
+        ratio = torch.exp(log_ratio)
+        clip = clip_schedule(
+            num_ft, settings["clip_param_min"], config.clip_param, settings["clip_rate"]
+        ).to(device=device, dtype=ratio.dtype)
+        weights = denoising_weights(num_ft, settings["gamma_denoise"]).to(device, ratio.dtype)
+        adv = batch[Postprocessing.ADVANTAGES].unsqueeze(-1)
+        surrogate = torch.minimum(adv * ratio, adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip))
+        policy_loss = -(masked_mean(surrogate) * weights).mean()
+
+        values = module.compute_values(batch)
+        vf_err = torch.pow(values - batch[Postprocessing.VALUE_TARGETS], 2.0)
+        vf_loss = masked_mean(torch.clamp(vf_err, 0, config.vf_clip_param))
+        total = policy_loss + config.vf_loss_coeff * vf_loss
+
+        with torch.no_grad():
+            valid = mask.bool()
+            ratio_valid = ratio[valid] if bool(valid.any()) else ratio
+            clip_frac = masked_mean(((ratio - 1.0).abs() > clip).to(ratio.dtype))
+            approx_kl = masked_mean((ratio - 1.0) - log_ratio)
+            ratio_min = ratio_valid.min(dim=0).values
+            ratio_max = ratio_valid.max(dim=0).values
+            stats = {
+                POLICY_LOSS_KEY: policy_loss,
+                VF_LOSS_KEY: vf_loss,
+                LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY: masked_mean(vf_err),
+                LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(
+                    batch[Postprocessing.VALUE_TARGETS], values
+                ),
+                LEARNER_RESULTS_KL_KEY: approx_kl.mean(),
+                "dppo_ratio_min": ratio_min.min(),
+                "dppo_ratio_max": ratio_max.max(),
+            }
+            for j in range(num_ft):
+                stats[f"dppo_clip_frac_k{j}"] = clip_frac[j]
+                stats[f"dppo_approx_kl_k{j}"] = approx_kl[j]
+                stats[f"dppo_ratio_min_k{j}"] = ratio_min[j]
+                stats[f"dppo_ratio_max_k{j}"] = ratio_max[j]
+        self.metrics.log_dict(stats, key=module_id, window=1)
+        return total

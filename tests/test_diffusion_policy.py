@@ -1,0 +1,229 @@
+"""Diffusion policy: step likelihoods against closed forms, golden diffusers steps, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from agentcomm.policies.checkpoint import load_policy, read_config, save_policy
+from agentcomm.policies.diffusion import (
+    DiffusionConfig,
+    DiffusionPolicy,
+    DPPOPolicy,
+    gaussian_logprob,
+)
+
+OBS, ACT = 4, 3
+
+
+def _policy(generator: torch.Generator, **kw) -> DiffusionPolicy:
+    args = dict(denoising_steps=10, ddim_steps=5, ft_denoising_steps=4, hidden=32, depth=2)
+    args.update(kw)
+    return DiffusionPolicy(OBS, ACT, generator=generator, **args)
+
+
+def _obs(generator: torch.Generator, batch: int = 16) -> torch.Tensor:
+    return torch.rand(batch, OBS, generator=generator) * 2 - 1
+
+
+def test_sample_shapes_and_action_range(generator):
+    policy = _policy(generator)
+    out = policy.sample(_obs(generator), generator=generator)
+    assert out.action.shape == (16, ACT)
+    assert out.chain.shape == (16, 5, ACT)
+    assert out.logprob.shape == (16, 4)
+    assert float(out.action.abs().max()) <= 1.0
+    assert torch.equal(out.action, out.chain[:, -1].clamp(-1, 1))
+
+
+def test_step_logprob_matches_gaussian_closed_form(generator):
+    """Each recorded step is N(mu, max(sqrt(beta_tilde_t), floor)^2) of Ho et al. (2020) Eq. 7."""
+    k, kp, floor = 10, 4, 0.05
+    policy = _policy(generator, min_logprob_std=floor)
+    obs = _obs(generator)
+    out = policy.sample(obs, generator=generator)
+    sched = DDPMScheduler(num_train_timesteps=k, beta_schedule="squaredcos_cap_v2")
+    acp = sched.alphas_cumprod.double()
+    betas = sched.betas.double()
+    for j in range(kp):
+        t = kp - 1 - j  # chain step k-kp+j denoises diffusers timestep k-1-(k-kp+j)
+        a_t = acp[t]
+        a_prev = acp[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+        x = out.chain[:, j].double()
+        with torch.no_grad():
+            eps = policy.denoiser(out.chain[:, j], torch.full((16,), t), obs).double()
+        x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
+        mean = (
+            a_prev.sqrt() * betas[t] / (1 - a_t) * x0
+            + (1 - betas[t]).sqrt() * (1 - a_prev) / (1 - a_t) * x
+        )
+        std = (betas[t] * (1 - a_prev) / (1 - a_t)).sqrt().clamp(min=floor)
+        want = torch.distributions.Normal(mean, std).log_prob(out.chain[:, j + 1].double()).sum(-1)
+        torch.testing.assert_close(out.logprob[:, j].double(), want, atol=2e-4, rtol=1e-5)
+
+
+def test_ddpm_step_matches_diffusers_step(generator):
+    """Without std floor or noise clip, one step equals DDPMScheduler.step for the same noise."""
+    policy = _policy(generator, min_sampling_std=0.0, noise_clip=100.0)
+    sched = DDPMScheduler(num_train_timesteps=10, beta_schedule="squaredcos_cap_v2")
+    obs = _obs(generator)
+    x = torch.randn(16, ACT, generator=generator)
+    for step in (0, 4, 8):
+        t = 9 - step
+        with torch.no_grad():
+            mean, std, _ = policy.step_distribution(obs, x, step, "ddpm")
+            eps = policy.denoiser(x, torch.full((16,), t), obs)
+        ours = mean + std * torch.randn(16, ACT, generator=torch.Generator().manual_seed(step))
+        ref = sched.step(eps, t, x, generator=torch.Generator().manual_seed(step)).prev_sample
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_eta0_is_deterministic_and_matches_diffusers(generator):
+    """eta=0 and no std floor: the chain is a fixed map of the initial noise (Song et al. 2021)."""
+    policy = _policy(generator, ddim_eta=0.0, min_sampling_std=0.0, ft_denoising_steps=5)
+    obs = _obs(generator)
+    out_a = policy.sample(obs, generator=torch.Generator().manual_seed(7), mode="ddim")
+    out_b = policy.sample(obs, generator=torch.Generator().manual_seed(7), mode="ddim")
+    assert torch.equal(out_a.action, out_b.action)
+    x = torch.randn(16, ACT, generator=torch.Generator().manual_seed(7))
+    sched = DDIMScheduler(
+        num_train_timesteps=10, beta_schedule="squaredcos_cap_v2", set_alpha_to_one=True
+    )
+    sched.set_timesteps(5)
+    for t in sched.timesteps:
+        with torch.no_grad():
+            eps = policy.denoiser(x, torch.full((16,), int(t)), obs)
+        x = sched.step(eps, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+    torch.testing.assert_close(out_a.chain[:, -1], x, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+def test_recomputed_logprob_equals_sampling_logprob_exactly(generator, mode):
+    pre = _policy(generator)
+    policy = DPPOPolicy.from_pretrained(pre, ft_denoising_steps=3, min_logprob_std=0.08)
+    obs = _obs(generator, batch=33)
+    out = policy.sample(obs, generator=generator, mode=mode)
+    assert torch.equal(policy.chain_logprob(obs, out.chain, mode=mode), out.logprob)
+
+
+def test_deterministic_eval_repeats_and_survives_save_load(generator, tmp_path):
+    policy = _policy(generator)
+    obs = _obs(generator)
+    a1 = policy.sample(obs, deterministic=True).action
+    a2 = policy.sample(obs, generator=torch.Generator().manual_seed(99), deterministic=True).action
+    assert torch.equal(a1, a2)
+    assert not torch.equal(a1, policy.sample(obs, generator=generator).action)
+    save_policy(tmp_path / "ckpt", policy, {"note": "unit test"})
+    loaded = load_policy(tmp_path / "ckpt")
+    assert torch.equal(loaded.sample(obs, deterministic=True).action, a1)
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["config.json", "model.safetensors"]
+    assert read_config(tmp_path / "ckpt")["metadata"] == {"note": "unit test"}
+
+
+def test_dppo_export_keeps_base_and_finetuned_copy(generator, tmp_path):
+    policy = DPPOPolicy.from_pretrained(_policy(generator))
+    with torch.no_grad():
+        for p in policy.actor_ft.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    obs = _obs(generator)
+    save_policy(tmp_path, policy)
+    loaded = load_policy(tmp_path, expected_config={"kind": "dppo", "obs_dim": OBS})
+    assert isinstance(loaded, DPPOPolicy)
+    for key, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    for mode in ("ddpm", "ddim"):
+        assert torch.equal(
+            loaded.sample(obs, deterministic=True, mode=mode).action,
+            policy.sample(obs, deterministic=True, mode=mode).action,
+        )
+    assert not any(p.requires_grad for p in loaded.base.parameters())
+    keys = json.loads((tmp_path / "config.json").read_text())
+    assert keys["kind"] == "dppo"
+
+
+def test_load_rejects_mismatched_config(generator, tmp_path):
+    save_policy(tmp_path, _policy(generator))
+    with pytest.raises(ValueError, match="obs_dim.*denoising_steps|denoising_steps.*obs_dim"):
+        load_policy(tmp_path, expected_config={"obs_dim": OBS + 1, "denoising_steps": 20})
+    with pytest.raises(ValueError, match="kind"):
+        load_policy(tmp_path, expected_config={"kind": "dppo"})
+    with pytest.raises(ValueError, match="unknown"):
+        load_policy(tmp_path, expected_config={"bogus": 1})
+    with pytest.raises(ValueError, match="no config.json"):
+        load_policy(tmp_path / "missing")
+
+
+def test_gradients_reach_only_the_finetuned_copy(generator):
+    policy = DPPOPolicy.from_pretrained(_policy(generator), ft_denoising_steps=3)
+    base_before = {k: v.clone() for k, v in policy.base.state_dict().items()}
+    obs = _obs(generator)
+    out = policy.sample(obs, generator=generator)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    (-policy.chain_logprob(obs, out.chain).sum()).backward()
+    assert all(p.grad is None for p in policy.base.parameters())
+    assert all(p.grad is not None for p in policy.actor_ft.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in policy.actor_ft.parameters()) > 0
+    optimizer.step()
+    for key, value in policy.base.state_dict().items():
+        assert torch.equal(value, base_before[key]), key
+
+
+def test_early_steps_use_the_frozen_base(generator):
+    """Changing actor_ft leaves x^(K') (produced by the base's S-K' steps) unchanged."""
+    pre = _policy(generator)
+    policy = DPPOPolicy.from_pretrained(pre, ft_denoising_steps=3)
+    with torch.no_grad():
+        for p in policy.actor_ft.parameters():
+            p.mul_(1.5)
+    obs = _obs(generator)
+    ours = policy.sample(obs, generator=torch.Generator().manual_seed(3))
+    ref = DPPOPolicy.from_pretrained(pre, ft_denoising_steps=3).sample(
+        obs, generator=torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(ours.chain[:, 0], ref.chain[:, 0])
+    assert not torch.equal(ours.chain[:, -1], ref.chain[:, -1])
+
+
+def test_gaussian_logprob_matches_torch_normal(generator):
+    x, mean = torch.randn(2, 8, 3, generator=generator)
+    std = torch.tensor(0.3)
+    want = torch.distributions.Normal(mean, std).log_prob(x).sum(-1)
+    torch.testing.assert_close(gaussian_logprob(x, mean, std), want)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"ft_denoising_steps": 11}, "ft_denoising_steps"),
+        ({"ddim_steps": 0}, "ddim_steps"),
+        ({"min_logprob_std": 0.0}, "min_logprob_std"),
+        ({"min_sampling_std": -0.1}, "min_sampling_std"),
+        ({"beta_schedule": "cosine"}, "beta_schedule"),
+        ({"ddim_eta": 1.5}, "ddim_eta"),
+        ({"time_embed_dim": 7}, "time_embed_dim"),
+    ],
+)
+def test_bad_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusionConfig(obs_dim=OBS, action_dim=ACT, denoising_steps=10, **kwargs)
+
+
+def test_bad_inputs_raise(generator):
+    policy = _policy(generator, ddim_steps=2)
+    with pytest.raises(ValueError, match="obs"):
+        policy.sample(torch.zeros(4, OBS + 1))
+    with pytest.raises(ValueError, match="mode"):
+        policy.sample(torch.zeros(4, OBS), mode="euler")
+    with pytest.raises(ValueError, match="ft_denoising_steps"):
+        policy.sample(torch.zeros(4, OBS), mode="ddim")
+    with pytest.raises(ValueError, match="chain"):
+        policy.chain_logprob(torch.zeros(4, OBS), torch.zeros(4, 2, ACT))
+    with pytest.raises(ValueError, match="unknown"):
+        DiffusionConfig.from_dict({"obs_dim": 1, "action_dim": 1, "steps": 3})
+    with pytest.raises(ValueError, match="architecture"):
+        DPPOPolicy.from_pretrained(policy, hidden=64)
