@@ -1,1 +1,74 @@
+"""Learned receivers: deep JSCC of belief maps and diffusion generative decoders.
 
+* :mod:`~agentcomm.decoders.data`: synthetic belief maps (Bayes log-odds over random walks).
+* :mod:`~agentcomm.decoders.jscc`: SNR-adaptive deep JSCC encoder/decoder, training, checkpoints.
+* :mod:`~agentcomm.decoders.prior`: a DDPM prior over belief maps with a batched DDIM sampler.
+* :mod:`~agentcomm.decoders.cddm`: receiver A, denoising from the SNR-matched step (CDDM).
+* :mod:`~agentcomm.decoders.diffcom`: receiver B, posterior sampling guided by ``y`` (DiffCom/DPS).
+* :mod:`~agentcomm.decoders.codec`: the ``"jscc"``, ``"jscc+cddm"`` and ``"jscc+diffcom"`` codecs,
+  registered with :func:`agentcomm.codecs.register_codec` when this package is imported.
+"""
+
+from __future__ import annotations
+
+from agentcomm.decoders.cddm import CDDMReceiver
+from agentcomm.decoders.codec import (
+    JSCCCDDMCodec,
+    JSCCCodec,
+    JSCCDiffComCodec,
+    register_decoder_codecs,
+)
+from agentcomm.decoders.data import (
+    BeliefMapConfig,
+    BeliefMaps,
+    from_unit,
+    prior_logodds,
+    simulate_belief_maps,
+    to_unit,
+)
+from agentcomm.decoders.diffcom import DiffComReceiver
+from agentcomm.decoders.jscc import (
+    JSCC,
+    JSCCConfig,
+    effective_snr_db,
+    evaluate_jscc,
+    load_checkpoint,
+    save_checkpoint,
+    train_jscc,
+)
+from agentcomm.decoders.prior import (
+    DiffusionPrior,
+    PriorConfig,
+    ddim_step,
+    ddim_timesteps,
+    train_prior,
+)
+
+__all__ = [
+    "JSCC",
+    "BeliefMapConfig",
+    "BeliefMaps",
+    "CDDMReceiver",
+    "DiffComReceiver",
+    "DiffusionPrior",
+    "JSCCCDDMCodec",
+    "JSCCCodec",
+    "JSCCConfig",
+    "JSCCDiffComCodec",
+    "PriorConfig",
+    "ddim_step",
+    "ddim_timesteps",
+    "effective_snr_db",
+    "evaluate_jscc",
+    "from_unit",
+    "load_checkpoint",
+    "prior_logodds",
+    "register_decoder_codecs",
+    "save_checkpoint",
+    "simulate_belief_maps",
+    "to_unit",
+    "train_jscc",
+    "train_prior",
+]
+
+register_decoder_codecs()
