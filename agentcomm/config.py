@@ -128,7 +128,12 @@ class Config:
         for key, value in data.items():
             tp = _unwrap_optional(hints[key])
             if _is_config_type(tp) and isinstance(value, Mapping):
-                kwargs[key] = tp.from_dict(value, _prefix=f"{_prefix}{key}.")
+                # Overrides merge onto the field's own default (a scenario may default a nested
+                # config differently from the nested class's defaults).
+                factory = fields[key].default_factory
+                base = factory().to_dict() if factory is not dataclasses.MISSING else {}
+                _deep_update(base, value)
+                kwargs[key] = tp.from_dict(base, _prefix=f"{_prefix}{key}.")
             elif typing.get_origin(tp) is tuple and isinstance(value, list):
                 kwargs[key] = tuple(value)
             else:

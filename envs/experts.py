@@ -38,14 +38,16 @@ def _act(world: CommWorld, target: torch.Tensor, transmit: float = 1.0) -> torch
 
 def _claims(world: CommWorld, points: torch.Tensor, radius: float) -> torch.Tensor:
     """bool ``[B, N, P]``: point ``p`` is claimed, in agent ``i``'s view, by a teammate of
-    lower index whose intent (received within ``intent_max_age`` steps) lies within
-    ``radius`` of it. Lower indices win ties, so every agent resolves conflicts alike."""
+    lower index whose intent (received within ``intent_max_age`` steps) may lie within
+    ``radius`` of it, given the quantization cell the intent was received with. Lower
+    indices win ties, so every agent resolves conflicts alike."""
     n = world.num_agents
     fresh = world.intent_age < world.config.intent_max_age  # [B, N, N]
     lower = torch.ones(n, n, dtype=torch.bool, device=world.device).tril(-1)  # j < i
     near = (world.known_intent.unsqueeze(3) - points.unsqueeze(1).unsqueeze(1)).norm(dim=-1)
-    # near: [B, N(i), N(j), P]
-    return ((near <= radius) & (fresh & lower).unsqueeze(-1)).any(2)
+    # near: [B, N(i), N(j), P]; a coarse intent may be anywhere in its quantization cell.
+    slack = (world.intent_resolution * 0.5**0.5).unsqueeze(-1)
+    return ((near <= radius + slack) & (fresh & lower).unsqueeze(-1)).any(2)
 
 
 def search_rescue_expert(world: CommWorld) -> torch.Tensor:
@@ -92,12 +94,11 @@ def search_rescue_expert(world: CommWorld) -> torch.Tensor:
 
 def intent_coverage_expert(world: CommWorld) -> torch.Tensor:
     """Greedy assignment by announced intents: each agent takes the nearest site
-    not claimed by a lower-index teammate (claim radius: the intent quantization
-    error plus the site radius)."""
+    not claimed by a lower-index teammate (a claim: the teammate's announced goal,
+    widened by its quantization cell, reaches the site radius)."""
     sites = world.sites  # [B, S, 2]
     dist = (world.pos.unsqueeze(2) - sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
-    radius = world.config.site_radius + 1.0
-    taken = _claims(world, sites, radius)
+    taken = _claims(world, sites, world.config.site_radius)
     score = torch.where(taken, dist + 1e3, dist)
     pick = score.argmin(-1)
     target = torch.gather(sites, 1, pick.unsqueeze(-1).expand(-1, -1, 2))

@@ -185,6 +185,7 @@ class CommWorld:
         self.intent = torch.zeros(b, n, 2, device=dev)
         self.known_intent = torch.zeros(b, n, n, 2, device=dev)
         self.intent_age = torch.zeros(b, n, n, dtype=torch.long, device=dev)
+        self.intent_bits = torch.zeros(b, n, n, dtype=torch.long, device=dev)
         self.done = torch.zeros(b, dtype=torch.bool, device=dev)
         self.peer_snr = torch.zeros(b, n, n, device=dev)
         self.fc_snr = torch.zeros(b, n, device=dev)
@@ -199,6 +200,7 @@ class CommWorld:
                 self.peer_store = torch.full((b, n, n, g, g), self.prior, device=dev)
         self.fc_intent = torch.zeros(b, n, 2, device=dev)
         self.fc_intent_age = torch.full((b, n), 10**6, dtype=torch.long, device=dev)
+        self.fc_intent_bits = torch.zeros(b, n, dtype=torch.long, device=dev)
 
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
@@ -230,6 +232,9 @@ class CommWorld:
         eye = torch.eye(self.num_agents, dtype=torch.bool, device=self.device)
         stale = self.config.intent_max_age
         self.intent_age = torch.where(m1.unsqueeze(-1), torch.where(eye, 0, stale), self.intent_age)
+        own_bits = torch.where(eye, self.config.comm.intent_bits, 0)
+        self.intent_bits = torch.where(m1.unsqueeze(-1), own_bits, self.intent_bits)
+        self.fc_intent_bits = torch.where(m1, 0, self.fc_intent_bits)
         centre = torch.full_like(self.known_intent, self.grid / 2)
         unknown = torch.where(eye.view(1, *eye.shape, 1), self.intent.unsqueeze(2), centre)
         self.known_intent = torch.where(mask.view(-1, 1, 1, 1), unknown, self.known_intent)
@@ -417,6 +422,7 @@ class CommWorld:
             self.intent[e, s], ex.intent_bits[ok]
         )
         self.intent_age[e, d, s] = 0
+        self.intent_bits[e, d, s] = ex.intent_bits[ok]
         if self.belief_kind != "none":
             self._fuse_peer(ex, metropolis_weights(self.adj))
 
@@ -442,6 +448,7 @@ class CommWorld:
             e, s = env[ok], src[ok]
             self.fc_intent[e, s] = self.comm.quantize_intent(self.intent[e, s], ex.intent_bits[ok])
             self.fc_intent_age[e, s] = 0
+            self.fc_intent_bits[e, s] = ex.intent_bits[ok]
             if self.belief_kind != "none":
                 self._fc_ingest(ex)
         # --- downlink: the fused belief and every intent to each agent in range
@@ -468,9 +475,16 @@ class CommWorld:
         # downlink's resolution can only coarsen them further.
         self.known_intent[e, d] = self.comm.quantize_intent(self.fc_intent[e], ex.intent_bits[ok])
         self.intent_age[e, d] = self.fc_intent_age[e]
+        self.intent_bits[e, d] = torch.minimum(self.fc_intent_bits[e], ex.intent_bits[ok].view(-1, 1))
         if self.belief_kind != "none":
             self._apply_downlink(ex)
         return fc_uses
+
+    @property
+    def intent_resolution(self) -> torch.Tensor:
+        """``[B, N, N]`` side (cells) of the quantization cell of the intent agent ``i`` holds
+        for agent ``j``: ``grid_size / 2**bits``, the whole area when nothing was heard."""
+        return self.grid / torch.exp2(self.intent_bits.float())
 
     # ================================================================= belief payloads
     # Grid beliefs by default; vector beliefs (tracking) override these five hooks.
