@@ -72,6 +72,7 @@ INFO_KEYS = (
     "messages_delivered",
     "messages_lost",
     "fc_channel_uses",
+    "fc_messages_sent",
     "belief_error",
     "success",
 )
@@ -270,7 +271,8 @@ class CommWorld:
             tensors; per agent ``[B, N]``: ``channel_uses``, ``bits``,
             ``messages_sent``, ``messages_delivered``, ``messages_lost``,
             ``belief_error`` (:meth:`_belief_error`);
-            per world ``[B]``: ``fc_channel_uses`` (downlinks), ``success``.
+            per world ``[B]``: ``fc_channel_uses`` and ``fc_messages_sent`` (the fusion
+            centre's downlinks), ``success``.
         """
         if bool(self.done.any()):
             idx = self.done.nonzero().squeeze(1)[:8].tolist()
@@ -349,6 +351,7 @@ class CommWorld:
         zeros = torch.zeros(b, n, dtype=torch.long, device=dev)
         acc = {k: zeros.clone() for k in ("channel_uses", "bits", "sent", "delivered")}
         fc_uses = torch.zeros(b, dtype=torch.long, device=dev)
+        fc_msgs = torch.zeros(b, dtype=torch.long, device=dev)
         # Ages grow every step; a received header resets them.
         self.intent_age = (self.intent_age + 1).clamp_max(10**6)
         self.fc_intent_age = (self.fc_intent_age + 1).clamp_max(10**6)
@@ -371,7 +374,7 @@ class CommWorld:
                 k_up = torch.floor(share * k_total + 1e-6).long()
                 k_peer = k_total - k_up
             if cfg.mode in ("centralized", "hybrid"):
-                fc_uses = self._centralized(k_up, acc)
+                fc_uses, fc_msgs = self._centralized(k_up, acc)
             if cfg.mode in ("distributed", "hybrid"):
                 for _ in range(cfg.consensus_rounds):
                     self._peer_round(k_peer, acc)
@@ -383,6 +386,7 @@ class CommWorld:
             "messages_delivered": acc["delivered"],
             "messages_lost": acc["sent"] - acc["delivered"],
             "fc_channel_uses": fc_uses,
+            "fc_messages_sent": fc_msgs,
         }
 
     def _account(self, ex: Exchange, by: torch.Tensor, acc: dict[str, torch.Tensor]) -> None:
@@ -426,7 +430,10 @@ class CommWorld:
         if self.belief_kind != "none":
             self._fuse_peer(ex, metropolis_weights(self.adj))
 
-    def _centralized(self, k_up: torch.Tensor, acc: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _centralized(
+        self, k_up: torch.Tensor, acc: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uplinks then downlinks; returns the centre's channel uses and messages ``[B]``."""
         cfg = self.config.comm
         b, n, dev = self.num_envs, self.num_agents, self.device
         fc_uses = torch.zeros(b, dtype=torch.long, device=dev)
@@ -454,7 +461,7 @@ class CommWorld:
         # --- downlink: the fused belief and every intent to each agent in range
         env, dst = self.fc_ok.nonzero(as_tuple=True)
         if env.numel() == 0:
-            return fc_uses
+            return fc_uses, torch.zeros_like(fc_uses)
         fc_payload = self._fc_payload()
         ex = self.comm.send(
             env,
@@ -469,6 +476,7 @@ class CommWorld:
             intent=self.intent[env, dst] if self.belief_kind == "grid" else None,
         )
         fc_uses = fc_uses.index_add(0, env, ex.channel_uses)
+        fc_msgs = torch.zeros_like(fc_uses).index_add(0, env, (ex.channel_uses > 0).long())
         ok = ex.header_ok
         e, d = env[ok], dst[ok]
         # The FC relays intents at the resolution it received them; re-quantizing at the
@@ -478,7 +486,7 @@ class CommWorld:
         self.intent_bits[e, d] = torch.minimum(self.fc_intent_bits[e], ex.intent_bits[ok].view(-1, 1))
         if self.belief_kind != "none":
             self._apply_downlink(ex)
-        return fc_uses
+        return fc_uses, fc_msgs
 
     @property
     def intent_resolution(self) -> torch.Tensor:
@@ -646,6 +654,18 @@ class CommWorld:
         return torch.cat(parts, dim=-1)
 
     # ================================================================= misc
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.Generator does not pickle; its state (a byte tensor) does.
+        state = self.__dict__.copy()
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        gen_state = state.pop("generator")
+        self.__dict__.update(state)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.set_state(gen_state)
+
     @property
     def agents(self) -> list[str]:
         return [f"agent_{i}" for i in range(self.num_agents)]
