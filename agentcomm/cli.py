@@ -13,7 +13,13 @@ import sys
 from collections.abc import Sequence
 
 # name -> (module, help). Each module defines ``add_arguments(parser)`` and ``main(args)``.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "agentcomm.experiments.run",
+        "the main job: task success versus bandwidth, SNR and coordination mode",
+    ),
+    "sweep": ("agentcomm.experiments.sweep", "run one experiment YAML over seeds, in parallel"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,11 @@ class Exchange:
         channel_uses: long ``[M]``, complex channel uses (header + payload).
         bits: long ``[M]``, information bits (header + digital payload + side information).
         intent_bits: long ``[M]``, bits per intent coordinate in the header (0: not sent).
+        bits_delivered: long ``[M]``, information bits that arrived (header and/or payload).
+        capacity_bits: float ``[M]``, the Shannon bound on what the occupied channel uses
+            could carry: ``channel_uses * log2(1 + SNR)`` at the link's mean SNR. By Jensen's
+            inequality it bounds the ergodic capacity of every unit-power fading channel
+            (Rayleigh, Rician), so delivered bits stay below it on average.
     """
 
     env: torch.Tensor
@@ -63,6 +68,8 @@ class Exchange:
     channel_uses: torch.Tensor
     bits: torch.Tensor
     intent_bits: torch.Tensor
+    bits_delivered: torch.Tensor
+    capacity_bits: torch.Tensor
 
 
 class CommStack:
@@ -208,9 +215,24 @@ class CommStack:
         uses = hdr_uses.clone()
         bits = hdr_bits.clone()
         payload_ok = torch.zeros_like(sent)
+        log_snr = torch.log2(1.0 + torch.pow(10.0, snr_db.to(torch.float64) / 10.0))
         if payload is None or self.codec is None:
             est = torch.zeros((m, 0), device=dev)
-            return Exchange(env, src, dst, est, est.bool(), header_ok, payload_ok, uses, bits, q)
+            hdr_got = torch.where(header_ok, hdr_bits, 0)
+            return Exchange(
+                env,
+                src,
+                dst,
+                est,
+                est.bool(),
+                header_ok,
+                payload_ok,
+                uses,
+                bits,
+                q,
+                hdr_got,
+                uses * log_snr,
+            )
 
         prior_t = torch.as_tensor(prior, dtype=payload.dtype, device=payload.device)
         prior_full = torch.broadcast_to(prior_t, payload.shape)
@@ -237,7 +259,23 @@ class CommStack:
         informative = payload_ok.view((-1,) + (1,) * (payload.ndim - 1)) & (
             (estimate - prior_full).abs() > self.resolution
         )
-        return Exchange(env, src, dst, estimate, informative, header_ok, payload_ok, uses, bits, q)
+        delivered_bits = torch.where(header_ok, hdr_bits, 0) + torch.where(
+            payload_ok, bits - hdr_bits, 0
+        )
+        return Exchange(
+            env,
+            src,
+            dst,
+            estimate,
+            informative,
+            header_ok,
+            payload_ok,
+            uses,
+            bits,
+            q,
+            delivered_bits,
+            uses * log_snr,
+        )
 
 
 def fuse_grid(

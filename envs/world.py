@@ -68,6 +68,8 @@ ACTION_DIM = 6
 INFO_KEYS = (
     "channel_uses",
     "bits",
+    "bits_delivered",
+    "capacity_bits",
     "messages_sent",
     "messages_delivered",
     "messages_lost",
@@ -268,7 +270,9 @@ class CommWorld:
         Returns:
             ``obs [B, N, Do]``, ``reward [B, N]`` (the team reward, shared),
             ``terminated [B]``, ``truncated [B]`` (bool), and ``info``: a dict of
-            tensors; per agent ``[B, N]``: ``channel_uses``, ``bits``,
+            tensors; per agent ``[B, N]``: ``channel_uses``, ``bits`` (sent),
+            ``bits_delivered``, ``capacity_bits`` (Shannon bound of the uses spent,
+            :class:`~agentcomm.envs.comm.Exchange`),
             ``messages_sent``, ``messages_delivered``, ``messages_lost``,
             ``belief_error`` (:meth:`_belief_error`);
             per world ``[B]``: ``fc_channel_uses`` and ``fc_messages_sent`` (the fusion
@@ -349,7 +353,9 @@ class CommWorld:
         cfg = self.config.comm
         b, n, dev = self.num_envs, self.num_agents, self.device
         zeros = torch.zeros(b, n, dtype=torch.long, device=dev)
-        acc = {k: zeros.clone() for k in ("channel_uses", "bits", "sent", "delivered")}
+        keys = ("channel_uses", "bits", "bits_delivered", "sent", "delivered")
+        acc = {k: zeros.clone() for k in keys}
+        acc["capacity_bits"] = torch.zeros(b, n, dtype=torch.float64, device=dev)
         fc_uses = torch.zeros(b, dtype=torch.long, device=dev)
         fc_msgs = torch.zeros(b, dtype=torch.long, device=dev)
         # Ages grow every step; a received header resets them.
@@ -382,6 +388,8 @@ class CommWorld:
         return {
             "channel_uses": acc["channel_uses"],
             "bits": acc["bits"],
+            "bits_delivered": acc["bits_delivered"],
+            "capacity_bits": acc["capacity_bits"].float(),
             "messages_sent": acc["sent"],
             "messages_delivered": acc["delivered"],
             "messages_lost": acc["sent"] - acc["delivered"],
@@ -398,6 +406,8 @@ class CommWorld:
         for key, val in (
             ("channel_uses", ex.channel_uses),
             ("bits", ex.bits),
+            ("bits_delivered", ex.bits_delivered),
+            ("capacity_bits", ex.capacity_bits),
             ("sent", on_air.long()),
             ("delivered", delivered.long()),
         ):
@@ -483,7 +493,9 @@ class CommWorld:
         # downlink's resolution can only coarsen them further.
         self.known_intent[e, d] = self.comm.quantize_intent(self.fc_intent[e], ex.intent_bits[ok])
         self.intent_age[e, d] = self.fc_intent_age[e]
-        self.intent_bits[e, d] = torch.minimum(self.fc_intent_bits[e], ex.intent_bits[ok].view(-1, 1))
+        self.intent_bits[e, d] = torch.minimum(
+            self.fc_intent_bits[e], ex.intent_bits[ok].view(-1, 1)
+        )
         if self.belief_kind != "none":
             self._apply_downlink(ex)
         return fc_uses, fc_msgs

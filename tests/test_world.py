@@ -131,11 +131,13 @@ def test_shapes_and_bounds(env_id):
     n = world.num_agents
     assert obs.shape == (3, n, world.obs_dim) and obs.dtype == torch.float32
     assert world.state().shape == (3, world.state_dim)
-    obs, rew, term, trunc, info = world.step(random_actions(world, torch.Generator().manual_seed(0)))
+    obs, rew, term, trunc, info = world.step(
+        random_actions(world, torch.Generator().manual_seed(0))
+    )
     assert rew.shape == (3, n) and term.shape == trunc.shape == (3,)
     assert bool((obs.abs() <= 1).all())
     assert set(info) == set(INFO_KEYS)
-    for key in ("channel_uses", "bits", "messages_sent", "messages_delivered", "belief_error"):
+    for key in ("channel_uses", "bits", "bits_delivered", "capacity_bits", "messages_sent"):
         assert info[key].shape == (3, n), key
     assert bool((rew == rew[:, :1]).all()), "the team reward is shared"
 
@@ -202,6 +204,7 @@ def test_channel_uses_never_exceed_the_budget(mode, env_id):
         assert bool((info["channel_uses"] <= k * (links + uplink)).all())
         assert bool((info["fc_channel_uses"] <= budget * world.fc_ok.sum(1)).all())
         assert bool((info["messages_delivered"] <= info["messages_sent"]).all())
+        assert bool((info["bits_delivered"] <= info["bits"]).all())
         assert bool((info["messages_lost"] >= 0).all())
         if bool((term | trunc).any()):
             world.reset_at(term | trunc)

@@ -1,0 +1,419 @@
+"""Evaluate the learned receivers against SNR and bandwidth, their latency and their task effect.
+
+Run (1 torch thread; the full run takes several minutes, ``--quick`` about one)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --out runs/eval_decoders
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --quick --out /tmp/ev
+
+Three parts, each a CSV (and PNG) under ``--out``:
+
+1. ``recon.csv`` / ``recon_snr.png`` / ``recon_bw.png``: belief reconstruction on held-out
+   SearchRescue-v0 expert rollouts (a seed used neither for training nor validation)
+   over AWGN and Rayleigh block fading (perfect CSI), SNR 0-20 dB and every ``k`` of
+   the bundle (bandwidth ratio ``k / n``, ``n = 256`` cells), all schemes at equal
+   channel uses ``k``:
+
+   * ``raw``: the ideal reference (the belief itself; it would need ``32 n`` bits);
+   * ``quantized``: 4-bit values under the capacity rule, the best of rates
+     0.5/1/2/4 bits per channel use at each point (an oracle rate choice, generous
+     to digital); an outage leaves the receiver at its prior;
+   * ``ldpc``: the same source bits over a real 5G LDPC + QAM chain (Sionna), QPSK or
+     16-QAM at code rate 1/2, best of the two; a block error leaves the prior;
+   * ``jscc``, ``jscc+cddm``, ``jscc+diffcom``: the bundle's codecs.
+
+   Metrics: ``mse`` of normalized log-odds ``clip(l, -6, 6)/6`` (multiply by 36 for
+   nats^2), ``kl_bits`` the mean per-cell KL divergence KL(Bern(p) || Bern(p_hat)) of
+   the decoded belief from the sent one (bits per cell), ``top1`` the fraction of maps
+   whose most likely decoded cell holds a victim, ``f1`` the F1 score of cells with
+   decoded probability > 0.5 against the victims.
+2. ``latency.csv``: decode time per message at batch 1 and 64 for each receiver (1 thread).
+3. ``task.csv`` / ``task.png``: the expert's success rate on SearchRescue-v0 with
+   codec ``jscc`` vs ``jscc+cddm`` (and ``quantized`` for reference) at two low budgets
+   and two transmit powers, ``--episodes`` episodes each (one batch of worlds).
+
+The last line printed is ``RESULT key=value ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import agentcomm.decoders  # noqa: E402,F401  (registers the learned codecs)
+from agentcomm.channels import AWGN, RayleighBlockFading  # noqa: E402
+from agentcomm.codecs import make_codec, transmit  # noqa: E402
+from agentcomm.codecs.base import Received  # noqa: E402
+from agentcomm.decoders import collect_env_beliefs, default_bundle_dir, load_bundle  # noqa: E402
+from agentcomm.decoders.data import to_unit  # noqa: E402
+
+CLIP = 6.0
+METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom")
+
+
+def metrics(est: torch.Tensor, sent: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Reconstruction metrics of decoded log-odds ``est [M, H, W]`` vs ``sent`` and ``truth``."""
+    est = est.float().clamp(-CLIP, CLIP)
+    sent = sent.float().clamp(-CLIP, CLIP)
+    mse = float((to_unit(est, CLIP) - to_unit(sent, CLIP)).square().mean())
+    # KL(Bern(p) || Bern(q)) from log-odds, in bits: p(log p - log q) + (1-p)(log(1-p) - log(1-q)).
+    p = torch.sigmoid(sent)
+    kl = p * (F.logsigmoid(sent) - F.logsigmoid(est)) + (1 - p) * (
+        F.logsigmoid(-sent) - F.logsigmoid(-est)
+    )
+    flat_est, flat_truth = est.flatten(1), truth.flatten(1)
+    top1 = flat_truth.gather(1, flat_est.argmax(1, keepdim=True)).float().mean()
+    pred = flat_est > 0
+    tp = (pred & flat_truth).sum().float()
+    f1 = 2 * tp / (pred.sum() + flat_truth.sum()).clamp_min(1)
+    return {
+        "mse": mse,
+        "kl_bits": float(kl.mean() / math.log(2)),
+        "top1": float(top1),
+        "f1": float(f1),
+    }
+
+
+def digital(
+    maps: torch.Tensor,
+    k: int,
+    channel,
+    snr: float,
+    prior: float,
+    g: torch.Generator,
+    chains: dict,
+) -> dict[str, tuple[torch.Tensor, float]]:
+    """Best-rate quantized (capacity rule) and LDPC+QAM estimates at ``k`` channel uses."""
+    out = {}
+    best = None
+    for rate in (0.5, 1.0, 2.0, 4.0):
+        codec = make_codec("quantized", (16, 16), bits_per_value=4, rate=rate, range=(-CLIP, CLIP))
+        t = transmit(codec, maps, k, channel, snr, g, prior=prior)
+        mse = float((to_unit(t.estimate, CLIP) - to_unit(maps, CLIP)).square().mean())
+        if best is None or mse < best[0]:
+            best = (mse, t.estimate, float(t.delivered.float().mean()))
+    out["quantized"] = (best[1], best[2])
+    if chains is not None:
+        best = None
+        for bps in (2, 4):
+            key = (k, bps)
+            if key not in chains:
+                chains[key] = _chain(k, bps)
+            chain = chains[key]
+            if chain is None:
+                continue
+            # The source: as many 4-bit values as the code carries, sent by the quantized codec
+            # (rate = LDPC info bits per channel use); delivery is the chain's block success.
+            codec = make_codec(
+                "quantized",
+                (16, 16),
+                bits_per_value=4,
+                rate=chain.bits_per_channel_use,
+                range=(-CLIP, CLIP),
+            )
+            msg = codec.encode(maps, k, prior=prior)
+            # Block errors of a linear code on a symmetric channel do not depend on the data,
+            # so random information bits stand in for the packed indices.
+            bits = torch.randint(0, 2, (maps.shape[0], chain.k_info), generator=g).float()
+            ok = chain.transmit(bits, channel, snr, g).block_delivered.bool()
+            est = codec.decode(Received(msg, ok & (msg.bits > 0)))
+            mse = float((to_unit(est, CLIP) - to_unit(maps, CLIP)).square().mean())
+            if best is None or mse < best[0]:
+                best = (mse, est, float(ok.float().mean()))
+        if best is not None:
+            out["ldpc"] = (best[1], best[2])
+    return out
+
+
+def _chain(k: int, bits_per_symbol: int):
+    """A rate-1/2 LDPC + QAM chain filling exactly ``k`` channel uses, or None if impossible."""
+    from agentcomm.channels.sionna_chain import LDPCQAMChain
+
+    n_coded = k * bits_per_symbol
+    k_info = n_coded // 2
+    if k_info < 12:
+        return None
+    return LDPCQAMChain(k_info, n_coded, bits_per_symbol)
+
+
+def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> list[dict]:
+    try:
+        import sionna.phy  # noqa: F401
+
+        chains: dict | None = {}
+    except ImportError:
+        chains = None
+        print("sionna is not installed: skipping the LDPC+QAM baseline")
+    codecs = {
+        name: make_codec(name, (16, 16), checkpoint=bundle_dir)
+        for name in ("jscc", "jscc+cddm", "jscc+diffcom")
+    }
+    rows = []
+    for ch_name, channel in (("awgn", AWGN()), ("rayleigh_block", RayleighBlockFading())):
+        for k in bundle.channel_uses:
+            for snr in snrs:
+                g = torch.Generator().manual_seed(seed + k + int(snr * 10))
+                est = {"raw": (maps, 1.0)}
+                est.update(digital(maps, k, channel, snr, prior, g, chains))
+                for name, codec in codecs.items():
+                    # The transmitter knows the link's average SNR (the codec docstring).
+                    codec.encoder_snr_db = float(snr)
+                    gg = torch.Generator().manual_seed(seed + 1 + k + int(snr * 10))
+                    t = transmit(codec, maps, k, channel, float(snr), gg, prior=prior)
+                    est[name] = (t.estimate, float(t.delivered.float().mean()))
+                for name, (e, delivered) in est.items():
+                    row = {
+                        "method": name,
+                        "channel": ch_name,
+                        "snr_db": snr,
+                        "k": k,
+                        "bw_ratio": k / 256,
+                        "delivered": delivered,
+                    }
+                    row.update(metrics(e, maps, truth))
+                    rows.append(row)
+                print(
+                    f"{ch_name:15s} k={k:3d} snr={snr:5.1f} "
+                    + " ".join(f"{r['method']}={r['mse']:.4f}" for r in rows[-len(est) :]),
+                    flush=True,
+                )
+    _write_csv(out_dir / "recon.csv", rows)
+    return rows
+
+
+def latency(bundle, reps: int) -> list[dict]:
+    k = sorted(bundle.channel_uses)[len(bundle.channel_uses) // 2]
+    model = bundle.jscc[k]
+    rx = {
+        "jscc": lambda out, snr: model.decode(out),
+        "jscc+cddm": lambda out, snr: bundle.cddm[k].decode(out),
+        "jscc+diffcom": lambda out, snr: bundle.diffcom(k).decode(out, snr),
+    }
+    maps = collect_env_beliefs("SearchRescue-v0", 16, 2, seed=4242).logodds
+    rows = []
+    for batch in (1, 64):
+        x = maps[:batch]
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            out = AWGN().apply(model.encode(x, 5.0), 5.0, g)
+        for name, fn in rx.items():
+            fn(out, 5.0)  # warm-up
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                with torch.inference_mode(name != "jscc+diffcom"):
+                    fn(out, 5.0)
+                times.append(time.perf_counter() - t0)
+            med = sorted(times)[len(times) // 2]
+            rows.append(
+                {
+                    "receiver": name,
+                    "k": k,
+                    "batch": batch,
+                    "ms_per_batch": 1e3 * med,
+                    "ms_per_message": 1e3 * med / batch,
+                    "threads": torch.get_num_threads(),
+                }
+            )
+    return rows
+
+
+def task(bundle_dir, episodes: int, budgets, powers, seed: int) -> list[dict]:
+    from agentcomm.envs import make_vec
+    from agentcomm.envs.experts import expert_actions
+
+    rows = []
+    for codec in ("quantized", "jscc", "jscc+cddm"):
+        params = {} if codec == "quantized" else {"checkpoint": str(bundle_dir)}
+        for budget in budgets:
+            for power in powers:
+                world = make_vec(
+                    "SearchRescue-v0",
+                    num_envs=episodes,
+                    seed=seed,
+                    comm={"codec": codec, "codec_params": params, "budget": budget},
+                    channel={"tx_power_dbm": power},
+                )
+                world.reset(seed=seed)
+                finished = torch.zeros(episodes, dtype=torch.bool)
+                success = torch.zeros(episodes, dtype=torch.bool)
+                steps = torch.zeros(episodes)
+                snr = []
+                t0 = time.perf_counter()
+                for _ in range(world.config.max_steps):
+                    _, _, term, trunc, info = world.step(expert_actions(world))
+                    new = (term | trunc) & ~finished
+                    success |= new & info["success"]
+                    steps = torch.where(new, world.t.float(), steps)
+                    finished |= new
+                    snr.append(world.peer_snr[world.adj].mean())
+                    if bool((term | trunc).any()):
+                        world.reset_at(term | trunc)
+                row = {
+                    "codec": codec,
+                    "budget": budget,
+                    "tx_power_dbm": power,
+                    "episodes": int(finished.sum()),
+                    "success_rate": float(success.float().mean()),
+                    "success_se": float(
+                        (success.float().mean() * (1 - success.float().mean()) / episodes).sqrt()
+                    ),
+                    "mean_steps": float(steps.mean()),
+                    "mean_link_snr_db": float(torch.stack(snr).nanmean()),
+                    "seconds": time.perf_counter() - t0,
+                }
+                rows.append(row)
+                print(
+                    f"task {codec:10s} budget={budget:3d} tx={power:5.1f} dBm "
+                    f"success={row['success_rate']:.3f}+-{row['success_se']:.3f} "
+                    f"link_snr={row['mean_link_snr_db']:.1f} dB ({row['seconds']:.0f}s)",
+                    flush=True,
+                )
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plots(rows: list[dict], task_rows: list[dict], out_dir: Path, ks) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kmid = sorted(ks)[len(ks) // 2]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for col, ch in enumerate(("awgn", "rayleigh_block")):
+        for row_i, metric in enumerate(("mse", "top1")):
+            ax = axes[row_i, col]
+            for m in METHODS:
+                pts = [
+                    r for r in rows if r["method"] == m and r["channel"] == ch and r["k"] == kmid
+                ]
+                if pts:
+                    ax.plot([p["snr_db"] for p in pts], [p[metric] for p in pts], "o-", label=m)
+            ax.set_title(f"{ch}, k={kmid} (ratio {kmid / 256:.3f})")
+            ax.set_xlabel("SNR (dB)")
+            ax.set_ylabel(metric)
+            if metric == "mse":
+                ax.set_yscale("log")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "recon_snr.png", dpi=110)
+    plt.close(fig)
+
+    snrs = sorted({r["snr_db"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, snr in zip(axes, (snrs[0], snrs[-1])):
+        for m in METHODS:
+            pts = [
+                r
+                for r in rows
+                if r["method"] == m and r["channel"] == "awgn" and r["snr_db"] == snr
+            ]
+            if pts:
+                ax.plot([p["bw_ratio"] for p in pts], [p["mse"] for p in pts], "o-", label=m)
+        ax.set_title(f"AWGN, SNR {snr} dB")
+        ax.set_xlabel("bandwidth ratio k/n")
+        ax.set_ylabel("mse")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "recon_bw.png", dpi=110)
+    plt.close(fig)
+
+    if task_rows:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        labels = sorted({(r["budget"], r["tx_power_dbm"]) for r in task_rows})
+        width = 0.8 / 3
+        for i, codec in enumerate(("quantized", "jscc", "jscc+cddm")):
+            vals = [
+                next(
+                    r["success_rate"]
+                    for r in task_rows
+                    if r["codec"] == codec and (r["budget"], r["tx_power_dbm"]) == lb
+                )
+                for lb in labels
+            ]
+            ax.bar([j + i * width for j in range(len(labels))], vals, width, label=codec)
+        ax.set_xticks([j + width for j in range(len(labels))])
+        ax.set_xticklabels([f"k={b}\n{p} dBm" for b, p in labels])
+        ax.set_ylabel("expert success rate")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "task.png", dpi=110)
+        plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/eval_decoders")
+    parser.add_argument("--bundle", help="bundle folder (default: the shipped one)")
+    parser.add_argument("--quick", action="store_true", help="fewer maps, SNRs and episodes")
+    parser.add_argument("--episodes", type=int, help="episodes per task setting (default 100)")
+    parser.add_argument("--no-task", action="store_true", help="skip the task evaluation")
+    parser.add_argument("--seed", type=int, default=20_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bundle_dir = Path(args.bundle) if args.bundle else default_bundle_dir((16, 16))
+    bundle = load_bundle(bundle_dir)
+
+    n_envs, n_steps = (8, 10) if args.quick else (16, 30)
+    data = collect_env_beliefs("SearchRescue-v0", n_envs, n_steps, seed=args.seed)
+    maps, truth = data.logodds, data.truth
+    prior = math.log(3 / 253)  # SearchRescue-v0's prior log-odds: p0 = 3 victims / 256 cells
+    snrs = [0.0, 5.0, 10.0, 20.0] if args.quick else [0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0]
+    print(f"{maps.shape[0]} test maps; bundle {bundle_dir} k={bundle.channel_uses}", flush=True)
+    rows = recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, args.seed)
+
+    lat = latency(bundle, reps=5 if args.quick else 20)
+    _write_csv(out_dir / "latency.csv", lat)
+    for r in lat:
+        print(
+            f"latency {r['receiver']:13s} batch={r['batch']:3d} "
+            f"{r['ms_per_message']:.2f} ms/message ({r['ms_per_batch']:.1f} ms/batch)"
+        )
+
+    task_rows = []
+    if not args.no_task:
+        episodes = args.episodes or (20 if args.quick else 100)
+        task_rows = task(bundle_dir, episodes, (22, 38), (15.0, 0.0), args.seed)
+        _write_csv(out_dir / "task.csv", task_rows)
+    plots(rows, task_rows, out_dir, bundle.channel_uses)
+
+    # --- summary: diffusion receivers vs JSCC below 5 dB at equal channel uses
+    def mean_mse(method: str, low: bool) -> float:
+        sel = [r["mse"] for r in rows if r["method"] == method and (r["snr_db"] < 5) == low]
+        return sum(sel) / len(sel)
+
+    result = {}
+    for m in ("jscc", "jscc+cddm", "jscc+diffcom", "quantized", "ldpc"):
+        if any(r["method"] == m for r in rows):
+            result[f"mse_below5dB_{m}"] = f"{mean_mse(m, True):.5f}"
+    for m in ("jscc+cddm", "jscc+diffcom"):
+        result[f"{m}_beats_jscc_below5dB"] = str(mean_mse(m, True) < mean_mse("jscc", True))
+    for r in lat:
+        if r["batch"] == 1:
+            result[f"latency_ms_b1_{r['receiver']}"] = f"{r['ms_per_message']:.2f}"
+    for r in task_rows:
+        key = f"success_{r['codec']}_k{r['budget']}_{int(r['tx_power_dbm'])}dBm"
+        result[key] = f"{r['success_rate']:.3f}"
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

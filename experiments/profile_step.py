@@ -1,0 +1,213 @@
+"""Where one batched world step spends its time, by stage, on one CPU thread.
+
+The world's stage functions are wrapped (in this process only, nothing in ``envs/`` is
+edited) with wall-clock timers; torch runs CPU ops synchronously, so wall time per stage
+is the stage's cost. Stages nest (``exchange`` holds ``send``, which holds the codec's
+``encode``/``deliver``/``decode``); each is reported with its *self* time (its own time less
+its timed children) and its share of the whole step loop, including ``reset_at``.
+``step (rest)`` is what :meth:`CommWorld.step` does itself: act, move, the cost and
+done bookkeeping.
+
+Optionally (``--torch-profiler``) the aten ops with the largest self CPU time and the number
+of top-level torch ops per step (what bounds ``B = 1``: each op costs microseconds of
+dispatch), and (``--cprofile``) the Python functions with the largest own time.
+
+Usage::
+
+    .venv/bin/python experiments/profile_step.py --batch-sizes 1,1024,4096 --torch-profiler
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import functools  # noqa: E402
+import io  # noqa: E402
+import pstats  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+import agentcomm  # noqa: E402
+from agentcomm.codecs.base import Codec  # noqa: E402
+from agentcomm.envs import world as world_module  # noqa: E402
+from agentcomm.envs.comm import CommStack  # noqa: E402
+from agentcomm.envs.world import CommWorld  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+class StageTimer:
+    """Inclusive and self wall time of nested, named stages."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = defaultdict(float)
+        self.own: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._stack: list[list[Any]] = []
+        self.enabled = False
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if not self.enabled:
+                return fn(*args, **kwargs)
+            frame = [name, 0.0]  # name, time spent in timed children
+            self._stack.append(frame)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                self._stack.pop()
+                self.total[name] += dt
+                self.own[name] += dt - frame[1]
+                self.calls[name] += 1
+                if self._stack:
+                    self._stack[-1][1] += dt
+
+        return timed
+
+    def reset(self) -> None:
+        self.total.clear()
+        self.own.clear()
+        self.calls.clear()
+
+
+#: (owner, attribute, stage name): what gets a timer. Module-level functions are patched in
+#: ``envs.world``'s namespace, where the step looks them up.
+STAGES: list[tuple[Any, str, str]] = [
+    (CommWorld, "step", "step (rest)"),
+    (CommWorld, "reset_at", "reset_at"),
+    (CommWorld, "check_actions", "check_actions"),
+    (CommWorld, "_scenario_step", "scenario (rescue/move targets)"),
+    (world_module, "sense_window", "sense: sense_window"),
+    (world_module, "bayes_update_window", "sense: bayes_update_window x2"),
+    (CommWorld, "_update_links", "links"),
+    (CommWorld, "_exchange", "exchange (rest: ages, intents, budgets)"),
+    (CommWorld, "_peer_round", "exchange: peer round (rest: nonzero, gathers)"),
+    (CommWorld, "_centralized", "exchange: centralized (rest)"),
+    (CommStack, "send", "exchange: send (rest: header, estimate)"),
+    (Codec, "encode", "codec: encode (incl. intent order sort)"),
+    (Codec, "deliver", "codec: deliver (capacity rule)"),
+    (Codec, "decode", "codec: decode"),
+    (CommWorld, "_account", "exchange: accounting"),
+    (world_module, "metropolis_weights", "fuse: metropolis_weights"),
+    (CommWorld, "_fuse_peer", "fuse: peer store / fuse_grid"),
+    (CommWorld, "_fc_ingest", "fuse: fc ingest"),
+    (CommWorld, "_apply_downlink", "fuse: downlink"),
+    (CommWorld, "_refresh_belief", "refresh belief"),
+    (CommWorld, "_belief_reward", "reward: entropy drop"),
+    (CommWorld, "_belief_error", "reward: belief_error (KL)"),
+    (CommWorld, "_success", "reward: success"),
+    (CommWorld, "observation", "observation"),
+]
+
+
+def install(timer: StageTimer, world: CommWorld) -> None:
+    """Wrap every stage; scenario overrides are wrapped on the world's own class."""
+    cls = type(world)
+    for owner, attr, name in STAGES:
+        if owner is CommWorld and attr in vars(cls):
+            owner = cls
+        setattr(owner, attr, timer.wrap(name, getattr(owner, attr)))
+
+
+def build(env_id: str, batch: int, agents: int, comm: bool, seed: int):
+    overrides: dict[str, Any] = {"num_agents": agents}
+    if not comm:
+        overrides["comm"] = {"budget": 0}
+    world = agentcomm.make_vec(env_id, num_envs=batch, device="cpu", seed=seed, **overrides)
+    world.reset(seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    actions = torch.rand((16, batch, world.num_agents, 6), generator=gen) * 2 - 1
+    counter = [0]
+
+    def step() -> None:
+        a = actions[counter[0] % actions.shape[0]]
+        counter[0] += 1
+        _, _, terminated, truncated, _ = world.step(a)
+        finished = terminated | truncated
+        if bool(finished.any()):
+            world.reset_at(finished)
+
+    return world, step
+
+
+def report_stages(timer: StageTimer, steps: int, wall: float) -> None:
+    print(f"  {'stage':<48} {'self ms/step':>12} {'share':>7} {'calls/step':>10}")
+    for name, own in sorted(timer.own.items(), key=lambda kv: -kv[1]):
+        print(
+            f"  {name:<48} {1e3 * own / steps:>12.3f} {own / wall:>7.1%} "
+            f"{timer.calls[name] / steps:>10.2f}"
+        )
+    print(f"  {'total (timed loop)':<48} {1e3 * wall / steps:>12.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="SearchRescue-v0")
+    parser.add_argument("--batch-sizes", default="1,1024,4096")
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=0, help="0: about 2 s of steps")
+    parser.add_argument("--no-comm", action="store_true", help="comm={'budget': 0}")
+    parser.add_argument("--torch-profiler", action="store_true")
+    parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    timer = StageTimer()
+    installed = False
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        world, step = build(args.env, batch, args.agents, not args.no_comm, args.seed)
+        if not installed:
+            install(timer, world)
+            installed = True
+        for _ in range(2):
+            step()
+        t0 = time.perf_counter()
+        step()
+        steps = args.steps or max(3, min(500, int(2.0 / (time.perf_counter() - t0))))
+        print(
+            f"\n=== {args.env} B={batch} N={world.num_agents} comm={'off' if args.no_comm else 'on'}"
+            f" ({world!r}), {steps} steps, threads={torch.get_num_threads()}"
+        )
+        timer.reset()
+        timer.enabled = True
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        wall = time.perf_counter() - t0
+        timer.enabled = False
+        report_stages(timer, steps, wall)
+        print(f"  -> {batch * steps / wall:,.0f} env-steps/s with timers on")
+        if args.torch_profiler:
+            prof_steps = max(2, min(steps, 50))
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                for _ in range(prof_steps):
+                    step()
+            events = prof.events()
+            top = sum(1 for e in events if e.cpu_parent is None)
+            print(f"  top-level torch ops per step: {top / prof_steps:.0f}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        if args.cprofile:
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(min(steps, 50)):
+                step()
+            profile.disable()
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(20)
+            print(out.getvalue())
+        del world, step
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Execute experiments: every (point, policy, seed) is one batched evaluation; rows
+go to CSV/JSON and are aggregated across seeds with IQM and stratified bootstrap CIs.
+
+Points run in-process one after another (``workers=1``), or as tasks on a local
+Ray instance (``workers > 1``) or on the cluster Ray is connected to
+(``address``), with the same configs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentcomm.config import atomic_write_text
+
+from .evaluate import evaluate, make_policy
+from .stats import iqm, stratified_bootstrap_ci
+from .study import ExperimentConfig, expand_points, nest
+
+__all__ = ["run_experiments", "summarize", "write_csv"]
+
+#: Point fields shown in tables and used to group rows (dotted override keys).
+LABEL_KEYS = ("comm.mode", "comm.budget", "comm.codec", "channel.tx_power_dbm", "channel.name")
+
+
+def _label(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: point.get(k, "") for k in LABEL_KEYS} | {"point": json.dumps(point, sort_keys=True)}
+
+
+def _one(job: dict[str, Any]) -> dict[str, Any]:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import torch
+
+    torch.set_num_threads(1)
+    metrics = evaluate(
+        job["env_id"],
+        make_policy(job["policy"], seed=job["seed"]),
+        job["episodes"],
+        job["seed"],
+        nest(job["point"]),
+        device=job["device"],
+    )
+    return {
+        "experiment": job["experiment"],
+        "env_id": job["env_id"],
+        "policy": job["policy"],
+        "seed": job["seed"],
+        "episodes": job["episodes"],
+        **_label(job["point"]),
+        **metrics,
+    }
+
+
+def _jobs(cfgs: Iterable[ExperimentConfig]) -> list[dict[str, Any]]:
+    jobs = []
+    for cfg in cfgs:
+        for point in expand_points(cfg):
+            for policy in cfg.policies:
+                for seed in cfg.seeds:
+                    jobs.append(
+                        {
+                            "experiment": cfg.name,
+                            "env_id": cfg.env_id,
+                            "policy": policy,
+                            "seed": seed,
+                            "episodes": cfg.episodes,
+                            "point": point,
+                            "device": cfg.device,
+                        }
+                    )
+    return jobs
+
+
+def run_experiments(
+    cfgs: Iterable[ExperimentConfig],
+    workers: int = 1,
+    address: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate every job; rows come back in job order whatever the parallelism."""
+    from tqdm import tqdm
+
+    jobs = _jobs(cfgs)
+    bar = tqdm(total=len(jobs), desc="evaluating", unit="run", disable=not progress)
+    if workers <= 1 and address is None:
+        rows = []
+        for job in jobs:
+            rows.append(_one(job))
+            bar.update()
+        bar.close()
+        return rows
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address)
+    try:
+        remote = ray.remote(num_cpus=1)(_one)
+        pending = {remote.remote(job): i for i, job in enumerate(jobs)}
+        rows: list[dict[str, Any] | None] = [None] * len(jobs)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                rows[pending.pop(ref)] = ray.get(ref)
+                bar.update()
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+    return [r for r in rows if r is not None]
+
+
+def summarize(rows: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any]]:
+    """One row per (experiment, policy, point): success IQM with a 95 % stratified
+    bootstrap CI across seeds, and the seed mean of every other metric."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["experiment"], r["policy"], r["point"]), []).append(r)
+    out = []
+    numeric = (
+        [k for k, v in rows[0].items() if isinstance(v, float) and k not in ("success",)]
+        if rows
+        else []
+    )
+    for (exp, policy, point), rs in groups.items():
+        success = np.array([r["success"] for r in rs])
+        est, lo, hi = stratified_bootstrap_ci(success, iqm, reps=reps, seed=0)
+        row = {k: rs[0][k] for k in ("experiment", "env_id", "policy", *LABEL_KEYS, "point")}
+        row |= {"seeds": len(rs), "success_iqm": est, "success_lo": lo, "success_hi": hi}
+        row |= {"success_mean": float(success.mean())}
+        row |= {k: float(np.mean([r[k] for r in rs])) for k in numeric}
+        out.append(row)
+    return out
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows (same keys) as CSV, atomically."""
+    import io
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))

@@ -1,0 +1,106 @@
+"""Experiment specifications: one small YAML per experiment, composed through
+``extends`` (a parent file whose keys the child overrides), read with
+``yaml.safe_load`` only.
+
+An experiment is a set of *points* (environment overrides) crossed with policies
+and seeds. Points come from ``axes`` (a Cartesian product over dotted keys such
+as ``comm.budget``) plus explicit ``points``, all on top of ``overrides``::
+
+    extends: base.yaml
+    name: bandwidth
+    axes:
+      comm.mode: [centralized, distributed, hybrid]
+      comm.budget: [0, 4, 12, 32, 64, 128]
+    points:
+      - {comm.codec: raw}
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentcomm.config import Config, rng
+
+__all__ = ["ExperimentConfig", "expand_points", "load_experiment", "nest"]
+
+
+@dataclass
+class ExperimentConfig(Config):
+    name: str = "experiment"
+    env_id: str = "SearchRescue-v0"
+    policies: tuple[str, ...] = ("expert",)
+    """``expert``, ``random`` or policy checkpoint directories."""
+    episodes: int = field(default=64, metadata=rng(1, 1_000_000))
+    """Episodes per (point, policy, seed): parallel worlds of one batched environment."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    points: list[dict[str, Any]] = field(default_factory=list)
+    device: str = "cpu"
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if not self.seeds:
+            raise ValueError(f"{prefix}seeds is empty; give at least one seed")
+        if not self.policies:
+            raise ValueError(f"{prefix}policies is empty; give at least one policy")
+        for key, values in self.axes.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{prefix}axes.{key}={values!r} must be a non-empty list")
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"comm.budget": 4}`` -> ``{"comm": {"budget": 4}}`` (nested dicts merge)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override key {key!r} conflicts with a non-dict value at {p!r}")
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]].update(value)
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def expand_points(cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """The flat (dotted-key) override dicts of every point, axes first, in order."""
+    points: list[dict[str, Any]] = []
+    keys = list(cfg.axes)
+    for combo in itertools.product(*(cfg.axes[k] for k in keys)) if keys else [()]:
+        points.append({**cfg.overrides, **dict(zip(keys, combo))})
+    for extra in cfg.points:
+        if not isinstance(extra, dict):
+            raise ValueError(f"points entries must be mappings, got {extra!r}")
+        points.append({**cfg.overrides, **extra})
+    return points
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ValueError(f"config {path} extends itself through {[str(p) for p in seen]}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base = _read(path.parent / parent, (*seen, path))
+    for key in ("overrides", "axes"):
+        if key in base and key in data:
+            data[key] = {**base[key], **data[key]}
+    return {**base, **data}
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML (following ``extends``) into a validated config."""
+    return ExperimentConfig.from_dict(_read(Path(path)))

@@ -1,0 +1,159 @@
+"""The main job and its pieces: statistics against hand-computed cases, bounds,
+experiment configs, and ``agentcomm run --quick`` end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from agentcomm.cli import main as cli_main
+from agentcomm.experiments.bounds import capacity_bits_per_use, fano_success_bound, log2_hypotheses
+from agentcomm.experiments.stats import iqm, stratified_bootstrap_ci
+from agentcomm.experiments.study import ExperimentConfig, expand_points, load_experiment, nest
+
+
+def test_iqm_hand_computed():
+    # 8 scores: drop the 2 lowest and 2 highest, average the middle 4.
+    assert iqm(np.array([0, 100, 1, 2, 3, 4, -50, 7])) == pytest.approx((1 + 2 + 3 + 4) / 4)
+    assert iqm(np.array([5.0])) == 5.0
+    with pytest.raises(ValueError, match="empty"):
+        iqm(np.array([]))
+
+
+def test_bootstrap_ci_hand_computed_and_reproducible():
+    # Constant scores: every resample has the same IQM, so the interval collapses.
+    est, lo, hi = stratified_bootstrap_ci(np.full((5, 2), 0.3), reps=200)
+    assert est == lo == hi == pytest.approx(0.3)
+    # Two runs {0, 1} of one task: resamples are (0,0), (0,1)/(1,0), (1,1) with IQM 0, 0.5, 1,
+    # probabilities 1/4, 1/2, 1/4, so the 95% interval is [0, 1] and the median 0.5.
+    est, lo, hi = stratified_bootstrap_ci(np.array([0.0, 1.0]), reps=4000, seed=1)
+    assert (est, lo, hi) == (0.5, 0.0, 1.0)
+    a = stratified_bootstrap_ci(np.random.default_rng(0).random((6, 3)), reps=500, seed=3)
+    b = stratified_bootstrap_ci(np.random.default_rng(0).random((6, 3)), reps=500, seed=3)
+    assert a == b and a[1] <= a[0] <= a[2]
+    # The vectorized IQM path equals the generic one.
+    x = np.random.default_rng(1).random((7, 2))
+    fast = stratified_bootstrap_ci(x, iqm, reps=300, seed=2)
+    slow = stratified_bootstrap_ci(x, lambda r: iqm(r), reps=300, seed=2)
+    assert fast == pytest.approx(slow)
+
+
+def test_bounds():
+    assert capacity_bits_per_use(0.0, "awgn") == pytest.approx(1.0)
+    assert capacity_bits_per_use(10.0, "rayleigh_block") == pytest.approx(2.91, abs=0.01)
+    assert log2_hypotheses(256, 1) == pytest.approx(8.0)
+    assert log2_hypotheses(4, 2) == pytest.approx(math.log2(6))
+    assert fano_success_bound(0.0, 8.0) == pytest.approx(1 / 8)
+    assert fano_success_bound(100.0, 8.0) == 1.0
+
+
+def test_experiment_config_composes_and_expands(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "env_id: IntentCoverage-v0\nepisodes: 8\noverrides: {comm.mode: centralized}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "extends: base.yaml\nname: c\nseeds: [4]\naxes: {comm.budget: [0, 2]}\npoints: [{comm.codec: raw}]\n"
+    )
+    cfg = load_experiment(tmp_path / "child.yaml")
+    assert (cfg.env_id, cfg.episodes, cfg.seeds) == ("IntentCoverage-v0", 8, (4,))
+    pts = expand_points(cfg)
+    assert pts == [
+        {"comm.mode": "centralized", "comm.budget": 0},
+        {"comm.mode": "centralized", "comm.budget": 2},
+        {"comm.mode": "centralized", "comm.codec": "raw"},
+    ]
+    assert nest(pts[0]) == {"comm": {"mode": "centralized", "budget": 0}}
+    (tmp_path / "bad.yaml").write_text("extends: base.yaml\nepisode: 3\n")
+    with pytest.raises(ValueError, match="episode"):
+        load_experiment(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match="seeds is empty"):
+        ExperimentConfig(seeds=())
+
+
+def test_shipped_experiment_configs_load():
+    from importlib import resources
+
+    root = resources.files("agentcomm.experiments") / "configs"
+    names = sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml"))
+    assert "bandwidth.yaml" in names and "snr.yaml" in names
+    for name in names:
+        with resources.as_file(root / name) as path:
+            cfg = load_experiment(path)
+        assert expand_points(cfg)
+
+
+def test_sweep_is_reproducible(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nenv_id: IntentCoverage-v0\nepisodes: 4\nseeds: [0, 1]\naxes: {comm.budget: [0, 2]}\n"
+    )
+    for out in ("a", "b"):
+        assert (
+            cli_main(
+                [
+                    "sweep",
+                    "--config",
+                    str(tmp_path / "s.yaml"),
+                    "--out",
+                    str(tmp_path / out),
+                    "--workers",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    assert (tmp_path / "a" / "points.csv").read_text() == (
+        tmp_path / "b" / "points.csv"
+    ).read_text()
+
+
+def test_run_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["run", "--quick", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip().splitlines()[-1].startswith("RESULT ")
+    for name in (
+        "points.csv",
+        "summary.csv",
+        "results.json",
+        "success_vs_bits.png",
+        "success_vs_snr.png",
+        "modes.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "points.csv") as f:
+        rows = list(csv.DictReader(f))
+    required = {
+        "experiment",
+        "env_id",
+        "policy",
+        "seed",
+        "episodes",
+        "comm.mode",
+        "comm.budget",
+        "comm.codec",
+        "success",
+        "return",
+        "bits",
+        "bits_delivered",
+        "capacity_bits",
+        "channel_uses",
+        "fc_channel_uses",
+        "peer_snr_db",
+        "belief_error",
+    }
+    assert required <= set(rows[0])
+    for r in rows:
+        assert 0.0 <= float(r["success"]) <= 1.0
+        if r["comm.codec"] != "raw":
+            # Every plotted point lies under its Shannon bound (delivered <= capacity of uses).
+            assert float(r["bits_delivered"]) <= float(r["capacity_bits"]) + 1e-6, r
+        if r["comm.budget"] == "0":
+            assert float(r["channel_uses"]) == 0.0
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    for s in summary:
+        assert s["success_lo"] <= s["success_iqm"] <= s["success_hi"]
