@@ -132,7 +132,7 @@ def summarize(rows: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, An
         if rows
         else []
     )
-    for (exp, policy, point), rs in groups.items():
+    for rs in groups.values():
         success = np.array([r["success"] for r in rs])
         est, lo, hi = stratified_bootstrap_ci(success, iqm, reps=reps, seed=0)
         row = {k: rs[0][k] for k in ("experiment", "env_id", "policy", *LABEL_KEYS, "point")}
