@@ -427,7 +427,7 @@ class CommWorld:
             self._peer_payload(env, src),
             self._payload_prior(),
             self.generator,
-            intent=self.known_intent[env, src, dst] if self.belief_kind == "grid" else None,
+            intent=self._codec_goal(self.known_intent[env, src, dst]),
         )
         self._account(ex, src, acc)
         ok = ex.header_ok
@@ -438,7 +438,9 @@ class CommWorld:
         self.intent_age[e, d, s] = 0
         self.intent_bits[e, d, s] = ex.intent_bits[ok]
         if self.belief_kind != "none":
-            self._fuse_peer(ex, metropolis_weights(self.adj))
+            # Copies need no weights; consensus and track fusion do.
+            weights = None if self._keeps_copies() else metropolis_weights(self.adj)
+            self._fuse_peer(ex, weights)
 
     def _centralized(
         self, k_up: torch.Tensor, acc: dict[str, torch.Tensor]
@@ -483,7 +485,7 @@ class CommWorld:
             self._payload_prior(),
             self.generator,
             intents=n,
-            intent=self.intent[env, dst] if self.belief_kind == "grid" else None,
+            intent=self._codec_goal(self.intent[env, dst]),
         )
         fc_uses = fc_uses.index_add(0, env, ex.channel_uses)
         fc_msgs = torch.zeros_like(fc_uses).index_add(0, env, (ex.channel_uses > 0).long())
@@ -499,6 +501,13 @@ class CommWorld:
         if self.belief_kind != "none":
             self._apply_downlink(ex)
         return fc_uses, fc_msgs
+
+    def _codec_goal(self, goal: torch.Tensor) -> torch.Tensor | None:
+        """Receivers' goals ``[M, 2]`` as intent-aware codecs take them: the goal's cell
+        in the codecs' integer cell coordinates (:mod:`agentcomm.codecs.intent`)."""
+        if self.belief_kind != "grid":
+            return None
+        return goal.floor().clamp(0, self.grid - 1)
 
     @property
     def intent_resolution(self) -> torch.Tensor:
@@ -534,7 +543,7 @@ class CommWorld:
             return None
         return self.local[env, src] if self._keeps_copies() else self.belief[env, src]
 
-    def _fuse_peer(self, ex: Exchange, weights: torch.Tensor) -> None:
+    def _fuse_peer(self, ex: Exchange, weights: torch.Tensor | None) -> None:
         cfg = self.config.comm
         if self._keeps_copies():
             store = self.peer_store[ex.env, ex.dst, ex.src]

@@ -448,10 +448,8 @@ def entropy(logodds: torch.Tensor, reduction: Reduction = "none") -> torch.Tenso
         float, bits.
     """
     check_tensor("logodds", logodds, min_ndim=2, dtypes=_FLOAT_DTYPES)
-    p = torch.sigmoid(logodds)
-    nats = p * torch.nn.functional.softplus(-logodds) + (1 - p) * torch.nn.functional.softplus(
-        logodds
-    )
+    # p softplus(-l) + (1-p) softplus(l) = softplus(l) - p l: one transcendental fewer.
+    nats = torch.nn.functional.softplus(logodds) - torch.sigmoid(logodds) * logodds
     return _reduce(nats / _LN2, reduction)
 
 

@@ -267,7 +267,7 @@ class TargetTracking(CommWorld):
         mean_out = (cov_out @ (w * info @ means.unsqueeze(-1)).sum(1)).squeeze(-1)
         return mean_out, 0.5 * (cov_out + cov_out.transpose(-1, -2))
 
-    def _fuse_peer(self, ex: Exchange, weights: torch.Tensor) -> None:
+    def _fuse_peer(self, ex: Exchange, weights: torch.Tensor | None) -> None:
         b, n, t = self.num_envs, self.num_agents, self.config.num_targets
         mean, cov = self._decode_tracks(ex.estimate)
         rmean = torch.zeros(b, n, n, t, 4, device=self.device)
