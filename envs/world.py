@@ -123,8 +123,12 @@ class CommWorld:
         self.num_agents = config.num_agents
         self.grid = config.grid_size
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(0 if seed is None else int(seed))
-        self._seeded = seed is not None
+        # No seed: fresh OS entropy (as Gymnasium does), so unseeded copies (e.g. RLlib env
+        # runners without a config seed) do not all replay one trajectory.
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
         self.comm = CommStack(config, self._payload_shape(), self.device)
         fc = config.comm.fc_position
         self.fc_pos = torch.tensor(
@@ -207,7 +211,6 @@ class CommWorld:
 
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
-        self._seeded = True
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every world. Returns observations ``[B, N, Do]``."""
@@ -243,7 +246,7 @@ class CommWorld:
         self.known_intent = torch.where(mask.view(-1, 1, 1, 1), unknown, self.known_intent)
         self.fc_intent = torch.where(m1.unsqueeze(-1), self.grid / 2, self.fc_intent)
         self.fc_intent_age = torch.where(m1, self.config.intent_max_age, self.fc_intent_age)
-        self._update_links()
+        self._update_links(mask)
 
     # ================================================================= step
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
@@ -327,6 +330,21 @@ class CommWorld:
         rew = reward.unsqueeze(1).expand(-1, self.num_agents).contiguous()
         return self.observation(), rew, terminated, truncated, info
 
+    def reset_info(self) -> dict[str, torch.Tensor]:
+        """The info of freshly reset worlds, with every key of :data:`INFO_KEYS` and the
+        shapes and dtypes :meth:`step` gives them: accounting zero (nothing sent yet),
+        ``belief_error`` and ``success`` of the current state. Adapters report it at reset
+        (TorchRL builds its specs from the infos of ``reset()``)."""
+        b, n, dev = self.num_envs, self.num_agents, self.device
+        info: dict[str, torch.Tensor] = {}
+        for key in INFO_KEYS:
+            shape = (b,) if key.startswith("fc_") or key == "success" else (b, n)
+            dtype = torch.float32 if key in ("capacity_bits", "belief_error") else torch.long
+            info[key] = torch.zeros(shape, dtype=dtype, device=dev)
+        info["belief_error"] = self._belief_error().float()
+        info["success"] = self._success()
+        return info
+
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
         """``[B]`` reward for the step's belief change (``before``: grid beliefs before
         sensing); scenarios define it, default 0."""
@@ -342,8 +360,13 @@ class CommWorld:
         return err.sum(-1) / max(self.num_agents - 1, 1)
 
     # ================================================================= links
-    def _update_links(self) -> None:
-        self.peer_snr, self.fc_snr = self.comm.link_snr(self.pos, self.fc_pos, self.generator)
+    def _update_links(self, mask: torch.Tensor | None = None) -> None:
+        """Recompute link SNRs from positions (only in worlds where ``mask [B]`` is True)."""
+        peer, fc = self.comm.link_snr(self.pos, self.fc_pos, self.generator)
+        if mask is not None:
+            peer = torch.where(mask.view(-1, 1, 1), peer, self.peer_snr)
+            fc = torch.where(mask.view(-1, 1), fc, self.fc_snr)
+        self.peer_snr, self.fc_snr = peer, fc
         thr = self.config.channel.link_threshold_db
         self.adj = self.peer_snr >= thr
         self.fc_ok = self.fc_snr >= thr

@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="episodes per point and seed")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
     parser.add_argument(
-        "--workers", type=int, default=1, help="parallel workers on a local Ray instance"
+        "--workers",
+        type=int,
+        default=2,
+        help="parallel workers on a local Ray instance; 1 runs in-process (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -49,6 +52,7 @@ def _configs(args: argparse.Namespace):
         changes: dict = {"device": args.device}
         if args.quick:
             changes |= {"episodes": 16, "seeds": (0,)}
+            args.workers = 1
             if cfg.name == "bandwidth":
                 changes["axes"] = {
                     "comm.mode": ["centralized", "distributed"],
@@ -71,10 +75,14 @@ def _print_table(summary: list[dict]) -> None:
     print("-" * len(head))
     for r in summary:
         ci = f"{r['success_iqm']:.3f} [{r['success_lo']:.2f}, {r['success_hi']:.2f}]"
+
+        def val(key: str, default: object, r: dict = r) -> str:
+            return str(default if r[key] == "" else r[key])
+
         print(
-            f"{r['experiment']:10s} {str(r['comm.mode'] or 'distributed'):12s} "
-            f"{str(r['comm.budget'] if r['comm.budget'] != '' else 64):>6s} "
-            f"{str(r['comm.codec'] or 'quantized'):9s} {str(r['channel.tx_power_dbm'] or 20):>6s} "
+            f"{r['experiment']:10s} {val('comm.mode', 'distributed'):12s} "
+            f"{val('comm.budget', 64):>6s} {val('comm.codec', 'quantized'):9s} "
+            f"{val('channel.tx_power_dbm', 20):>6s} "
             f"{r['peer_snr_db']:6.1f} {ci:>24s} {r['bits_delivered']:12.1f} {r['channel_uses']:12.1f}"
         )
 

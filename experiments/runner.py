@@ -96,12 +96,20 @@ def run_experiments(
             bar.update()
         bar.close()
         return rows
+    for var, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
+        os.environ.setdefault(var, value)
     import ray
 
     started = not ray.is_initialized()
     if started:
         if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                object_store_memory=200 * 1024**2,
+                runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+            )
         else:
             ray.init(address=address)
     try:

@@ -27,12 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..world import ACTION_DIM, INFO_KEYS, CommWorld
+from ..world import ACTION_DIM, CommWorld
 
 __all__ = ["agent_infos", "info_to_numpy", "reset_info", "stack_agent_actions"]
-
-#: Info keys the world reports once per world (``[B]``); the others are per agent (``[B, N]``).
-_PER_WORLD_KEYS = ("fc_channel_uses", "success")
 
 
 def reset_info(world: CommWorld) -> dict[str, torch.Tensor]:
@@ -46,19 +43,12 @@ def reset_info(world: CommWorld) -> dict[str, torch.Tensor]:
     Args:
         world: the batched world, just reset.
     Returns:
-        per agent ``[B, N]``: ``channel_uses``, ``bits``, ``messages_sent``,
-        ``messages_delivered``, ``messages_lost`` (int64 zeros), ``belief_error``
-        (float32); per world ``[B]``: ``fc_channel_uses`` (int64 zeros), ``success`` (bool).
+        the keys, shapes and dtypes of :meth:`CommWorld.step`'s info: accounting keys
+        zero (int64 counts; ``capacity_bits`` float32), per agent ``[B, N]`` except
+        ``fc_channel_uses`` and ``fc_messages_sent`` (``[B]``); ``belief_error``
+        (float32 ``[B, N]``) and ``success`` (bool ``[B]``) of the current state.
     """
-    b, n, dev = world.num_envs, world.num_agents, world.device
-    info: dict[str, torch.Tensor] = {}
-    for key in INFO_KEYS:
-        shape = (b,) if key in _PER_WORLD_KEYS else (b, n)
-        info[key] = torch.zeros(shape, dtype=torch.long, device=dev)
-    # The world exposes these two only as step-time hooks; see the adapters' report.
-    info["belief_error"] = world._belief_error()
-    info["success"] = world._success()
-    return info
+    return world.reset_info()
 
 
 def info_to_numpy(info: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -119,9 +109,7 @@ def stack_agent_actions(actions: Mapping[str, Any], agents: Sequence[str]) -> to
                 f"actions[{agent!r}]={actions[agent]!r} is not a numeric array: {err}"
             ) from err
         if row.shape != (ACTION_DIM,):
-            raise ValueError(
-                f"actions[{agent!r}] has shape {row.shape}; expected ({ACTION_DIM},)"
-            )
+            raise ValueError(f"actions[{agent!r}] has shape {row.shape}; expected ({ACTION_DIM},)")
         if not np.isfinite(row).all():
             raise ValueError(f"actions[{agent!r}]={row.tolist()} holds NaN or inf")
         rows.append(row)

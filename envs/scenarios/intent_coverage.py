@@ -4,7 +4,7 @@ r"""IntentCoverage-v0: intent-driven coordination over unreliable links.
 |---|---|
 | Agents | ``agent_0`` ... ``agent_{N-1}`` (default N = 4), cooperative, one team reward |
 | Action space | ``Box(-1, 1, (6,), float32)``: velocity (2), intent (2), transmit (1), uplink share (1) |
-| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 35 by default (layout below) |
+| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 33 by default (layout below) |
 | Import | ``agentcomm.make("IntentCoverage-v0")`` |
 
 ## Description

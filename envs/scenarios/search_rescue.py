@@ -4,7 +4,7 @@ r"""SearchRescue-v0: multi-agent search and rescue through semantic collaboratio
 |---|---|
 | Agents | ``agent_0`` ... ``agent_{N-1}`` (default N = 4), cooperative, one team reward |
 | Action space | ``Box(-1, 1, (6,), float32)``: velocity (2), intent (2), transmit (1), uplink share (1) |
-| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 103 by default (layout below) |
+| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 111 by default (layout below) |
 | Import | ``agentcomm.make("SearchRescue-v0")`` |
 
 ## Description

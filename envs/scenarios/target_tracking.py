@@ -4,7 +4,7 @@ r"""TargetTracking-v0: cooperative tracking of moving targets with Gaussian beli
 |---|---|
 | Agents | ``agent_0`` ... ``agent_{N-1}`` (default N = 4), cooperative, one team reward |
 | Action space | ``Box(-1, 1, (6,), float32)``: velocity (2), intent (2), transmit (1), uplink share (1) |
-| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 35 by default (layout below) |
+| Observation space | ``Box(-1, 1, (Do,), float32)``, Do = 31 by default (layout below) |
 | Import | ``agentcomm.make("TargetTracking-v0")`` |
 
 ## Description
@@ -254,7 +254,7 @@ class TargetTracking(CommWorld):
         covs = torch.where(present[..., None, None, None], covs, big)
         if rule == "ci":
             fused, _ = covariance_intersection(
-                means.transpose(1, 2), covs.transpose(1, 2), criterion="trace", iterations=30
+                means.transpose(1, 2), covs.transpose(1, 2), criterion="trace", iterations=10
             )
             return fused.mean, fused.cov
         info = torch.linalg.inv(covs)
