@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "the main job: task success versus bandwidth, SNR and coordination mode",
     ),
     "sweep": ("agentcomm.experiments.sweep", "run one experiment YAML over seeds, in parallel"),
+    "train-decoder": (
+        "agentcomm.decoders.cli",
+        "train JSCC + diffusion receivers (a decoder bundle) with Ray Train",
+    ),
     "render": (
         "agentcomm.render_cli",
         "play one episode of an environment and write it as an animated GIF",

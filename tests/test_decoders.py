@@ -16,6 +16,7 @@ from agentcomm.decoders import (
     JSCC,
     BeliefMapConfig,
     CDDMReceiver,
+    DecoderBundle,
     DiffComReceiver,
     DiffusionPrior,
     JSCCConfig,
@@ -23,6 +24,7 @@ from agentcomm.decoders import (
     ddim_step,
     ddim_timesteps,
     evaluate_jscc,
+    load_bundle,
     load_checkpoint,
     prior_logodds,
     save_checkpoint,
@@ -356,3 +358,136 @@ def test_codecs_account_and_fall_back_to_prior(jscc, prior, maps):
         make_codec("jscc", (H, W + 1), model=model)
     with pytest.raises(ValueError, match="start"):
         make_codec("jscc+diffcom", (H, W), receiver=DiffComReceiver(model, pr))
+
+
+# --- bundles: several budgets, saved calibration, shipped default ---------------------
+
+
+def _bundle(jscc, prior, maps) -> DecoderBundle:
+    model, pr = jscc[0], prior[0]
+    torch.manual_seed(5)
+    small = JSCC(JSCCConfig(height=H, width=W, channel_uses=4, clip=CLIP, hidden=32, depth=1))
+    train_jscc(small, maps[0], AWGN(), torch.Generator().manual_seed(6), steps=50, batch_size=64)
+    models = {4: small, JCFG.channel_uses: model}
+    cddm = {k: _cddm(m, pr, maps) for k, m in models.items()}
+    return DecoderBundle(pr, models, cddm, {4: 0.0, JCFG.channel_uses: 0.1}, diffcom_steps=3)
+
+
+def test_bundle_round_trip_gives_identical_receivers(jscc, prior, maps, tmp_path):
+    bundle = _bundle(jscc, prior, maps)
+    bundle.save(tmp_path / "b")
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.channel_uses == (4, 8) and loaded.zeta == bundle.zeta
+    for k in loaded.channel_uses:
+        # The calibration table is read back, not re-measured.
+        torch.testing.assert_close(loaded.cddm[k].error_var_table, bundle.cddm[k].error_var_table)
+        assert loaded.cddm[k].steps == bundle.cddm[k].steps
+    x = maps[1][:5]
+    direct = {
+        "jscc": {"model": bundle.jscc[8]},
+        "jscc+cddm": {"receiver": bundle.cddm[8]},
+        "jscc+diffcom": {"receiver": bundle.diffcom(8)},
+    }
+    for name, params in direct.items():
+        a = make_codec(name, (H, W), checkpoint=tmp_path / "b")
+        b = make_codec(name, (H, W), **params)
+        ta, tb = (
+            transmit(c, x, 8, RayleighBlockFading(), 5.0, torch.Generator().manual_seed(1))
+            for c in (a, b)
+        )
+        torch.testing.assert_close(ta.estimate, tb.estimate)
+
+
+def test_float16_storage_halves_the_file_and_stays_close(jscc, maps, tmp_path):
+    model = jscc[0]
+    save_checkpoint(model, tmp_path / "f32")
+    save_checkpoint(model, tmp_path / "f16", dtype="float16")
+    size = [(tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "f16")]
+    assert size[1] < 0.55 * size[0]
+    half = load_checkpoint(JSCC, JSCCConfig, tmp_path / "f16")
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    g = [torch.Generator().manual_seed(0) for _ in range(2)]
+    with torch.no_grad():
+        a, _ = model.transmit(maps[1][:200], AWGN(), 10.0, g[0])
+        b, _ = half.transmit(maps[1][:200], AWGN(), 10.0, g[1])
+    # fp16 keeps ~3 significant digits: decoded maps move by well under 1% of the range.
+    assert float((to_unit(a, CLIP) - to_unit(b, CLIP)).abs().mean()) < 5e-3
+    with pytest.raises(ValueError, match="dtype"):
+        save_checkpoint(model, tmp_path / "x", dtype="int8")
+
+
+def test_codec_uses_largest_model_that_fits_the_budget(jscc, prior, maps, tmp_path):
+    bundle = _bundle(jscc, prior, maps)
+    bundle.save(tmp_path / "b")
+    budget = torch.tensor([3, 4, 7, 8, 100, 1])
+    assert bundle.select_channel_uses(budget).tolist() == [0, 4, 4, 8, 8, 0]
+    prior_map = torch.full((6, H, W), -4.0)
+    for name in ("jscc", "jscc+cddm", "jscc+diffcom"):
+        codec = make_codec(name, (H, W), checkpoint=tmp_path / "b")
+        t = transmit(
+            codec,
+            maps[1][:6],
+            budget,
+            AWGN(),
+            10.0,
+            torch.Generator().manual_seed(0),
+            prior=prior_map,
+        )
+        assert t.channel_uses.tolist() == [0, 4, 4, 8, 8, 0]
+        assert torch.equal(t.estimate[0], prior_map[0]) and torch.equal(t.estimate[5], prior_map[5])
+        assert not torch.equal(t.estimate[1], prior_map[1])
+
+
+def test_bundle_errors_are_clear(jscc, prior, maps, tmp_path):
+    bundle = _bundle(jscc, prior, maps)
+    with pytest.raises(ValueError, match="bundle.json"):
+        make_codec("jscc", (H, W), checkpoint=tmp_path)
+    with pytest.raises(ValueError, match="no shipped decoder model for source_shape=\\(5, 7\\)"):
+        make_codec("jscc", (5, 7))
+    with pytest.raises(ValueError, match="cddm has keys"):
+        DecoderBundle(bundle.prior, bundle.jscc, {8: bundle.cddm[8]}, bundle.zeta)
+    bundle.cddm[8].save_calibration(tmp_path / "c")
+    with pytest.raises(ValueError, match="calibrated for channel_uses=8"):
+        CDDMReceiver.from_calibration(bundle.jscc[4], bundle.prior, tmp_path / "c")
+
+
+def test_sync_grads_hook_sees_every_step(maps):
+    calls = []
+    model = JSCC(JSCCConfig(height=H, width=W, channel_uses=4, hidden=16, depth=1))
+    train_jscc(
+        model,
+        maps[0],
+        AWGN(),
+        torch.Generator().manual_seed(0),
+        steps=3,
+        batch_size=8,
+        sync_grads=lambda m: calls.append(all(p.grad is not None for p in m.parameters())),
+    )
+    pr = DiffusionPrior(PriorConfig(height=H, width=W, hidden=16, depth=1))
+    train_prior(
+        pr,
+        maps[0],
+        torch.Generator().manual_seed(0),
+        steps=2,
+        batch_size=8,
+        sync_grads=lambda m: calls.append(m is pr),
+    )
+    assert calls == [True] * 5
+
+
+def test_shipped_bundle_is_the_default_small_and_better_than_the_prior():
+    from agentcomm.decoders import collect_env_beliefs, default_bundle_dir
+
+    path = default_bundle_dir((16, 16))
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    assert size < 5 * 1024**2
+    codec = make_codec("jscc+cddm", (16, 16))
+    assert tuple(codec.models) == (16, 32, 64)
+    maps = collect_env_beliefs("SearchRescue-v0", num_envs=4, steps=15, seed=99).logodds
+    u = to_unit(maps, 6.0)
+    baseline = float((u - u.mean(0)).square().mean())  # the best constant map
+    for name in ("jscc", "jscc+cddm"):
+        c = make_codec(name, (16, 16), encoder_snr_db=20.0)
+        t = transmit(c, maps, 64, AWGN(), 20.0, torch.Generator().manual_seed(0))
+        assert t.channel_uses.eq(64).all()
+        assert float((to_unit(t.estimate, 6.0) - u).square().mean()) < 0.5 * baseline

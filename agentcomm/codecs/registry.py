@@ -27,6 +27,10 @@ _REGISTRY: dict[str, type[Codec] | str] = {
     "topk": TopKCodec,
     "dct": DCTCodec,
     "linear": LinearAnalogCodec,
+    # Learned codecs load lazily (torch models and diffusers are imported on first use).
+    "jscc": "agentcomm.decoders.codec:JSCCCodec",
+    "jscc+cddm": "agentcomm.decoders.codec:JSCCCDDMCodec",
+    "jscc+diffcom": "agentcomm.decoders.codec:JSCCDiffComCodec",
 }
 
 

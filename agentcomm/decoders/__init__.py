@@ -5,12 +5,17 @@
 * :mod:`~agentcomm.decoders.prior`: a DDPM prior over belief maps with a batched DDIM sampler.
 * :mod:`~agentcomm.decoders.cddm`: receiver A, denoising from the SNR-matched step (CDDM).
 * :mod:`~agentcomm.decoders.diffcom`: receiver B, posterior sampling guided by ``y`` (DiffCom/DPS).
+* :mod:`~agentcomm.decoders.bundle`: a trained set (prior + JSCC per budget + calibration) on
+  disk, and the bundles shipped in ``agentcomm/models/decoders/``.
 * :mod:`~agentcomm.decoders.codec`: the ``"jscc"``, ``"jscc+cddm"`` and ``"jscc+diffcom"`` codecs,
   registered with :func:`agentcomm.codecs.register_codec` when this package is imported.
+* :mod:`~agentcomm.decoders.ray_train`: offline training with Ray Train (``agentcomm
+  train-decoder``, :mod:`~agentcomm.decoders.cli`); imported on demand, it needs Ray.
 """
 
 from __future__ import annotations
 
+from agentcomm.decoders.bundle import DecoderBundle, default_bundle_dir, load_bundle
 from agentcomm.decoders.cddm import CDDMReceiver
 from agentcomm.decoders.codec import (
     JSCCCDDMCodec,
@@ -21,6 +26,7 @@ from agentcomm.decoders.codec import (
 from agentcomm.decoders.data import (
     BeliefMapConfig,
     BeliefMaps,
+    collect_env_beliefs,
     from_unit,
     prior_logodds,
     simulate_belief_maps,
@@ -49,6 +55,7 @@ __all__ = [
     "BeliefMapConfig",
     "BeliefMaps",
     "CDDMReceiver",
+    "DecoderBundle",
     "DiffComReceiver",
     "DiffusionPrior",
     "JSCCCDDMCodec",
@@ -57,10 +64,13 @@ __all__ = [
     "JSCCDiffComCodec",
     "PriorConfig",
     "ddim_step",
+    "collect_env_beliefs",
     "ddim_timesteps",
+    "default_bundle_dir",
     "effective_snr_db",
     "evaluate_jscc",
     "from_unit",
+    "load_bundle",
     "load_checkpoint",
     "prior_logodds",
     "register_decoder_codecs",

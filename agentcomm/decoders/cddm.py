@@ -50,7 +50,12 @@ Shape legend: ``M`` messages, ``H x W`` grid, ``k`` channel uses, ``G`` calibrat
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from agentcomm._checks import check_range, check_tensor
 from agentcomm.channels.base import Channel, ChannelOutput
@@ -58,7 +63,10 @@ from agentcomm.decoders.data import _check_maps, from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
 from agentcomm.decoders.prior import DiffusionPrior
 
-__all__ = ["CDDMReceiver", "check_compatible", "interp_log"]
+__all__ = ["CALIBRATION_FILE", "CDDMReceiver", "check_compatible", "interp_log"]
+
+#: File name of a saved calibration table, written beside the JSCC checkpoint it belongs to.
+CALIBRATION_FILE = "cddm.safetensors"
 
 
 def check_compatible(jscc: JSCC, prior: DiffusionPrior) -> None:
@@ -162,6 +170,63 @@ class CDDMReceiver:
             est, _ = jscc.transmit(maps, channel, snr, generator)
             err.append((to_unit(est, c.clip) - u).square().mean())
         return cls(jscc, prior, grid, torch.stack(err).clamp_min(1e-8), steps=steps)
+
+    def save_calibration(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the calibration table to ``directory / cddm.safetensors``.
+
+        Saved beside the JSCC checkpoint it was measured on, so that loading needs no
+        recalibration (:meth:`from_calibration`). The file holds ``snr_grid_db`` and
+        ``error_var`` (float32 ``[G]``); its metadata the DDIM ``steps`` and the JSCC's
+        ``channel_uses``, checked at load.
+
+        Returns:
+            The path of the written file.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"steps": str(self.steps), "channel_uses": str(self.jscc.config.channel_uses)}
+        tensors = {"snr_grid_db": self.snr_grid_db.cpu(), "error_var": self.error_var_table.cpu()}
+        path = out / CALIBRATION_FILE
+        save_file(tensors, str(path), metadata=meta)
+        return path
+
+    @classmethod
+    def from_calibration(
+        cls,
+        jscc: JSCC,
+        prior: DiffusionPrior,
+        directory: str | os.PathLike[str],
+        steps: int | None = None,
+    ) -> CDDMReceiver:
+        """Build a receiver from a table written by :meth:`save_calibration`.
+
+        Args:
+            jscc: the codec the table was measured on.
+            prior: the prior.
+            directory: the folder holding ``cddm.safetensors``.
+            steps: DDIM steps; default: the saved value.
+        Raises:
+            ValueError: no table, or one measured on a JSCC with another ``channel_uses``.
+        """
+        path = Path(directory) / CALIBRATION_FILE
+        if not path.is_file():
+            raise ValueError(f"directory={str(directory)!r} holds no {CALIBRATION_FILE}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        k = jscc.config.channel_uses
+        if meta.get("channel_uses") != str(k):
+            raise ValueError(
+                f"{path} was calibrated for channel_uses={meta.get('channel_uses')}; "
+                f"the given jscc uses {k}"
+            )
+        table = load_file(str(path))
+        return cls(
+            jscc,
+            prior,
+            table["snr_grid_db"],
+            table["error_var"],
+            steps=int(meta["steps"]) if steps is None else steps,
+        )
 
     def error_var(self, snr_db: torch.Tensor) -> torch.Tensor:
         """Calibrated :math:`\\sigma_e^2` at SNRs (dB) float ``[M]`` -> float ``[M]``."""

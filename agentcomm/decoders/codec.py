@@ -1,7 +1,7 @@
 r"""The learned receivers behind the :class:`~agentcomm.codecs.base.Codec` contract.
 
-Three analog codecs share one trained :class:`~agentcomm.decoders.jscc.JSCC`
-transmitter and differ only at the receiver:
+Three analog codecs share trained :class:`~agentcomm.decoders.jscc.JSCC`
+transmitters and differ only at the receiver:
 
 * ``"jscc"``: the JSCC decoder (:class:`JSCCCodec`);
 * ``"jscc+cddm"``: JSCC decoding, then diffusion denoising from the SNR-matched
@@ -9,15 +9,19 @@ transmitter and differ only at the receiver:
 * ``"jscc+diffcom"``: posterior sampling guided by the received symbols
   (:class:`JSCCDiffComCodec`, :mod:`agentcomm.decoders.diffcom`).
 
-Build them with trained models, e.g.
-``make_codec("jscc", (16, 16), model=load_checkpoint(JSCC, JSCCConfig, path))``.
+Where the models come from, in order: objects passed in (``model=`` /
+``receiver=``, one ``k``); a bundle folder written by ``agentcomm train-decoder``
+(``checkpoint=DIR``, see :mod:`agentcomm.decoders.bundle`); otherwise the bundle
+shipped for the grid shape (``make_codec("jscc", (16, 16))``), which fails with
+a ``ValueError`` for grids no shipped model was trained on.
 
-Accounting. A JSCC model has a fixed number of symbols ``k``
-(``model.config.channel_uses``): a message whose budget is at least ``k``
-occupies exactly ``k`` channel uses; a message whose budget is smaller cannot
-be sent, occupies 0 channel uses and decodes to the receiver's prior. Bits and
-side bits are 0 (the symbols are power-normalized inside the encoder, no
-amplitude scale travels).
+Accounting. A JSCC model has a fixed number of symbols ``k``. With a bundle of
+several ``k`` each message uses the largest ``k`` that fits its budget
+(:meth:`~agentcomm.decoders.bundle.DecoderBundle.select_channel_uses`) and
+occupies exactly ``k`` channel uses; a message whose budget is below the
+smallest ``k`` cannot be sent, occupies 0 channel uses and decodes to the
+receiver's prior. Bits and side bits are 0 (the symbols are power-normalized
+inside the encoder, no amplitude scale travels).
 
 Encoder SNR. The encoder is conditioned on the SNR, but
 :meth:`~agentcomm.codecs.base.Codec.encode` does not see the channel, so each
@@ -29,25 +33,57 @@ messages that cannot be sent; ``intent`` is ignored (the whole map is coded).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 import torch
 
 from agentcomm._checks import check_range
+from agentcomm.channels.base import ChannelOutput
 from agentcomm.codecs.base import Codec, Message, Received
+from agentcomm.decoders.bundle import (
+    DecoderBundle,
+    default_bundle_dir,
+    largest_fitting,
+    load_bundle,
+)
 from agentcomm.decoders.cddm import CDDMReceiver
 from agentcomm.decoders.diffcom import DiffComReceiver
 from agentcomm.decoders.jscc import JSCC
 
 __all__ = ["JSCCCDDMCodec", "JSCCCodec", "JSCCDiffComCodec", "register_decoder_codecs"]
 
+# ``(channel output of the messages using this k, encoder SNR dB [M_k]) -> log-odds [M_k, H, W]``
+Reconstruct = Callable[[ChannelOutput, torch.Tensor], torch.Tensor]
+
+
+def _bundle(source_shape: Sequence[int], checkpoint: str | os.PathLike[str] | None):
+    path = default_bundle_dir(tuple(source_shape)) if checkpoint is None else checkpoint
+    return load_bundle(path)
+
+
+def _rows(out: ChannelOutput, idx: torch.Tensor, k: int) -> ChannelOutput:
+    """The messages ``idx`` of a channel output, cut to their first ``k`` symbols."""
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        return t[idx, : min(k, t.shape[1])]
+
+    return ChannelOutput(
+        y=cut(out.y),
+        h=cut(out.h),
+        h_hat=None if out.h_hat is None else cut(out.h_hat),
+        noise_var=out.noise_var[idx],
+    )
+
 
 class JSCCCodec(Codec):
     """Deep JSCC of a log-odds grid with the JSCC decoder as the receiver.
 
     Args:
-        source_shape: ``(H, W)``, must match the model.
-        model: a trained :class:`~agentcomm.decoders.jscc.JSCC`.
+        source_shape: ``(H, W)``, must match the models.
+        checkpoint: a bundle folder (``agentcomm train-decoder``); ``None``: the shipped
+            bundle for ``source_shape``. Ignored when ``model`` is given.
+        model: a trained :class:`~agentcomm.decoders.jscc.JSCC` (a single ``k``).
         encoder_snr_db: the SNR (dB) the encoder is conditioned on.
     """
 
@@ -55,20 +91,41 @@ class JSCCCodec(Codec):
     digital = False
 
     def __init__(
-        self, source_shape: Sequence[int], model: JSCC, encoder_snr_db: float = 10.0
+        self,
+        source_shape: Sequence[int],
+        checkpoint: str | os.PathLike[str] | None = None,
+        model: JSCC | None = None,
+        encoder_snr_db: float = 10.0,
+    ) -> None:
+        bundle = None if model is not None else _bundle(source_shape, checkpoint)
+        if model is not None and not isinstance(model, JSCC):
+            raise ValueError(f"model must be a JSCC, got {type(model).__name__}")
+        models = {model.config.channel_uses: model} if model is not None else bundle.jscc
+        self._setup(source_shape, models, encoder_snr_db)
+        self.bundle = bundle
+        self.receivers: dict[int, Reconstruct] = {
+            k: (lambda out, snr, m=m: m.decode(out)) for k, m in models.items()
+        }
+
+    def _setup(
+        self, source_shape: Sequence[int], models: dict[int, JSCC], encoder_snr_db: float
     ) -> None:
         super().__init__(source_shape)
-        if not isinstance(model, JSCC):
-            raise ValueError(f"model must be a JSCC, got {type(model).__name__}")
-        c = model.config
-        if self.source_shape != (c.height, c.width):
-            raise ValueError(
-                f"source_shape={self.source_shape} does not match the model's grid "
-                f"({c.height}, {c.width})"
-            )
-        self.model = model
+        for m in models.values():
+            c = m.config
+            if self.source_shape != (c.height, c.width):
+                raise ValueError(
+                    f"source_shape={self.source_shape} does not match the model's grid "
+                    f"({c.height}, {c.width})"
+                )
+        self.models = dict(sorted(models.items()))
+        self.model = self.models[max(self.models)]
         self.encoder_snr_db = float(check_range("encoder_snr_db", encoder_snr_db, -30.0, 60.0))
-        self._params = {"k": c.channel_uses, "encoder_snr_db": self.encoder_snr_db}
+        self._params = {"k": tuple(self.models), "encoder_snr_db": self.encoder_snr_db}
+
+    def select_channel_uses(self, budget: torch.Tensor) -> torch.Tensor:
+        """int64 ``[M]``: the largest model ``k <= budget`` of each message, 0 if none fits."""
+        return largest_fitting(tuple(self.models), budget)
 
     def _encode(
         self,
@@ -78,14 +135,16 @@ class JSCCCodec(Codec):
         prior: torch.Tensor,
     ) -> Message:
         m = values.shape[0]
-        k = self.model.config.channel_uses
-        sent = budget >= k
-        with torch.no_grad():
-            symbols = self.model.encode(
-                values.reshape(m, *self.source_shape).float(), self.encoder_snr_db
-            )
-        symbols = torch.where(sent.unsqueeze(1), symbols, torch.zeros_like(symbols))
-        uses = torch.where(sent, k, 0).to(torch.int64)
+        uses = self.select_channel_uses(budget)
+        width = int(uses.max()) if m > 0 else 0
+        maps = values.reshape(m, *self.source_shape).float()
+        symbols = torch.zeros(m, max(width, 1), dtype=torch.complex64, device=values.device)
+        # One encoder call per model size (a handful), never per message.
+        for k, model in self.models.items():
+            idx = (uses == k).nonzero().squeeze(1)
+            if idx.numel() > 0:
+                with torch.no_grad():
+                    symbols[idx, :k] = model.encode(maps[idx], self.encoder_snr_db)
         return Message(
             channel_uses=uses,
             bits=torch.zeros_like(uses),
@@ -93,22 +152,26 @@ class JSCCCodec(Codec):
             prior=prior,
             symbols=symbols,
             context={
-                "sent": sent,
+                "sent": uses > 0,
                 "encoder_snr_db": torch.full((m,), self.encoder_snr_db, dtype=torch.float32),
             },
         )
 
-    def _reconstruct(self, received: Received) -> torch.Tensor:
-        """float32 ``[M, H, W]`` log-odds from the channel output (every message)."""
-        with torch.no_grad():
-            return self.model.decode(received.channel)
-
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
         if received.channel is None:
             raise ValueError(f"{self.name!r} decodes analog symbols; received.channel is None")
-        m = prior.shape[0]
-        est = self._reconstruct(received).reshape(m, self.n).to(prior.dtype)
-        return torch.where(received.message.context["sent"].unsqueeze(1), est, prior)
+        msg = received.message
+        est = prior.clone()
+        for k, reconstruct in self.receivers.items():
+            idx = (msg.channel_uses == k).nonzero().squeeze(1)
+            if idx.numel() > 0:
+                out = _rows(received.channel, idx, k)
+                snr = msg.context["encoder_snr_db"][idx]
+                # DiffCom turns gradients on inside its guided steps; nothing else needs them.
+                with torch.no_grad():
+                    rec = reconstruct(out, snr)
+                est[idx] = rec.reshape(idx.numel(), self.n).to(prior.dtype)
+        return est
 
 
 class JSCCCDDMCodec(JSCCCodec):
@@ -116,23 +179,39 @@ class JSCCCDDMCodec(JSCCCodec):
 
     Args:
         source_shape: ``(H, W)``.
-        receiver: a calibrated :class:`CDDMReceiver`; its ``jscc`` is the transmitter.
+        checkpoint: a bundle folder; ``None``: the shipped one. Ignored when ``receiver`` is given.
+        receiver: a calibrated :class:`CDDMReceiver` (a single ``k``; its ``jscc`` transmits).
         encoder_snr_db: the SNR (dB) the encoder is conditioned on.
+        steps: DDIM steps of the bundle's receivers; ``None``: the calibrated value.
     """
 
     name = "jscc+cddm"
 
     def __init__(
-        self, source_shape: Sequence[int], receiver: CDDMReceiver, encoder_snr_db: float = 10.0
+        self,
+        source_shape: Sequence[int],
+        checkpoint: str | os.PathLike[str] | None = None,
+        receiver: CDDMReceiver | None = None,
+        encoder_snr_db: float = 10.0,
+        steps: int | None = None,
     ) -> None:
-        if not isinstance(receiver, CDDMReceiver):
-            raise ValueError(f"receiver must be a CDDMReceiver, got {type(receiver).__name__}")
-        super().__init__(source_shape, receiver.jscc, encoder_snr_db)
-        self.receiver = receiver
-        self._params["steps"] = receiver.steps
-
-    def _reconstruct(self, received: Received) -> torch.Tensor:
-        return self.receiver.decode(received.channel)
+        if receiver is not None:
+            if not isinstance(receiver, CDDMReceiver):
+                raise ValueError(f"receiver must be a CDDMReceiver, got {type(receiver).__name__}")
+            rx = {receiver.jscc.config.channel_uses: receiver}
+            self.bundle: DecoderBundle | None = None
+        else:
+            self.bundle = _bundle(source_shape, checkpoint)
+            rx = dict(self.bundle.cddm)
+        if steps is not None:
+            rx = {
+                k: CDDMReceiver(r.jscc, r.prior, r.snr_grid_db, r.error_var_table, steps)
+                for k, r in rx.items()
+            }
+        self._setup(source_shape, {k: r.jscc for k, r in rx.items()}, encoder_snr_db)
+        self.receivers = {k: (lambda out, snr, r=r: r.decode(out)) for k, r in rx.items()}
+        self.receiver = rx[max(rx)]
+        self._params["steps"] = self.receiver.steps
 
 
 class JSCCDiffComCodec(JSCCCodec):
@@ -143,8 +222,11 @@ class JSCCDiffComCodec(JSCCCodec):
 
     Args:
         source_shape: ``(H, W)``.
-        receiver: a :class:`DiffComReceiver` with ``start`` set.
+        checkpoint: a bundle folder; ``None``: the shipped one. Ignored when ``receiver`` is given.
+        receiver: a :class:`DiffComReceiver` with ``start`` set (a single ``k``).
         encoder_snr_db: the SNR (dB) the encoder is conditioned on.
+        steps: DDIM steps of the bundle's receivers; ``None``: the bundle's value.
+        zeta: guidance step of the bundle's receivers; ``None``: the validated value per ``k``.
     """
 
     name = "jscc+diffcom"
@@ -152,23 +234,31 @@ class JSCCDiffComCodec(JSCCCodec):
     def __init__(
         self,
         source_shape: Sequence[int],
-        receiver: DiffComReceiver,
+        checkpoint: str | os.PathLike[str] | None = None,
+        receiver: DiffComReceiver | None = None,
         encoder_snr_db: float = 10.0,
+        steps: int | None = None,
+        zeta: float | None = None,
     ) -> None:
-        if not isinstance(receiver, DiffComReceiver):
-            raise ValueError(f"receiver must be a DiffComReceiver, got {type(receiver).__name__}")
-        if receiver.start is None:
-            raise ValueError(
-                "receiver.start is None: the codec decodes without a generator, so the "
-                "DiffCom receiver must start from the SNR-matched JSCC estimate"
-            )
-        super().__init__(source_shape, receiver.jscc, encoder_snr_db)
-        self.receiver = receiver
-        self._params.update(steps=receiver.steps, zeta=receiver.zeta)
-
-    def _reconstruct(self, received: Received) -> torch.Tensor:
-        snr = received.message.context["encoder_snr_db"]
-        return self.receiver.decode(received.channel, snr)
+        if receiver is not None:
+            if not isinstance(receiver, DiffComReceiver):
+                raise ValueError(
+                    f"receiver must be a DiffComReceiver, got {type(receiver).__name__}"
+                )
+            if receiver.start is None:
+                raise ValueError(
+                    "receiver.start is None: the codec decodes without a generator, so the "
+                    "DiffCom receiver must start from the SNR-matched JSCC estimate"
+                )
+            rx = {receiver.jscc.config.channel_uses: receiver}
+            self.bundle: DecoderBundle | None = None
+        else:
+            self.bundle = _bundle(source_shape, checkpoint)
+            rx = {k: self.bundle.diffcom(k, steps, zeta) for k in self.bundle.channel_uses}
+        self._setup(source_shape, {k: r.jscc for k, r in rx.items()}, encoder_snr_db)
+        self.receivers = {k: (lambda out, snr, r=r: r.decode(out, snr)) for k, r in rx.items()}
+        self.receiver = rx[max(rx)]
+        self._params.update(steps=self.receiver.steps, zeta=self.receiver.zeta)
 
 
 def register_decoder_codecs(overwrite: bool = False) -> None:

@@ -19,13 +19,19 @@ occupancy-grid form, Thrun et al., *Probabilistic Robotics*, 2005, eq. 9.7):
 with :math:`V` victims. Clipping at :math:`\pm L` keeps the map able to
 change its mind, as occupancy grids do.
 
-Shape legend: ``D`` maps, ``A`` agents, ``H x W`` grid.
+:func:`collect_env_beliefs` gathers the same kind of data from the batched
+environments instead (every agent's fused belief at every step of expert
+rollouts): the default training data of the shipped receivers, since it is
+what the codecs see in the environment.
+
+Shape legend: ``D`` maps, ``A`` agents, ``H x W`` grid, ``B`` worlds, ``N`` agents, ``T`` steps.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -34,6 +40,7 @@ from agentcomm._checks import check_positive, check_probability, check_range, ch
 __all__ = [
     "BeliefMapConfig",
     "BeliefMaps",
+    "collect_env_beliefs",
     "from_unit",
     "prior_logodds",
     "simulate_belief_maps",
@@ -163,6 +170,51 @@ def simulate_belief_maps(
         moves = torch.randint(-1, 2, (d, a, 2), generator=generator)
         pos = torch.minimum((pos + moves).clamp_min(0), lim)
     return BeliefMaps(logodds=logodds.float(), truth=truth)
+
+
+def collect_env_beliefs(
+    env_id: str, num_envs: int, steps: int, seed: int, **overrides: Any
+) -> BeliefMaps:
+    """Belief maps of every agent at every step of expert rollouts in a batched grid world.
+
+    The world is driven by :func:`agentcomm.envs.experts.expert_actions`; finished worlds
+    are reset in place, so the data covers whole episodes from fresh to well explored.
+    After each step the fused beliefs ``world.belief [B, N, H, W]`` (log-odds, clipped to
+    ``comm.logodds_clip``) are kept with what the sensors detect, ``world._true_map()``
+    ``[B, H, W]``, repeated per agent.
+
+    Args:
+        env_id: a grid-belief scenario, e.g. ``"SearchRescue-v0"``.
+        num_envs: parallel worlds ``B``.
+        steps: environment steps ``T``.
+        seed: seeds the world's generator (the only randomness).
+        **overrides: scenario config overrides, as for :func:`agentcomm.make_vec`.
+    Returns:
+        :class:`BeliefMaps` with ``D = T * B * N`` maps: ``logodds`` float32 ``[D, H, W]``
+        (nats), ``truth`` bool ``[D, H, W]``, ordered by step, then world, then agent.
+    """
+    from agentcomm.envs import make_vec
+    from agentcomm.envs.experts import expert_actions
+
+    check_range("num_envs", num_envs, 1, None)
+    check_range("steps", steps, 1, None)
+    world = make_vec(env_id, num_envs=num_envs, seed=int(seed), **overrides)
+    if world.belief_kind != "grid":
+        raise ValueError(
+            f"env_id={env_id!r} has belief_kind={world.belief_kind!r}; "
+            "collect_env_beliefs needs a grid-belief scenario"
+        )
+    world.reset(seed=int(seed))
+    logodds, truth = [], []
+    n = world.num_agents
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = world.step(expert_actions(world))
+        logodds.append(world.belief.float().flatten(0, 1).clone())
+        truth.append(world._true_map().unsqueeze(1).expand(-1, n, -1, -1).flatten(0, 1).clone())
+        done = terminated | truncated
+        if bool(done.any()):
+            world.reset_at(done)
+    return BeliefMaps(logodds=torch.cat(logodds), truth=torch.cat(truth).bool())
 
 
 def _check_maps(name: str, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -40,14 +40,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from agentcomm._checks import check_positive, check_range, check_tensor
+from agentcomm._checks import check_choice, check_positive, check_range, check_tensor
 from agentcomm.channels.base import Channel, ChannelOutput, power_normalize
 from agentcomm.decoders.data import _check_maps, from_unit, to_unit
 
@@ -279,7 +279,11 @@ def _snr_vector(snr_db: torch.Tensor | float, m: int) -> torch.Tensor:
 def _batches(
     n_data: int, batch_size: int, steps: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
-    return [torch.randint(0, n_data, (batch_size,), generator=generator) for _ in range(steps)]
+    dev = generator.device
+    return [
+        torch.randint(0, n_data, (batch_size,), generator=generator, device=dev)
+        for _ in range(steps)
+    ]
 
 
 def train_jscc(
@@ -293,6 +297,7 @@ def train_jscc(
     lr: float = 2e-3,
     snr_range_db: tuple[float, float] = (0.0, 20.0),
     progress: Callable[[int, float], None] | None = None,
+    sync_grads: Callable[[nn.Module], None] | None = None,
 ) -> list[float]:
     """Train encoder and decoder end to end through a differentiable channel.
 
@@ -310,6 +315,8 @@ def train_jscc(
         lr: Adam learning rate (cosine-decayed to zero).
         snr_range_db: ``(low, high)`` SNR range in dB.
         progress: optional callback ``(step, loss)``.
+        sync_grads: optional hook called with the model between ``backward`` and the
+            optimizer step (data-parallel training averages gradients across workers there).
     Returns:
         The training loss of every step (``steps`` floats).
     """
@@ -334,11 +341,13 @@ def train_jscc(
     losses = []
     model.train()
     for step, idx in enumerate(_batches(maps.shape[0], batch_size, steps, generator)):
-        snr = lo + (hi - lo) * torch.rand(batch_size, generator=generator)
+        snr = lo + (hi - lo) * torch.rand(batch_size, generator=generator, device=generator.device)
         out = channel.apply(model.encode(maps[idx], snr), snr, generator)
         loss = nn.functional.mse_loss(model._decode_unit(out), target_all[idx].flatten(1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if sync_grads is not None:
+            sync_grads(model)
         opt.step()
         sched.step()
         losses.append(loss.item())
@@ -397,7 +406,11 @@ def _config_to_json(config: Any) -> str:
     return json.dumps(asdict(config), sort_keys=True)
 
 
-def save_checkpoint(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    dtype: Literal["float32", "float16"] = "float32",
+) -> Path:
     """Save a decoder model (any module with a dataclass ``config``) to ``directory``.
 
     Writes ``model.safetensors`` (weights; its metadata holds the class name and
@@ -407,6 +420,9 @@ def save_checkpoint(model: nn.Module, directory: str | os.PathLike[str]) -> Path
     Args:
         model: e.g. :class:`JSCC` or :class:`~agentcomm.decoders.prior.DiffusionPrior`.
         directory: created if missing.
+        dtype: storage type of floating-point tensors. ``"float16"`` halves the file (the
+            shipped models use it to stay small); :func:`load_checkpoint` casts back to the
+            model's float32 parameters.
     Returns:
         The directory as a :class:`~pathlib.Path`.
     """
@@ -417,7 +433,12 @@ def save_checkpoint(model: nn.Module, directory: str | os.PathLike[str]) -> Path
     out.mkdir(parents=True, exist_ok=True)
     cfg_json = _config_to_json(config)
     meta = {"class": type(model).__name__, "config": cfg_json}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    check_choice("dtype", dtype, ("float32", "float16"))
+    store = getattr(torch, dtype)
+    tensors = {
+        k: (v.detach().to(store) if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
     _atomic_write(out / _WEIGHTS, lambda p: save_file(tensors, p, metadata=meta))
     doc = {"class": type(model).__name__, "config": json.loads(cfg_json)}
     _atomic_write(out / _CONFIG, lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))

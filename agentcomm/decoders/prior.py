@@ -269,8 +269,11 @@ class DiffusionPrior(nn.Module):
         Returns:
             scalar tensor.
         """
-        t = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
+        dev = generator.device
+        t = torch.randint(
+            0, self.num_train_timesteps, (x0.shape[0],), generator=generator, device=dev
+        )
+        noise = torch.randn(x0.shape, generator=generator, device=dev)
         x_t = self.scheduler.add_noise(x0, noise, t)
         if self.config.prediction == "epsilon":
             target = noise
@@ -340,6 +343,7 @@ def train_prior(
     batch_size: int = 256,
     lr: float = 1e-3,
     progress: Callable[[int, float], None] | None = None,
+    sync_grads: Callable[[nn.Module], None] | None = None,
 ) -> list[float]:
     """Fit the prior to belief maps by denoising score matching.
 
@@ -351,6 +355,8 @@ def train_prior(
         batch_size: maps per step.
         lr: AdamW learning rate (cosine-decayed to zero).
         progress: optional callback ``(step, loss)``.
+        sync_grads: optional hook called with the prior between ``backward`` and the
+            optimizer step (data-parallel training averages gradients across workers there).
     Returns:
         The loss of every step (``steps`` floats).
     """
@@ -365,10 +371,14 @@ def train_prior(
     losses = []
     prior.train()
     for step in range(steps):
-        idx = torch.randint(0, maps.shape[0], (batch_size,), generator=generator)
+        idx = torch.randint(
+            0, maps.shape[0], (batch_size,), generator=generator, device=generator.device
+        )
         loss = prior.loss(x0_all[idx], generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if sync_grads is not None:
+            sync_grads(prior)
         opt.step()
         sched.step()
         losses.append(loss.item())

@@ -1,0 +1,394 @@
+r"""Offline training of the learned receivers with Ray Train.
+
+One command trains everything a :class:`~agentcomm.decoders.bundle.DecoderBundle`
+holds, from expert rollouts of a batched environment:
+
+1. every worker collects its own belief maps
+   (:func:`~agentcomm.decoders.data.collect_env_beliefs`, seed ``seed + rank``);
+2. the diffusion prior (:func:`~agentcomm.decoders.prior.train_prior`), then one JSCC
+   per ``k`` in ``channel_uses`` (:func:`~agentcomm.decoders.jscc.train_jscc`),
+   data-parallel: gradients are averaged across workers after every backward pass;
+3. rank 0 collects a *validation* split (another seed), calibrates each CDDM receiver
+   on it (so loading needs no recalibration) and picks the DiffCom guidance step
+   :math:`\zeta` per ``k`` from ``zeta_grid`` by the lowest validation MSE at
+   ``zeta_snr_db`` (never on test data);
+4. rank 0 saves the bundle and the loss history as a Ray Train checkpoint; the
+   driver copies it to ``out_dir`` and draws the loss curves.
+
+Scale by config alone: :class:`DecoderTrainConfig` ``num_workers`` and ``use_gpu``
+go to Ray Train's :class:`~ray.train.ScalingConfig`; on this machine one CPU worker
+on a local Ray instance (``ray.init(num_cpus=2, include_dashboard=False)``), on a
+cluster the same command with GPU workers. Gradient averaging is done by hand
+rather than with ``DistributedDataParallel`` because the training loops call the
+models' ``encode``/``decode``/``loss`` methods, and DDP synchronizes only through
+``forward``.
+
+Outputs in ``out_dir``: the bundle (``bundle.json``, ``prior/``, ``k<k>/``),
+``losses.csv`` (``phase,step,loss``), ``losses.png``, ``train_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agentcomm.channels import AWGN, make_channel
+from agentcomm.config import Config, choices, rng
+from agentcomm.decoders.bundle import DecoderBundle
+from agentcomm.decoders.cddm import CDDMReceiver
+from agentcomm.decoders.data import collect_env_beliefs, to_unit
+from agentcomm.decoders.diffcom import DiffComReceiver
+from agentcomm.decoders.jscc import JSCC, JSCCConfig, train_jscc
+from agentcomm.decoders.prior import DiffusionPrior, PriorConfig, train_prior
+
+__all__ = ["DecoderTrainConfig", "select_zeta", "train_decoders"]
+
+
+@dataclass
+class DecoderTrainConfig(Config):
+    """Everything ``agentcomm train-decoder`` needs; round-trips to YAML/JSON."""
+
+    env_id: str = "SearchRescue-v0"
+    """Batched environment whose expert rollouts give the training maps."""
+    env_overrides: dict[str, Any] = field(default_factory=dict)
+    """Scenario config overrides (as for ``agentcomm.make_vec``)."""
+    num_envs: int = field(default=64, metadata=rng(1, 1_000_000))
+    """Parallel worlds per worker during data collection."""
+    rollout_steps: int = field(default=300, metadata=rng(1, 1_000_000))
+    """Environment steps per worker; maps = steps x num_envs x agents."""
+    val_rollout_steps: int = field(default=40, metadata=rng(1, 1_000_000))
+    """Steps of the validation rollout (rank 0, separate seed)."""
+    seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
+    channel_uses: tuple[int, ...] = (16, 32, 64)
+    """One JSCC model per value (complex channel uses per message)."""
+    train_channel: str = field(
+        default="rayleigh_block", metadata=choices("awgn", "rayleigh_block", "rayleigh_fast")
+    )
+    """Channel the JSCC models are trained through (perfect CSI)."""
+    snr_low_db: float = field(default=-5.0, metadata=rng(-30.0, 60.0))
+    snr_high_db: float = field(default=25.0, metadata=rng(-30.0, 60.0))
+    """Training SNRs are drawn uniformly from [snr_low_db, snr_high_db] (dB)."""
+    jscc_hidden: int = field(default=256, metadata=rng(1, 65536))
+    jscc_depth: int = field(default=2, metadata=rng(1, 64))
+    jscc_steps: int = field(default=2500, metadata=rng(1, 10_000_000))
+    jscc_batch: int = field(default=256, metadata=rng(1, 1_000_000))
+    jscc_lr: float = field(default=2e-3, metadata=rng(0.0, 1.0, low_inclusive=False))
+    prior_hidden: int = field(default=384, metadata=rng(1, 65536))
+    prior_depth: int = field(default=4, metadata=rng(1, 64))
+    prior_steps: int = field(default=5000, metadata=rng(1, 10_000_000))
+    prior_batch: int = field(default=256, metadata=rng(1, 1_000_000))
+    prior_lr: float = field(default=1e-3, metadata=rng(0.0, 1.0, low_inclusive=False))
+    cddm_steps: int = field(default=5, metadata=rng(1, 1000))
+    diffcom_steps: int = field(default=10, metadata=rng(1, 1000))
+    zeta_grid: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5)
+    """Candidate DiffCom guidance steps; the one with the lowest validation MSE is kept."""
+    zeta_snr_db: tuple[float, ...] = (0.0, 5.0)
+    """AWGN SNRs (dB) at which zeta is validated (the low-SNR regime it is meant for)."""
+    zeta_maps: int = field(default=256, metadata=rng(1, 1_000_000))
+    """Validation maps used to pick zeta."""
+    storage_dtype: str = field(default="float32", metadata=choices("float32", "float16"))
+    """Weights on disk; the shipped models use float16 to stay small."""
+    num_workers: int = field(default=1, metadata=rng(1, 4096))
+    """Ray Train workers (data parallel)."""
+    use_gpu: bool = False
+    """One GPU per worker."""
+    torch_threads: int = field(default=1, metadata=rng(1, 1024))
+    """torch threads per worker (1 on shared machines)."""
+    log_every: int = field(default=250, metadata=rng(1, 10_000_000))
+    """Print progress every this many optimizer steps."""
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if not self.channel_uses or any(
+            isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.channel_uses
+        ):
+            raise ValueError(
+                f"{prefix}channel_uses={self.channel_uses!r} must be a non-empty tuple of ints >= 1"
+            )
+        if len(set(self.channel_uses)) != len(self.channel_uses):
+            raise ValueError(f"{prefix}channel_uses={self.channel_uses!r} has duplicates")
+        if self.snr_high_db < self.snr_low_db:
+            raise ValueError(
+                f"{prefix}snr_high_db={self.snr_high_db} must be >= "
+                f"{prefix}snr_low_db={self.snr_low_db}"
+            )
+        if not self.zeta_grid or any(z < 0 or not math.isfinite(z) for z in self.zeta_grid):
+            raise ValueError(
+                f"{prefix}zeta_grid={self.zeta_grid!r} must be non-empty, finite, >= 0"
+            )
+        if not self.zeta_snr_db:
+            raise ValueError(f"{prefix}zeta_snr_db must hold at least one SNR (dB)")
+
+
+def _average_gradients(module: nn.Module) -> None:
+    """All-reduce and average the gradients of ``module`` across the Ray Train workers."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    n = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= n
+
+
+@torch.no_grad()
+def _mse(est: torch.Tensor, maps: torch.Tensor, clip: float) -> float:
+    return float((to_unit(est, clip) - to_unit(maps, clip)).square().mean())
+
+
+def select_zeta(
+    jscc: JSCC,
+    prior: DiffusionPrior,
+    start: CDDMReceiver,
+    maps: torch.Tensor,
+    zeta_grid: tuple[float, ...],
+    snr_db: tuple[float, ...],
+    steps: int,
+    generator: torch.Generator,
+) -> tuple[float, dict[float, float]]:
+    """Pick the DiffCom guidance step with the lowest MSE on validation maps (AWGN).
+
+    Every candidate sees the same channel realizations (the generator state is
+    restored per candidate), so differences are due to ``zeta`` alone.
+
+    Args:
+        jscc, prior, start: the receiver's parts (``start`` gives the SNR-matched start).
+        maps: float ``[D, H, W]`` validation log-odds (nats), not used in training.
+        zeta_grid: candidates (>= 0).
+        snr_db: SNRs (dB) the MSE is averaged over.
+        steps: DDIM steps of the receiver.
+        generator: source of the channel noise.
+    Returns:
+        ``(best zeta, {zeta: mean MSE on normalized maps})``.
+    """
+    clip = jscc.config.clip
+    state = generator.get_state()
+    scores = {}
+    for zeta in zeta_grid:
+        generator.set_state(state)
+        rx = DiffComReceiver(jscc, prior, steps=steps, zeta=zeta, start=start)
+        errs = []
+        for snr in snr_db:
+            with torch.no_grad():
+                out = AWGN().apply(jscc.encode(maps, snr), snr, generator)
+            errs.append(_mse(rx.decode(out, snr), maps, clip))
+        scores[float(zeta)] = sum(errs) / len(errs)
+    return min(scores, key=scores.__getitem__), scores
+
+
+def _logodds_clip(cfg: DecoderTrainConfig) -> float:
+    """The environment's log-odds bound ``L`` (``comm.logodds_clip``) under the overrides."""
+    from agentcomm.envs import env_class
+
+    return float(env_class(cfg.env_id).config_cls.from_dict(cfg.env_overrides).comm.logodds_clip)
+
+
+def _train_loop(raw: dict[str, Any]) -> None:
+    """Ray Train worker: collect data, train prior and JSCCs, rank 0 calibrates and saves."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = DecoderTrainConfig.from_dict(raw)
+    torch.set_num_threads(cfg.torch_threads)
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            print(f"[train-decoder {time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
+
+    data = collect_env_beliefs(
+        cfg.env_id, cfg.num_envs, cfg.rollout_steps, cfg.seed + rank, **cfg.env_overrides
+    )
+    maps = data.logodds.to(device)
+    d, h, w = maps.shape
+    clip = _logodds_clip(cfg)
+    log(f"collected {d} maps of {h}x{w} from {cfg.env_id} (rank 0)")
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + 7919 * rank)
+    rows: list[tuple[str, int, float]] = []
+
+    def progress(phase: str, total: int) -> Callable[[int, float], None]:
+        def report(step: int, loss: float) -> None:
+            rows.append((phase, step, loss))
+            if (step + 1) % cfg.log_every == 0 or step + 1 == total:
+                log(f"{phase}: step {step + 1}/{total} loss {loss:.5f}")
+
+        return report
+
+    # Identical initial weights on every worker: gradients are averaged, not the weights.
+    torch.manual_seed(cfg.seed)
+    prior = DiffusionPrior(
+        PriorConfig(height=h, width=w, clip=clip, hidden=cfg.prior_hidden, depth=cfg.prior_depth)
+    ).to(device)
+    train_prior(
+        prior,
+        maps,
+        generator,
+        steps=cfg.prior_steps,
+        batch_size=cfg.prior_batch,
+        lr=cfg.prior_lr,
+        progress=progress("prior", cfg.prior_steps),
+        sync_grads=_average_gradients,
+    )
+    channel = make_channel(cfg.train_channel, csi="perfect")
+    models = {}
+    for k in sorted(cfg.channel_uses):
+        torch.manual_seed(cfg.seed + k)
+        jcfg = JSCCConfig(
+            height=h,
+            width=w,
+            channel_uses=k,
+            clip=clip,
+            hidden=cfg.jscc_hidden,
+            depth=cfg.jscc_depth,
+        )
+        models[k] = JSCC(jcfg).to(device)
+        train_jscc(
+            models[k],
+            maps,
+            channel,
+            generator,
+            steps=cfg.jscc_steps,
+            batch_size=cfg.jscc_batch,
+            lr=cfg.jscc_lr,
+            snr_range_db=(cfg.snr_low_db, cfg.snr_high_db),
+            progress=progress(f"jscc_k{k}", cfg.jscc_steps),
+            sync_grads=_average_gradients,
+        )
+
+    metrics: dict[str, float] = {"maps_per_worker": float(d)}
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    # --- rank 0: validation split, CDDM calibration, zeta selection, save
+    prior, models = prior.cpu(), {k: m.cpu() for k, m in models.items()}
+    val = collect_env_beliefs(
+        cfg.env_id, cfg.num_envs, cfg.val_rollout_steps, cfg.seed + 1_000_003, **cfg.env_overrides
+    ).logodds
+    vgen = torch.Generator().manual_seed(cfg.seed + 17)
+    perm = torch.randperm(val.shape[0], generator=vgen)
+    val_zeta = val[perm[: cfg.zeta_maps]]
+    cddm, zeta, info_val = {}, {}, {}
+    for k, model in models.items():
+        cddm[k] = CDDMReceiver.calibrate(model, prior, val, AWGN(), vgen, steps=cfg.cddm_steps)
+        zeta[k], scores = select_zeta(
+            model,
+            prior,
+            cddm[k],
+            val_zeta,
+            cfg.zeta_grid,
+            cfg.zeta_snr_db,
+            cfg.diffcom_steps,
+            vgen,
+        )
+        info_val[str(k)] = {"zeta_val_mse": {str(z): s for z, s in scores.items()}}
+        metrics[f"zeta_k{k}"] = zeta[k]
+        log(f"k={k}: zeta={zeta[k]} (validation MSE by zeta: {scores})")
+    bundle = DecoderBundle(
+        prior=prior,
+        jscc=models,
+        cddm=cddm,
+        zeta=zeta,
+        diffcom_steps=cfg.diffcom_steps,
+        info={
+            "env_id": cfg.env_id,
+            "train_maps_per_worker": d,
+            "val_maps": int(val.shape[0]),
+            "validation": info_val,
+            "train_config": cfg.to_dict(),
+        },
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle.save(tmp, dtype=cfg.storage_dtype)
+        with open(Path(tmp) / "losses.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["phase", "step", "loss"])
+            writer.writerows(rows)
+        cfg.save(Path(tmp) / "train_config.yaml")
+        log("saved the bundle")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def plot_losses(csv_path: str | os.PathLike[str], png_path: str | os.PathLike[str]) -> None:
+    """Draw ``losses.csv`` (``phase,step,loss``) as one log-scale curve per phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    with open(csv_path) as f:
+        for row in csv.DictReader(f):
+            steps, losses = curves.setdefault(row["phase"], ([], []))
+            steps.append(int(row["step"]))
+            losses.append(float(row["loss"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for phase, (steps, losses) in curves.items():
+        ax.plot(steps, losses, label=phase, lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (MSE)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def train_decoders(config: DecoderTrainConfig, out_dir: str | os.PathLike[str]) -> Path:
+    """Train a decoder bundle with Ray Train's ``TorchTrainer`` and write it to ``out_dir``.
+
+    Uses the running Ray instance, or starts a local one
+    (``num_cpus = num_workers + 1``, no dashboard) and shuts it down afterwards.
+
+    Args:
+        config: the training config.
+        out_dir: created if missing; receives the bundle, ``losses.csv``, ``losses.png``
+            and ``train_config.yaml``.
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+    """
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not isinstance(config, DecoderTrainConfig):
+        raise ValueError(f"config must be a DecoderTrainConfig, got {type(config).__name__}")
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=config.num_workers + 1, include_dashboard=False)
+    # Ray's own run records go to a scratch folder: ``out_dir`` holds only the bundle.
+    with tempfile.TemporaryDirectory(prefix="train-decoder-") as storage:
+        try:
+            trainer = TorchTrainer(
+                _train_loop,
+                train_loop_config=config.to_dict(),
+                scaling_config=ScalingConfig(
+                    num_workers=config.num_workers, use_gpu=config.use_gpu
+                ),
+                run_config=RunConfig(name="train-decoder", storage_path=storage),
+            )
+            result = trainer.fit()
+        finally:
+            if started:
+                ray.shutdown()
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error!r}")
+        result.checkpoint.to_directory(str(out))
+    plot_losses(out / "losses.csv", out / "losses.png")
+    return out
