@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["add_arguments", "main"]
 
-DEFAULT_EXPERIMENTS = ("bandwidth.yaml", "snr.yaml")
+DEFAULT_EXPERIMENTS = ("bandwidth.yaml", "snr.yaml", "codecs_run.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,8 +59,10 @@ def _configs(args: argparse.Namespace):
                     "comm.budget": [0, 32],
                 }
                 changes["points"] = [{"comm.mode": "distributed", "comm.codec": "raw"}]
-            else:
+            elif cfg.name == "snr":
                 changes["axes"] = {"comm.mode": ["distributed"], "channel.tx_power_dbm": [-20, 20]}
+            else:
+                changes["axes"] = {"comm.codec": ["quantized", "jscc"]}
         if args.episodes is not None:
             changes["episodes"] = args.episodes
         if args.seeds is not None:

@@ -1,0 +1,211 @@
+"""Policy-side costs on one CPU thread: diffusion action latency, DPPO vs PPO updates, sampling.
+
+Measured (medians over ``--repeats``):
+
+1. Action latency of a diffusion policy (SearchRescue-v0 observation, residual MLP 3x256)
+   at batch 1 and 1024, for DDIM with 5 steps and DDPM with 20 steps
+   (``DiffusionPolicy.sample``, stochastic).
+2. Learner cost per agent-step: RLlib's ``learner_update_timer`` of one iteration divided by
+   the agent-steps it trained on, DPPO (``K' = 5`` DDIM steps fine-tuned) vs Gaussian PPO
+   (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner.
+3. Sampling throughput in agent-steps/s of an RLlib runner's ``sample()`` with a Gaussian
+   PPO module: the batched EnvRunner on SearchRescue-v0 (``B`` worlds x 4 agents per
+   step), RLlib's stock ``MultiAgentEnvRunner`` on the RLlib adapter
+   (``CommMultiAgentEnv``, vectorized over ``--stock-envs`` copies), and the stock runner on
+   MPE2 ``simple_spread_v3`` (3 agents, continuous actions, via ``ParallelPettingZooEnv``).
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_policy.py --repeats 5
+
+The last line printed is ``RESULT key=value ...``.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+ENV = "SearchRescue-v0"
+
+
+def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_latency(repeats: int) -> dict[str, float]:
+    """Median seconds per ``sample`` call."""
+    import agentcomm
+    from agentcomm.policies.diffusion import DiffusionPolicy
+
+    obs_dim = agentcomm.make_vec(ENV, num_envs=1).obs_dim
+    gen = torch.Generator().manual_seed(0)
+    policy = DiffusionPolicy(obs_dim, 6, denoising_steps=20, ddim_steps=5, generator=gen).eval()
+    out = {}
+    for batch in (1, 1024):
+        obs = torch.rand(batch, obs_dim, generator=gen) * 2 - 1
+        for mode, steps in (("ddim", 5), ("ddpm", 20)):
+            t = _median_time(
+                lambda obs=obs, mode=mode: policy.sample(obs, generator=gen, mode=mode), repeats
+            )
+            out[f"latency_{mode}{steps}_b{batch}_ms"] = t * 1e3
+            print(f"latency {mode.upper()}-{steps} batch {batch}: {t * 1e3:.2f} ms", flush=True)
+    return out
+
+
+def _gaussian_ppo(env: str, env_config: dict, batched: bool, num_envs: int, batch: int, **kw):
+    from agentcomm.policies.baselines import gaussian_ppo_config
+    from agentcomm.policies.env_runner import BatchedCommEnvRunner
+
+    config = gaussian_ppo_config(
+        env,
+        env_config=env_config,
+        multi_agent=None if batched else "shared",
+        num_envs_per_env_runner=num_envs,
+        train_batch_size=batch,
+        minibatch_size=min(batch, 1024),
+        num_epochs=kw.pop("num_epochs", 1),
+        **kw,
+    )
+    if batched:
+        config = config.env_runners(env_runner_cls=BatchedCommEnvRunner)
+    return config
+
+
+def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]:
+    """Learner seconds per agent-step, DPPO vs Gaussian PPO (median over iterations)."""
+    from ray.rllib.utils.metrics import LEARNER_UPDATE_TIMER, TIMERS
+
+    from agentcomm.policies.dppo import dppo_config
+    from agentcomm.policies.env_runner import BatchedCommEnvRunner
+
+    configs = {
+        "dppo": dppo_config(
+            f"agentcomm/{ENV}",
+            policy={"denoising_steps": 20, "ddim_steps": 5, "ft_denoising_steps": 5},
+            sampler="ddim",
+            num_envs_per_env_runner=num_worlds,
+            train_batch_size=batch,
+            minibatch_size=min(batch, 1024),
+            num_epochs=5,
+        ).env_runners(env_runner_cls=BatchedCommEnvRunner),
+        "ppo": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, batch, num_epochs=5),
+    }
+    out = {}
+    for name, config in configs.items():
+        algo = config.build_algo()
+        try:
+            algo.train()
+            per_step = []
+            for _ in range(repeats):
+                result = algo.train()
+                seconds = result[TIMERS][LEARNER_UPDATE_TIMER]
+                per_step.append(seconds / result["env_runners"]["num_env_steps_sampled"])
+        finally:
+            algo.stop()
+        out[f"update_{name}_us_per_agent_step"] = statistics.median(per_step) * 1e6
+        print(
+            f"learner update {name}: {out[f'update_{name}_us_per_agent_step']:.1f} us per "
+            f"agent-step (batch {batch}, 5 epochs)",
+            flush=True,
+        )
+    out["update_dppo_over_ppo"] = (
+        out["update_dppo_us_per_agent_step"] / out["update_ppo_us_per_agent_step"]
+    )
+    return out
+
+
+def _sampling_rate(config, steps: int, repeats: int) -> float:
+    algo = config.build_algo()
+    try:
+        runner = algo.env_runner
+        t = _median_time(lambda: runner.sample(num_timesteps=steps), repeats)
+    finally:
+        algo.stop()
+    return steps / t
+
+
+def bench_sampling(repeats: int, num_worlds: int, stock_envs: int, steps: int) -> dict:
+    """Agent-steps per second of ``EnvRunner.sample`` (Gaussian PPO module, explore)."""
+    from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
+    from ray.tune.registry import register_env
+
+    from agentcomm.envs.adapters.rllib import register_rllib_envs
+
+    register_rllib_envs()
+
+    def mpe(cfg):
+        from mpe2 import simple_spread_v3
+
+        return ParallelPettingZooEnv(
+            simple_spread_v3.parallel_env(N=3, continuous_actions=True, max_cycles=25)
+        )
+
+    register_env("mpe2-simple-spread", mpe)
+    cases = {
+        "batched": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, steps),
+        "stock_adapter": _gaussian_ppo(f"agentcomm/{ENV}", {}, False, stock_envs, steps),
+        "stock_mpe2": _gaussian_ppo("mpe2-simple-spread", {}, False, stock_envs, steps),
+    }
+    out = {}
+    for name, config in cases.items():
+        rate = _sampling_rate(config, steps, repeats)
+        out[f"sample_{name}_agent_steps_per_s"] = rate
+        print(f"sampling {name}: {rate:,.0f} agent-steps/s", flush=True)
+    out["batched_over_stock_adapter"] = (
+        out["sample_batched_agent_steps_per_s"] / out["sample_stock_adapter_agent_steps_per_s"]
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4096, help="agent-steps per update")
+    parser.add_argument("--worlds", type=int, default=64, help="worlds of the batched runner")
+    parser.add_argument("--stock-envs", type=int, default=8, help="envs per stock runner")
+    parser.add_argument("--sample-steps", type=int, default=2048, help="agent-steps per sample")
+    args = parser.parse_args()
+
+    import ray
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024**2,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": repo}},
+    )
+    print(f"torch threads: {torch.get_num_threads()}", flush=True)
+    try:
+        res = bench_latency(args.repeats)
+        res |= bench_sampling(args.repeats, args.worlds, args.stock_envs, args.sample_steps)
+        res |= bench_updates(max(1, args.repeats // 2), args.batch, args.worlds)
+    finally:
+        ray.shutdown()
+    print("RESULT threads=1 " + " ".join(f"{k}={v:.4g}" for k, v in res.items()))
+
+
+if __name__ == "__main__":
+    main()

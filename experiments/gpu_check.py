@@ -1,0 +1,111 @@
+"""One DPPO iteration with the learner and the batched world on CUDA: a device smoke check.
+
+Builds the DPPO config of :mod:`agentcomm.policies.train` for SearchRescue-v0 (a random
+diffusion policy, residual MLP 3x256, DDIM 5 steps all fine-tuned), with the local
+learner on the GPU (``num_gpus_per_learner=1``) and the batched EnvRunner's world and
+module on ``cuda`` (``env_config["device"]``). Runs one warm-up iteration, then times
+``--iterations`` more and prints sampling throughput (agent-steps/s), learner time per
+agent-step and the peak GPU memory.
+
+Without CUDA it prints that it needs CUDA and ends with ``RESULT cuda=0`` (exit 0).
+
+Usage::
+
+    .venv/bin/python experiments/gpu_check.py --worlds 1024 --batch 65536
+
+The last line printed is ``RESULT key=value ...``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worlds", type=int, default=1024, help="batched worlds B")
+    parser.add_argument("--batch", type=int, default=65536, help="agent-steps per iteration")
+    parser.add_argument("--minibatch", type=int, default=8192)
+    parser.add_argument("--iterations", type=int, default=2, help="timed iterations")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_check needs CUDA (torch.cuda.is_available() is False); nothing to run")
+        print("RESULT cuda=0")
+        return
+
+    import ray
+    from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
+
+    from agentcomm.policies.dppo import dppo_config
+    from agentcomm.policies.env_runner import BatchedCommEnvRunner
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ray.init(
+        include_dashboard=False,
+        log_to_driver=False,
+        num_gpus=1,
+        runtime_env={"env_vars": {"PYTHONPATH": repo}},
+    )
+    config = dppo_config(
+        "agentcomm/SearchRescue-v0",
+        env_config={"device": "cuda"},
+        policy={"denoising_steps": 20, "ddim_steps": 5, "ft_denoising_steps": 5},
+        sampler="ddim",
+        num_envs_per_env_runner=args.worlds,
+        num_learners=0,
+        num_gpus_per_learner=1,
+        train_batch_size=args.batch,
+        minibatch_size=args.minibatch,
+        num_epochs=5,
+    ).env_runners(env_runner_cls=BatchedCommEnvRunner)
+    try:
+        t0 = time.perf_counter()
+        algo = config.build_algo()
+        build_s = time.perf_counter() - t0
+        learner = algo.learner_group._learner
+        module = learner.module["default_policy"]
+        runner = algo.env_runner
+        print(f"device: {torch.cuda.get_device_name(0)}; build {build_s:.1f}s", flush=True)
+        print(
+            f"learner params on {next(module.parameters()).device}, world on "
+            f"{runner.world.device}, runner module on {next(runner.module.parameters()).device}",
+            flush=True,
+        )
+        algo.train()
+        torch.cuda.reset_peak_memory_stats()
+        sample_rate, update_us = [], []
+        for _ in range(args.iterations):
+            result = algo.train()
+            steps = result["env_runners"]["num_env_steps_sampled"]
+            sample_rate.append(steps / result[TIMERS][ENV_RUNNER_SAMPLING_TIMER])
+            update_us.append(result[TIMERS][LEARNER_UPDATE_TIMER] / steps * 1e6)
+            stats = result["learners"]["default_policy"]
+            print(
+                f"iteration: {steps} agent-steps, sampling {sample_rate[-1]:,.0f} agent-steps/s, "
+                f"update {update_us[-1]:.2f} us/agent-step, ratio range "
+                f"[{stats['dppo_ratio_min']:.3f}, {stats['dppo_ratio_max']:.3f}]",
+                flush=True,
+            )
+        peak_gib = torch.cuda.max_memory_allocated() / 2**30
+        algo.stop()
+    finally:
+        ray.shutdown()
+    print(
+        f"RESULT cuda=1 worlds={args.worlds} batch={args.batch} "
+        f"sample_agent_steps_per_s={statistics.median(sample_rate):.0f} "
+        f"update_us_per_agent_step={statistics.median(update_us):.3f} "
+        f"peak_gpu_mem_gib={peak_gib:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
