@@ -19,6 +19,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "the main job: task success versus bandwidth, SNR and coordination mode",
     ),
     "sweep": ("agentcomm.experiments.sweep", "run one experiment YAML over seeds, in parallel"),
+    "train": (
+        "agentcomm.policies.train",
+        "train a policy (bc, dppo, ppo, sb3-ppo) on a scenario",
+    ),
+    "eval": (
+        "agentcomm.policies.evaluate",
+        "evaluate a policy checkpoint, the expert or random actions",
+    ),
     "train-decoder": (
         "agentcomm.decoders.cli",
         "train JSCC + diffusion receivers (a decoder bundle) with Ray Train",

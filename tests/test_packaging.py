@@ -18,7 +18,16 @@ def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # No build isolation: the build backend is already installed, and nothing is downloaded.
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         cwd=out,
@@ -47,7 +56,10 @@ def test_wheel_layout(wheel):
 
 def test_cli_help_lists_subcommands():
     out = subprocess.run(
-        [sys.executable, "-m", "agentcomm.cli", "--help"], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "agentcomm.cli", "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
-    for cmd in ("run", "sweep"):
+    for cmd in ("run", "sweep", "train", "eval", "train-decoder", "render"):
         assert cmd in out

@@ -1,0 +1,349 @@
+"""Gaussian-policy baselines: RLlib PPO (shared or independent) and stable-baselines3 PPO.
+
+Shape legend: ``B`` worlds, ``N`` agents, ``Do`` observation dim, ``Da = 6`` action dim.
+
+Both learn a diagonal Gaussian policy ``a ~ N(mu_theta(o), diag(sigma_theta(o)^2))`` with
+PPO's clipped surrogate (Schulman et al. 2017, Eq. 7) on the per-agent observation: the
+from-scratch reference that DPPO fine-tuning is compared against. The world clips sampled
+actions to ``[-1, 1]``; the stored (unclipped) sample is what the likelihood is taken of,
+as RLlib and SB3 do.
+
+Weights of every baseline are exported to safetensors with a JSON config beside them
+(:func:`save_gaussian_actor`, :func:`load_gaussian_actor`), so evaluation never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from agentcomm._checks import check_choice, check_positive, check_range
+
+__all__ = [
+    "GaussianActor",
+    "gaussian_ppo_config",
+    "load_gaussian_actor",
+    "save_gaussian_actor",
+    "train_sb3_ppo",
+]
+
+_CONFIG = "config.json"
+_WEIGHTS = "model.safetensors"
+
+
+def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    return "shared"
+
+
+def _per_agent_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    return str(agent_id)
+
+
+def gaussian_ppo_config(
+    env: str,
+    *,
+    env_config: Mapping[str, Any] | None = None,
+    multi_agent: Literal["shared", "independent"] | None = None,
+    agent_ids: Sequence[str] | None = None,
+    hidden: Sequence[int] = (256, 256),
+    num_env_runners: int = 0,
+    num_envs_per_env_runner: int = 1,
+    rollout_fragment_length: int | Literal["auto"] = "auto",
+    num_learners: int = 0,
+    num_gpus_per_learner: float = 0,
+    train_batch_size: int = 2048,
+    minibatch_size: int = 256,
+    num_epochs: int = 5,
+    lr: float = 3e-4,
+    gamma: float = 0.99,
+    lambda_: float = 0.95,
+    clip_param: float = 0.2,
+    entropy_coeff: float = 0.0,
+    vf_loss_coeff: float = 0.5,
+    vf_clip_param: float = 10.0,
+    grad_clip: float | None = 0.5,
+    seed: int = 0,
+):
+    """RLlib PPO with its default Gaussian MLP module (separate actor and critic towers).
+
+    Args:
+        env: Registered env name (``"agentcomm/<EnvId>"``).
+        env_config: Passed to the env creator (scenario overrides, adapter keys).
+        multi_agent: ``None``: single-agent config, one module ``"default_policy"`` (the
+            batched runner, where every ``(world, agent)`` is an episode); ``"shared"``:
+            every agent of a ``MultiAgentEnv`` maps to module ``"shared"``;
+            ``"independent"``: one module per id of ``agent_ids``.
+        agent_ids: Agent ids, required for ``"independent"``.
+        hidden: Hidden widths of the actor and critic MLPs (tanh).
+        num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
+        num_learners, num_gpus_per_learner: Learner scale-out.
+        train_batch_size, minibatch_size, num_epochs: PPO batch sizes (RLlib env steps).
+        lr, gamma, lambda_, clip_param, entropy_coeff, vf_loss_coeff, vf_clip_param,
+        grad_clip: PPO hyperparameters.
+        seed: RLlib seed.
+
+    Returns:
+        A ``PPOConfig``.
+    """
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    if multi_agent is not None:
+        check_choice("multi_agent", multi_agent, ("shared", "independent"))
+    check_range("num_env_runners", num_env_runners, 0)
+    check_range("num_learners", num_learners, 0)
+    check_range("train_batch_size", train_batch_size, 1)
+    check_range("minibatch_size", minibatch_size, 1, train_batch_size)
+    check_range("num_epochs", num_epochs, 1)
+    check_positive("lr", lr)
+    check_positive("clip_param", clip_param)
+    check_range("entropy_coeff", entropy_coeff, 0.0)
+    hidden = [int(h) for h in hidden]
+    if not hidden or min(hidden) < 1:
+        raise ValueError(f"hidden={hidden!r} must be a non-empty list of widths >= 1")
+    config = (
+        PPOConfig()
+        .environment(env, env_config=dict(env_config or {}))
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            rollout_fragment_length=rollout_fragment_length,
+        )
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .training(
+            train_batch_size_per_learner=train_batch_size // max(1, num_learners),
+            minibatch_size=minibatch_size,
+            num_epochs=num_epochs,
+            lr=lr,
+            gamma=gamma,
+            lambda_=lambda_,
+            clip_param=clip_param,
+            entropy_coeff=entropy_coeff,
+            vf_loss_coeff=vf_loss_coeff,
+            vf_clip_param=vf_clip_param,
+            grad_clip=grad_clip,
+            grad_clip_by="global_norm",
+            use_kl_loss=False,
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=hidden, fcnet_activation="tanh", vf_share_layers=False
+            )
+        )
+        .debugging(seed=seed)
+    )
+    if multi_agent is None:
+        return config
+    if multi_agent == "shared":
+        return config.multi_agent(policies={"shared"}, policy_mapping_fn=_shared_mapping)
+    if not agent_ids:
+        raise ValueError("multi_agent='independent' needs agent_ids (e.g. ['agent_0', ...])")
+    return config.multi_agent(
+        policies={str(a) for a in agent_ids}, policy_mapping_fn=_per_agent_mapping
+    )
+
+
+class GaussianActor(torch.nn.Module):
+    """The deterministic (mean) action of an exported Gaussian policy.
+
+    Wraps RLlib's default PPO module (``kind="rllib"``) or an SB3 ``ActorCriticPolicy``
+    (``kind="sb3"``) rebuilt from its exported weights.
+
+    Args:
+        kind: ``"rllib"`` or ``"sb3"``.
+        net: The rebuilt module / policy.
+    """
+
+    def __init__(self, kind: Literal["rllib", "sb3"], net: torch.nn.Module) -> None:
+        super().__init__()
+        self.kind = check_choice("kind", kind, ("rllib", "sb3"))
+        self.net = net
+
+    @torch.no_grad()
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean actions ``[B, Da]`` clipped to ``[-1, 1]`` for observations ``[B, Do]``."""
+        if self.kind == "sb3":
+            mean = self.net.get_distribution(obs).distribution.mean
+        else:
+            from ray.rllib.core.columns import Columns
+
+            inputs = self.net.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+            mean = inputs[..., : inputs.shape[-1] // 2]
+        return mean.clamp(-1.0, 1.0)
+
+
+def _rllib_module(obs_dim: int, action_dim: int, hidden: Sequence[int]):
+    import gymnasium as gym
+    import numpy as np
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
+        DefaultPPOTorchRLModule,
+    )
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    return DefaultPPOTorchRLModule(
+        observation_space=gym.spaces.Box(-1.0, 1.0, (obs_dim,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32),
+        inference_only=True,
+        model_config=asdict(
+            DefaultModelConfig(
+                fcnet_hiddens=list(hidden), fcnet_activation="tanh", vf_share_layers=False
+            )
+        ),
+    )
+
+
+def _sb3_policy(obs_dim: int, action_dim: int, hidden: Sequence[int]):
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    return ActorCriticPolicy(
+        gym.spaces.Box(-1.0, 1.0, (obs_dim,), np.float32),
+        gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32),
+        lr_schedule=lambda _: 0.0,
+        net_arch={"pi": list(hidden), "vf": list(hidden)},
+    )
+
+
+def save_gaussian_actor(
+    path_dir: str | os.PathLike,
+    kind: Literal["rllib", "sb3"],
+    net: torch.nn.Module,
+    obs_dim: int,
+    action_dim: int,
+    hidden: Sequence[int],
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Export a Gaussian policy's weights (``model.safetensors``) and ``config.json``.
+
+    Args:
+        path_dir: Directory (created).
+        kind: ``"rllib"`` (a ``DefaultPPOTorchRLModule``) or ``"sb3"`` (an SB3 policy).
+        net: The module / policy whose ``state_dict`` is saved.
+        obs_dim, action_dim, hidden: What :func:`load_gaussian_actor` rebuilds it from.
+        metadata: Extra JSON-serialisable info (e.g. the training config).
+
+    Returns:
+        The directory.
+    """
+    from agentcomm.config import atomic_write_text
+
+    check_choice("kind", kind, ("rllib", "sb3"))
+    path = Path(path_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path / f".{_WEIGHTS}.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path / _WEIGHTS)
+    meta = {
+        "kind": f"gaussian-{kind}",
+        "obs_dim": int(obs_dim),
+        "action_dim": int(action_dim),
+        "hidden": [int(h) for h in hidden],
+        "metadata": dict(metadata or {}),
+    }
+    atomic_write_text(path / _CONFIG, json.dumps(meta, indent=2, sort_keys=True))
+    return path
+
+
+def load_gaussian_actor(path_dir: str | os.PathLike) -> GaussianActor:
+    """Rebuild an exported Gaussian policy (see :func:`save_gaussian_actor`), in eval mode."""
+    path = Path(path_dir)
+    if not (path / _CONFIG).is_file():
+        raise ValueError(f"path_dir={str(path)!r} holds no {_CONFIG}")
+    meta = json.loads((path / _CONFIG).read_text())
+    kind = str(meta.get("kind", ""))
+    check_choice("kind", kind, ("gaussian-rllib", "gaussian-sb3"))
+    build = _rllib_module if kind == "gaussian-rllib" else _sb3_policy
+    net = build(meta["obs_dim"], meta["action_dim"], meta["hidden"])
+    state = load_file(str(path / _WEIGHTS))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"weights in {str(path)!r} do not fit its config.json: {err}") from err
+    actor = GaussianActor(kind.removeprefix("gaussian-"), net)
+    return actor.eval()
+
+
+def train_sb3_ppo(
+    env_id: str,
+    *,
+    env_config: Mapping[str, Any] | None = None,
+    total_timesteps: int,
+    num_worlds: int = 16,
+    n_steps: int = 32,
+    batch_size: int = 256,
+    n_epochs: int = 5,
+    lr: float = 3e-4,
+    gamma: float = 0.99,
+    gae_lambda: float = 0.95,
+    clip_range: float = 0.2,
+    hidden: Sequence[int] = (256, 256),
+    seed: int = 0,
+    device: str = "cpu",
+    log_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+):
+    """Train stable-baselines3 PPO with parameter sharing over ``B * N`` (world, agent) slots.
+
+    Args:
+        env_id: Scenario id.
+        env_config: Scenario overrides.
+        total_timesteps: Agent-steps to train for (SB3 counts each slot's step).
+        num_worlds: ``B``; SB3 sees ``B * N`` envs.
+        n_steps: Steps per slot per rollout (rollout = ``n_steps * B * N`` agent-steps).
+        batch_size, n_epochs, lr, gamma, gae_lambda, clip_range: PPO hyperparameters.
+        hidden: Actor and critic MLP widths.
+        seed: Seeds SB3 and the world.
+        device: Torch device of the policy and the world.
+        log_dir: SB3's CSV log (``progress.csv``) goes here when given (SB3's TensorBoard
+            writer needs the ``tensorboard`` package, which is not a dependency).
+        progress: SB3's progress bar (needs ``rich``; falls back silently when absent).
+
+    Returns:
+        The trained ``stable_baselines3.PPO``.
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from agentcomm.envs.adapters.sb3 import SB3ParameterSharingVecEnv
+
+    check_range("total_timesteps", total_timesteps, 1)
+    check_range("num_worlds", num_worlds, 1)
+    venv = SB3ParameterSharingVecEnv(
+        env_id, num_worlds=num_worlds, device=device, **dict(env_config or {})
+    )
+    venv.seed(seed)
+    model = PPO(
+        "MlpPolicy",
+        VecMonitor(venv),
+        n_steps=n_steps,
+        batch_size=batch_size,
+        n_epochs=n_epochs,
+        learning_rate=lr,
+        gamma=gamma,
+        gae_lambda=gae_lambda,
+        clip_range=clip_range,
+        policy_kwargs={"net_arch": {"pi": list(hidden), "vf": list(hidden)}},
+        seed=seed,
+        device=device,
+        verbose=0,
+    )
+    if log_dir is not None:
+        model.set_logger(configure(str(log_dir), ["csv"]))
+    try:
+        import rich  # noqa: F401
+
+        bar = progress
+    except ImportError:
+        bar = False
+    model.learn(total_timesteps=total_timesteps, progress_bar=bar)
+    return model

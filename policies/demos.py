@@ -1,0 +1,183 @@
+"""Expert demonstrations collected in the batched world, for behaviour cloning.
+
+Shape legend: ``T`` world steps per world, ``B`` worlds, ``N`` agents, ``D = T * B * N``
+demonstrations (one per agent-step), ``Do`` observation dim, ``Da = 6`` action dim.
+
+Every agent of every world contributes one ``(observation, expert action)`` pair per step,
+so a policy shared by all agents (parameter sharing) is cloned from ``B * N`` streams at
+once. The expert reads only what an agent could know (:mod:`agentcomm.envs.experts`), and
+collection runs the world with the expert's own actions (plain behaviour cloning, not
+DAgger), so the dataset covers the expert's state distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from agentcomm._checks import check_range
+
+__all__ = ["Demonstrations", "collect_demos", "load_demos", "save_demos"]
+
+
+@dataclass
+class Demonstrations:
+    """Expert ``(observation, action)`` pairs and the expert's episode outcomes.
+
+    Attributes:
+        obs: ``[D, Do]`` float32 observations, rows ordered ``(t, b, n)``.
+        actions: ``[D, Da]`` float32 expert actions in ``[-1, 1]``.
+        env_id: Scenario id the demonstrations come from.
+        env_config: The scenario config overrides used (nested dict).
+        seed: Seed of the world's generator.
+        episodes: Episodes that ended during collection.
+        successes: How many of those ended in success.
+        returns: ``[episodes]`` float32 team returns of the ended episodes.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    env_id: str
+    env_config: dict[str, Any]
+    seed: int
+    episodes: int
+    successes: int
+    returns: torch.Tensor
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of ended expert episodes that succeeded (``nan`` if none ended)."""
+        return self.successes / self.episodes if self.episodes else float("nan")
+
+
+def collect_demos(
+    env_id: str,
+    num_steps: int,
+    num_envs: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    env_config: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Demonstrations:
+    """Run the scenario's expert in ``num_envs`` parallel worlds and record every agent-step.
+
+    Worlds that end (success or time limit) are reset in place and keep going, so the
+    dataset holds exactly ``num_steps * num_envs * num_agents`` rows.
+
+    Args:
+        env_id: Registered scenario id (``agentcomm.list_envs()``).
+        num_steps: ``T``, world steps per world, >= 1.
+        num_envs: ``B``, parallel worlds, >= 1.
+        seed: Seed of the world's generator; the expert is deterministic, so the same
+            seed gives the same dataset bit for bit on CPU.
+        device: Device the world runs on; the returned tensors are on CPU.
+        env_config: Scenario config overrides (e.g. ``{"comm": {"budget": 16}}``).
+        progress: Show a tqdm bar over steps.
+
+    Returns:
+        ``Demonstrations`` with ``obs [T*B*N, Do]`` and ``actions [T*B*N, 6]``.
+    """
+    import agentcomm
+    from agentcomm.envs.experts import expert_actions
+
+    check_range("num_steps", num_steps, 1)
+    check_range("num_envs", num_envs, 1)
+    overrides = dict(env_config or {})
+    world = agentcomm.make_vec(env_id, num_envs=num_envs, device=device, seed=seed, **overrides)
+    obs = world.reset(seed=seed)
+    obs_buf = torch.empty(num_steps, *obs.shape, dtype=torch.float32, device=world.device)
+    act_buf = torch.empty(
+        num_steps, num_envs, world.num_agents, 6, dtype=torch.float32, device=world.device
+    )
+    running = torch.zeros(num_envs, device=world.device)
+    returns: list[torch.Tensor] = []
+    successes = 0
+    for t in tqdm(range(num_steps), desc=f"demos {env_id}", disable=not progress):
+        action = expert_actions(world)
+        obs_buf[t] = obs
+        act_buf[t] = action
+        obs, reward, terminated, truncated, info = world.step(action)
+        running += reward[:, 0]
+        done = terminated | truncated
+        if bool(done.any()):
+            returns.append(running[done].cpu())
+            successes += int(info["success"][done].sum())
+            running = torch.where(done, 0.0, running)
+            world.reset_at(done)
+            obs = world.observation()
+    ret = torch.cat(returns) if returns else torch.zeros(0)
+    return Demonstrations(
+        obs=obs_buf.reshape(-1, world.obs_dim).cpu(),
+        actions=act_buf.reshape(-1, 6).clamp(-1.0, 1.0).cpu(),
+        env_id=env_id,
+        env_config=overrides,
+        seed=seed,
+        episodes=int(ret.numel()),
+        successes=successes,
+        returns=ret.float(),
+    )
+
+
+def save_demos(path: str | os.PathLike, demos: Demonstrations) -> Path:
+    """Write ``demos`` to one safetensors file; the metadata goes in its JSON header.
+
+    Args:
+        path: File path (``.safetensors``); parent directories are created.
+        demos: The demonstrations.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "env_id": demos.env_id,
+        "env_config": json.dumps(demos.env_config, sort_keys=True),
+        "seed": str(demos.seed),
+        "episodes": str(demos.episodes),
+        "successes": str(demos.successes),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(
+        {
+            "obs": demos.obs.contiguous(),
+            "actions": demos.actions.contiguous(),
+            "returns": demos.returns.contiguous(),
+        },
+        str(tmp),
+        metadata=meta,
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def load_demos(path: str | os.PathLike) -> Demonstrations:
+    """Read demonstrations written by :func:`save_demos`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path={str(path)!r} is not a file")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    missing = sorted({"env_id", "env_config", "seed", "episodes", "successes"} - set(meta))
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a demonstrations file (metadata lacks {missing})")
+    tensors = load_file(str(path))
+    return Demonstrations(
+        obs=tensors["obs"],
+        actions=tensors["actions"],
+        env_id=meta["env_id"],
+        env_config=json.loads(meta["env_config"]),
+        seed=int(meta["seed"]),
+        episodes=int(meta["episodes"]),
+        successes=int(meta["successes"]),
+        returns=tensors["returns"],
+    )

@@ -1,0 +1,307 @@
+"""Evaluate a policy in the batched world: success rate, return, channel uses.
+
+Shape legend: ``B`` worlds, ``N`` agents, ``Do`` observation dim, ``Da = 6`` action dim.
+
+An *actor* maps the world and its observations ``[B, N, Do]`` to actions ``[B, N, Da]``.
+:func:`load_actor` builds one from
+
+* ``"expert"`` / ``"random"``: the scenario's scripted expert, uniform random actions;
+* a policy directory: a diffusion policy (``save_policy``: BC or a DPPO export, sampled
+  deterministically from the fixed initial noise) or an exported Gaussian policy
+  (``save_gaussian_actor``: its mean action);
+* a training run directory (``agentcomm train --out DIR``): its exported ``policy/``,
+  one sub-directory per agent for per-agent policies.
+
+Every world runs exactly one episode per round (worlds that finish early are reset and
+stepped on, but their further episodes are not counted), so short episodes are not
+over-represented.
+
+Command line::
+
+    agentcomm eval --checkpoint runs/bc --env SearchRescue-v0 --episodes 64
+    agentcomm eval --checkpoint expert --env SearchRescue-v0 --episodes 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from agentcomm._checks import check_choice, check_range
+
+__all__ = [
+    "EvalResult",
+    "add_arguments",
+    "checkpoint_env",
+    "evaluate",
+    "load_actor",
+    "main",
+    "policy_actor",
+]
+
+Actor = Callable[[Any, torch.Tensor], torch.Tensor]
+_RUN_CONFIG = "train_config.yaml"
+
+
+@dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate` (per world episode unless stated).
+
+    Attributes:
+        episodes: Episodes evaluated.
+        success_rate: Fraction that succeeded.
+        success_stderr: Binomial standard error ``sqrt(p (1 - p) / episodes)``.
+        return_mean, return_std: Team return (sum of the shared per-step reward).
+        length_mean: Steps per episode.
+        channel_uses_per_agent_step: Complex channel uses per agent per step (peer and
+            uplink messages the agents sent; the fusion centre's downlinks excluded).
+        bits_per_agent_step: Bits per agent per step.
+    """
+
+    episodes: int
+    success_rate: float
+    success_stderr: float
+    return_mean: float
+    return_std: float
+    length_mean: float
+    channel_uses_per_agent_step: float
+    bits_per_agent_step: float
+
+
+def policy_actor(policy: torch.nn.Module, sampler: Literal["ddpm", "ddim"] = "ddim") -> Actor:
+    """Actor from a diffusion policy (deterministic) or a ``GaussianActor`` (mean action).
+
+    Args:
+        policy: ``DiffusionPolicy``, ``DPPOPolicy`` or ``GaussianActor``.
+        sampler: Chain of a diffusion policy: ``"ddpm"`` (``K`` steps) or ``"ddim"``.
+    """
+    from agentcomm.policies.diffusion import _DiffusionSampler
+
+    check_choice("sampler", sampler, ("ddpm", "ddim"))
+
+    def act(world: Any, obs: torch.Tensor) -> torch.Tensor:
+        b, n, _ = obs.shape
+        flat = obs.reshape(b * n, -1).to(next(policy.parameters()).device)
+        if isinstance(policy, _DiffusionSampler):
+            actions = policy.sample(flat, deterministic=True, mode=sampler).action
+        else:
+            actions = policy(flat)
+        return actions.reshape(b, n, -1).to(world.device)
+
+    return act
+
+
+def _per_agent_actor(actors: list[Actor]) -> Actor:
+    def act(world: Any, obs: torch.Tensor) -> torch.Tensor:
+        # One module per agent: a loop over N modules, each on its [B] slice.
+        return torch.cat([a(world, obs[:, i : i + 1]) for i, a in enumerate(actors)], dim=1)
+
+    return act
+
+
+def _load_policy_dir(path: Path, device: str, sampler: str | None) -> tuple[Actor, dict]:
+    from agentcomm.policies.baselines import load_gaussian_actor
+    from agentcomm.policies.checkpoint import load_policy, read_config
+
+    meta = json.loads((path / "config.json").read_text())
+    if str(meta.get("kind", "")).startswith("gaussian-"):
+        actor = load_gaussian_actor(path).to(device)
+        return policy_actor(actor), dict(meta.get("metadata", {}))
+    info = read_config(path)
+    metadata = dict(info.get("metadata", {}))
+    mode = sampler or metadata.get("sampler", "ddim")
+    return policy_actor(load_policy(path).to(device), mode), metadata
+
+
+def load_actor(
+    checkpoint: str | os.PathLike,
+    device: str = "cpu",
+    sampler: Literal["ddpm", "ddim"] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Actor, dict[str, Any]]:
+    """Build an actor from a name or a directory (see the module docstring).
+
+    Args:
+        checkpoint: ``"expert"``, ``"random"``, a policy directory or a run directory.
+        device: Device of the policy network.
+        sampler: Override of a diffusion policy's sampler (default: the one it was
+            trained / fine-tuned with, recorded in its metadata; else ``"ddim"``).
+        generator: Source of the random actor's noise.
+
+    Returns:
+        ``(actor, metadata)``; the metadata holds ``env_id`` and ``env_config`` when the
+        checkpoint recorded them (empty for the named actors).
+    """
+    from agentcomm.envs.experts import expert_actions, random_actions
+
+    if sampler is not None:
+        check_choice("sampler", sampler, ("ddpm", "ddim"))
+    if str(checkpoint) == "expert":
+        return (lambda world, obs: expert_actions(world)), {}
+    if str(checkpoint) == "random":
+        return (lambda world, obs: random_actions(world, generator)), {}
+    path = Path(checkpoint)
+    if (path / _RUN_CONFIG).is_file():
+        path = path / "policy"
+    if (path / "config.json").is_file():
+        return _load_policy_dir(path, device, sampler)
+    agents = sorted(
+        (p for p in path.glob("agent_*") if (p / "config.json").is_file()),
+        key=lambda p: int(p.name.split("_")[-1]),
+    )
+    if not agents:
+        raise ValueError(
+            f"checkpoint={str(checkpoint)!r} is neither 'expert', 'random', a policy "
+            "directory (config.json) nor a training run directory (train_config.yaml)"
+        )
+    loaded = [_load_policy_dir(p, device, sampler) for p in agents]
+    return _per_agent_actor([a for a, _ in loaded]), loaded[0][1]
+
+
+def checkpoint_env(metadata: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """``(env_id, env_config)`` a checkpoint was trained on (``None``/``{}`` if unknown)."""
+    return metadata.get("env_id"), dict(metadata.get("env_config") or {})
+
+
+@torch.no_grad()
+def evaluate(
+    actor: Actor,
+    env_id: str,
+    episodes: int,
+    num_envs: int = 64,
+    seed: int = 0,
+    env_config: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> EvalResult:
+    """Run ``actor`` for ``episodes`` world episodes and summarise them.
+
+    Args:
+        actor: ``(world, obs [B, N, Do]) -> actions [B, N, 6]``.
+        env_id: Scenario id.
+        episodes: World episodes to evaluate, >= 1.
+        num_envs: Worlds per round (``min(num_envs, episodes)`` are used).
+        seed: World seed; round ``r`` resets with ``seed + r``.
+        env_config: Scenario overrides.
+        device: World device.
+        progress: tqdm bar over rounds.
+
+    Returns:
+        ``EvalResult``.
+    """
+    from tqdm.auto import tqdm
+
+    import agentcomm
+
+    check_range("episodes", episodes, 1)
+    check_range("num_envs", num_envs, 1)
+    b = min(num_envs, episodes)
+    world = agentcomm.make_vec(env_id, num_envs=b, device=device, **dict(env_config or {}))
+    returns, lengths, successes, uses, bits = [], [], [], [], []
+    rounds = math.ceil(episodes / b)
+    for r in tqdm(range(rounds), desc=f"eval {env_id}", disable=not progress):
+        obs = world.reset(seed=seed + r)
+        counting = torch.ones(b, dtype=torch.bool, device=world.device)
+        ret = torch.zeros(b, device=world.device)
+        length = torch.zeros(b, dtype=torch.long, device=world.device)
+        success = torch.zeros(b, dtype=torch.bool, device=world.device)
+        used = torch.zeros(b, dtype=torch.float64, device=world.device)
+        sent_bits = torch.zeros(b, dtype=torch.float64, device=world.device)
+        while bool(counting.any()):
+            obs, reward, terminated, truncated, info = world.step(actor(world, obs))
+            ret += torch.where(counting, reward[:, 0], 0.0)
+            length += counting.long()
+            used += torch.where(counting, info["channel_uses"].sum(1).double(), 0.0)
+            sent_bits += torch.where(counting, info["bits"].sum(1).double(), 0.0)
+            done = terminated | truncated
+            success |= counting & done & info["success"]
+            counting &= ~done
+            if bool(done.any()):
+                world.reset_at(done)
+                obs = world.observation()
+        take = min(b, episodes - r * b)
+        for out, value in zip(
+            (returns, lengths, successes, uses, bits), (ret, length, success, used, sent_bits)
+        ):
+            out.append(value[:take].cpu())
+    ret_t, len_t = torch.cat(returns), torch.cat(lengths).double()
+    ok = torch.cat(successes).double()
+    p = float(ok.mean())
+    agent_steps = float(len_t.sum()) * world.num_agents
+    return EvalResult(
+        episodes=int(ret_t.numel()),
+        success_rate=p,
+        success_stderr=math.sqrt(p * (1 - p) / ret_t.numel()),
+        return_mean=float(ret_t.mean()),
+        return_std=float(ret_t.std()) if ret_t.numel() > 1 else 0.0,
+        length_mean=float(len_t.mean()),
+        channel_uses_per_agent_step=float(torch.cat(uses).sum()) / agent_steps,
+        bits_per_agent_step=float(torch.cat(bits).sum()) / agent_steps,
+    )
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agentcomm eval``."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="policy directory, training run directory, or 'expert' / 'random'",
+    )
+    parser.add_argument("--env", default=None, help="scenario id (default: the checkpoint's)")
+    parser.add_argument("--episodes", type=int, default=64, help="world episodes (default 64)")
+    parser.add_argument("--num-envs", type=int, default=64, help="parallel worlds (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    parser.add_argument(
+        "--env-config",
+        default=None,
+        help="JSON of scenario overrides, merged over the checkpoint's own env_config",
+    )
+    parser.add_argument("--device", default="cpu", help="device of the world and the policy")
+    parser.add_argument(
+        "--sampler", choices=("ddpm", "ddim"), default=None, help="diffusion sampler override"
+    )
+    parser.add_argument("--json", default=None, help="also write the result to this JSON file")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``agentcomm eval``; prints one line per metric."""
+    from agentcomm.config import atomic_write_text
+
+    generator = torch.Generator().manual_seed(args.seed)
+    actor, meta = load_actor(args.checkpoint, args.device, args.sampler, generator)
+    env_id, env_config = checkpoint_env(meta)
+    env_id = args.env or env_id
+    if env_id is None:
+        raise ValueError(f"--env is required: checkpoint {args.checkpoint!r} records no env id")
+    if args.env_config:
+        extra = json.loads(args.env_config)
+        if not isinstance(extra, dict):
+            raise ValueError(f"--env-config={args.env_config!r} must be a JSON object")
+        env_config = {**env_config, **extra}
+    result = evaluate(
+        actor,
+        env_id,
+        args.episodes,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        env_config=env_config,
+        device=args.device,
+    )
+    print(f"policy: {args.checkpoint}  env: {env_id}  episodes: {result.episodes}")
+    print(f"success_rate: {result.success_rate:.3f} +- {result.success_stderr:.3f}")
+    print(f"return: {result.return_mean:.3f} +- {result.return_std:.3f}")
+    print(f"episode_length: {result.length_mean:.2f}")
+    print(f"channel_uses_per_agent_step: {result.channel_uses_per_agent_step:.3f}")
+    print(f"bits_per_agent_step: {result.bits_per_agent_step:.3f}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(asdict(result), indent=2))
+    return 0

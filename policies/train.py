@@ -1,0 +1,673 @@
+"""Train policies on agentcomm's scenarios: BC, DPPO fine-tuning, Gaussian PPO, SB3 PPO.
+
+One typed config (:class:`TrainConfig`, YAML/JSON via ``--config FILE``) and one entry
+point, :func:`train`, read top to bottom per algorithm:
+
+* ``bc``: collect expert demonstrations in the batched world (every agent-step of ``B``
+  worlds), fit a :class:`~agentcomm.policies.diffusion.DiffusionPolicy` with the DDPM loss
+  (:func:`~agentcomm.policies.bc.train_bc`), save it with ``save_policy``.
+* ``dppo``: RLlib PPO with the DPPO module and learner (:func:`~agentcomm.policies.dppo.
+  dppo_config`), starting from a BC checkpoint (``pretrained``; without one a BC stage
+  runs first into ``OUT/bc``). Exports the frozen base + fine-tuned copy.
+* ``ppo``: RLlib PPO with a Gaussian MLP from scratch (:mod:`~agentcomm.policies.baselines`).
+* ``sb3-ppo``: stable-baselines3 PPO with parameter sharing.
+
+Multi-agent: ``multi_agent="shared"`` (one policy for all agents; the default) runs on the
+batched EnvRunner (:mod:`~agentcomm.policies.env_runner`) unless ``runner="stock"``;
+``"per_agent"`` needs the stock ``MultiAgentEnvRunner`` on the RLlib adapter.
+``centralized_critic=True`` gives the DPPO critic the global state (CTDE).
+
+Output directory (``out``)::
+
+    train_config.yaml     the full config (``--resume OUT`` reads it back)
+    progress.csv          one row per iteration (RLlib algos) / epoch (bc: bc_loss.csv)
+    tb/                   TensorBoard scalars (tensorboardX)
+    rllib/iter_NNNNN/     RLlib checkpoint after iteration NNNNN (last two kept)
+    rllib/LATEST.json     {"iteration": i, "path": "iter_..."}: the last *complete* one
+    policy/               exported policy (safetensors + config.json), per agent for
+                          per-agent policies: policy/agent_0/, ...
+    eval.json             deterministic evaluation of the exported policy
+
+A checkpoint is written to its own directory and only then named in ``LATEST.json``
+(atomic rename), so a ``kill -9`` at any moment loses at most the iteration in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentcomm.config import Config, atomic_write_text, choices, rng
+
+__all__ = ["TrainConfig", "TrainResult", "add_arguments", "main", "train"]
+
+_ALGOS = ("bc", "dppo", "ppo", "sb3-ppo")
+_LATEST = "LATEST.json"
+_KEEP_CHECKPOINTS = 2
+#: DiffusionConfig keys a TrainConfig's ``policy`` dict may not set (they come from the env).
+_ENV_KEYS = ("obs_dim", "action_dim")
+
+
+@dataclass
+class TrainConfig(Config):
+    """Everything one training run needs; unknown keys and bad values raise ``ValueError``."""
+
+    algo: str = field(default="bc", metadata=choices(*_ALGOS))
+    """Algorithm: bc, dppo (fine-tune a BC policy), ppo (Gaussian, RLlib), sb3-ppo."""
+    env: str = "SearchRescue-v0"
+    """Scenario id."""
+    env_config: dict[str, Any] = field(default_factory=dict)
+    """Scenario config overrides (nested dicts for sensing, channel, comm)."""
+    out: str = "runs/train"
+    """Output directory."""
+    seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
+    device: str = field(default="cpu", metadata=choices("cpu", "cuda", "auto"))
+    """Device of the batched world, the env runner's module and (bc) the BC training."""
+    progress: bool = True
+    """tqdm bars and one printed line per iteration."""
+
+    # --- demonstrations and behaviour cloning
+    demo_steps: int = field(default=64, metadata=rng(1, None))
+    """World steps per world of expert demonstrations."""
+    demo_envs: int = field(default=64, metadata=rng(1, None))
+    """Worlds collecting demonstrations in parallel (rows = demo_steps * demo_envs * N)."""
+    bc_epochs: int = field(default=50, metadata=rng(1, None))
+    bc_batch_size: int = field(default=1024, metadata=rng(1, None))
+    bc_lr: float = field(default=1e-3, metadata=rng(0.0, None, low_inclusive=False))
+    bc_ema_decay: float = field(default=0.99, metadata=rng(0.0, 1.0, high_inclusive=False))
+    policy: dict[str, Any] = field(default_factory=dict)
+    """DiffusionConfig fields (architecture for bc; sampling fields such as
+    ft_denoising_steps or min_sampling_std for dppo)."""
+    sampler: str = field(default="ddim", metadata=choices("ddpm", "ddim"))
+    """Diffusion chain used for fine-tuning and evaluation."""
+
+    # --- reinforcement learning (RLlib: dppo, ppo; sb3-ppo uses the sizes below)
+    pretrained: str | None = None
+    """BC checkpoint for dppo; None trains one first (into OUT/bc)."""
+    iterations: int = field(default=10, metadata=rng(1, None))
+    runner: str = field(default="batched", metadata=choices("batched", "stock"))
+    """Env runner: the batched torch runner, or RLlib's MultiAgentEnvRunner on the adapter."""
+    multi_agent: str = field(default="shared", metadata=choices("shared", "per_agent"))
+    centralized_critic: bool = False
+    """DPPO critic reads the global state (Dict observations)."""
+    num_envs: int = field(default=32, metadata=rng(1, None))
+    """Worlds per env runner (batched) or sub-envs per env runner (stock)."""
+    num_env_runners: int = field(default=0, metadata=rng(0, None))
+    num_learners: int = field(default=0, metadata=rng(0, None))
+    num_gpus_per_learner: float = field(default=0.0, metadata=rng(0.0, None))
+    train_batch_size: int = field(default=4096, metadata=rng(1, None))
+    """Agent-steps per iteration (batched runner; world steps x N)."""
+    minibatch_size: int = field(default=1024, metadata=rng(1, None))
+    num_epochs: int = field(default=5, metadata=rng(1, None))
+    lr: float = field(default=1e-4, metadata=rng(0.0, None, low_inclusive=False))
+    """Actor learning rate (dppo), learning rate (ppo, sb3-ppo). For dppo on SearchRescue-v0
+    (3x256 denoiser, 0.1 likelihood std floor) 1e-5 was needed: 3e-4 moved the per-step
+    likelihood ratios to [0.002, 11] in one Adam step."""
+    critic_lr: float = field(default=1e-3, metadata=rng(0.0, None, low_inclusive=False))
+    gamma: float = field(default=0.99, metadata=rng(0.0, 1.0))
+    lambda_: float = field(default=0.95, metadata=rng(0.0, 1.0))
+    clip_param: float | None = field(default=None, metadata=rng(0.0, None, low_inclusive=False))
+    """PPO clip; None: 0.01 for dppo (last denoising step), 0.2 for ppo / sb3-ppo."""
+    clip_param_min: float | None = field(default=None, metadata=rng(0.0, None, low_inclusive=False))
+    """DPPO clip at the first fine-tuned step; None: clip_param / 10."""
+    gamma_denoise: float = field(default=0.99, metadata=rng(0.0, 1.0, low_inclusive=False))
+    entropy_coeff: float = field(default=0.0, metadata=rng(0.0, None))
+    """Gaussian PPO entropy bonus."""
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Gaussian PPO actor/critic MLP widths."""
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """DPPO critic MLP widths."""
+    eval_episodes: int = field(default=64, metadata=rng(0, None))
+    """Deterministic evaluation episodes after training (0: skip)."""
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        from agentcomm.envs import list_envs
+
+        if self.env not in list_envs():
+            raise ValueError(
+                f"{prefix}env={self.env!r} is not allowed; choose one of {list_envs()}"
+            )
+        bad = sorted(set(self.policy) & set(_ENV_KEYS))
+        if bad:
+            raise ValueError(f"{prefix}policy cannot set {bad}: they come from the env")
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(
+                f"{prefix}minibatch_size={self.minibatch_size} exceeds "
+                f"{prefix}train_batch_size={self.train_batch_size}"
+            )
+        if self.multi_agent == "per_agent" and self.runner == "batched":
+            raise ValueError(
+                f"{prefix}multi_agent='per_agent' needs {prefix}runner='stock' (the batched "
+                "runner serves one shared module)"
+            )
+        if self.centralized_critic and self.algo != "dppo":
+            raise ValueError(f"{prefix}centralized_critic=True is implemented for algo='dppo' only")
+        for name in ("hidden", "critic_hidden"):
+            widths = getattr(self, name)
+            if not widths or any(not isinstance(h, int) or h < 1 for h in widths):
+                raise ValueError(f"{prefix}{name}={widths!r} must be a non-empty list of ints >= 1")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        out: Output directory.
+        policy_dir: Exported policy directory.
+        history: Per-iteration (RLlib) or per-epoch (bc) metric rows.
+        eval: :class:`~agentcomm.policies.evaluate.EvalResult` as a dict, or ``None``.
+    """
+
+    out: str
+    policy_dir: str
+    history: list[dict[str, float]]
+    eval: dict[str, float] | None
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite a CSV atomically (columns: union of the rows' keys, in first-seen order)."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+def _plot(path: Path, x: list[float], ys: dict[str, list[float]], xlabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(ys), figsize=(4.5 * len(ys), 3.2), squeeze=False)
+    for ax, (name, values) in zip(axes[0], ys.items()):
+        ax.plot(x, values, marker="." if len(x) < 50 else None)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _metadata(config: TrainConfig, **extra: Any) -> dict[str, Any]:
+    return {
+        "env_id": config.env,
+        "env_config": _scenario_overrides(config.env_config),
+        "algo": config.algo,
+        "sampler": config.sampler,
+        "seed": config.seed,
+        **extra,
+    }
+
+
+def _evaluate(config: TrainConfig, policy_dir: Path, out: Path) -> dict[str, float] | None:
+    from agentcomm.policies.evaluate import evaluate, load_actor
+
+    if config.eval_episodes == 0:
+        return None
+    device = _device(config.device)
+    actor, _ = load_actor(policy_dir, device=device, sampler=config.sampler)
+    result = asdict(
+        evaluate(
+            actor,
+            config.env,
+            config.eval_episodes,
+            num_envs=min(64, config.eval_episodes),
+            seed=10_000 + config.seed,
+            env_config=_scenario_overrides(config.env_config),
+            device=device,
+        )
+    )
+    atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
+    if config.progress:
+        print(
+            f"[eval] success {result['success_rate']:.3f}  return {result['return_mean']:.2f}  "
+            f"channel uses/agent/step {result['channel_uses_per_agent_step']:.2f}"
+        )
+    return result
+
+
+# ---------------------------------------------------------------------- behaviour cloning
+def _train_bc(config: TrainConfig, out: Path) -> TrainResult:
+    from agentcomm.policies.bc import train_bc
+    from agentcomm.policies.demos import collect_demos
+    from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy
+
+    device = _device(config.device)
+    demos = collect_demos(
+        config.env,
+        config.demo_steps,
+        num_envs=config.demo_envs,
+        seed=config.seed,
+        device=device,
+        env_config=config.env_config,
+        progress=config.progress,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    policy_cfg = DiffusionConfig.from_dict(
+        {**config.policy, "obs_dim": demos.obs.shape[1], "action_dim": demos.actions.shape[1]}
+    )
+    policy = DiffusionPolicy.from_config(policy_cfg, generator=generator).to(device)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    start = time.perf_counter()
+    result = train_bc(
+        policy,
+        demos.obs.to(device),
+        demos.actions.to(device),
+        epochs=config.bc_epochs,
+        batch_size=config.bc_batch_size,
+        lr=config.bc_lr,
+        ema_decay=config.bc_ema_decay,
+        generator=gen,
+        progress=config.progress,
+        save_dir=out / "policy",
+        save_metadata=_metadata(
+            config,
+            demos=int(demos.obs.shape[0]),
+            expert_success_rate=demos.success_rate,
+        ),
+    )
+    rows = [{"epoch": i + 1, "loss": loss} for i, loss in enumerate(result.losses)]
+    _write_csv(out / "bc_loss.csv", rows)
+    _plot(out / "bc_loss.png", [r["epoch"] for r in rows], {"BC loss": result.losses}, "epoch")
+    try:
+        from tensorboardX import SummaryWriter
+
+        with SummaryWriter(str(out / "tb")) as writer:
+            for row in rows:
+                writer.add_scalar("bc/loss", row["loss"], row["epoch"])
+    except ImportError:
+        pass
+    if config.progress:
+        print(
+            f"[bc] {demos.obs.shape[0]} demos (expert success {demos.success_rate:.3f}), "
+            f"{config.bc_epochs} epochs in {time.perf_counter() - start:.1f}s, "
+            f"final loss {result.losses[-1]:.4f}"
+        )
+    evaluation = _evaluate(config, out / "policy", out)
+    return TrainResult(str(out), str(out / "policy"), rows, evaluation)
+
+
+# ---------------------------------------------------------------------- RLlib
+def _rllib_config(config: TrainConfig, pretrained: str | None):
+    env_config = dict(config.env_config)
+    if config.centralized_critic:
+        env_config["centralized_critic"] = True
+    device = _device(config.device)
+    if device != "cpu":
+        env_config["device"] = device
+    env_name = f"agentcomm/{config.env}"
+    batched = config.runner == "batched"
+    if not batched:
+        from agentcomm.envs.adapters.rllib import register_rllib_envs
+
+        register_rllib_envs()
+    agent_ids = [f"agent_{i}" for i in range(_num_agents(config))]
+    common = dict(
+        env_config=env_config,
+        num_env_runners=config.num_env_runners,
+        num_envs_per_env_runner=config.num_envs,
+        num_learners=config.num_learners,
+        num_gpus_per_learner=config.num_gpus_per_learner,
+        train_batch_size=config.train_batch_size,
+        minibatch_size=config.minibatch_size,
+        num_epochs=config.num_epochs,
+        lr=config.lr,
+        gamma=config.gamma,
+        lambda_=config.lambda_,
+        seed=config.seed,
+    )
+    if config.algo == "dppo":
+        from agentcomm.policies.diffusion import ARCHITECTURE_KEYS
+        from agentcomm.policies.dppo import dppo_config
+
+        clip = config.clip_param if config.clip_param is not None else 0.01
+        clip_min = config.clip_param_min if config.clip_param_min is not None else clip / 10
+        rl_config = dppo_config(
+            env_name,
+            pretrained=pretrained,
+            # The architecture comes from the BC checkpoint; only sampling keys pass on.
+            policy={k: v for k, v in config.policy.items() if k not in ARCHITECTURE_KEYS},
+            sampler=config.sampler,
+            critic_hidden=config.critic_hidden,
+            critic_input="state" if config.centralized_critic else "obs",
+            multi_agent=None if batched else config.multi_agent,
+            agent_ids=agent_ids,
+            critic_lr=config.critic_lr,
+            clip_param=clip,
+            clip_param_min=clip_min,
+            gamma_denoise=config.gamma_denoise,
+            **common,
+        )
+    else:
+        from agentcomm.policies.baselines import gaussian_ppo_config
+
+        mode = {"shared": "shared", "per_agent": "independent"}[config.multi_agent]
+        rl_config = gaussian_ppo_config(
+            env_name,
+            multi_agent=None if batched else mode,
+            agent_ids=agent_ids,
+            hidden=config.hidden,
+            clip_param=config.clip_param if config.clip_param is not None else 0.2,
+            entropy_coeff=config.entropy_coeff,
+            **common,
+        )
+    if batched:
+        from agentcomm.policies.env_runner import BatchedCommEnvRunner
+
+        rl_config = rl_config.env_runners(env_runner_cls=BatchedCommEnvRunner)
+    return rl_config
+
+
+def _num_agents(config: TrainConfig) -> int:
+    from agentcomm.envs import env_class
+
+    cls = env_class(config.env)
+    return int(cls.config_cls.from_dict(_scenario_overrides(config.env_config)).num_agents)
+
+
+def _scenario_overrides(env_config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in env_config.items() if k not in ("centralized_critic", "device")}
+
+
+def _module_ids(config: TrainConfig) -> list[str]:
+    if config.runner == "batched":
+        return ["default_policy"]
+    if config.multi_agent == "shared":
+        return ["shared"]
+    return [f"agent_{i}" for i in range(_num_agents(config))]
+
+
+def _latest_checkpoint(out: Path) -> tuple[int, Path] | None:
+    pointer = out / "rllib" / _LATEST
+    if not pointer.is_file():
+        return None
+    info = json.loads(pointer.read_text())
+    return int(info["iteration"]), out / "rllib" / info["path"]
+
+
+def _save_checkpoint(algo: Any, out: Path, iteration: int) -> None:
+    root = out / "rllib"
+    name = f"iter_{iteration:05d}"
+    target = root / name
+    if target.exists():
+        shutil.rmtree(target)
+    # RLlib reads a relative path as a URI without scheme: give it an absolute one.
+    algo.save_to_path(str(target.resolve()))
+    atomic_write_text(root / _LATEST, json.dumps({"iteration": iteration, "path": name}))
+    done = sorted(p for p in root.glob("iter_*") if p.is_dir())
+    for old in done[:-_KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _row(result: dict[str, Any], iteration: int, seconds: float, ids: list[str]) -> dict[str, Any]:
+    er = result.get("env_runners", {})
+    row: dict[str, Any] = {
+        "iteration": iteration,
+        "agent_steps": er.get("num_env_steps_sampled_lifetime", math.nan),
+        "world_steps": er.get("world_steps_sampled", math.nan),
+        "episode_return_mean": er.get("episode_return_mean", math.nan),
+        "success_rate": er.get("episode_success_rate", math.nan),
+        "channel_uses_per_agent_step": er.get("channel_uses_per_agent_step", math.nan),
+        "episode_len_mean": er.get("episode_len_mean", math.nan),
+        "seconds": seconds,
+    }
+    learners = result.get("learners", {})
+    for mid in ids:
+        stats = learners.get(mid, {})
+        suffix = "" if len(ids) == 1 else f"/{mid}"
+        for key in ("policy_loss", "vf_loss", "mean_kl_loss", "vf_explained_var", "entropy"):
+            if key in stats:
+                row[f"{key}{suffix}"] = float(stats[key])
+    return {k: float(v) for k, v in row.items()}
+
+
+def _export(algo: Any, config: TrainConfig, out: Path, obs_dim: int) -> Path:
+    from agentcomm.policies.baselines import save_gaussian_actor
+    from agentcomm.policies.checkpoint import save_policy
+
+    ids = _module_ids(config)
+    root = out / "policy"
+    for mid in ids:
+        module = algo.get_module(mid)
+        target = root if len(ids) == 1 else root / mid
+        meta = _metadata(config, module_id=mid)
+        if config.algo == "dppo":
+            save_policy(target, module.policy, meta)
+        else:
+            save_gaussian_actor(target, "rllib", module, obs_dim, 6, config.hidden, meta)
+    return root
+
+
+def _train_rllib(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
+    pretrained = config.pretrained
+    if config.algo == "dppo" and pretrained is None:
+        bc_out = out / "bc"
+        if not (bc_out / "policy" / "config.json").is_file():
+            bc_cfg = config.replace(algo="bc", out=str(bc_out), eval_episodes=0)
+            bc_out.mkdir(parents=True, exist_ok=True)
+            bc_cfg.save(bc_out / "train_config.yaml")
+            _train_bc(bc_cfg, bc_out)
+        pretrained = str(bc_out / "policy")
+    rl_config = _rllib_config(config, os.path.abspath(pretrained) if pretrained else None)
+    algo = rl_config.build_algo()
+    ids = _module_ids(config)
+    history: list[dict[str, Any]] = []
+    start_iter = 0
+    latest = _latest_checkpoint(out) if resume else None
+    if latest is not None:
+        start_iter, path = latest
+        algo.restore_from_path(str(path.resolve()))
+        history = [r for r in _read_csv(out / "progress.csv") if r["iteration"] <= start_iter]
+        if config.progress:
+            print(f"[resume] from iteration {start_iter} ({path})")
+    from tensorboardX import SummaryWriter
+    from tqdm.auto import tqdm
+
+    obs_dim = _obs_dim(config)
+    writer = SummaryWriter(str(out / "tb"))
+    try:
+        bar = tqdm(
+            range(start_iter, config.iterations),
+            desc=config.algo,
+            disable=not config.progress,
+            initial=start_iter,
+            total=config.iterations,
+        )
+        for it in bar:
+            t0 = time.perf_counter()
+            result = algo.train()
+            row = _row(result, it + 1, time.perf_counter() - t0, ids)
+            history.append(row)
+            _write_csv(out / "progress.csv", history)
+            for key, value in row.items():
+                if key != "iteration" and math.isfinite(value):
+                    writer.add_scalar(f"train/{key}", value, int(row["agent_steps"]))
+            writer.flush()
+            _save_checkpoint(algo, out, it + 1)
+            bar.set_postfix(
+                ret=f"{row['episode_return_mean']:.2f}",
+                succ=f"{row['success_rate']:.2f}",
+                steps=int(row["agent_steps"]),
+            )
+        policy_dir = _export(algo, config, out, obs_dim)
+    finally:
+        writer.close()
+        algo.stop()
+    if history:
+        _plot(
+            out / "progress.png",
+            [r["agent_steps"] for r in history],
+            {
+                "episode return": [r["episode_return_mean"] for r in history],
+                "success rate": [r["success_rate"] for r in history],
+            },
+            "agent-steps",
+        )
+    evaluation = _evaluate(config, policy_dir if len(ids) == 1 else out, out)
+    return TrainResult(str(out), str(policy_dir), history, evaluation)
+
+
+def _obs_dim(config: TrainConfig) -> int:
+    import agentcomm
+
+    world = agentcomm.make_vec(config.env, num_envs=1, **_scenario_overrides(config.env_config))
+    return int(world.obs_dim)
+
+
+# ---------------------------------------------------------------------- SB3
+def _train_sb3(config: TrainConfig, out: Path) -> TrainResult:
+    from agentcomm.policies.baselines import save_gaussian_actor, train_sb3_ppo
+
+    device = _device(config.device)
+    n = _num_agents(config)
+    n_steps = max(1, math.ceil(config.train_batch_size / (config.num_envs * n)))
+    model = train_sb3_ppo(
+        config.env,
+        env_config=_scenario_overrides(config.env_config),
+        total_timesteps=config.iterations * n_steps * config.num_envs * n,
+        num_worlds=config.num_envs,
+        n_steps=n_steps,
+        batch_size=config.minibatch_size,
+        n_epochs=config.num_epochs,
+        lr=config.lr,
+        gamma=config.gamma,
+        gae_lambda=config.lambda_,
+        clip_range=config.clip_param if config.clip_param is not None else 0.2,
+        hidden=config.hidden,
+        seed=config.seed,
+        device=device,
+        log_dir=out / "sb3",
+        progress=config.progress,
+    )
+    policy_dir = save_gaussian_actor(
+        out / "policy", "sb3", model.policy, _obs_dim(config), 6, config.hidden, _metadata(config)
+    )
+    history = _read_csv(out / "sb3" / "progress.csv")
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(str(out / "tb")) as writer:
+        for row in history:
+            step = int(row.get("time/total_timesteps", 0))
+            for key, value in row.items():
+                if math.isfinite(value):
+                    writer.add_scalar(key, value, step)
+    evaluation = _evaluate(config, policy_dir, out)
+    return TrainResult(str(out), str(policy_dir), history, evaluation)
+
+
+# ---------------------------------------------------------------------- entry point
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Run one training job (see the module docstring for the output layout).
+
+    Args:
+        config: The run's configuration.
+        resume: Continue from ``config.out``'s latest complete RLlib checkpoint
+            (``dppo``/``ppo`` only).
+
+    Returns:
+        ``TrainResult``.
+    """
+    if resume and config.algo not in ("dppo", "ppo"):
+        raise ValueError(f"resume is supported for algo 'dppo' and 'ppo', not {config.algo!r}")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "train_config.yaml")
+    torch.manual_seed(config.seed)
+    if config.algo == "bc":
+        return _train_bc(config, out)
+    if config.algo == "sb3-ppo":
+        return _train_sb3(config, out)
+    return _train_rllib(config, out, resume)
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``agentcomm train``: ``--config FILE`` plus overrides of its keys."""
+    parser.add_argument("--config", default=None, help="YAML/JSON TrainConfig file")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR from its latest complete checkpoint (reads "
+        "DIR/train_config.yaml; --iterations may extend it)",
+    )
+    parser.add_argument("--algo", choices=_ALGOS, default=None)
+    parser.add_argument("--env", default=None, help="scenario id")
+    parser.add_argument("--out", default=None, help="output directory")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--pretrained", default=None, help="BC policy directory (dppo)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any TrainConfig key; VALUE is parsed as YAML (repeatable), e.g. "
+        "--set bc_epochs=20 --set 'env_config={comm: {budget: 16}}'",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``agentcomm train``."""
+    import yaml
+
+    if args.resume is not None:
+        base = TrainConfig.load(Path(args.resume) / "train_config.yaml")
+    elif args.config is not None:
+        base = TrainConfig.load(args.config)
+    else:
+        base = TrainConfig()
+    changes: dict[str, Any] = {}
+    for name in ("algo", "env", "out", "seed", "device", "iterations", "pretrained"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} must look like KEY=VALUE")
+        changes[key.strip()] = yaml.safe_load(raw)
+    if args.quiet:
+        changes["progress"] = False
+    if args.resume is not None:
+        changes["out"] = args.resume
+    config = base.replace(**changes) if changes else base
+    result = train(config, resume=args.resume is not None)
+    print(f"policy: {result.policy_dir}")
+    return 0
