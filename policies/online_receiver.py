@@ -1,0 +1,428 @@
+r"""A JSCC receiver trained online, beside the policy, on the beliefs the agents hold.
+
+Shape legend: ``M`` belief maps in a train batch (one per agent-step), ``H x W`` grid,
+``k`` complex channel uses.
+
+Offline training (:func:`~agentcomm.decoders.jscc.train_jscc`) fits a JSCC codec to belief
+maps simulated once. Here the codec is an RLlib ``RLModule`` of the same ``MultiRLModule`` as
+the policy, updated by the same ``Learner`` in the same ``update()`` call, on the beliefs the
+env runners collected with the *current* policy: as the policy learns to explore
+differently, the distribution of belief maps shifts and the receiver follows it. This is how
+RLlib 2.60 trains an intrinsic-curiosity model beside a policy
+(``ray/rllib/examples/learners/classes/intrinsic_curiosity_learners.py``):
+
+* :class:`ReceiverRLModule` implements RLlib's ``SelfSupervisedLossAPI``; RLlib's
+  ``Learner.compute_losses`` calls its :meth:`~ReceiverRLModule.compute_self_supervised_loss`
+  instead of the PPO loss, and gives it its own optimizer (its learning rate through
+  ``algorithm_config_overrides_per_module``). No agent maps to it, so env runners never run it.
+* :class:`BeliefInfoMultiAgentEnv` adds each agent's belief map and the true map to its
+  ``infos``; :class:`AddBeliefsToReceiverBatch`, a learner connector piece appended by
+  :class:`ReceiverPPOTorchLearner`, stacks them from the episodes into the receiver's batch.
+
+Loss. The sender encodes its own belief :math:`\ell` (log-odds, nats), the symbols pass a
+differentiable channel at an SNR drawn uniformly per map from ``snr_range_db``, the
+receiver decodes; the loss is :math:`\mathrm{MSE}(\hat u, u)`, :math:`u = \mathrm{clip}(\ell,
+-L, L)/L`, the loss of :func:`~agentcomm.decoders.jscc.train_jscc` (see
+:mod:`agentcomm.decoders.jscc` for why MSE on clipped log-odds).
+
+Layering: it imports RLlib and :mod:`agentcomm.envs`, so it lives with the trainers in
+:mod:`agentcomm.policies`, not in the core :mod:`agentcomm.decoders`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.core.rl_module.apis import SelfSupervisedLossAPI
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch import nn
+
+from agentcomm._checks import check_positive, check_range
+from agentcomm.channels.registry import CHANNELS, make_channel
+from agentcomm.decoders.data import _check_maps, to_unit
+from agentcomm.decoders.jscc import JSCC, JSCCConfig
+from agentcomm.envs.adapters.rllib import CommMultiAgentEnv
+from agentcomm.policies.baselines import gaussian_ppo_config
+
+__all__ = [
+    "BELIEF",
+    "POLICY_MODULE_ID",
+    "RECEIVER_MODULE_ID",
+    "TRUE_MAP",
+    "AddBeliefsToReceiverBatch",
+    "BeliefInfoMultiAgentEnv",
+    "ReceiverPPOTorchLearner",
+    "ReceiverRLModule",
+    "online_receiver_config",
+]
+
+#: Module id of the receiver in the ``MultiRLModule``; no agent maps to it.
+RECEIVER_MODULE_ID = "receiver"
+#: Module id of the policy shared by every agent.
+POLICY_MODULE_ID = "shared"
+#: Info key / receiver batch column: the agent's own belief, float32 ``[H, W]`` log-odds (nats).
+BELIEF = "belief"
+#: Info key / receiver batch column: the true map, float32 ``[H, W]`` in {0, 1}.
+TRUE_MAP = "true_map"
+
+# Floor of the per-cell standard deviation (normalized units, i.e. 0.3 nats at L = 6) used to
+# standardize the encoder input. Offline training floors at 1e-3, but online a cell that was
+# constant in early batches (never sensed) may vary later: a tiny running std would blow its
+# standardized input up by orders of magnitude.
+_STD_FLOOR = 0.05
+
+
+class BeliefInfoMultiAgentEnv(CommMultiAgentEnv):
+    """:class:`~agentcomm.envs.adapters.rllib.CommMultiAgentEnv` whose infos carry the beliefs.
+
+    Per agent, at reset and at every step, ``infos[agent]`` gains
+
+    * ``"belief"``: float32 ``[H, W]``, that agent's belief (log-odds, nats) after the step,
+      the map it would send;
+    * ``"true_map"``: float32 ``[H, W]``, 1.0 where the sensors would detect a target.
+
+    Everything else (spaces, config keys, rewards) is that of the parent class; grid-belief
+    scenarios only.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        if getattr(self.world, "belief_kind", "grid") != "grid":
+            raise ValueError(
+                f"env_id={self.env_id!r} keeps Gaussian beliefs; BeliefInfoMultiAgentEnv "
+                "needs a grid-belief scenario"
+            )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """As :meth:`CommMultiAgentEnv.reset`, with ``"belief"`` and ``"true_map"`` in the infos."""
+        obs, infos = super().reset(seed=seed, options=options)
+        return obs, self._add_maps(infos)
+
+    def step(self, action_dict: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """As :meth:`CommMultiAgentEnv.step`, with ``"belief"`` and ``"true_map"`` in the infos."""
+        obs, rew, term, trunc, infos = super().step(action_dict)
+        return obs, rew, term, trunc, self._add_maps(infos)
+
+    def _add_maps(self, infos: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        belief = self.world.belief[0].detach().float().cpu().numpy()
+        truth = self.world._true_map()[0].float().cpu().numpy()
+        for i, agent in enumerate(self.possible_agents):
+            if agent in infos:
+                infos[agent] = {**infos[agent], BELIEF: belief[i], TRUE_MAP: truth}
+        return infos
+
+
+class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
+    """A JSCC link (sender's encoder + receiver's decoder) as an RLlib module.
+
+    ``model_config["receiver"]`` (one nested dict, because RLlib merges the algorithm's
+    default model config, e.g. ``fcnet_hiddens``, into every module's ``model_config``)
+    holds the fields of :class:`~agentcomm.decoders.jscc.JSCCConfig`
+    (``height``, ``width``, ``channel_uses``, ``clip``, ``hidden``, ``depth``), plus
+    ``"channel"`` (a name of :data:`~agentcomm.channels.registry.CHANNELS`, default
+    ``"awgn"``), ``"snr_range_db"`` (``[low, high]`` dB, default ``[0, 20]``), ``"seed"``
+    (of the module's generator for SNRs and channel noise, default 0), ``"stat_momentum"``
+    (weight of a new batch in the running per-cell mean / std, default 0.05) and
+    ``"prior_logodds"`` (the scenario's prior, nats; if given, the loss of predicting it
+    is logged as ``prior_mse``).
+
+    The per-cell statistics the JSCC standardizes its input by and adds back at its output
+    (fitted once to the data set offline) are running averages here, updated from every
+    train batch under ``no_grad`` the way batch norm keeps its running statistics: a
+    cumulative mean for the first ``1 / stat_momentum`` batches, an exponential moving
+    average after.
+
+    Batch columns: ``"belief"`` float ``[M, H, W]`` log-odds (nats); optional ``"true_map"``
+    float ``[M, H, W]`` in {0, 1} (only for metrics) and, for :meth:`_forward`, ``"snr_db"``
+    float ``[M]`` (dB).
+    """
+
+    def setup(self) -> None:
+        """Build the JSCC codec and the channel from ``model_config``."""
+        cfg = dict((self.model_config or {}).get("receiver", {}))
+        fields = set(JSCCConfig.__dataclass_fields__)
+        extra = {"channel", "snr_range_db", "seed", "stat_momentum", "prior_logodds"}
+        unknown = sorted(set(cfg) - fields - extra)
+        if unknown:
+            raise ValueError(
+                f"unknown receiver model_config key(s) {unknown}; allowed {sorted(fields | extra)}"
+            )
+        self.jscc = JSCC(JSCCConfig(**{k: v for k, v in cfg.items() if k in fields}))
+        self.channel = make_channel(str(cfg.get("channel", "awgn")))
+        lo, hi = (float(s) for s in cfg.get("snr_range_db", (0.0, 20.0)))
+        check_range("snr_range_db[1]", hi, lo, None)
+        self.snr_range_db = (lo, hi)
+        self.stat_momentum = float(cfg.get("stat_momentum", 0.05))
+        check_range("stat_momentum", self.stat_momentum, 0.0, 1.0, low_inclusive=False)
+        prior = cfg.get("prior_logodds")
+        self.prior_logodds = None if prior is None else float(prior)
+        self.seed = int(cfg.get("seed", 0))
+        self.register_buffer("num_stat_updates", torch.zeros((), dtype=torch.int64))
+        self._generator: torch.Generator | None = None
+
+    def _rng(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    @torch.no_grad()
+    def _update_statistics(self, maps: torch.Tensor) -> None:
+        flat = to_unit(maps, self.jscc.config.clip).flatten(1).float()
+        mean, std = flat.mean(0), flat.std(0, unbiased=False).clamp_min(_STD_FLOOR)
+        w = max(self.stat_momentum, 1.0 / float(self.num_stat_updates + 1))
+        for m, s in (
+            (self.jscc.encoder.in_mean, self.jscc.encoder.in_std),
+            (self.jscc.decoder.out_mean, self.jscc.decoder.out_std),
+        ):
+            m.lerp_(mean, w)
+            s.lerp_(std, w)
+        self.num_stat_updates += 1
+
+    def _transmit(self, maps: torch.Tensor, snr_db: torch.Tensor | None) -> dict[str, Any]:
+        c = self.jscc.config
+        _check_maps(BELIEF, maps, c.height, c.width)
+        gen = self._rng(maps.device)
+        if snr_db is None:
+            lo, hi = self.snr_range_db
+            u = torch.rand(maps.shape[0], generator=gen, device=maps.device)
+            snr_db = lo + (hi - lo) * u
+        out = self.channel.apply(self.jscc.encode(maps, snr_db), snr_db, gen)
+        return {"u_hat": self.jscc._decode_unit(out), "snr_db": snr_db}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Update the running statistics, then send every map of ``batch["belief"]`` once.
+
+        Returns:
+            ``{"u_hat": float32 [M, H*W] unclipped normalized estimate, "snr_db": float32 [M]}``.
+        """
+        maps = batch[BELIEF].float()
+        self._update_statistics(maps)
+        return self._transmit(maps, None)
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Send ``batch["belief"]`` at ``batch["snr_db"]`` (dB, ``[M]``; uniform if absent).
+
+        Returns:
+            ``{"belief_hat": float32 [M, H, W] log-odds (nats), "snr_db": float32 [M]}``.
+        """
+        maps = batch[BELIEF].float()
+        sent = self._transmit(maps, batch.get("snr_db"))
+        c = self.jscc.config
+        u_hat = sent["u_hat"].clamp(-1.0, 1.0).view(-1, c.height, c.width)
+        return {"belief_hat": u_hat * c.clip, "snr_db": sent["snr_db"]}
+
+    def compute_self_supervised_loss(
+        self,
+        *,
+        learner: Any,
+        module_id: str,
+        config: Any,
+        batch: dict[str, Any],
+        fwd_out: dict[str, Any],
+    ) -> torch.Tensor:
+        """Reconstruction MSE of the sender's belief on normalized log-odds (dimensionless).
+
+        Also logs under ``module_id``: ``reconstruction_mse`` (the loss),
+        ``mean_map_mse`` (the loss of the batch's per-cell mean map, the best constant
+        prediction; beating it means the message carries information), ``prior_mse`` if
+        ``prior_logodds`` was configured, and with a ``"true_map"`` column ``truth_brier`` /
+        ``belief_brier``: the Brier score :math:`\\overline{(\\sigma(\\hat\\ell) - x)^2}`
+        against the true map of the received and of the sender's own belief.
+
+        Returns:
+            The scalar loss.
+        """
+        c = self.jscc.config
+        maps = batch[BELIEF].float()
+        target = to_unit(maps, c.clip).flatten(1)
+        u_hat = fwd_out["u_hat"]
+        loss = nn.functional.mse_loss(u_hat, target)
+        with torch.no_grad():
+            metrics = {
+                "reconstruction_mse": loss.detach(),
+                "mean_map_mse": (target - target.mean(0)).square().mean(),
+            }
+            if self.prior_logodds is not None:
+                prior_u = min(max(self.prior_logodds / c.clip, -1.0), 1.0)
+                metrics["prior_mse"] = (target - prior_u).square().mean()
+            if TRUE_MAP in batch:
+                truth = batch[TRUE_MAP].float().flatten(1)
+                p_hat = torch.sigmoid(u_hat.clamp(-1.0, 1.0) * c.clip)
+                metrics["truth_brier"] = (p_hat - truth).square().mean()
+                metrics["belief_brier"] = (torch.sigmoid(maps.flatten(1)) - truth).square().mean()
+        learner.metrics.log_dict(metrics, key=module_id, window=1)
+        return loss
+
+
+class AddBeliefsToReceiverBatch(ConnectorV2):
+    """Learner connector piece: the receiver's batch from the beliefs in the episodes' infos.
+
+    Collects ``infos[t]["belief"]`` (and ``"true_map"``) of every agent of every episode,
+    for every timestep of the episode, and sets ``batch["receiver"] = {"belief": float32
+    [M, H, W], "true_map": float32 [M, H, W]}`` on the receiver's device. The order of the
+    maps does not matter (the loss is self-supervised and per map), so the piece reads the
+    episodes directly instead of following the policy's batch layout. Place it after
+    ``NumpyToTensor``: it writes tensors.
+    """
+
+    def __call__(
+        self,
+        *,
+        rl_module: RLModule,
+        batch: dict[str, Any],
+        episodes: list[Any],
+        explore: bool | None = None,
+        shared_data: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        beliefs, truths = [], []
+        for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+            for info in episode.get_infos(slice(0, len(episode))):
+                if BELIEF not in info:
+                    raise ValueError(
+                        "an episode's infos lack 'belief': sample with BeliefInfoMultiAgentEnv "
+                        "(or an env that puts each agent's belief map in its infos)"
+                    )
+                beliefs.append(info[BELIEF])
+                truths.append(info[TRUE_MAP])
+        if not beliefs:
+            return batch
+        device = next(rl_module[RECEIVER_MODULE_ID].parameters()).device
+        batch[RECEIVER_MODULE_ID] = {
+            BELIEF: torch.as_tensor(np.stack(beliefs), dtype=torch.float32, device=device),
+            TRUE_MAP: torch.as_tensor(np.stack(truths), dtype=torch.float32, device=device),
+        }
+        return batch
+
+
+class ReceiverPPOTorchLearner(PPOTorchLearner):
+    """PPO's torch learner that also trains the ``"receiver"`` module.
+
+    The PPO loss is computed for the policy modules only: RLlib's ``Learner.compute_losses``
+    calls ``compute_self_supervised_loss`` for modules implementing
+    ``SelfSupervisedLossAPI`` (the receiver) and ``compute_loss_for_module`` (PPO) for the
+    rest; GAE skips the receiver because it has no value function. The receiver's
+    gradient step shares the ``update()`` call (and the minibatch loop) with the policy's,
+    with its own Adam optimizer.
+    """
+
+    def build(self) -> None:
+        """Build as PPO does, then append :class:`AddBeliefsToReceiverBatch` to the pipeline."""
+        super().build()
+        if RECEIVER_MODULE_ID not in self.module:
+            raise ValueError(
+                f"ReceiverPPOTorchLearner needs a module {RECEIVER_MODULE_ID!r} in the "
+                f"MultiRLModule; it has {sorted(self.module.keys())}"
+            )
+        if not self.config.add_default_connectors_to_learner_pipeline:
+            raise ValueError(
+                "ReceiverPPOTorchLearner appends its connector to RLlib's default learner "
+                "pipeline; config.add_default_connectors_to_learner_pipeline must be True"
+            )
+        self._learner_connector.append(AddBeliefsToReceiverBatch())
+
+
+def _policy_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    # Never returns the receiver: it is trained on the policy's episodes, not acting.
+    return POLICY_MODULE_ID
+
+
+def online_receiver_config(
+    env_id: str = "SearchRescue-v0",
+    *,
+    env_config: Mapping[str, Any] | None = None,
+    receiver: JSCCConfig | None = None,
+    channel: str = "awgn",
+    snr_range_db: tuple[float, float] = (0.0, 20.0),
+    receiver_lr: float = 1e-3,
+    stat_momentum: float = 0.05,
+    seed: int = 0,
+    **ppo_kwargs: Any,
+) -> PPOConfig:
+    """RLlib PPO (shared Gaussian policy) with a JSCC receiver trained on the same learners.
+
+    Args:
+        env_id: a grid-belief scenario (``"SearchRescue-v0"``, ...), run through
+            :class:`BeliefInfoMultiAgentEnv`.
+        env_config: scenario overrides and adapter keys (not ``env_id``).
+        receiver: the codec architecture; ``height``/``width`` must match the scenario's
+            grid. Default: ``JSCCConfig(hidden=128)`` on the scenario's grid.
+        channel: a name of :data:`~agentcomm.channels.registry.CHANNELS` (receiver CSI perfect).
+        snr_range_db: ``(low, high)`` dB; each map gets an SNR uniform in it.
+        receiver_lr: Adam learning rate of the receiver (the policy uses ``lr``).
+        stat_momentum: see :class:`ReceiverRLModule`.
+        seed: RLlib seed and the receiver's generator seed.
+        **ppo_kwargs: forwarded to :func:`~agentcomm.policies.baselines.gaussian_ppo_config`
+            (``num_env_runners``, ``train_batch_size``, ``minibatch_size``, ``lr``, ...).
+    Returns:
+        A ``PPOConfig`` with modules ``"shared"`` (every agent) and ``"receiver"`` (no agent)
+        and :class:`ReceiverPPOTorchLearner`; ``config.build_algo()`` builds it.
+    """
+    if channel not in CHANNELS:
+        raise ValueError(f"channel={channel!r} is not one of {list(CHANNELS)}")
+    check_positive("receiver_lr", receiver_lr)
+    env_config = dict(env_config or {})
+    if "env_id" in env_config:
+        raise ValueError("env_config must not contain 'env_id'; pass env_id=")
+    probe = BeliefInfoMultiAgentEnv({**env_config, "env_id": env_id})
+    grid = int(probe.world.belief.shape[-1])
+    prior = float(probe.world.prior)
+    receiver = receiver or JSCCConfig(height=grid, width=grid, hidden=128)
+    if (receiver.height, receiver.width) != (grid, grid):
+        raise ValueError(
+            f"receiver grid {receiver.height}x{receiver.width} does not match the "
+            f"scenario's {grid}x{grid}"
+        )
+    clip = receiver.clip
+    receiver_spec = RLModuleSpec(
+        module_class=ReceiverRLModule,
+        observation_space=gym.spaces.Box(-clip, clip, (grid, grid), np.float32),
+        action_space=probe.action_spaces[probe.possible_agents[0]],
+        model_config={
+            "receiver": {
+                **asdict(receiver),
+                "channel": channel,
+                "snr_range_db": [float(s) for s in snr_range_db],
+                "seed": seed,
+                "stat_momentum": stat_momentum,
+                "prior_logodds": prior,
+            }
+        },
+    )
+    config = gaussian_ppo_config(
+        BeliefInfoMultiAgentEnv,
+        env_config={**env_config, "env_id": env_id},
+        multi_agent="shared",
+        seed=seed,
+        **ppo_kwargs,
+    )
+    return (
+        config.multi_agent(
+            policies={POLICY_MODULE_ID, RECEIVER_MODULE_ID},
+            policy_mapping_fn=_policy_mapping,
+            algorithm_config_overrides_per_module={
+                RECEIVER_MODULE_ID: PPOConfig.overrides(lr=receiver_lr)
+            },
+        )
+        .rl_module(
+            rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs={
+                    POLICY_MODULE_ID: RLModuleSpec(),
+                    RECEIVER_MODULE_ID: receiver_spec,
+                }
+            )
+        )
+        .learners(learner_class=ReceiverPPOTorchLearner)
+    )
