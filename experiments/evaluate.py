@@ -25,7 +25,8 @@ PolicyFn = Callable[[CommWorld], torch.Tensor]
 
 
 def make_policy(name: str, seed: int = 0) -> PolicyFn:
-    """``"expert"``, ``"random"``, or the path of a policy checkpoint directory
+    """``"expert"``, ``"random"``, ``"shipped:NAME"`` (a policy shipped in
+    ``agentcomm/models/policies/NAME``) or the path of a policy checkpoint directory
     (:func:`agentcomm.policies.load_policy`; sampled deterministically with DDIM)."""
     if name == "expert":
         return expert_actions
@@ -34,6 +35,13 @@ def make_policy(name: str, seed: int = 0) -> PolicyFn:
         return lambda world: random_actions(world, gen)
     from agentcomm.policies import load_policy
 
+    if name.startswith("shipped:"):
+        from importlib import resources
+
+        path = resources.files("agentcomm") / "models" / "policies" / name.split(":", 1)[1]
+        if not path.is_dir():
+            raise ValueError(f"policy={name!r}: no shipped policy at {path}")
+        name = str(path)
     policy = load_policy(name)
     policy.eval()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["add_arguments", "main"]
 
-DEFAULT_EXPERIMENTS = ("bandwidth.yaml", "snr.yaml", "codecs_run.yaml")
+DEFAULT_EXPERIMENTS = ("bandwidth.yaml", "snr.yaml", "codecs_run.yaml", "policies_run.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +59,8 @@ def _configs(args: argparse.Namespace):
                     "comm.budget": [0, 32],
                 }
                 changes["points"] = [{"comm.mode": "distributed", "comm.codec": "raw"}]
+            elif cfg.name == "policies":
+                changes["axes"] = {"comm.budget": [64]}
             elif cfg.name == "snr":
                 changes["axes"] = {"comm.mode": ["distributed"], "channel.tx_power_dbm": [-20, 20]}
             else:
@@ -72,7 +74,7 @@ def _configs(args: argparse.Namespace):
 
 
 def _print_table(summary: list[dict]) -> None:
-    head = f"{'experiment':10s} {'mode':12s} {'budget':>6s} {'codec':9s} {'tx dBm':>6s} {'SNR dB':>6s} {'success (IQM, 95% CI)':>24s} {'bits/ag/step':>12s} {'uses/ag/step':>12s}"
+    head = f"{'experiment':10s} {'policy':22s} {'mode':12s} {'budget':>6s} {'codec':9s} {'tx dBm':>6s} {'SNR dB':>6s} {'success (IQM, 95% CI)':>24s} {'bits/ag/step':>12s} {'uses/ag/step':>12s}"
     print(head)
     print("-" * len(head))
     for r in summary:
@@ -82,7 +84,7 @@ def _print_table(summary: list[dict]) -> None:
             return str(default if r[key] == "" else r[key])
 
         print(
-            f"{r['experiment']:10s} {val('comm.mode', 'distributed'):12s} "
+            f"{r['experiment']:10s} {r['policy'][-22:]:22s} {val('comm.mode', 'distributed'):12s} "
             f"{val('comm.budget', 64):>6s} {val('comm.codec', 'quantized'):9s} "
             f"{val('channel.tx_power_dbm', 20):>6s} "
             f"{r['peer_snr_db']:6.1f} {ci:>24s} {r['bits_delivered']:12.1f} {r['channel_uses']:12.1f}"

@@ -2,10 +2,15 @@
 
 Shape legend: ``B`` flat batch (env batch x agents), ``K`` DDPM denoising steps, ``S``
 steps of the sampler in use (``K`` for DDPM, ``ddim_steps`` for DDIM), ``K'`` fine-tuned
-(last) denoising steps, ``Da`` action dim, ``Do`` observation dim.
+(last) denoising steps, ``Da`` action dim, ``Ta`` action horizon (actions per chunk),
+``Do`` observation dim.
 
-The denoising chain is ``x^(S) ~ N(0, I) -> x^(S-1) -> ... -> x^(0)``; the action is
-``clip(x^(0), -1, 1)``. Each step is Gaussian, ``x^(k-1) ~ N(mu_theta(x^(k), k, o), s_k^2 I)``,
+The denoising chain is ``x^(S) ~ N(0, I) -> x^(S-1) -> ... -> x^(0)`` over flat action
+chunks ``x [B, Ta*Da]`` (row-major ``[B, Ta, Da]``; ``Ta = 1`` is a single action); the
+chunk is ``clip(x^(0), -1, 1)`` and the action executed now is its first row (receding
+horizon: the policy replans every environment step, so the other ``Ta - 1`` actions only
+shape the prediction, as in Chi et al., "Diffusion Policy", RSS 2023, with action
+execution horizon 1). Each step is Gaussian, ``x^(k-1) ~ N(mu_theta(x^(k), k, o), s_k^2 I)``,
 which is what DPPO (Ren et al., "Diffusion Policy Policy Optimization", ICLR 2025, Sec. 4)
 treats as an inner MDP: the policy-gradient likelihood of an environment action is the
 product of the Gaussian likelihoods of the last ``K'`` denoising steps.
@@ -30,13 +35,14 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from agentcomm._checks import check_choice, check_range, check_tensor
-from agentcomm.policies.networks import ResidualMLPDenoiser
+from agentcomm.policies.networks import ResidualMLPDenoiser, UNet1DFiLMDenoiser
 
 __all__ = [
     "ARCHITECTURE_KEYS",
     "DPPOPolicy",
     "DiffusionConfig",
     "DiffusionPolicy",
+    "NetworkKind",
     "SampleOutput",
     "SamplerMode",
     "gaussian_logprob",
@@ -44,6 +50,7 @@ __all__ = [
 
 SamplerMode = Literal["ddpm", "ddim"]
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
+NetworkKind = Literal["mlp", "unet1d"]
 
 #: Config keys that define the network and the training schedule; a fine-tuned copy must
 #: keep them (the sampling keys, e.g. the std floors, may change for fine-tuning).
@@ -55,9 +62,12 @@ ARCHITECTURE_KEYS = (
     "hidden",
     "depth",
     "time_embed_dim",
+    "network",
+    "action_horizon",
 )
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_UNET_GROUPS = 8
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,10 @@ class DiffusionConfig:
         ft_denoising_steps: ``K'``, the last steps whose likelihood is recorded and
             fine-tuned; ``K' <= K`` (and ``K' <= S`` to sample with DDIM).
         beta_schedule: diffusers beta schedule name.
-        hidden, depth, time_embed_dim: ``ResidualMLPDenoiser`` sizes.
+        hidden, depth, time_embed_dim: Network sizes. ``"mlp"``: ``ResidualMLPDenoiser``
+            width and residual blocks. ``"unet1d"``: ``hidden`` is the U-Net's first-level
+            channels ``C`` (a multiple of 8, the GroupNorm groups); ``depth`` is unused
+            (one down/up level).
         min_sampling_std: Floor on each step's sampling std (exploration noise; DPPO
             Sec. 5 clips it from below so that the near-deterministic last steps still
             explore). ``0`` samples the plain DDPM/DDIM chain.
@@ -81,6 +94,9 @@ class DiffusionConfig:
         noise_clip: Each step's standard-normal noise is clipped to ``[-c, c]``.
         ddim_eta: DDIM ``eta`` (0: deterministic DDIM; 1: DDPM-like variance).
         eval_noise_seed: Seed of the fixed initial noise used by deterministic sampling.
+        network: Noise predictor: ``"mlp"`` (``ResidualMLPDenoiser`` over the flat chunk)
+            or ``"unet1d"`` (``UNet1DFiLMDenoiser`` over ``[Ta, Da]``).
+        action_horizon: ``Ta``, actions per predicted chunk; the first is executed.
     """
 
     obs_dim: int
@@ -97,6 +113,8 @@ class DiffusionConfig:
     noise_clip: float = 3.0
     ddim_eta: float = 1.0
     eval_noise_seed: int = 0
+    network: NetworkKind = "mlp"
+    action_horizon: int = 1
 
     def __post_init__(self) -> None:
         for name in (
@@ -111,6 +129,13 @@ class DiffusionConfig:
         _check_int("depth", self.depth, 0)
         _check_int("time_embed_dim", self.time_embed_dim, 2)
         _check_int("eval_noise_seed", self.eval_noise_seed, 0)
+        _check_int("action_horizon", self.action_horizon, 1)
+        check_choice("network", self.network, NetworkKind.__args__)
+        if self.network == "unet1d" and self.hidden % _UNET_GROUPS:
+            raise ValueError(
+                f"hidden={self.hidden!r} must be a multiple of {_UNET_GROUPS} for "
+                "network='unet1d' (GroupNorm groups)"
+            )
         check_range("ddim_steps", self.ddim_steps, 1, self.denoising_steps)
         check_range("ft_denoising_steps", self.ft_denoising_steps, 1, self.denoising_steps)
         check_choice("beta_schedule", self.beta_schedule, BetaSchedule.__args__)
@@ -120,6 +145,11 @@ class DiffusionConfig:
         check_range("ddim_eta", self.ddim_eta, 0.0, 1.0)
         if self.time_embed_dim % 2:
             raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")
+
+    @property
+    def chunk_dim(self) -> int:
+        """``Ta * Da``, the size of the flat latent the chain denoises."""
+        return self.action_horizon * self.action_dim
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-serialisable dict of every field."""
@@ -162,15 +192,18 @@ class SampleOutput:
     """Result of sampling the denoising chain.
 
     Attributes:
-        action: ``[B, Da]`` float in ``[-1, 1]``, the clipped final latent.
-        chain: ``[B, K'+1, Da]`` float, the unclipped latents ``x^(K'), ..., x^(0)``.
+        action: ``[B, Da]`` float in ``[-1, 1]``, the action to execute now: the first of
+            the clipped chunk (the clipped final latent itself when ``Ta = 1``).
+        chain: ``[B, K'+1, Ta*Da]`` float, the unclipped flat latents ``x^(K'), ..., x^(0)``.
         logprob: ``[B, K']`` float; ``logprob[:, j]`` is the log-likelihood of the step
             ``chain[:, j] -> chain[:, j+1]`` under the ``min_logprob_std`` floor.
+        action_chunk: ``[B, Ta, Da]`` float in ``[-1, 1]``, the whole clipped chunk.
     """
 
     action: torch.Tensor
     chain: torch.Tensor
     logprob: torch.Tensor
+    action_chunk: torch.Tensor
 
 
 class _DiffusionSampler(nn.Module, abc.ABC):
@@ -224,7 +257,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         self.register_buffer("ddim_timesteps", ddim_t, persistent=False)
         self.register_buffer("acp", acp.float(), persistent=False)
         noise_gen = torch.Generator().manual_seed(config.eval_noise_seed)
-        self.register_buffer("eval_noise", torch.randn(config.action_dim, generator=noise_gen))
+        self.register_buffer("eval_noise", torch.randn(config.chunk_dim, generator=noise_gen))
 
     @property
     def ft_denoising_steps(self) -> int:
@@ -256,12 +289,12 @@ class _DiffusionSampler(nn.Module, abc.ABC):
 
         Args:
             obs: ``[B, Do]`` float.
-            x: Current latent ``x^(k)``, ``[B, Da]`` float.
+            x: Current latent ``x^(k)``, ``[B, Ta*Da]`` float.
             step: Chain position ``i in [0, S)``; ``i = 0`` starts from pure noise.
             mode: ``"ddpm"`` or ``"ddim"``.
 
         Returns:
-            ``(mean [B, Da], sampling_std [], logprob_std [])``: the stds are the schedule's
+            ``(mean [B, Ta*Da], sampling_std [], logprob_std [])``: the stds are the schedule's
             (DDPM posterior ``sqrt(beta_tilde_t)`` or DDIM ``sigma_t(eta)``) floored by
             ``min_sampling_std`` and ``min_logprob_std``.
         """
@@ -312,13 +345,13 @@ class _DiffusionSampler(nn.Module, abc.ABC):
             mode: ``"ddpm"`` (``K`` steps) or ``"ddim"`` (``ddim_steps`` steps).
 
         Returns:
-            ``SampleOutput`` with ``action [B, Da]``, ``chain [B, K'+1, Da]`` and
-            ``logprob [B, K']``.
+            ``SampleOutput`` with ``action [B, Da]`` (first of the chunk), ``chain
+            [B, K'+1, Ta*Da]``, ``logprob [B, K']`` and ``action_chunk [B, Ta, Da]``.
         """
         self._check_obs(obs)
         num_steps = self.num_steps(mode)
         first_ft = num_steps - self.config.ft_denoising_steps
-        batch, dim = obs.shape[0], self.config.action_dim
+        batch, dim = obs.shape[0], self.config.chunk_dim
         if deterministic:
             x = self.eval_noise.expand(batch, dim).clone()
         else:
@@ -339,10 +372,12 @@ class _DiffusionSampler(nn.Module, abc.ABC):
                 chain.append(x_next)
                 logprobs.append(gaussian_logprob(x_next, mean, std_logprob))
             x = x_next
+        chunk = x.clamp(-1.0, 1.0).reshape(batch, self.config.action_horizon, -1)
         return SampleOutput(
-            action=x.clamp(-1.0, 1.0),
+            action=chunk[:, 0],
             chain=torch.stack(chain, dim=1),
             logprob=torch.stack(logprobs, dim=1),
+            action_chunk=chunk,
         )
 
     def chain_logprob(
@@ -357,7 +392,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
 
         Args:
             obs: ``[B, Do]`` float.
-            chain: ``[B, K'+1, Da]`` float, as returned by ``sample``.
+            chain: ``[B, K'+1, Ta*Da]`` float, as returned by ``sample``.
             mode: The sampler that produced ``chain``.
 
         Returns:
@@ -366,7 +401,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         self._check_obs(obs)
         kp = self.config.ft_denoising_steps
         check_tensor(
-            "chain", chain, shape=(obs.shape[0], kp + 1, self.config.action_dim), finite=True
+            "chain", chain, shape=(obs.shape[0], kp + 1, self.config.chunk_dim), finite=True
         )
         first_ft = self.num_steps(mode) - kp
         out = []
@@ -382,7 +417,8 @@ class DiffusionPolicy(_DiffusionSampler):
     Args:
         obs_dim, action_dim, denoising_steps, ddim_steps, ft_denoising_steps,
         beta_schedule, hidden, depth, time_embed_dim, min_sampling_std, min_logprob_std,
-        noise_clip, ddim_eta, eval_noise_seed: see ``DiffusionConfig``.
+        noise_clip, ddim_eta, eval_noise_seed, network, action_horizon: see
+        ``DiffusionConfig``.
         generator: Optional CPU generator for the weight initialisation.
     """
 
@@ -402,6 +438,8 @@ class DiffusionPolicy(_DiffusionSampler):
         noise_clip: float = 3.0,
         ddim_eta: float = 1.0,
         eval_noise_seed: int = 0,
+        network: NetworkKind = "mlp",
+        action_horizon: int = 1,
         generator: torch.Generator | None = None,
     ) -> None:
         config = DiffusionConfig(
@@ -419,6 +457,8 @@ class DiffusionPolicy(_DiffusionSampler):
             noise_clip=noise_clip,
             ddim_eta=ddim_eta,
             eval_noise_seed=eval_noise_seed,
+            network=network,
+            action_horizon=action_horizon,
         )
         super().__init__(config)
         self.denoiser = _build_denoiser(config, generator)
@@ -439,19 +479,27 @@ class DiffusionPolicy(_DiffusionSampler):
         """Behaviour-cloning loss: epsilon-prediction MSE at uniformly drawn steps.
 
         ``L = E_{t ~ U{0..K-1}, eps ~ N(0, I)} ||eps - eps_theta(sqrt(a_t) a + sqrt(1 - a_t) eps,
-        t, o)||^2 / Da`` (Ho et al. 2020, Eq. 14, "simple" loss).
+        t, o)||^2 / (Ta Da)`` (Ho et al. 2020, Eq. 14, "simple" loss), ``a`` the flat chunk.
 
         Args:
             obs: ``[B, Do]`` float.
-            action: Expert actions, ``[B, Da]`` float in ``[-1, 1]``.
+            action: Expert actions in ``[-1, 1]``: ``[B, Da]`` when ``Ta = 1``, else the
+                expert chunks ``[B, Ta, Da]`` (float).
             generator: Source of the step indices and the noise.
 
         Returns:
             Scalar loss.
         """
         self._check_obs(obs)
-        check_tensor("action", action, shape=(obs.shape[0], self.config.action_dim), finite=True)
         batch = obs.shape[0]
+        cfg = self.config
+        if cfg.action_horizon == 1:
+            check_tensor("action", action, shape=(batch, cfg.action_dim), finite=True)
+        else:
+            check_tensor(
+                "action", action, shape=(batch, cfg.action_horizon, cfg.action_dim), finite=True
+            )
+            action = action.reshape(batch, cfg.chunk_dim)
         t = torch.randint(
             0, self.config.denoising_steps, (batch,), generator=generator, device=obs.device
         )
@@ -507,9 +555,19 @@ class DPPOPolicy(_DiffusionSampler):
 
 
 def _build_denoiser(config: DiffusionConfig, generator: torch.Generator | None) -> nn.Module:
+    if config.network == "unet1d":
+        return UNet1DFiLMDenoiser(
+            config.obs_dim,
+            config.action_dim,
+            config.action_horizon,
+            channels=config.hidden,
+            time_embed_dim=config.time_embed_dim,
+            groups=_UNET_GROUPS,
+            generator=generator,
+        )
     return ResidualMLPDenoiser(
         config.obs_dim,
-        config.action_dim,
+        config.chunk_dim,
         hidden=config.hidden,
         depth=config.depth,
         time_embed_dim=config.time_embed_dim,

@@ -6,13 +6,19 @@ Shape legend (used in every docstring of this package):
 - ``K``: number of DDPM denoising steps the network was trained with.
 - ``Da``: action dimension.
 - ``Do``: observation dimension.
-- ``Ta``: action horizon (actions per chunk). The networks here predict one action
-  (``Ta = 1``); a chunk of ``Ta`` actions can be flattened into ``Da``.
+- ``Ta``: action horizon (actions per chunk).
+- ``C``: channels of the 1-D U-Net's first level.
 
-Only a residual MLP is provided: the observation-conditioned tasks in agentcomm use
-single-step actions, for which an MLP is the standard choice (Chi et al., "Diffusion
-Policy", RSS 2023, use a 1-D temporal U-Net only for long action chunks; diffusers'
-``UNet1DModel`` has no global conditioning input, see NOTES.md).
+Two predictors share one interface, ``forward(x [B, Ta*Da], t [B], obs [B, Do]) -> eps
+[B, Ta*Da]`` (a flat chunk, so that the sampler's tables, chains and likelihoods do not
+depend on the network):
+
+- ``ResidualMLPDenoiser``: a residual MLP over the flat chunk; the standard choice for
+  single-step actions (``Ta = 1``).
+- ``UNet1DFiLMDenoiser``: a small 1-D temporal U-Net over the chunk ``[B, Ta, Da]`` with
+  FiLM conditioning on the observation and the step (Chi et al., "Diffusion Policy",
+  RSS 2023, Sec. IV-A), for action chunks. It is written here because diffusers'
+  ``UNet1DModel`` has no global conditioning input (NOTES.md).
 """
 
 from __future__ import annotations
@@ -23,26 +29,28 @@ from torch import nn
 
 from agentcomm._checks import check_range
 
-__all__ = ["ResidualMLPDenoiser", "init_linear_layers"]
+__all__ = ["ResidualMLPDenoiser", "UNet1DFiLMDenoiser", "init_linear_layers"]
 
 
 def init_linear_layers(module: nn.Module, generator: torch.Generator | None) -> None:
-    """Re-initialise every ``nn.Linear`` in ``module`` from ``generator``.
+    """Re-initialise every ``nn.Linear``, ``nn.Conv1d`` and ``nn.ConvTranspose1d`` in ``module``.
 
     torch's default layer initialisation draws from the global RNG; this uses the same
-    distributions (Kaiming-uniform weights, uniform biases, bound ``1/sqrt(fan_in)``) but
-    draws them from an explicit generator so that two constructions with the same seed give
-    identical weights (every RLlib env runner and learner builds its own copy).
+    distributions (Kaiming-uniform weights with ``a = sqrt(5)`` and uniform biases, both
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` with ``fan_in = weight[0].numel()`` as torch
+    computes it) but draws them from an explicit generator so that two constructions with
+    the same seed give identical weights (every RLlib env runner and learner builds its own
+    copy).
 
     Args:
-        module: Module whose ``nn.Linear`` children are re-initialised in place.
+        module: Module whose layers are re-initialised in place.
         generator: CPU generator; ``None`` keeps torch's default initialisation.
     """
     if generator is None:
         return
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            bound = 1.0 / layer.in_features**0.5
+        if isinstance(layer, nn.Linear | nn.Conv1d | nn.ConvTranspose1d):
+            bound = 1.0 / layer.weight[0].numel() ** 0.5
             with torch.no_grad():
                 layer.weight.copy_(
                     torch.empty(layer.weight.shape).uniform_(-bound, bound, generator=generator)
@@ -76,7 +84,7 @@ class ResidualMLPDenoiser(nn.Module):
 
     Args:
         obs_dim: ``Do``, observation features the prediction is conditioned on.
-        action_dim: ``Da``, action dimension.
+        action_dim: ``Da``, action dimension (``Ta*Da`` for a flat chunk).
         hidden: Width of the residual stream.
         depth: Number of residual blocks.
         time_embed_dim: Width of the step embedding (even).
@@ -133,3 +141,142 @@ class ResidualMLPDenoiser(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.output(self.act(self.out_norm(h)))
+
+
+def _step_embedding_mlp(dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, dim))
+
+
+class _ConvBlock1D(nn.Module):
+    """``mish(GroupNorm(Conv1d(h)))`` over ``[B, C_in, T] -> [B, C_out, T]`` (same length)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel, padding=kernel // 2)
+        self.norm = nn.GroupNorm(groups, out_ch)
+        self.act = nn.Mish()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(h)))
+
+
+class _FiLMResBlock1D(nn.Module):
+    """Residual block ``r(h) + B2(gamma(c) * B1(h) + beta(c))`` with FiLM (Perez et al. 2018).
+
+    ``gamma, beta = Linear(mish(c))`` are per-channel, broadcast over time, as in Chi et al.
+    (2023)'s ``ConditionalResidualBlock1D``; ``r`` is a 1x1 conv when the width changes.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, cond_dim: int, kernel: int, groups: int) -> None:
+        super().__init__()
+        self.block1 = _ConvBlock1D(in_ch, out_ch, kernel, groups)
+        self.block2 = _ConvBlock1D(out_ch, out_ch, kernel, groups)
+        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * out_ch))
+        self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(cond).unsqueeze(-1).chunk(2, dim=1)
+        return self.residual(h) + self.block2(gamma * self.block1(h) + beta)
+
+
+class UNet1DFiLMDenoiser(nn.Module):
+    """1-D temporal U-Net that predicts the noise ``eps`` added to an action chunk.
+
+    The chunk ``x_t [B, Ta, Da]`` is a ``Da``-channel signal over ``Ta`` time steps. One
+    down level and one up level (Chi et al., "Diffusion Policy", RSS 2023, Fig. 3, with
+    fewer levels)::
+
+        h1 = R1(x_t)                      [B, C, Ta']       (Ta' = Ta rounded up to even)
+        h2 = R2(Down(h1))                 [B, 2C, Ta'/2]    (Down: stride-2 conv)
+        h2 = R3(h2)                       [B, 2C, Ta'/2]
+        h  = R4([Up(h2), h1])             [B, C, Ta']       (Up: stride-2 transposed conv)
+        eps = Conv1x1(B(h))[..., :Ta]     [B, Da, Ta]
+
+    Every ``R_i`` is a FiLM residual block conditioned on
+    ``c = [MLP(e(t)), o]``, with ``e(t)`` the sinusoidal step embedding (Vaswani et al.
+    2017). An odd ``Ta`` is zero-padded by one step before the down level (the convs pad
+    with zeros anyway) and the output cropped back, so any ``Ta >= 1`` works.
+
+    Args:
+        obs_dim: ``Do``, observation features the prediction is conditioned on.
+        action_dim: ``Da``, dimension of one action of the chunk.
+        horizon: ``Ta``, actions per chunk.
+        channels: ``C``, width of the first level; the second has ``2C``. Must be a
+            multiple of ``groups``.
+        time_embed_dim: Width of the step embedding (even).
+        kernel: Odd kernel size of the convolutions.
+        groups: GroupNorm groups.
+        generator: Optional CPU generator for the weight initialisation.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        horizon: int,
+        channels: int = 32,
+        time_embed_dim: int = 32,
+        kernel: int = 3,
+        groups: int = 8,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        check_range("obs_dim", obs_dim, 1)
+        check_range("action_dim", action_dim, 1)
+        check_range("horizon", horizon, 1)
+        check_range("groups", groups, 1)
+        check_range("channels", channels, groups)
+        check_range("time_embed_dim", time_embed_dim, 2)
+        check_range("kernel", kernel, 1)
+        if channels % groups:
+            raise ValueError(f"channels={channels!r} must be a multiple of groups={groups!r}")
+        if time_embed_dim % 2:
+            raise ValueError(f"time_embed_dim={time_embed_dim!r} must be even")
+        if kernel % 2 == 0:
+            raise ValueError(f"kernel={kernel!r} must be odd (same-length convolutions)")
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.horizon = horizon
+        self.time_embed_dim = time_embed_dim
+        cond = time_embed_dim + obs_dim
+        c1, c2 = channels, 2 * channels
+        self.time_mlp = _step_embedding_mlp(time_embed_dim)
+        self.down_block = _FiLMResBlock1D(action_dim, c1, cond, kernel, groups)
+        self.down = nn.Conv1d(c1, c1, 3, stride=2, padding=1)
+        self.mid_blocks = nn.ModuleList(
+            [
+                _FiLMResBlock1D(c1, c2, cond, kernel, groups),
+                _FiLMResBlock1D(c2, c2, cond, kernel, groups),
+            ]
+        )
+        self.up = nn.ConvTranspose1d(c2, c2, 4, stride=2, padding=1)
+        self.up_block = _FiLMResBlock1D(c2 + c1, c1, cond, kernel, groups)
+        self.out_block = _ConvBlock1D(c1, c1, kernel, groups)
+        self.output = nn.Conv1d(c1, action_dim, 1)
+        init_linear_layers(self, generator)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Predict the noise.
+
+        Args:
+            x: Noisy flat chunks ``x_t``, ``[B, Ta*Da]`` float (row-major ``[B, Ta, Da]``).
+            t: DDPM step indices in ``[0, K)``, ``[B]`` int64.
+            obs: Observations, ``[B, Do]`` float.
+
+        Returns:
+            Predicted noise ``eps``, ``[B, Ta*Da]`` float.
+        """
+        batch = x.shape[0]
+        temb = self.time_mlp(
+            get_timestep_embedding(t, self.time_embed_dim, flip_sin_to_cos=True).to(x.dtype)
+        )
+        cond = torch.cat([temb, obs], dim=-1)
+        h = x.reshape(batch, self.horizon, self.action_dim).transpose(1, 2)
+        h = nn.functional.pad(h, (0, self.horizon % 2))
+        h1 = self.down_block(h, cond)
+        h2 = self.down(h1)
+        for block in self.mid_blocks:
+            h2 = block(h2, cond)
+        h = self.up_block(torch.cat([self.up(h2), h1], dim=1), cond)
+        eps = self.output(self.out_block(h))[..., : self.horizon]
+        return eps.transpose(1, 2).reshape(batch, self.horizon * self.action_dim)

@@ -42,9 +42,13 @@ def test_sample_shapes_and_action_range(generator):
 
 def test_step_logprob_matches_gaussian_closed_form(generator):
     """Each recorded step is N(mu, max(sqrt(beta_tilde_t), floor)^2) of Ho et al. (2020) Eq. 7."""
-    k, kp, floor = 10, 4, 0.05
+    floor = 0.05
     policy = _policy(generator, min_logprob_std=floor)
-    obs = _obs(generator)
+    _assert_ddpm_logprob_closed_form(policy, _obs(generator), floor, generator)
+
+
+def _assert_ddpm_logprob_closed_form(policy, obs, floor, generator):
+    k, kp = policy.config.denoising_steps, policy.config.ft_denoising_steps
     out = policy.sample(obs, generator=generator)
     sched = DDPMScheduler(num_train_timesteps=k, beta_schedule="squaredcos_cap_v2")
     acp = sched.alphas_cumprod.double()
@@ -55,7 +59,7 @@ def test_step_logprob_matches_gaussian_closed_form(generator):
         a_prev = acp[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
         x = out.chain[:, j].double()
         with torch.no_grad():
-            eps = policy.denoiser(out.chain[:, j], torch.full((16,), t), obs).double()
+            eps = policy.denoiser(out.chain[:, j], torch.full((obs.shape[0],), t), obs).double()
         x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
         mean = (
             a_prev.sqrt() * betas[t] / (1 - a_t) * x0
@@ -206,6 +210,9 @@ def test_gaussian_logprob_matches_torch_normal(generator):
         ({"beta_schedule": "cosine"}, "beta_schedule"),
         ({"ddim_eta": 1.5}, "ddim_eta"),
         ({"time_embed_dim": 7}, "time_embed_dim"),
+        ({"network": "transformer"}, "network"),
+        ({"network": "unet1d", "hidden": 12}, "hidden"),
+        ({"action_horizon": 0}, "action_horizon"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
@@ -227,3 +234,115 @@ def test_bad_inputs_raise(generator):
         DiffusionConfig.from_dict({"obs_dim": 1, "action_dim": 1, "steps": 3})
     with pytest.raises(ValueError, match="architecture"):
         DPPOPolicy.from_pretrained(policy, hidden=64)
+
+
+# --- action chunks and the 1-D U-Net -------------------------------------------------------
+
+HORIZON = 4
+
+
+def _unet(generator: torch.Generator, horizon: int = HORIZON, **kw) -> DiffusionPolicy:
+    return _policy(generator, network="unet1d", action_horizon=horizon, hidden=16, **kw)
+
+
+@pytest.mark.parametrize("horizon", [1, 3, HORIZON])
+def test_unet_chunk_shapes_and_first_action_is_executed(generator, horizon):
+    policy = _unet(generator, horizon)
+    obs = _obs(generator)
+    out = policy.sample(obs, generator=generator)
+    assert out.action_chunk.shape == (16, horizon, ACT)
+    assert out.action.shape == (16, ACT)
+    assert out.chain.shape == (16, 5, horizon * ACT)
+    assert out.logprob.shape == (16, 4)
+    assert torch.equal(out.action_chunk, out.chain[:, -1].clamp(-1, 1).reshape(16, horizon, ACT))
+    assert torch.equal(out.action, out.action_chunk[:, 0])
+    eps = policy.denoiser(out.chain[:, 0], torch.full((16,), 3), obs)
+    assert eps.shape == (16, horizon * ACT)
+    # FiLM conditioning: the prediction depends on the observation and on the step.
+    assert not torch.allclose(eps, policy.denoiser(out.chain[:, 0], torch.full((16,), 3), -obs))
+    assert not torch.allclose(eps, policy.denoiser(out.chain[:, 0], torch.full((16,), 7), obs))
+
+
+def test_unet_rows_are_independent(generator):
+    """GroupNorm normalises within a row: a row's prediction does not depend on its batch."""
+    policy = _unet(generator)
+    obs = _obs(generator, batch=8)
+    x = torch.randn(8, HORIZON * ACT, generator=generator)
+    t = torch.arange(8)
+    with torch.no_grad():
+        full = policy.denoiser(x, t, obs)
+        half = policy.denoiser(x[:3], t[:3], obs[:3])
+    torch.testing.assert_close(full[:3], half, atol=1e-6, rtol=1e-5)
+
+
+def test_unet_step_logprob_matches_gaussian_closed_form(generator):
+    floor = 0.05
+    policy = _unet(generator, min_logprob_std=floor)
+    _assert_ddpm_logprob_closed_form(policy, _obs(generator), floor, generator)
+
+
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+def test_unet_recomputed_logprob_equals_sampling_logprob_exactly(generator, mode):
+    policy = DPPOPolicy.from_pretrained(_unet(generator), ft_denoising_steps=3)
+    obs = _obs(generator, batch=9)
+    out = policy.sample(obs, generator=generator, mode=mode)
+    assert torch.equal(policy.chain_logprob(obs, out.chain, mode=mode), out.logprob)
+
+
+def test_unet_init_is_reproducible_from_the_generator():
+    a = _unet(torch.Generator().manual_seed(5))
+    b = _unet(torch.Generator().manual_seed(5))
+    c = _unet(torch.Generator().manual_seed(6))
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert not torch.equal(a.denoiser.down.weight, c.denoiser.down.weight)
+
+
+def test_bc_loss_falls_on_toy_chunked_dataset(generator):
+    """A chunk that is a smooth function of the observation is learnable: the eps-MSE on
+    fixed held-out (step, noise) draws drops below half its initial value in 40 steps."""
+    policy = _unet(generator)
+    k = torch.arange(HORIZON).view(1, HORIZON, 1)
+    d = torch.arange(ACT).view(1, 1, ACT)
+
+    def chunks(obs: torch.Tensor) -> torch.Tensor:
+        return 0.8 * torch.sin(2.0 * obs[:, :1, None] + 0.5 * k + d) * obs[:, 1:2, None]
+
+    held_obs = _obs(torch.Generator().manual_seed(1), batch=128)
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            return float(
+                policy.loss_bc(held_obs, chunks(held_obs), torch.Generator().manual_seed(2))
+            )
+
+    before = held_loss()
+    optimizer = torch.optim.Adam(policy.denoiser.parameters(), lr=3e-3)
+    for _ in range(40):
+        obs = _obs(generator, batch=32)
+        loss = policy.loss_bc(obs, chunks(obs), generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = held_loss()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_unet_chunk_policy_save_load_identity(generator, tmp_path):
+    policy = _unet(generator)
+    obs = _obs(generator)
+    save_policy(tmp_path, policy)
+    loaded = load_policy(tmp_path, expected_config={"network": "unet1d", "action_horizon": HORIZON})
+    assert loaded.config == policy.config
+    for key, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    for mode in ("ddpm", "ddim"):
+        want = policy.sample(obs, deterministic=True, mode=mode)
+        got = loaded.sample(obs, deterministic=True, mode=mode)
+        assert torch.equal(got.action_chunk, want.action_chunk)
+
+
+def test_chunk_policy_rejects_single_actions(generator):
+    policy = _unet(generator)
+    with pytest.raises(ValueError, match="action"):
+        policy.loss_bc(_obs(generator, batch=4), torch.zeros(4, ACT))

@@ -32,3 +32,22 @@ def test_shipped_bundle_reproduces_its_recorded_success(name):
             {"comm": {"budget": rec["budget"], "codec": codec}},
         )["success"]
         assert abs(got - want) <= rec["tolerance"], (codec, got, want)
+
+
+def test_shipped_bc_policy_reproduces_its_recorded_success():
+    """The behaviour-cloned diffusion policy (``experiments/train_shipped_policy.py``) loads
+    from the installed package and, sampled as the main job samples it (deterministic 5-step
+    DDIM), reaches the success recorded beside it."""
+    from pathlib import Path
+
+    import agentcomm
+    from agentcomm.policies import load_policy
+
+    path = Path(agentcomm.__file__).parent / "models" / "policies" / "searchrescue-bc"
+    policy = load_policy(path, expected_config={"kind": "diffusion", "action_dim": 6})
+    assert sum(f.stat().st_size for f in path.iterdir()) < 2 * 1024**2
+    rec = json.loads((path / "expected.json").read_text())
+    assert rec["env_id"] == "SearchRescue-v0"
+    assert policy.config.obs_dim == agentcomm.make_vec(rec["env_id"], num_envs=1).obs_dim
+    got = evaluate(rec["env_id"], make_policy(str(path)), rec["episodes"], rec["seed"])["success"]
+    assert abs(got - rec["success"]["policy"]) <= rec["tolerance"], (got, rec)
