@@ -51,3 +51,16 @@ def test_shipped_bc_policy_reproduces_its_recorded_success():
     assert policy.config.obs_dim == agentcomm.make_vec(rec["env_id"], num_envs=1).obs_dim
     got = evaluate(rec["env_id"], make_policy(str(path)), rec["episodes"], rec["seed"])["success"]
     assert abs(got - rec["success"]["policy"]) <= rec["tolerance"], (got, rec)
+
+
+def test_shipped_dppo_policy_reproduces_its_recorded_success():
+    """The DPPO export (frozen base + fine-tuned copy) of ``experiments/train_search_rescue.py``
+    loads from the installed package and reaches the success recorded beside it."""
+    from pathlib import Path
+
+    import agentcomm
+
+    path = Path(agentcomm.__file__).parent / "models" / "policies" / "searchrescue-dppo"
+    rec = json.loads((path / "expected.json").read_text())
+    got = evaluate(rec["env_id"], make_policy(str(path)), rec["episodes"], rec["seed"])["success"]
+    assert abs(got - rec["success"]["policy"]) <= rec["tolerance"], (got, rec)
