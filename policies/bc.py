@@ -58,7 +58,8 @@ def train_bc(
     Args:
         policy: The policy to train in place.
         obs: ``[D, Do]`` float observations.
-        actions: ``[D, Da]`` float expert actions in ``[-1, 1]``.
+        actions: ``[D, Da]`` float expert actions in ``[-1, 1]`` (``[D, Ta, Da]`` chunks when
+            the policy's ``action_horizon`` ``Ta > 1``).
         epochs: Passes over the data, >= 1.
         batch_size: Minibatch size, >= 1.
         lr: AdamW learning rate, > 0.
@@ -78,7 +79,11 @@ def train_bc(
     check_range("ema_decay", ema_decay, 0.0, 1.0, high_inclusive=False)
     check_range("weight_decay", weight_decay, 0.0)
     check_tensor("obs", obs, shape=(None, policy.config.obs_dim), finite=True)
-    check_tensor("actions", actions, shape=(obs.shape[0], policy.config.action_dim), finite=True)
+    horizon = policy.config.action_horizon
+    want = (obs.shape[0], policy.config.action_dim)
+    if horizon > 1:  # action chunks [D, Ta, Da] (DiffusionConfig.action_horizon)
+        want = (obs.shape[0], horizon, policy.config.action_dim)
+    check_tensor("actions", actions, shape=want, finite=True)
     if obs.shape[0] == 0:
         raise ValueError("obs has 0 rows; need at least one demonstration")
     if bool((actions.abs() > 1.0).any()):

@@ -65,6 +65,7 @@ def collect_demos(
     device: str | torch.device = "cpu",
     env_config: dict[str, Any] | None = None,
     progress: bool = False,
+    horizon: int = 1,
 ) -> Demonstrations:
     """Run the scenario's expert in ``num_envs`` parallel worlds and record every agent-step.
 
@@ -80,15 +81,20 @@ def collect_demos(
         device: Device the world runs on; the returned tensors are on CPU.
         env_config: Scenario config overrides (e.g. ``{"comm": {"budget": 16}}``).
         progress: Show a tqdm bar over steps.
+        horizon: ``Ta``, actions per row: with ``Ta > 1`` each row holds the expert's next
+            ``Ta`` actions of that agent (an action chunk), the last action repeated past
+            the end of its episode or of the recording.
 
     Returns:
-        ``Demonstrations`` with ``obs [T*B*N, Do]`` and ``actions [T*B*N, 6]``.
+        ``Demonstrations`` with ``obs [T*B*N, Do]`` and ``actions [T*B*N, 6]``
+        (``[T*B*N, Ta, 6]`` when ``horizon > 1``).
     """
     import agentcomm
     from agentcomm.envs.experts import expert_actions
 
     check_range("num_steps", num_steps, 1)
     check_range("num_envs", num_envs, 1)
+    check_range("horizon", horizon, 1)
     overrides = dict(env_config or {})
     world = agentcomm.make_vec(env_id, num_envs=num_envs, device=device, seed=seed, **overrides)
     obs = world.reset(seed=seed)
@@ -96,6 +102,7 @@ def collect_demos(
     act_buf = torch.empty(
         num_steps, num_envs, world.num_agents, 6, dtype=torch.float32, device=world.device
     )
+    done_buf = torch.zeros(num_steps, num_envs, dtype=torch.bool, device=world.device)
     running = torch.zeros(num_envs, device=world.device)
     returns: list[torch.Tensor] = []
     successes = 0
@@ -106,6 +113,7 @@ def collect_demos(
         obs, reward, terminated, truncated, info = world.step(action)
         running += reward[:, 0]
         done = terminated | truncated
+        done_buf[t] = done
         if bool(done.any()):
             returns.append(running[done].cpu())
             successes += int(info["success"][done].sum())
@@ -113,9 +121,12 @@ def collect_demos(
             world.reset_at(done)
             obs = world.observation()
     ret = torch.cat(returns) if returns else torch.zeros(0)
+    actions = act_buf.reshape(-1, 6)
+    if horizon > 1:
+        actions = _chunks(act_buf, done_buf, horizon).reshape(-1, horizon, 6)
     return Demonstrations(
         obs=obs_buf.reshape(-1, world.obs_dim).cpu(),
-        actions=act_buf.reshape(-1, 6).clamp(-1.0, 1.0).cpu(),
+        actions=actions.clamp(-1.0, 1.0).cpu(),
         env_id=env_id,
         env_config=overrides,
         seed=seed,
@@ -123,6 +134,25 @@ def collect_demos(
         successes=successes,
         returns=ret.float(),
     )
+
+
+def _chunks(actions: torch.Tensor, done: torch.Tensor, horizon: int) -> torch.Tensor:
+    """``[T, B, N, Ta, A]`` chunks of the next ``Ta`` actions from ``actions [T, B, N, A]``.
+
+    Offset ``k`` of the chunk at step ``t`` is step ``t + k`` while no episode ended at steps
+    ``t .. t+k-1`` and ``t + k < T``; otherwise the chunk repeats its last valid action.
+    The loop runs over the ``Ta`` offsets only.
+    """
+    steps = actions.shape[0]
+    # ends[t] = episodes ended before step t; an end in [t, t+k) iff ends[t+k] > ends[t].
+    ends = torch.cat([torch.zeros_like(done[:1], dtype=torch.long), done.long().cumsum(0)])
+    t = torch.arange(steps, device=actions.device)
+    out = [actions]
+    for k in range(1, horizon):
+        src = (t + k).clamp(max=steps - 1)
+        valid = (t + k < steps).view(-1, 1) & (ends[src] == ends[t])
+        out.append(torch.where(valid.view(steps, -1, 1, 1), actions[src], out[-1]))
+    return torch.stack(out, dim=3)
 
 
 def save_demos(path: str | os.PathLike, demos: Demonstrations) -> Path:

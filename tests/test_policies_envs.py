@@ -364,3 +364,50 @@ def test_train_dppo_checkpoints_resume_and_export(ray_session, bc_run, tmp_path)
         for k, v in base.denoiser.state_dict().items()
     )
     assert math.isfinite(json.loads((out / "eval.json").read_text())["return_mean"])
+
+
+def test_chunked_demonstrations_and_bc():
+    """Chunks hold the next Ta expert actions (offset 0 = the single-step demos), repeat the
+    last action past an episode's end, and train a U-Net chunk policy by BC."""
+    import torch
+
+    from agentcomm.policies import DiffusionPolicy, train_bc
+    from agentcomm.policies.demos import collect_demos
+
+    kw = dict(num_steps=12, num_envs=3, seed=5, env_config={"max_steps": 5})
+    one = collect_demos("IntentCoverage-v0", **kw)
+    chunk = collect_demos("IntentCoverage-v0", horizon=3, **kw)
+    assert chunk.actions.shape == (one.actions.shape[0], 3, 6)
+    assert torch.equal(chunk.actions[:, 0], one.actions)
+    t, b, n = 12, 3, chunk.actions.shape[0] // 36
+    acts = one.actions.view(t, b, n, 6)
+    ch = chunk.actions.view(t, b, n, 3, 6)
+    # Step 0 of a fresh 5-step episode: offsets 1 and 2 are steps 1 and 2.
+    assert torch.equal(ch[0, :, :, 1], acts[1]) and torch.equal(ch[0, :, :, 2], acts[2])
+    # The last recorded step can only repeat itself.
+    assert torch.equal(ch[-1, :, :, 2], acts[-1])
+    policy = DiffusionPolicy(
+        obs_dim=chunk.obs.shape[1],
+        action_dim=6,
+        network="unet1d",
+        action_horizon=3,
+        hidden=16,
+        denoising_steps=5,
+        ft_denoising_steps=2,
+        ddim_steps=2,
+        generator=torch.Generator().manual_seed(0),
+    )
+    result = train_bc(
+        policy,
+        chunk.obs,
+        chunk.actions,
+        epochs=2,
+        batch_size=64,
+        lr=1e-3,
+        ema_decay=0.9,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    assert all(math.isfinite(x) for x in result.losses)
+    out = policy.sample(chunk.obs[:4], deterministic=True, mode="ddim")
+    assert out.action.shape == (4, 6) and out.action_chunk.shape == (4, 3, 6)
