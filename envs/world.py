@@ -309,9 +309,10 @@ class CommWorld:
             self.local = bayes_update_window(
                 self.local, obs, cfg.sensing.pd, cfg.sensing.pfa, clamp=clip
             )
-            self.belief = bayes_update_window(
-                self.belief, obs, cfg.sensing.pd, cfg.sensing.pfa, clamp=clip
-            )
+            if not self._belief_is_derived():
+                self.belief = bayes_update_window(
+                    self.belief, obs, cfg.sensing.pd, cfg.sensing.pfa, clamp=clip
+                )
         # --- links and exchange
         self._update_links()
         info = self._exchange(a)
@@ -577,6 +578,11 @@ class CommWorld:
         self.belief = fuse_grid(self.belief, ex, weights, cfg.fusion, self.prior).clamp(
             -cfg.logodds_clip, cfg.logodds_clip
         )
+
+    def _belief_is_derived(self) -> bool:
+        """Whether :meth:`_refresh_belief` rebuilds the belief from the evidence every step
+        (centralized, or ``latest`` copies), so updating it in place would be wasted work."""
+        return self.config.comm.mode == "centralized" or self._keeps_copies()
 
     def _refresh_belief(self) -> None:
         r"""Rebuild the fused belief from the evidence each agent holds (grid scenarios).
