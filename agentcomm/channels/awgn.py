@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from agentcomm.channels.base import Channel, CSIMode, coefficient_shape
+from agentcomm.channels.base import Channel, coefficient_shape
 
 __all__ = ["AWGN"]
 
@@ -33,9 +33,6 @@ class AWGN(Channel):
     """
 
     block = True
-
-    def __init__(self, csi: CSIMode = "perfect", pilot_snr_db: float = 20.0) -> None:
-        super().__init__(csi=csi, pilot_snr_db=pilot_snr_db)
 
     def generate(
         self,

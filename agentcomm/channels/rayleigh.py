@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from agentcomm.channels.base import Channel, CSIMode, coefficient_shape, complex_normal
+from agentcomm.channels.base import Channel, coefficient_shape, complex_normal
 
 __all__ = ["RayleighBlockFading", "RayleighFastFading"]
 
@@ -34,9 +34,6 @@ class RayleighFastFading(Channel):
     """
 
     block = False
-
-    def __init__(self, csi: CSIMode = "perfect", pilot_snr_db: float = 20.0) -> None:
-        super().__init__(csi=csi, pilot_snr_db=pilot_snr_db)
 
     def generate(
         self,
@@ -71,9 +68,6 @@ class RayleighBlockFading(Channel):
     """
 
     block = True
-
-    def __init__(self, csi: CSIMode = "perfect", pilot_snr_db: float = 20.0) -> None:
-        super().__init__(csi=csi, pilot_snr_db=pilot_snr_db)
 
     def generate(
         self,
