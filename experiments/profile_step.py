@@ -36,7 +36,6 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-import agentcomm  # noqa: E402
 from agentcomm.codecs.base import Codec  # noqa: E402
 from agentcomm.envs import world as world_module  # noqa: E402
 from agentcomm.envs.comm import CommStack  # noqa: E402
@@ -122,23 +121,10 @@ def install(timer: StageTimer, world: CommWorld) -> None:
 
 
 def build(env_id: str, batch: int, agents: int, comm: bool, seed: int):
-    overrides: dict[str, Any] = {"num_agents": agents}
-    if not comm:
-        overrides["comm"] = {"budget": 0}
-    world = agentcomm.make_vec(env_id, num_envs=batch, device="cpu", seed=seed, **overrides)
-    world.reset(seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    actions = torch.rand((16, batch, world.num_agents, 6), generator=gen) * 2 - 1
-    counter = [0]
+    """The world and its timed step, exactly as the benchmark builds them."""
+    from agentcomm.experiments.bench_env import make_agentcomm
 
-    def step() -> None:
-        a = actions[counter[0] % actions.shape[0]]
-        counter[0] += 1
-        _, _, terminated, truncated, _ = world.step(a)
-        finished = terminated | truncated
-        if bool(finished.any()):
-            world.reset_at(finished)
-
+    step, world = make_agentcomm(env_id, batch, agents, None if comm else {"budget": 0}, seed)
     return world, step
 
 
