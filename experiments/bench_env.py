@@ -180,14 +180,19 @@ def action_pool(shape: tuple[int, ...], steps: int, seed: int) -> torch.Tensor:
 
 
 def make_agentcomm(
-    env_id: str, batch: int, agents: int, comm: dict[str, Any] | None, seed: int
+    env_id: str,
+    batch: int,
+    agents: int,
+    comm: dict[str, Any] | None,
+    seed: int,
+    device: str = "cpu",
 ) -> tuple[StepFn, Any]:
     overrides: dict[str, Any] = {"num_agents": agents}
     if comm is not None:
         overrides["comm"] = comm
-    world = agentcomm.make_vec(env_id, num_envs=batch, device="cpu", seed=seed, **overrides)
+    world = agentcomm.make_vec(env_id, num_envs=batch, device=device, seed=seed, **overrides)
     world.reset(seed=seed)
-    actions = action_pool((batch, world.num_agents, 6), 64, seed + 1)
+    actions = action_pool((batch, world.num_agents, 6), 64, seed + 1).to(device)
     counter = [0]
 
     def step() -> None:

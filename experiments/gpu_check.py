@@ -7,6 +7,9 @@ module on ``cuda`` (``env_config["device"]``). Runs one warm-up iteration, then 
 ``--iterations`` more and prints sampling throughput (agent-steps/s), learner time per
 agent-step and the peak GPU memory.
 
+Before that, it times the batched world alone on ``cuda`` (``--world-batches``, random
+actions, every scenario's default communication) and prints env-steps/s per batch size.
+
 Without CUDA it prints that it needs CUDA and ends with ``RESULT cuda=0`` (exit 0).
 
 Usage::
@@ -30,17 +33,46 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 
+def world_throughput(batch: int, steps: int) -> float:
+    """Env-steps/s of SearchRescue-v0 (4 agents, default comm) with ``batch`` worlds on cuda."""
+    from agentcomm.experiments.bench_env import make_agentcomm
+
+    step, _ = make_agentcomm("SearchRescue-v0", batch, 4, None, seed=0, device="cuda")
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    rates = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        rates.append(batch * steps / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worlds", type=int, default=1024, help="batched worlds B")
     parser.add_argument("--batch", type=int, default=65536, help="agent-steps per iteration")
     parser.add_argument("--minibatch", type=int, default=8192)
     parser.add_argument("--iterations", type=int, default=2, help="timed iterations")
+    parser.add_argument(
+        "--world-batches",
+        default="1024,4096,16384",
+        help="comma-separated B for the world-only timing; empty to skip",
+    )
+    parser.add_argument("--world-steps", type=int, default=60, help="timed steps per B")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_check needs CUDA (torch.cuda.is_available() is False); nothing to run")
         print("RESULT cuda=0")
         return
+
+    world_rates = {}
+    for batch in [int(b) for b in args.world_batches.split(",") if b]:
+        world_rates[batch] = world_throughput(batch, args.world_steps)
+        print(f"world SearchRescue-v0 B={batch} on cuda: {world_rates[batch]:,.0f} env-steps/s")
 
     import ray
     from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
@@ -49,11 +81,13 @@ def main() -> None:
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("PYTHONPATH", "")
     ray.init(
         include_dashboard=False,
         log_to_driver=False,
         num_gpus=1,
-        runtime_env={"env_vars": {"PYTHONPATH": repo}},
+        # Keep what PYTHONPATH already holds (packages installed with --target, say).
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo, path]))}},
     )
     config = dppo_config(
         "agentcomm/SearchRescue-v0",
@@ -104,6 +138,7 @@ def main() -> None:
         f"sample_agent_steps_per_s={statistics.median(sample_rate):.0f} "
         f"update_us_per_agent_step={statistics.median(update_us):.3f} "
         f"peak_gpu_mem_gib={peak_gib:.2f}"
+        + "".join(f" world_b{b}_env_steps_per_s={r:.0f}" for b, r in world_rates.items())
     )
 
 
