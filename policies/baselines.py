@@ -67,7 +67,7 @@ def gaussian_ppo_config(
     clip_param: float = 0.2,
     entropy_coeff: float = 0.0,
     vf_loss_coeff: float = 0.5,
-    vf_clip_param: float = 10.0,
+    vf_clip_param: float = 1e4,
     grad_clip: float | None = 0.5,
     seed: int = 0,
 ):
@@ -86,7 +86,9 @@ def gaussian_ppo_config(
         num_learners, num_gpus_per_learner: Learner scale-out.
         train_batch_size, minibatch_size, num_epochs: PPO batch sizes (RLlib env steps).
         lr, gamma, lambda_, clip_param, entropy_coeff, vf_loss_coeff, vf_clip_param,
-        grad_clip: PPO hyperparameters.
+        grad_clip: PPO hyperparameters. ``vf_clip_param`` clamps each sample's squared
+            value error; it must exceed the squared scale of the returns (RLlib's default
+            10 gives no critic gradient once a return errs by more than 3.2).
         seed: RLlib seed.
 
     Returns:

@@ -71,7 +71,8 @@ def dppo_config(
     clip_param_min: float = 0.001,
     clip_rate: float = 3.0,
     gamma_denoise: float = 0.99,
-    vf_clip_param: float = 10.0,
+    critic_warmup_steps: int = 0,
+    vf_clip_param: float = 1e4,
     vf_loss_coeff: float = 0.5,
     grad_clip: float | None = 1.0,
     seed: int = 0,
@@ -98,7 +99,12 @@ def dppo_config(
         clip_param, clip_param_min, clip_rate: Per-denoising-step clip schedule
             (``DPPOTorchLearner``); ``clip_param`` is the clip at the last step.
         gamma_denoise: Denoising discount in ``(0, 1]``.
-        vf_clip_param, vf_loss_coeff: Value loss clamp and weight.
+        critic_warmup_steps: Env steps sampled (lifetime; agent-steps for the batched
+            runner) during which only the critic is trained.
+        vf_clip_param, vf_loss_coeff: Clamp on each sample's squared value error, and the
+            value loss weight. A sample past the clamp gives the critic no gradient, so it
+            must exceed the squared scale of the returns (RLlib's default 10 froze the
+            critic on SearchRescue-v0, whose returns span 5-30).
         grad_clip: Global-norm gradient clip, or ``None``.
         seed: Weight-init seed of the modules and RLlib's seed for env runners.
 
@@ -135,6 +141,7 @@ def dppo_config(
     check_positive("clip_rate", clip_rate)
     check_range("gamma_denoise", gamma_denoise, 0.0, 1.0, low_inclusive=False)
     check_range("vf_loss_coeff", vf_loss_coeff, 0.0)
+    check_range("critic_warmup_steps", critic_warmup_steps, 0)
     if grad_clip is not None:
         check_positive("grad_clip", grad_clip)
 
@@ -168,6 +175,7 @@ def dppo_config(
                 "clip_param_min": clip_param_min,
                 "clip_rate": clip_rate,
                 "critic_lr": critic_lr,
+                "critic_warmup_steps": critic_warmup_steps,
             },
         )
         .training(

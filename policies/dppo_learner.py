@@ -25,7 +25,13 @@ GAE value targets, clamped at ``vf_clip_param``. There is no entropy bonus and n
 
 Learner hyperparameters come from ``config.learner_config_dict``: ``gamma_denoise``
 (default 0.99), ``clip_param_min`` (default ``0.1 * clip_param``), ``clip_rate``
-(default 3.0) and ``critic_lr`` (default ``config.lr``; the actor uses ``config.lr``).
+(default 3.0), ``critic_lr`` (default ``config.lr``; the actor uses ``config.lr``) and
+``critic_warmup_steps`` (default 0). Critic warm-up (DPPO Sec. 5): a critic trained from
+scratch beside a pretrained actor gives advantages that are mostly noise at first, and
+the actor's first updates then undo the pretraining; while no more than
+``critic_warmup_steps`` env steps have been sampled (RLlib's
+``NUM_ENV_STEPS_SAMPLED_LIFETIME``, restored with a checkpoint; agent-steps for the
+batched runner) only the critic is trained.
 
 Metrics per module and denoising step ``j``: ``dppo_clip_frac_k{j}``,
 ``dppo_approx_kl_k{j}`` (the estimator ``E[(r - 1) - log r]``), ``dppo_ratio_min_k{j}``,
@@ -48,6 +54,7 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY, VF_LOSS_KEY
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.torch_utils import explained_variance
 from ray.rllib.utils.typing import ModuleID
 
@@ -56,7 +63,7 @@ from agentcomm.policies.dppo_module import DPPO_LOGP_NEW, DPPO_LOGP_STEPS
 
 __all__ = ["DPPOTorchLearner", "clip_schedule", "denoising_weights", "learner_settings"]
 
-_SETTINGS = ("gamma_denoise", "clip_param_min", "clip_rate", "critic_lr")
+_SETTINGS = ("gamma_denoise", "clip_param_min", "clip_rate", "critic_lr", "critic_warmup_steps")
 
 
 def clip_schedule(num_steps: int, clip_min: float, clip_max: float, rate: float) -> torch.Tensor:
@@ -98,6 +105,7 @@ def learner_settings(config: PPOConfig) -> dict[str, float]:
         "clip_param_min": float(raw.get("clip_param_min", 0.1 * config.clip_param)),
         "clip_rate": float(raw.get("clip_rate", 3.0)),
         "critic_lr": float(raw.get("critic_lr", config.lr)),
+        "critic_warmup_steps": float(raw.get("critic_warmup_steps", 0)),
     }
     check_range("gamma_denoise", out["gamma_denoise"], 0.0, 1.0, low_inclusive=False)
     check_positive("clip_param", config.clip_param)
@@ -106,6 +114,7 @@ def learner_settings(config: PPOConfig) -> dict[str, float]:
     )
     check_positive("clip_rate", out["clip_rate"])
     check_positive("critic_lr", out["critic_lr"])
+    check_range("critic_warmup_steps", out["critic_warmup_steps"], 0.0)
     return out
 
 
@@ -116,6 +125,14 @@ class DPPOTorchLearner(PPOTorchLearner):
     (optimizer ``"critic"``, ``lr = critic_lr``) are optimised; the frozen ``policy.base``
     is never registered with an optimizer.
     """
+
+    #: True while the critic warms up (set per ``update`` call from the sampled env steps).
+    _actor_frozen: bool = False
+
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().before_gradient_based_update(timesteps=timesteps)
+        sampled = float(timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
+        self._actor_frozen = sampled <= learner_settings(self.config)["critic_warmup_steps"]
 
     def configure_optimizers_for_module(
         self, module_id: ModuleID, config: PPOConfig = None
@@ -169,11 +186,14 @@ class DPPOTorchLearner(PPOTorchLearner):
         adv = batch[Postprocessing.ADVANTAGES].unsqueeze(-1)
         surrogate = torch.minimum(adv * ratio, adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip))
         policy_loss = -(masked_mean(surrogate) * weights).mean()
+        # A zero weight rather than a dropped term: the actor's gradient is then exactly zero
+        # and Adam's moments stay at zero through the warm-up.
+        actor_weight = 0.0 if self._actor_frozen else 1.0
 
         values = module.compute_values(batch)
         vf_err = torch.pow(values - batch[Postprocessing.VALUE_TARGETS], 2.0)
         vf_loss = masked_mean(torch.clamp(vf_err, 0, config.vf_clip_param))
-        total = policy_loss + config.vf_loss_coeff * vf_loss
+        total = actor_weight * policy_loss + config.vf_loss_coeff * vf_loss
 
         with torch.no_grad():
             valid = mask.bool()
@@ -192,6 +212,7 @@ class DPPOTorchLearner(PPOTorchLearner):
                 LEARNER_RESULTS_KL_KEY: approx_kl.mean(),
                 "dppo_ratio_min": ratio_min.min(),
                 "dppo_ratio_max": ratio_max.max(),
+                "dppo_actor_frozen": float(self._actor_frozen),
             }
             for j in range(num_ft):
                 stats[f"dppo_clip_frac_k{j}"] = clip_frac[j]

@@ -114,6 +114,10 @@ class TrainConfig(Config):
     (3x256 denoiser, 0.1 likelihood std floor) 1e-5 was needed: 3e-4 moved the per-step
     likelihood ratios to [0.002, 11] in one Adam step."""
     critic_lr: float = field(default=1e-3, metadata=rng(0.0, None, low_inclusive=False))
+    vf_clip_param: float = field(default=1e4, metadata=rng(0.0, None, low_inclusive=False))
+    """Clamp on each sample's squared value error (dppo, ppo). A sample past it gives the
+    critic no gradient: RLlib's default of 10 stops the critic once returns err by more
+    than 3.2, which on SearchRescue-v0 (returns of 5-30) is nearly every sample."""
     gamma: float = field(default=0.99, metadata=rng(0.0, 1.0))
     lambda_: float = field(default=0.95, metadata=rng(0.0, 1.0))
     clip_param: float | None = field(default=None, metadata=rng(0.0, None, low_inclusive=False))
@@ -121,6 +125,12 @@ class TrainConfig(Config):
     clip_param_min: float | None = field(default=None, metadata=rng(0.0, None, low_inclusive=False))
     """DPPO clip at the first fine-tuned step; None: clip_param / 10."""
     gamma_denoise: float = field(default=0.99, metadata=rng(0.0, 1.0, low_inclusive=False))
+    critic_warmup_iterations: int = field(default=0, metadata=rng(0, None))
+    """DPPO: iterations at the start during which only the critic is trained."""
+    time_budget_s: float | None = field(default=None, metadata=rng(0.0, None, low_inclusive=False))
+    """RLlib algos: stop after the first iteration that ends past this many seconds of
+    training (this run only, not counting a resumed run's earlier time); None: no limit.
+    ``iterations`` stays an upper bound."""
     entropy_coeff: float = field(default=0.0, metadata=rng(0.0, None))
     """Gaussian PPO entropy bonus."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -348,6 +358,7 @@ def _rllib_config(config: TrainConfig, pretrained: str | None):
         lr=config.lr,
         gamma=config.gamma,
         lambda_=config.lambda_,
+        vf_clip_param=config.vf_clip_param,
         seed=config.seed,
     )
     if config.algo == "dppo":
@@ -370,6 +381,7 @@ def _rllib_config(config: TrainConfig, pretrained: str | None):
             clip_param=clip,
             clip_param_min=clip_min,
             gamma_denoise=config.gamma_denoise,
+            critic_warmup_steps=config.critic_warmup_iterations * config.train_batch_size,
             **common,
         )
     else:
@@ -507,6 +519,7 @@ def _train_rllib(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
             initial=start_iter,
             total=config.iterations,
         )
+        t_loop = time.perf_counter()
         for it in bar:
             t0 = time.perf_counter()
             result = algo.train()
@@ -523,6 +536,10 @@ def _train_rllib(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
                 succ=f"{row['success_rate']:.2f}",
                 steps=int(row["agent_steps"]),
             )
+            if config.time_budget_s is not None and t0 - t_loop + row["seconds"] > (
+                config.time_budget_s
+            ):
+                break
         policy_dir = _export(algo, config, out, obs_dim)
     finally:
         writer.close()

@@ -280,6 +280,36 @@ def test_training_moves_actor_ft_and_never_the_base(ray_session):
 
 
 @pytest.mark.ray
+def test_critic_warmup_freezes_the_actor_only_while_it_lasts(ray_session):
+    """critic_warmup_steps=256 covers the first 256-step iteration: actor_ft is bit-identical
+    after it while the critic moved; the second iteration moves actor_ft."""
+    algo = _bandit_config(
+        train_batch_size=256, minibatch_size=256, num_epochs=1, critic_warmup_steps=256
+    ).build_algo()
+    try:
+        module = algo.learner_group._learner.module["default_policy"]
+        ft = {k: v.clone() for k, v in module.policy.actor_ft.state_dict().items()}
+        critic = {k: v.clone() for k, v in module.critic.state_dict().items()}
+        stats = algo.train()["learners"]["default_policy"]
+        assert stats["dppo_actor_frozen"] == 1.0
+        for key, value in module.policy.actor_ft.state_dict().items():
+            assert torch.equal(value, ft[key]), key
+        assert any(not torch.equal(v, critic[k]) for k, v in module.critic.state_dict().items())
+        stats = algo.train()["learners"]["default_policy"]
+        assert stats["dppo_actor_frozen"] == 0.0
+        assert any(
+            not torch.equal(v, ft[k]) for k, v in module.policy.actor_ft.state_dict().items()
+        )
+    finally:
+        algo.stop()
+
+
+def test_learner_settings_reject_bad_warmup():
+    with pytest.raises(ValueError, match="critic_warmup_steps"):
+        dppo_config("any-env", critic_warmup_steps=-1)
+
+
+@pytest.mark.ray
 def test_dppo_improves_target_bandit(ray_session):
     """Seed 0, 10 iterations of 512 one-step episodes, DPPO from random weights: the mean
     return of the last iteration is at least 5 above the first (measured -15.4 -> -4.9)."""

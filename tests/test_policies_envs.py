@@ -411,3 +411,27 @@ def test_chunked_demonstrations_and_bc():
     assert all(math.isfinite(x) for x in result.losses)
     out = policy.sample(chunk.obs[:4], deterministic=True, mode="ddim")
     assert out.action.shape == (4, 6) and out.action_chunk.shape == (4, 3, 6)
+
+
+@pytest.mark.ray
+def test_time_budget_stops_after_the_iteration_that_crosses_it(ray_session, tmp_path):
+    from agentcomm.policies.train import TrainConfig, train
+
+    config = TrainConfig.from_dict(
+        {
+            "algo": "ppo",
+            "env": ENV,
+            "out": str(tmp_path / "ppo"),
+            "iterations": 50,
+            "time_budget_s": 1e-3,
+            "num_envs": 2,
+            "train_batch_size": 32,
+            "minibatch_size": 32,
+            "num_epochs": 1,
+            "hidden": [16],
+            "eval_episodes": 0,
+            "progress": False,
+        }
+    )
+    result = train(config)
+    assert [row["iteration"] for row in result.history] == [1.0]

@@ -1,0 +1,280 @@
+"""Grid sweep of DPPO fine-tuning on SearchRescue-v0: one Ray task (one CPU) per trial.
+
+Each trial is a :class:`agentcomm.policies.train.TrainConfig` (``algo="dppo"``) started
+from a behaviour-cloned policy and stopped by a wall-clock budget
+(``TrainConfig.time_budget_s``), so cheaper settings get more iterations, as they would in
+practice. Every starting policy is evaluated once as it is, with the same episodes and
+seeds as the trials (deterministic sampling from fixed noise), so that the lift of each
+trial is measured against its own start.
+
+Starting points (``--starts``): ``shipped`` is the BC policy shipped with the package
+(``agentcomm/models/policies/searchrescue-bc``); any other ``NAME=DIR`` names a
+``save_policy`` directory.
+
+Outputs in ``--out``: ``trials.csv`` (one row per trial: its settings, iterations,
+agent-steps, seconds, final success and the lift over its start, in points),
+``curves.csv`` (rollout success per iteration), one training directory per trial, and a
+last line ``RESULT key=value ...`` naming the best trial.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/sweep_dppo.py --cpus 2 --minutes 1 \\
+        --trials s_lr1e-5 --eval-episodes 64   # a smoke run
+    python experiments/sweep_dppo.py --cpus 15 --minutes 7   # the whole grid, 15 cores
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+ENV = "SearchRescue-v0"
+
+#: Settings every trial shares (the learning-curve experiment's DPPO settings).
+BASE: dict[str, Any] = {
+    "algo": "dppo",
+    "env": ENV,
+    "sampler": "ddim",
+    "iterations": 10_000,
+    "num_envs": 32,
+    "train_batch_size": 4096,
+    "minibatch_size": 1024,
+    "num_epochs": 3,
+    "lr": 1e-5,
+    "critic_lr": 1e-3,
+    "clip_param": 0.01,
+    "gamma_denoise": 0.99,
+    "progress": False,
+}
+
+_BIG_BATCH = {"num_envs": 128, "train_batch_size": 16384, "minibatch_size": 4096}
+
+#: Trial name -> (start, overrides of BASE). ``s_``: shipped BC start, ``w_``: the other.
+GRID: dict[str, tuple[str, dict[str, Any]]] = {
+    "s_lr1e-5": ("shipped", {}),
+    "s_lr3e-5": ("shipped", {"lr": 3e-5}),
+    "s_lr1e-4": ("shipped", {"lr": 1e-4}),
+    "s_lr3e-5_warm3": ("shipped", {"lr": 3e-5, "critic_warmup_iterations": 3}),
+    "s_lr3e-5_ft2": ("shipped", {"lr": 3e-5, "policy": {"ft_denoising_steps": 2}}),
+    "s_lr3e-5_big": ("shipped", {"lr": 3e-5, **_BIG_BATCH}),
+    "s_lr3e-5_std0.2": ("shipped", {"lr": 3e-5, "policy": {"min_sampling_std": 0.2}}),
+    "s_lr1e-4_clip0.05_warm3": (
+        "shipped",
+        {"lr": 1e-4, "clip_param": 0.05, "critic_warmup_iterations": 3},
+    ),
+    "w_lr1e-5": ("weak", {}),
+    "w_lr3e-5": ("weak", {"lr": 3e-5}),
+    "w_lr1e-4": ("weak", {"lr": 1e-4}),
+    "w_lr3e-5_warm3": ("weak", {"lr": 3e-5, "critic_warmup_iterations": 3}),
+    "w_lr3e-5_ft2": ("weak", {"lr": 3e-5, "policy": {"ft_denoising_steps": 2}}),
+    "w_lr3e-5_big": ("weak", {"lr": 3e-5, **_BIG_BATCH}),
+    "w_lr1e-4_clip0.05_warm3": (
+        "weak",
+        {"lr": 1e-4, "clip_param": 0.05, "critic_warmup_iterations": 3},
+    ),
+}
+
+
+def _shipped_bc() -> str:
+    import agentcomm
+
+    return str(Path(agentcomm.__file__).parent / "models" / "policies" / "searchrescue-bc")
+
+
+def _run_trial(
+    name: str,
+    pretrained: str,
+    overrides: dict[str, Any],
+    out: str,
+    seed: int,
+    budget_s: float,
+    eval_episodes: int,
+) -> dict[str, Any]:
+    """One DPPO trial (runs inside a Ray task); returns its summary and curve rows."""
+    import torch
+
+    torch.set_num_threads(1)
+    from agentcomm.policies.train import TrainConfig, train
+
+    fields = {**BASE, **overrides}
+    config = TrainConfig.from_dict(
+        {
+            **fields,
+            "out": out,
+            "seed": seed,
+            "pretrained": pretrained,
+            "time_budget_s": budget_s,
+            "eval_episodes": eval_episodes,
+        }
+    )
+    t0 = time.perf_counter()
+    result = train(config)
+    hist = result.history
+    return {
+        "name": name,
+        "iterations": len(hist),
+        "agent_steps": int(hist[-1]["agent_steps"]) if hist else 0,
+        "seconds": time.perf_counter() - t0,
+        "success": result.eval["success_rate"],
+        "success_stderr": result.eval["success_stderr"],
+        "return_mean": result.eval["return_mean"],
+        "rollout_success_last3": sum(r["success_rate"] for r in hist[-3:]) / max(1, len(hist[-3:])),
+        "curve": [
+            {
+                "name": name,
+                "iteration": int(r["iteration"]),
+                "agent_steps": int(r["agent_steps"]),
+                "success_rate": r["success_rate"],
+                "return_mean": r["episode_return_mean"],
+                "vf_explained_var": r.get("vf_explained_var", float("nan")),
+            }
+            for r in hist
+        ],
+    }
+
+
+def _eval_start(name: str, pretrained: str, episodes: int, seed: int) -> dict[str, Any]:
+    """Deterministic evaluation of a starting policy, with the trials' episodes and seed."""
+    import torch
+
+    torch.set_num_threads(1)
+    from agentcomm.policies.evaluate import evaluate, load_actor
+
+    actor, _ = load_actor(pretrained, sampler="ddim")
+    res = evaluate(actor, ENV, episodes, num_envs=min(64, episodes), seed=10_000 + seed)
+    return {"start": name, "success": res.success_rate, "success_stderr": res.success_stderr}
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cpus", type=int, default=2, help="trials run at once")
+    parser.add_argument("--minutes", type=float, default=7.0, help="training budget per trial")
+    parser.add_argument("--eval-episodes", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trials", nargs="+", default=None, help=f"subset of {list(GRID)}")
+    parser.add_argument(
+        "--starts",
+        nargs="+",
+        default=["weak=results/train_search_rescue/bc_seed0/policy"],
+        help="NAME=DIR starting policies besides 'shipped'",
+    )
+    parser.add_argument("--out", default="results/sweep_dppo")
+    args = parser.parse_args()
+
+    import ray
+
+    names = args.trials or list(GRID)
+    unknown = sorted(set(names) - set(GRID))
+    if unknown:
+        raise ValueError(f"--trials: unknown trial(s) {unknown}; allowed {list(GRID)}")
+    starts = {"shipped": _shipped_bc()}
+    for item in args.starts:
+        key, _, path = item.partition("=")
+        if not path:
+            raise ValueError(f"--starts: expected NAME=DIR, got {item!r}")
+        starts[key] = str(Path(path).resolve())
+    needed = sorted({GRID[n][0] for n in names})
+    missing = [s for s in needed if s not in starts or not Path(starts[s]).is_dir()]
+    if missing:
+        raise ValueError(f"starting policies {missing} not found: {starts}")
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH", "")]))
+    ray.init(
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}},
+    )
+    trial = ray.remote(num_cpus=1, max_retries=0)(_run_trial)
+    # Start evaluations are short: they share the cores rather than wait for a trial to end.
+    start_eval = ray.remote(num_cpus=0, max_retries=0)(_eval_start)
+    t0 = time.perf_counter()
+    try:
+        futures = [
+            trial.remote(
+                n,
+                starts[GRID[n][0]],
+                GRID[n][1],
+                str(out / n),
+                args.seed,
+                args.minutes * 60,
+                args.eval_episodes,
+            )
+            for n in names
+        ]
+        start_futures = [
+            start_eval.remote(s, starts[s], args.eval_episodes, args.seed) for s in needed
+        ]
+        start_rows = ray.get(start_futures)
+        base = {r["start"]: r["success"] for r in start_rows}
+        rows, curves = [], []
+        pending = list(futures)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                res = ray.get(done[0])
+            except Exception as err:  # a failed trial is reported, the sweep goes on
+                print(f"trial failed: {type(err).__name__}: {str(err)[:400]}", flush=True)
+                continue
+            curves += res.pop("curve")
+            start = GRID[res["name"]][0]
+            res = {
+                "name": res["name"],
+                "start": start,
+                "start_success": base[start],
+                "lift_points": 100 * (res["success"] - base[start]),
+                **{k: v for k, v in res.items() if k != "name"},
+                **{f"set_{k}": v for k, v in GRID[res["name"]][1].items()},
+            }
+            rows.append(res)
+            print(
+                f"{res['name']:<28} start {base[start]:.3f} -> {res['success']:.3f} "
+                f"(+-{res['success_stderr']:.3f}) lift {res['lift_points']:+.1f} pts, "
+                f"{res['iterations']} it, {res['agent_steps']} agent-steps, "
+                f"{res['seconds']:.0f}s",
+                flush=True,
+            )
+            _write_csv(out / "trials.csv", rows)
+            _write_csv(out / "curves.csv", curves)
+    finally:
+        ray.shutdown()
+    for r in start_rows:
+        print(f"start {r['start']}: success {r['success']:.3f} (+-{r['success_stderr']:.3f})")
+    best = max(rows, key=lambda r: r["lift_points"]) if rows else None
+    print(
+        f"RESULT trials={len(rows)} minutes={(time.perf_counter() - t0) / 60:.1f} "
+        + " ".join(f"start_{r['start']}={r['success']:.3f}" for r in start_rows)
+        + (
+            f" best={best['name']} best_success={best['success']:.3f} "
+            f"best_lift_points={best['lift_points']:.1f}"
+            if best
+            else " best=none"
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
