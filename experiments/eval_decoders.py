@@ -37,7 +37,6 @@ The last line printed is ``RESULT key=value ...``.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import time
@@ -54,6 +53,7 @@ from agentcomm.codecs import make_codec, transmit  # noqa: E402
 from agentcomm.codecs.base import Received  # noqa: E402
 from agentcomm.decoders import collect_env_beliefs, default_bundle_dir, load_bundle  # noqa: E402
 from agentcomm.decoders.data import to_unit  # noqa: E402
+from agentcomm.experiments.runner import write_csv  # noqa: E402
 
 CLIP = 6.0
 METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom")
@@ -185,7 +185,7 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> list[d
                     + " ".join(f"{r['method']}={r['mse']:.4f}" for r in rows[-len(est) :]),
                     flush=True,
                 )
-    _write_csv(out_dir / "recon.csv", rows)
+    write_csv(out_dir / "recon.csv", rows)
     return rows
 
 
@@ -278,13 +278,6 @@ def task(bundle_dir, episodes: int, budgets, powers, seed: int) -> list[dict]:
                     flush=True,
                 )
     return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
 
 
 def plots(rows: list[dict], task_rows: list[dict], out_dir: Path, ks) -> None:
@@ -381,7 +374,7 @@ def main() -> None:
     rows = recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, args.seed)
 
     lat = latency(bundle, reps=5 if args.quick else 20)
-    _write_csv(out_dir / "latency.csv", lat)
+    write_csv(out_dir / "latency.csv", lat)
     for r in lat:
         print(
             f"latency {r['receiver']:13s} batch={r['batch']:3d} "
@@ -392,7 +385,7 @@ def main() -> None:
     if not args.no_task:
         episodes = args.episodes or (20 if args.quick else 100)
         task_rows = task(bundle_dir, episodes, (22, 38), (15.0, 0.0), args.seed)
-        _write_csv(out_dir / "task.csv", task_rows)
+        write_csv(out_dir / "task.csv", task_rows)
     plots(rows, task_rows, out_dir, bundle.channel_uses)
 
     # --- summary: diffusion receivers vs JSCC below 5 dB at equal channel uses

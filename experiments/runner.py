@@ -152,12 +152,16 @@ def summarize(rows: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, An
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows (same keys) as CSV, atomically."""
+    """Write rows as CSV, atomically; the columns are the union of the rows' keys in
+    first-seen order (a row without a key leaves its cell empty)."""
     import io
 
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        keys: list[str] = []
+        for row in rows:
+            keys += [k for k in row if k not in keys]
+        writer = csv.DictWriter(buf, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())

@@ -33,10 +33,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
+
+from agentcomm.experiments.runner import write_csv  # noqa: E402
 
 ENV = "SearchRescue-v0"
 
@@ -71,6 +72,38 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
     "s_lr1e-4_clip0.05_warm3": (
         "shipped",
         {"lr": 1e-4, "clip_param": 0.05, "critic_warmup_iterations": 3},
+    ),
+    "s_lr3e-5_warm5": ("shipped", {"lr": 3e-5, "critic_warmup_iterations": 5}),
+    "s_lr1e-4_ft2_warm5": (
+        "shipped",
+        {"lr": 1e-4, "policy": {"ft_denoising_steps": 2}, "critic_warmup_iterations": 5},
+    ),
+    "s_lr1e-4_warm5": ("shipped", {"lr": 1e-4, "critic_warmup_iterations": 5}),
+    "s_lr3e-4_ft1_warm5": (
+        "shipped",
+        {"lr": 3e-4, "policy": {"ft_denoising_steps": 1}, "critic_warmup_iterations": 5},
+    ),
+    "s_lr1e-4_clip0.1_warm5": (
+        "shipped",
+        {"lr": 1e-4, "clip_param": 0.1, "critic_warmup_iterations": 5},
+    ),
+    "s_lr1e-4_clip0.1_ft2_warm5": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "clip_param": 0.1,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 5,
+        },
+    ),
+    "s_lr1e-4_ft1_ep10_warm5": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "num_epochs": 10,
+            "policy": {"ft_denoising_steps": 1},
+            "critic_warmup_iterations": 5,
+        },
     ),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
@@ -153,16 +186,6 @@ def _eval_start(name: str, pretrained: str, episodes: int, seed: int) -> dict[st
     actor, _ = load_actor(pretrained, sampler="ddim")
     res = evaluate(actor, ENV, episodes, num_envs=min(64, episodes), seed=10_000 + seed)
     return {"start": name, "success": res.success_rate, "success_stderr": res.success_stderr}
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def main() -> None:
@@ -257,8 +280,8 @@ def main() -> None:
                 f"{res['seconds']:.0f}s",
                 flush=True,
             )
-            _write_csv(out / "trials.csv", rows)
-            _write_csv(out / "curves.csv", curves)
+            write_csv(out / "trials.csv", rows)
+            write_csv(out / "curves.csv", curves)
     finally:
         ray.shutdown()
     for r in start_rows:

@@ -2,20 +2,27 @@
 
 For each seed:
 
-1. the scripted expert and uniform random actions are evaluated (deterministic eval,
-   ``--eval-episodes`` world episodes);
-2. a diffusion policy is behaviour-cloned on expert demonstrations (``algo="bc"``);
-3. DPPO fine-tunes it inside RLlib on the batched EnvRunner (``algo="dppo"``);
-4. Gaussian PPO learns from scratch for the same number of agent-steps (``algo="ppo"``).
+1. the scripted expert, uniform random actions and the starting BC policy are evaluated
+   (deterministic evaluation, ``--eval-episodes`` world episodes on the seed's evaluation
+   worlds, the same worlds every method of that seed is evaluated on);
+2. DPPO fine-tunes the BC policy inside RLlib on the batched EnvRunner (``algo="dppo"``);
+3. Gaussian PPO learns from scratch for the same number of agent-steps (``algo="ppo"``).
 
-Outputs in ``--out`` (default ``results/train_search_rescue``; ``--quick`` appends
-``_quick``): ``curves.csv`` (method, seed, agent-steps, training-rollout success rate and
-return per iteration), ``summary.csv`` (deterministic evaluation of every final policy),
-``learning_curves.png`` (mean +- std over seeds, with the expert and BC levels), one
-training directory per method and seed, and a last line ``RESULT key=value ...``.
+The BC policy (``--start``) is by default the one shipped with the package
+(``agentcomm/models/policies/searchrescue-bc``, trained by
+``experiments/train_shipped_policy.py``: 65,536 expert agent-steps, 150 epochs, 11 minutes);
+``--start bc`` instead clones a smaller policy per seed first (``algo="bc"``, ~2 minutes).
+
+Jobs run as Ray tasks, one CPU and one torch thread each (``--cpus`` at once), longest
+first. Outputs in ``--out`` (default ``results/train_search_rescue``; ``--quick`` appends
+``_quick``): ``curves.csv`` (method, seed, agent-steps, training-rollout success rate,
+return and critic explained variance per iteration), ``summary.csv`` (deterministic
+evaluation of every policy), ``learning_curves.png`` (mean +- std over seeds, with the
+expert and BC levels), one training directory per method and seed, ``result.json`` and a
+last line ``RESULT key=value ...``.
 
 Budget: the full run (3 seeds) is sized for <= 30 minutes on 2 CPU cores; ``--quick`` (one
-seed, tiny budgets) for < 2 minutes. Both run one torch thread per process.
+seed, tiny budgets) for < 3 minutes.
 
 Usage::
 
@@ -33,14 +40,18 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
+
+from agentcomm.config import atomic_write_text  # noqa: E402
+from agentcomm.experiments.runner import write_csv  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -49,7 +60,7 @@ ENV = "SearchRescue-v0"
 #: Full-run settings (sized for <= 30 min on 2 cores with 3 seeds).
 FULL = {
     "seeds": [0, 1, 2],
-    "eval_episodes": 128,
+    "eval_episodes": 512,
     "bc": {
         "demo_steps": 64,
         "demo_envs": 64,
@@ -65,20 +76,25 @@ FULL = {
         },
     },
     "rl": {
-        "iterations": 20,
+        "iterations": 100,
         "num_envs": 32,
         "train_batch_size": 4096,
         "minibatch_size": 1024,
         "num_epochs": 3,
     },
-    # Actor lr 1e-5: with the 0.1 likelihood std floor, one Adam step at 3e-4 moved the
-    # per-step likelihood ratios to [0.002, 11] (approx. KL 11) and wiped out the BC policy;
-    # at 1e-5 one iteration stays within [0.64, 1.54] (approx. KL 1e-3).
-    "dppo": {"lr": 1e-5, "critic_lr": 1e-3, "clip_param": 0.01, "gamma_denoise": 0.99},
+    # See experiments/sweep_dppo.py and docs/sweep_dppo/ for the trials behind these.
+    "dppo": {
+        "lr": 3e-5,
+        "critic_lr": 1e-3,
+        "clip_param": 0.01,
+        "gamma_denoise": 0.99,
+        "critic_warmup_iterations": 5,
+        "policy": {"ft_denoising_steps": 5},
+    },
     "ppo": {"lr": 3e-4, "clip_param": 0.2, "hidden": [256, 256]},
 }
 
-#: Quick settings (< 2 min): a smoke run of the whole pipeline, not a result.
+#: Quick settings (< 3 min): a smoke run of the whole pipeline, not a result.
 QUICK = {
     "seeds": [0],
     "eval_episodes": 32,
@@ -103,26 +119,60 @@ QUICK = {
         "minibatch_size": 512,
         "num_epochs": 2,
     },
-    "dppo": {"lr": 1e-5, "critic_lr": 1e-3, "clip_param": 0.01, "gamma_denoise": 0.99},
+    "dppo": {
+        "lr": 3e-5,
+        "critic_lr": 1e-3,
+        "clip_param": 0.01,
+        "gamma_denoise": 0.99,
+        "critic_warmup_iterations": 1,
+        "policy": {"ft_denoising_steps": 5},
+    },
     "ppo": {"lr": 3e-4, "clip_param": 0.2, "hidden": [64, 64]},
 }
 
 
-def _eval_named(name: str, seed: int, episodes: int) -> dict[str, float]:
+def _shipped_bc() -> str:
+    import agentcomm
+
+    return str(Path(agentcomm.__file__).parent / "models" / "policies" / "searchrescue-bc")
+
+
+def _evaluate_job(seed: int, episodes: int, start: str | None) -> list[dict[str, Any]]:
+    """Expert, random and (when given) the starting BC policy on the seed's eval worlds."""
+    torch.set_num_threads(1)
     from agentcomm.policies.evaluate import evaluate, load_actor
 
-    actor, _ = load_actor(name, generator=torch.Generator().manual_seed(seed))
-    return asdict(evaluate(actor, ENV, episodes, num_envs=64, seed=10_000 + seed))
+    rows = []
+    named = [("expert", "expert"), ("random", "random")] + ([("bc", start)] if start else [])
+    for method, name in named:
+        actor, _ = load_actor(name, generator=torch.Generator().manual_seed(seed))
+        res = evaluate(actor, ENV, episodes, num_envs=64, seed=10_000 + seed)
+        rows.append({"method": method, "seed": seed, **asdict(res)})
+    return rows
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """One ``train()`` run (BC, DPPO or PPO); returns its curve rows and evaluation."""
+    torch.set_num_threads(1)
+    from agentcomm.policies.train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    result = train(TrainConfig.from_dict({"env": ENV, "seed": seed, "progress": False, **fields}))
+    seconds = time.perf_counter() - t0
+    curve = [
+        {
+            "method": method,
+            "seed": seed,
+            "iteration": int(row["iteration"]),
+            "agent_steps": int(row["agent_steps"]),
+            "success_rate": row["success_rate"],
+            "return_mean": row["episode_return_mean"],
+            "vf_explained_var": row.get("vf_explained_var", math.nan),
+        }
+        for row in (result.history if method != "bc" else [])
+    ]
+    summary = {"method": method, "seed": seed, "seconds": seconds, **(result.eval or {})}
+    return {"curve": curve, "summary": summary, "policy": result.policy_dir}
 
 
 def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
@@ -142,7 +192,10 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
         table = np.array(
             [[r["success_rate"] for r in rows if r["seed"] == s] for s in seeds], dtype=float
         )
-        mean, std = np.nanmean(table, 0), np.nanstd(table, 0)
+        with warnings.catch_warnings():
+            # Iterations in which no episode ended have no success rate (NaN) in any seed.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(table, 0), np.nanstd(table, 0)
         label = "DPPO from BC (rollouts)" if method == "dppo" else "Gaussian PPO (rollouts)"
         ax.plot(steps, mean, color=color, label=label)
         ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
@@ -162,86 +215,112 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="< 2 min smoke run (one seed)")
+    parser.add_argument("--quick", action="store_true", help="< 3 min smoke run (one seed)")
     parser.add_argument("--out", default=None, help="output directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--iterations", type=int, default=None, help="RL iterations per run")
+    parser.add_argument(
+        "--start",
+        choices=("shipped", "bc"),
+        default="shipped",
+        help="BC policy DPPO starts from: the shipped one, or one cloned per seed first",
+    )
+    parser.add_argument("--cpus", type=int, default=2, help="jobs at once (one core each)")
     args = parser.parse_args()
 
     import ray
 
-    from agentcomm.policies.train import TrainConfig, train
-
     settings = QUICK if args.quick else FULL
     seeds = args.seeds or settings["seeds"]
     out = Path(args.out or ("results/train_search_rescue" + ("_quick" if args.quick else "")))
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH", "")]))
     ray.init(
-        num_cpus=2,
+        num_cpus=args.cpus,
         include_dashboard=False,
         object_store_memory=200 * 1024**2,
         log_to_driver=False,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": repo}},
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}},
     )
     rl = dict(settings["rl"])
     if args.iterations is not None:
         rl["iterations"] = args.iterations
     episodes = settings["eval_episodes"]
-    curves: list[dict] = []
-    summary: list[dict] = []
+    train_task = ray.remote(num_cpus=1, max_retries=0)(_train_job)
+    eval_task = ray.remote(num_cpus=1, max_retries=0)(_evaluate_job)
     t_start = time.perf_counter()
+    futures = {}
     try:
+        starts = {}
         for seed in seeds:
-            for name in ("expert", "random"):
-                summary.append({"method": name, "seed": seed, **_eval_named(name, seed, episodes)})
-            runs = {
-                "bc": {"algo": "bc", **settings["bc"]},
-                "dppo": {
+            if args.start == "shipped":
+                starts[seed] = _shipped_bc()
+            else:
+                bc_fields = {"algo": "bc", "out": str(out / f"bc_seed{seed}"), **settings["bc"]}
+                starts[seed] = train_task.remote("bc", seed, {**bc_fields, "eval_episodes": 0})
+        # Longest jobs first, so that the cores stay busy to the end.
+        for seed in seeds:
+            pretrained = starts[seed]
+            if not isinstance(pretrained, str):
+                pretrained = ray.get(pretrained)["policy"]
+            futures[("dppo", seed)] = train_task.remote(
+                "dppo",
+                seed,
+                {
                     "algo": "dppo",
                     "sampler": "ddim",
-                    "pretrained": str((out / f"bc_seed{seed}" / "policy").resolve()),
-                    "policy": {
-                        "ft_denoising_steps": settings["bc"]["policy"]["ft_denoising_steps"]
-                    },
+                    "out": str(out / f"dppo_seed{seed}"),
+                    "pretrained": pretrained,
+                    "eval_episodes": episodes,
                     **rl,
                     **settings["dppo"],
                 },
-                "ppo": {"algo": "ppo", **rl, **settings["ppo"]},
-            }
-            for method, fields in runs.items():
-                t0 = time.perf_counter()
-                config = TrainConfig.from_dict(
-                    {
-                        "env": ENV,
-                        "out": str(out / f"{method}_seed{seed}"),
-                        "seed": seed,
-                        "eval_episodes": episodes,
-                        "progress": False,
-                        **fields,
-                    }
+            )
+        for seed in seeds:
+            futures[("ppo", seed)] = train_task.remote(
+                "ppo",
+                seed,
+                {
+                    "algo": "ppo",
+                    "out": str(out / f"ppo_seed{seed}"),
+                    "eval_episodes": episodes,
+                    **rl,
+                    **settings["ppo"],
+                },
+            )
+        for seed in seeds:
+            bc_policy = starts[seed] if isinstance(starts[seed], str) else None
+            futures[("eval", seed)] = eval_task.remote(seed, episodes, bc_policy)
+        curves: list[dict] = []
+        summary: list[dict] = []
+        pending = {ref: key for key, ref in futures.items()}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            method, seed = pending.pop(done[0])
+            res = ray.get(done[0])
+            if method == "eval":
+                summary += res
+                text = ", ".join(f"{r['method']} {r['success_rate']:.3f}" for r in res)
+            else:
+                curves += res["curve"]
+                summary.append(res["summary"])
+                text = (
+                    f"{method} {res['summary']['success_rate']:.3f} "
+                    f"({res['summary']['seconds']:.0f}s)"
                 )
-                result = train(config)
-                seconds = time.perf_counter() - t0
-                for row in result.history if method != "bc" else []:
-                    curves.append(
-                        {
-                            "method": method,
-                            "seed": seed,
-                            "iteration": int(row["iteration"]),
-                            "agent_steps": int(row["agent_steps"]),
-                            "success_rate": row["success_rate"],
-                            "return_mean": row["episode_return_mean"],
-                        }
-                    )
-                summary.append({"method": method, "seed": seed, "seconds": seconds, **result.eval})
-                print(
-                    f"seed {seed} {method:6s} eval success {result.eval['success_rate']:.3f} "
-                    f"return {result.eval['return_mean']:.2f} ({seconds:.0f}s)",
-                    flush=True,
-                )
-                _write_csv(out / "curves.csv", curves)
-                _write_csv(out / "summary.csv", summary)
+            print(f"seed {seed}: eval success {text}", flush=True)
+            write_csv(out / "curves.csv", curves)
+            write_csv(out / "summary.csv", summary)
+        if args.start == "bc":
+            # The per-seed BC policies were evaluated by their own jobs' successors: run
+            # the deterministic evaluation on the seed's worlds here.
+            for seed in seeds:
+                policy = ray.get(starts[seed])["policy"]
+                rows = ray.get(eval_task.remote(seed, episodes, policy))
+                summary += [r for r in rows if r["method"] == "bc"]
+            write_csv(out / "summary.csv", summary)
     finally:
         ray.shutdown()
     _plot(out / "learning_curves.png", curves, summary)
@@ -253,16 +332,31 @@ def main() -> None:
     res = {m: mean(m) for m in ("expert", "random", "bc", "dppo", "ppo")}
     lift = 100 * (res["dppo"] - res["bc"])
     gap = 100 * (res["expert"] - res["dppo"])
-    met = lift >= 15 or gap <= 5
+    bc_gap = 100 * (res["expert"] - res["bc"])
+    # The issue's target: +15 points over BC, or within 5 of the expert when BC starts
+    # within 15 of it.
+    met = lift >= 15 or (bc_gap < 15 and gap <= 5)
     elapsed = time.perf_counter() - t_start
-    (out / "result.json").write_text(
-        json.dumps({**res, "lift_points": lift, "gap_to_expert_points": gap, "met": met}, indent=2)
+    atomic_write_text(
+        out / "result.json",
+        json.dumps(
+            {
+                **res,
+                "lift_points": lift,
+                "gap_to_expert_points": gap,
+                "met": met,
+                "start": args.start,
+                "seeds": seeds,
+                "minutes": elapsed / 60,
+            },
+            indent=2,
+        ),
     )
     print(
         "RESULT "
         + " ".join(f"{k}_success={v:.3f}" for k, v in res.items())
         + f" dppo_lift_points={lift:.1f} gap_to_expert_points={gap:.1f} target_met={int(met)}"
-        + f" seeds={len(seeds)} minutes={elapsed / 60:.1f}"
+        + f" start={args.start} seeds={len(seeds)} minutes={elapsed / 60:.1f}"
     )
 
 
