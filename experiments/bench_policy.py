@@ -4,7 +4,8 @@ Measured (medians over ``--repeats``):
 
 1. Action latency of a diffusion policy (SearchRescue-v0 observation, residual MLP 3x256)
    at batch 1 and 1024, for DDIM with 5 steps and DDPM with 20 steps
-   (``DiffusionPolicy.sample``, stochastic).
+   (``DiffusionPolicy.sample``, stochastic): with the step log-likelihoods a DPPO rollout
+   records, and acting only (``with_logprob=False``, keys ending ``_act_ms``).
 2. Learner cost per agent-step: RLlib's ``learner_update_timer`` of one iteration divided by
    the agent-steps it trained on, DPPO (``K' = 5`` DDIM steps fine-tuned) vs Gaussian PPO
    (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner.
@@ -54,7 +55,7 @@ def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> flo
 
 
 def bench_latency(repeats: int) -> dict[str, float]:
-    """Median seconds per ``sample`` call."""
+    """Median milliseconds per ``sample`` call, with and without the step log-likelihoods."""
     import agentcomm
     from agentcomm.policies.diffusion import DiffusionPolicy
 
@@ -65,11 +66,20 @@ def bench_latency(repeats: int) -> dict[str, float]:
     for batch in (1, 1024):
         obs = torch.rand(batch, obs_dim, generator=gen) * 2 - 1
         for mode, steps in (("ddim", 5), ("ddpm", 20)):
-            t = _median_time(
-                lambda obs=obs, mode=mode: policy.sample(obs, generator=gen, mode=mode), repeats
+            key = f"latency_{mode}{steps}_b{batch}"
+            for suffix, with_logprob in (("_ms", True), ("_act_ms", False)):
+                t = _median_time(
+                    lambda obs=obs, mode=mode, lp=with_logprob: policy.sample(
+                        obs, generator=gen, mode=mode, with_logprob=lp
+                    ),
+                    repeats,
+                )
+                out[key + suffix] = t * 1e3
+            print(
+                f"latency {mode.upper()}-{steps} batch {batch}: {out[key + '_ms']:.2f} ms "
+                f"({out[key + '_act_ms']:.2f} ms acting only, no log-probs)",
+                flush=True,
             )
-            out[f"latency_{mode}{steps}_b{batch}_ms"] = t * 1e3
-            print(f"latency {mode.upper()}-{steps} batch {batch}: {t * 1e3:.2f} ms", flush=True)
     return out
 
 

@@ -49,7 +49,9 @@ def make_policy(name: str, seed: int = 0) -> PolicyFn:
         obs = world.observation()
         b, n, d = obs.shape
         with torch.no_grad():
-            out = policy.sample(obs.reshape(b * n, d), deterministic=True, mode="ddim")
+            out = policy.sample(
+                obs.reshape(b * n, d), deterministic=True, mode="ddim", with_logprob=False
+            )
         return out.action.reshape(b, n, -1).clamp(-1, 1)
 
     return act

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from torch import nn
+from torch import Tensor, nn
 
 from agentcomm._checks import check_choice, check_range, check_tensor
 from agentcomm.policies.networks import ResidualMLPDenoiser, UNet1DFiLMDenoiser
@@ -67,6 +68,8 @@ ARCHITECTURE_KEYS = (
 )
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+# A bound noise predictor (``denoise_fn()``): (x [B, Ta*Da], temb [B, E], obs [B, Do]) -> eps.
+_Denoise = Callable[[Tensor, Tensor, Tensor], Tensor]
 _UNET_GROUPS = 8
 
 
@@ -177,11 +180,11 @@ def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> 
     ``log N(x; mu, s^2 I) = sum_d [-(x_d - mu_d)^2 / (2 s^2) - log s - log sqrt(2 pi)]``.
 
     Args:
-        x, mean: ``[B, Da]`` float.
-        std: ``[]`` or broadcastable to ``[B, Da]``, > 0.
+        x, mean: ``[..., Da]`` float (e.g. ``[B, Da]``, or ``[B, K', Da]`` for ``K'`` steps).
+        std: ``[]`` or broadcastable to ``x``, > 0 (e.g. ``[K', 1]``, one std per step).
 
     Returns:
-        ``[B]`` float, natural-log density.
+        ``[...]`` float, natural-log density.
     """
     z = (x - mean) / std
     return (-0.5 * z.square() - torch.log(std) - _LOG_SQRT_2PI).sum(dim=-1)
@@ -196,14 +199,69 @@ class SampleOutput:
             the clipped chunk (the clipped final latent itself when ``Ta = 1``).
         chain: ``[B, K'+1, Ta*Da]`` float, the unclipped flat latents ``x^(K'), ..., x^(0)``.
         logprob: ``[B, K']`` float; ``logprob[:, j]`` is the log-likelihood of the step
-            ``chain[:, j] -> chain[:, j+1]`` under the ``min_logprob_std`` floor.
+            ``chain[:, j] -> chain[:, j+1]`` under the ``min_logprob_std`` floor. ``None``
+            when sampled with ``with_logprob=False``.
         action_chunk: ``[B, Ta, Da]`` float in ``[-1, 1]``, the whole clipped chunk.
     """
 
     action: torch.Tensor
     chain: torch.Tensor
-    logprob: torch.Tensor
+    logprob: torch.Tensor | None
     action_chunk: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Step(abc.ABC):
+    """Scalars of the reverse step at one chain position, as 0-dim float32 CPU tensors.
+
+    Held per position rather than indexed from a table at each step (an indexing op per
+    coefficient costs as much as the arithmetic at batch 1), and as 0-dim tensors rather
+    than Python floats: torch wraps and converts a Python scalar on every op, which takes
+    longer than a ``[1, Da]`` product. A CPU 0-dim tensor combines with tensors on any
+    device and of any float dtype.
+
+    Attributes:
+        t: DDPM timestep denoised at this position.
+        sampling_std: Step std floored by ``min_sampling_std``.
+    """
+
+    t: int
+    sampling_std: Tensor
+
+    @abc.abstractmethod
+    def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Mean of ``x^(k-1)`` given ``x = x^(k)`` and the predicted noise, both ``[B, Ta*Da]``."""
+
+
+@dataclass(frozen=True)
+class _DDPMStep(_Step):
+    """Ho et al. (2020): ``x0 = clip(x / sqrt(a_t) - sqrt(1/a_t - 1) eps)`` (Eq. 15), then the
+    posterior mean ``coef_x0 * x0 + coef_xt * x`` (Eq. 7)."""
+
+    sqrt_recip_acp: Tensor
+    sqrt_recipm1_acp: Tensor
+    coef_x0: Tensor
+    coef_xt: Tensor
+
+    def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        x0 = (self.sqrt_recip_acp * x - self.sqrt_recipm1_acp * eps).clamp(-1.0, 1.0)
+        return self.coef_x0 * x0 + self.coef_xt * x
+
+
+@dataclass(frozen=True)
+class _DDIMStep(_Step):
+    """Song et al. (2021), Eq. 12: ``x0 = clip((x - sqrt(1 - a_t) eps) / sqrt(a_t))``, ``eps``
+    re-derived from the clipped ``x0``, mean ``sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) eps``."""
+
+    sqrt_acp: Tensor
+    sqrt_1m_acp: Tensor
+    sqrt_acp_prev: Tensor
+    dir_coef: Tensor
+
+    def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        x0 = ((x - self.sqrt_1m_acp * eps) / self.sqrt_acp).clamp(-1.0, 1.0)
+        eps = (x - self.sqrt_acp * x0) / self.sqrt_1m_acp
+        return self.sqrt_acp_prev * x0 + self.dir_coef * eps
 
 
 class _DiffusionSampler(nn.Module, abc.ABC):
@@ -223,14 +281,16 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         acp = ddpm.alphas_cumprod.double()
         acp_prev = torch.cat([torch.ones(1, dtype=torch.float64), acp[:-1]])
         # Ho et al. (2020) Eq. 7: posterior q(x_{t-1} | x_t, x0) mean coefficients and variance.
+        # Rows are chain positions i = 0..K-1, which denoise t = K-1-i.
+        ddpm_t = torch.arange(k - 1, -1, -1)
         post_var = betas * (1.0 - acp_prev) / (1.0 - acp)
-        tables = {
-            "ddpm_sqrt_recip_acp": acp.rsqrt(),
-            "ddpm_sqrt_recipm1_acp": (1.0 / acp - 1.0).sqrt(),
-            "ddpm_coef_x0": acp_prev.sqrt() * betas / (1.0 - acp),
-            "ddpm_coef_xt": (1.0 - betas).sqrt() * (1.0 - acp_prev) / (1.0 - acp),
-            "ddpm_std": post_var.sqrt(),
+        ddpm_tables = {
+            "sqrt_recip_acp": acp.rsqrt(),
+            "sqrt_recipm1_acp": (1.0 / acp - 1.0).sqrt(),
+            "coef_x0": acp_prev.sqrt() * betas / (1.0 - acp),
+            "coef_xt": (1.0 - betas).sqrt() * (1.0 - acp_prev) / (1.0 - acp),
         }
+        ddpm_tables = {name: table[ddpm_t] for name, table in ddpm_tables.items()}
         ddim = DDIMScheduler(
             num_train_timesteps=k,
             beta_schedule=config.beta_schedule,
@@ -244,20 +304,42 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], torch.ones_like(a_t))
         # Song et al. (2021) Eq. 16: sigma_t(eta).
         ddim_std = config.ddim_eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
-        tables |= {
-            "ddim_sqrt_acp": a_t.sqrt(),
-            "ddim_sqrt_1m_acp": (1 - a_t).sqrt(),
-            "ddim_sqrt_acp_prev": a_prev.sqrt(),
-            "ddim_dir_coef": (1 - a_prev - ddim_std.square()).clamp(min=0).sqrt(),
-            "ddim_std": ddim_std,
+        ddim_tables = {
+            "sqrt_acp": a_t.sqrt(),
+            "sqrt_1m_acp": (1 - a_t).sqrt(),
+            "sqrt_acp_prev": a_prev.sqrt(),
+            "dir_coef": (1 - a_prev - ddim_std.square()).clamp(min=0).sqrt(),
         }
-        for name, table in tables.items():
-            self.register_buffer(name, table.float(), persistent=False)
-        self.register_buffer("ddpm_timesteps", torch.arange(k - 1, -1, -1), persistent=False)
-        self.register_buffer("ddim_timesteps", ddim_t, persistent=False)
+        self._steps = {
+            "ddpm": self._chain_steps(_DDPMStep, ddpm_t, post_var.sqrt()[ddpm_t], ddpm_tables),
+            "ddim": self._chain_steps(_DDIMStep, ddim_t, ddim_std, ddim_tables),
+        }
+        # Per chain position, the step std floored by min_logprob_std, [S] float32.
+        for mode, std in (("ddpm", post_var.sqrt()[ddpm_t]), ("ddim", ddim_std)):
+            floored = std.float().clamp(min=config.min_logprob_std)
+            self.register_buffer(f"{mode}_logprob_std", floored, persistent=False)
         self.register_buffer("acp", acp.float(), persistent=False)
         noise_gen = torch.Generator().manual_seed(config.eval_noise_seed)
         self.register_buffer("eval_noise", torch.randn(config.chunk_dim, generator=noise_gen))
+
+    def _chain_steps(
+        self,
+        cls: type[_Step],
+        timesteps: torch.Tensor,
+        std: torch.Tensor,
+        tables: dict[str, torch.Tensor],
+    ) -> tuple[_Step, ...]:
+        # Rounded to float32 first, then floored in float32.
+        sampling_std = std.float().clamp(min=self.config.min_sampling_std)
+        columns = {name: table.float() for name, table in tables.items()}
+        return tuple(
+            cls(
+                t=int(t),
+                sampling_std=sampling_std[i].clone(),
+                **{name: column[i].clone() for name, column in columns.items()},
+            )
+            for i, t in enumerate(timesteps.tolist())
+        )
 
     @property
     def ft_denoising_steps(self) -> int:
@@ -282,6 +364,39 @@ class _DiffusionSampler(nn.Module, abc.ABC):
     def _check_obs(self, obs: torch.Tensor) -> None:
         check_tensor("obs", obs, shape=(None, self.config.obs_dim), finite=True)
 
+    def _chain_denoisers(
+        self, mode: SamplerMode, batch: int, start: int = 0
+    ) -> list[tuple[_Denoise, Tensor]]:
+        """``(noise predictor, step embedding [B, E])`` for chain positions ``start..S-1``.
+
+        Each denoiser is bound (``denoise_fn``) and its step-embedding table computed once
+        here rather than at every chain step; with a row of the table, the bound predictor
+        equals the denoiser's ``forward`` bit for bit.
+        """
+        num_steps = self.num_steps(mode)
+        bound: dict[int, tuple[_Denoise, Tensor]] = {}
+        out = []
+        for i in range(start, num_steps):
+            step = self._steps[mode][i]
+            denoiser = self._denoiser_at(i, num_steps)
+            if id(denoiser) not in bound:
+                bound[id(denoiser)] = (denoiser.denoise_fn(), denoiser.step_embeddings())
+            fn, table = bound[id(denoiser)]
+            out.append((fn, table[step.t].expand(batch, -1)))
+        return out
+
+    def _chain_logprob(
+        self, chain: torch.Tensor, means: list[torch.Tensor], mode: SamplerMode
+    ) -> torch.Tensor:
+        """``log N(chain[:, j+1]; means[j], s_j^2 I)`` for the last ``K'`` steps, ``[B, K']``.
+
+        One call over ``[B, K', Ta*Da]``: elementwise ops and a last-dim sum give each step
+        the same bits as a call per step, for fewer ops.
+        """
+        kp = self.config.ft_denoising_steps
+        std = getattr(self, f"{mode}_logprob_std")[-kp:].unsqueeze(-1)
+        return gaussian_logprob(chain[:, 1:], torch.stack(means, dim=1), std)
+
     def step_distribution(
         self, obs: torch.Tensor, x: torch.Tensor, step: int, mode: SamplerMode
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -299,39 +414,25 @@ class _DiffusionSampler(nn.Module, abc.ABC):
             ``min_sampling_std`` and ``min_logprob_std``.
         """
         num_steps = self.num_steps(mode)
+        check_range("step", step, 0, num_steps - 1)
+        spec = self._steps[mode][step]
         denoiser = self._denoiser_at(step, num_steps)
-        if mode == "ddpm":
-            t = self.ddpm_timesteps[step]
-            eps = denoiser(x, t.expand(x.shape[0]), obs)
-            x0 = (self.ddpm_sqrt_recip_acp[t] * x - self.ddpm_sqrt_recipm1_acp[t] * eps).clamp(
-                -1.0, 1.0
-            )
-            mean = self.ddpm_coef_x0[t] * x0 + self.ddpm_coef_xt[t] * x
-            std = self.ddpm_std[t]
-        else:
-            t = self.ddim_timesteps[step]
-            eps = denoiser(x, t.expand(x.shape[0]), obs)
-            x0 = ((x - self.ddim_sqrt_1m_acp[step] * eps) / self.ddim_sqrt_acp[step]).clamp(
-                -1.0, 1.0
-            )
-            eps = (x - self.ddim_sqrt_acp[step] * x0) / self.ddim_sqrt_1m_acp[step]
-            mean = self.ddim_sqrt_acp_prev[step] * x0 + self.ddim_dir_coef[step] * eps
-            std = self.ddim_std[step]
+        eps = denoiser(x, torch.full((x.shape[0],), spec.t, device=x.device), obs)
         return (
-            mean,
-            std.clamp(min=self.config.min_sampling_std),
-            std.clamp(min=self.config.min_logprob_std),
+            spec.mean(x, eps),
+            spec.sampling_std.to(x.device, copy=True),
+            getattr(self, f"{mode}_logprob_std")[step].clone(),
         )
 
-    @torch.no_grad()
     def sample(
         self,
         obs: torch.Tensor,
         generator: torch.Generator | None = None,
         deterministic: bool = False,
         mode: SamplerMode = "ddpm",
+        with_logprob: bool = True,
     ) -> SampleOutput:
-        """Run the reverse chain and record the last ``K'`` steps.
+        """Run the reverse chain and record the last ``K'`` steps (no gradients).
 
         Stochastic steps draw ``x^(k-1) = mu + s * clip(z, -c, c)`` with ``z ~ N(0, I)``
         from ``generator``. Deterministic sampling starts every row from the fixed buffer
@@ -343,42 +444,70 @@ class _DiffusionSampler(nn.Module, abc.ABC):
             generator: Source of all noise (``None``: torch's global generator).
             deterministic: Fixed initial noise and zero step noise.
             mode: ``"ddpm"`` (``K`` steps) or ``"ddim"`` (``ddim_steps`` steps).
+            with_logprob: Compute the step log-likelihoods; ``False`` (acting only) leaves
+                ``SampleOutput.logprob`` ``None``. The actions and chain are the same either
+                way, and so are the draws taken from ``generator``.
 
         Returns:
             ``SampleOutput`` with ``action [B, Da]`` (first of the chunk), ``chain
-            [B, K'+1, Ta*Da]``, ``logprob [B, K']`` and ``action_chunk [B, Ta, Da]``.
+            [B, K'+1, Ta*Da]``, ``logprob [B, K']`` (or ``None``) and ``action_chunk
+            [B, Ta, Da]``.
         """
         self._check_obs(obs)
-        num_steps = self.num_steps(mode)
-        first_ft = num_steps - self.config.ft_denoising_steps
+        # inference_mode rather than no_grad: it skips the autograd bookkeeping that at batch
+        # 1 costs about as much as the arithmetic of each small op.
+        with torch.inference_mode():
+            chunk, chain, logprob = self._sample_chain(
+                obs, generator, deterministic, mode, with_logprob
+            )
+        # Inference tensors cannot be updated in place or saved for backward outside
+        # inference mode; clones are ordinary tensors (unless the caller is itself in
+        # inference mode).
+        chunk = chunk.clone()
+        return SampleOutput(
+            action=chunk[:, 0],
+            chain=chain.clone(),
+            logprob=None if logprob is None else logprob.clone(),
+            action_chunk=chunk,
+        )
+
+    def _sample_chain(
+        self,
+        obs: torch.Tensor,
+        generator: torch.Generator | None,
+        deterministic: bool,
+        mode: SamplerMode,
+        with_logprob: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``sample``'s chain: ``(chunk [B, Ta, Da], chain [B, K'+1, Ta*Da], logprob [B, K'])``."""
+        denoisers = self._chain_denoisers(mode, obs.shape[0])
+        first_ft = len(denoisers) - self.config.ft_denoising_steps
         batch, dim = obs.shape[0], self.config.chunk_dim
         if deterministic:
             x = self.eval_noise.expand(batch, dim).clone()
         else:
             x = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
         chain: list[torch.Tensor] = []
-        logprobs: list[torch.Tensor] = []
+        means: list[torch.Tensor] = []
         clip = self.config.noise_clip
-        for step in range(num_steps):
-            mean, std_sample, std_logprob = self.step_distribution(obs, x, step, mode)
+        for i, (spec, (denoise, temb)) in enumerate(zip(self._steps[mode], denoisers)):
+            mean = spec.mean(x, denoise(x, temb, obs))
             if deterministic:
                 x_next = mean
             else:
                 z = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
-                x_next = mean + std_sample * z.clamp(-clip, clip)
-            if step >= first_ft:
-                if step == first_ft:
+                # mean + s * clip(z), in place on the fresh draw (no gradients here).
+                x_next = z.clamp_(-clip, clip).mul_(spec.sampling_std).add_(mean)
+            if i >= first_ft:
+                if i == first_ft:
                     chain.append(x)
                 chain.append(x_next)
-                logprobs.append(gaussian_logprob(x_next, mean, std_logprob))
+                means.append(mean)
             x = x_next
+        chain_t = torch.stack(chain, dim=1)
         chunk = x.clamp(-1.0, 1.0).reshape(batch, self.config.action_horizon, -1)
-        return SampleOutput(
-            action=chunk[:, 0],
-            chain=torch.stack(chain, dim=1),
-            logprob=torch.stack(logprobs, dim=1),
-            action_chunk=chunk,
-        )
+        logprob = self._chain_logprob(chain_t, means, mode) if with_logprob else None
+        return chunk, chain_t, logprob
 
     def chain_logprob(
         self, obs: torch.Tensor, chain: torch.Tensor, mode: SamplerMode = "ddpm"
@@ -403,12 +532,12 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         check_tensor(
             "chain", chain, shape=(obs.shape[0], kp + 1, self.config.chunk_dim), finite=True
         )
-        first_ft = self.num_steps(mode) - kp
-        out = []
-        for j in range(kp):
-            mean, _, std_logprob = self.step_distribution(obs, chain[:, j], first_ft + j, mode)
-            out.append(gaussian_logprob(chain[:, j + 1], mean, std_logprob))
-        return torch.stack(out, dim=1)
+        denoisers = self._chain_denoisers(mode, obs.shape[0], start=self.num_steps(mode) - kp)
+        means = [
+            spec.mean(chain[:, j], denoise(chain[:, j], temb, obs))
+            for j, (spec, (denoise, temb)) in enumerate(zip(self._steps[mode][-kp:], denoisers))
+        ]
+        return self._chain_logprob(chain, means, mode)
 
 
 class DiffusionPolicy(_DiffusionSampler):
@@ -562,6 +691,7 @@ def _build_denoiser(config: DiffusionConfig, generator: torch.Generator | None) 
             config.action_horizon,
             channels=config.hidden,
             time_embed_dim=config.time_embed_dim,
+            denoising_steps=config.denoising_steps,
             groups=_UNET_GROUPS,
             generator=generator,
         )
@@ -571,5 +701,6 @@ def _build_denoiser(config: DiffusionConfig, generator: torch.Generator | None) 
         hidden=config.hidden,
         depth=config.depth,
         time_embed_dim=config.time_embed_dim,
+        denoising_steps=config.denoising_steps,
         generator=generator,
     )

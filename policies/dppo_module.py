@@ -224,7 +224,10 @@ class DPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         """Deterministic actions (fixed initial noise, no step noise), ``[B, Da]``."""
         with torch.no_grad():
             out = self.policy.sample(
-                self._actor_obs(batch).float(), deterministic=True, mode=self.sampler
+                self._actor_obs(batch).float(),
+                deterministic=True,
+                mode=self.sampler,
+                with_logprob=False,
             )
         return {Columns.ACTIONS: out.action}
 

@@ -91,7 +91,9 @@ def policy_actor(policy: torch.nn.Module, sampler: Literal["ddpm", "ddim"] = "dd
         b, n, _ = obs.shape
         flat = obs.reshape(b * n, -1).to(next(policy.parameters()).device)
         if isinstance(policy, _DiffusionSampler):
-            actions = policy.sample(flat, deterministic=True, mode=sampler).action
+            actions = policy.sample(
+                flat, deterministic=True, mode=sampler, with_logprob=False
+            ).action
         else:
             actions = policy(flat)
         return actions.reshape(b, n, -1).to(world.device)

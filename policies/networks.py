@@ -11,7 +11,12 @@ Shape legend (used in every docstring of this package):
 
 Two predictors share one interface, ``forward(x [B, Ta*Da], t [B], obs [B, Do]) -> eps
 [B, Ta*Da]`` (a flat chunk, so that the sampler's tables, chains and likelihoods do not
-depend on the network):
+depend on the network). ``forward`` is ``denoise_fn()(x, step_embeddings()[t], obs)``: the
+step embedding ``MLP(e(t))`` depends on ``t`` alone, so it is computed once for all ``K``
+steps (``step_embeddings() [K, E]``) and a sampler looks the rows up instead of recomputing
+them at every chain step. Computing the table over the ``K`` rows, never over the batch,
+also makes a row's embedding independent of the batch size (CPU matmul kernels may round
+differently for different row counts; MKL takes another kernel below four rows).
 
 - ``ResidualMLPDenoiser``: a residual MLP over the flat chunk; the standard choice for
   single-step actions (``Ta = 1``).
@@ -23,9 +28,12 @@ depend on the network):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
+from torch.nn import functional as F
 
 from agentcomm._checks import check_range
 
@@ -88,6 +96,7 @@ class ResidualMLPDenoiser(nn.Module):
         hidden: Width of the residual stream.
         depth: Number of residual blocks.
         time_embed_dim: Width of the step embedding (even).
+        denoising_steps: ``K``; the step indices ``t`` lie in ``[0, K)``.
         generator: Optional CPU generator for the weight initialisation.
     """
 
@@ -98,6 +107,7 @@ class ResidualMLPDenoiser(nn.Module):
         hidden: int = 256,
         depth: int = 3,
         time_embed_dim: int = 32,
+        denoising_steps: int = 20,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -105,23 +115,21 @@ class ResidualMLPDenoiser(nn.Module):
         check_range("action_dim", action_dim, 1)
         check_range("hidden", hidden, 1)
         check_range("depth", depth, 0)
-        check_range("time_embed_dim", time_embed_dim, 2)
-        if time_embed_dim % 2:
-            raise ValueError(f"time_embed_dim={time_embed_dim!r} must be even")
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.time_embed_dim = time_embed_dim
-        self.time_mlp = nn.Sequential(
-            nn.Linear(time_embed_dim, 2 * time_embed_dim),
-            nn.Mish(),
-            nn.Linear(2 * time_embed_dim, time_embed_dim),
-        )
+        _register_step_sinusoids(self, denoising_steps, time_embed_dim)
+        self.time_mlp = _step_embedding_mlp(time_embed_dim)
         self.input = nn.Linear(action_dim + time_embed_dim + obs_dim, hidden)
         self.blocks = nn.ModuleList([_ResidualBlock(hidden) for _ in range(depth)])
         self.out_norm = nn.LayerNorm(hidden)
         self.output = nn.Linear(hidden, action_dim)
         self.act = nn.Mish()
         init_linear_layers(self, generator)
+
+    def step_embeddings(self) -> torch.Tensor:
+        """``MLP(e(t))`` for every step ``t = 0..K-1``, ``[K, E]`` float (``E = time_embed_dim``)."""
+        return _step_mlp(self.time_mlp, self.step_sinusoids)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Predict the noise.
@@ -134,17 +142,73 @@ class ResidualMLPDenoiser(nn.Module):
         Returns:
             Predicted noise ``eps``, ``[B, Da]`` float.
         """
-        temb = self.time_mlp(
-            get_timestep_embedding(t, self.time_embed_dim, flip_sin_to_cos=True).to(x.dtype)
+        return self.denoise_fn()(x, self.step_embeddings()[t], obs)
+
+    def denoise_fn(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The noise predictor with this module's current parameters bound.
+
+        ``denoise_fn()(x, temb, obs)`` is ``forward(x, t, obs)`` with ``temb =
+        step_embeddings()[t]``, bit for bit, and as differentiable. It calls
+        ``torch.addmm``/``layer_norm``/``mish`` directly on parameters looked up once here,
+        the operations ``nn.Linear``/``nn.LayerNorm``/``nn.Mish`` run (``F.linear`` of a 2-D
+        input is ``addmm(b, x, W^T)``): at batch 1 a sampler otherwise spends as much time
+        in ``nn.Module.__call__`` and attribute lookups as in the arithmetic. The function
+        holds views of the parameters: it sees in-place updates (optimizer steps,
+        ``load_state_dict``) but not a move (``.to``) or a replaced parameter, so bind once
+        per use (a sampled chain) rather than keeping it.
+
+        Returns:
+            ``f(x [B, Da], temb [B, E], obs [B, Do]) -> eps [B, Da]`` (float; ``temb`` may be
+            an expanded ``[E]`` row).
+        """
+        inp = (self.input.bias, self.input.weight.t())
+        blocks = tuple(
+            (*_norm_args(b.norm), b.fc1.bias, b.fc1.weight.t(), b.fc2.bias, b.fc2.weight.t())
+            for b in self.blocks
         )
-        h = self.input(torch.cat([x, temb, obs], dim=-1))
-        for block in self.blocks:
-            h = block(h)
-        return self.output(self.act(self.out_norm(h)))
+        out_norm = _norm_args(self.out_norm)
+        out = (self.output.bias, self.output.weight.t())
+        # torch.layer_norm is what F.layer_norm calls, minus its Python-level checks.
+        addmm, layer_norm, mish = torch.addmm, torch.layer_norm, F.mish
+
+        def denoise(x: torch.Tensor, temb: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+            h = addmm(inp[0], torch.cat([x, temb, obs], dim=-1), inp[1])
+            for shape, norm_w, norm_b, norm_eps, b1, w1, b2, w2 in blocks:
+                h = h + addmm(
+                    b2, mish(addmm(b1, layer_norm(h, shape, norm_w, norm_b, norm_eps), w1)), w2
+                )
+            return addmm(out[0], mish(layer_norm(h, *out_norm)), out[1])
+
+        return denoise
+
+
+def _norm_args(norm: nn.LayerNorm) -> tuple:
+    return norm.normalized_shape, norm.weight, norm.bias, norm.eps
 
 
 def _step_embedding_mlp(dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, dim))
+
+
+def _step_mlp(mlp: nn.Sequential, sinusoids: torch.Tensor) -> torch.Tensor:
+    """``mlp(sinusoids)`` for a ``_step_embedding_mlp``, without three ``Module.__call__``s."""
+    first, _, last = mlp
+    return F.linear(F.mish(F.linear(sinusoids, first.weight, first.bias)), last.weight, last.bias)
+
+
+def _register_step_sinusoids(module: nn.Module, denoising_steps: int, dim: int) -> None:
+    """Register ``step_sinusoids [K, dim]``, the sinusoidal embeddings ``e(t)`` of ``t < K``.
+
+    ``e(t)`` is Vaswani et al. (2017)'s embedding as diffusers computes it (cosines first).
+    The buffer is not persistent: it is a function of ``K`` and ``dim``, so checkpoints
+    keep only the weights.
+    """
+    check_range("denoising_steps", denoising_steps, 1)
+    check_range("time_embed_dim", dim, 2)
+    if dim % 2:
+        raise ValueError(f"time_embed_dim={dim!r} must be even")
+    table = get_timestep_embedding(torch.arange(denoising_steps), dim, flip_sin_to_cos=True)
+    module.register_buffer("step_sinusoids", table, persistent=False)
 
 
 class _ConvBlock1D(nn.Module):
@@ -204,6 +268,7 @@ class UNet1DFiLMDenoiser(nn.Module):
         channels: ``C``, width of the first level; the second has ``2C``. Must be a
             multiple of ``groups``.
         time_embed_dim: Width of the step embedding (even).
+        denoising_steps: ``K``; the step indices ``t`` lie in ``[0, K)``.
         kernel: Odd kernel size of the convolutions.
         groups: GroupNorm groups.
         generator: Optional CPU generator for the weight initialisation.
@@ -216,6 +281,7 @@ class UNet1DFiLMDenoiser(nn.Module):
         horizon: int,
         channels: int = 32,
         time_embed_dim: int = 32,
+        denoising_steps: int = 20,
         kernel: int = 3,
         groups: int = 8,
         generator: torch.Generator | None = None,
@@ -226,12 +292,10 @@ class UNet1DFiLMDenoiser(nn.Module):
         check_range("horizon", horizon, 1)
         check_range("groups", groups, 1)
         check_range("channels", channels, groups)
-        check_range("time_embed_dim", time_embed_dim, 2)
         check_range("kernel", kernel, 1)
         if channels % groups:
             raise ValueError(f"channels={channels!r} must be a multiple of groups={groups!r}")
-        if time_embed_dim % 2:
-            raise ValueError(f"time_embed_dim={time_embed_dim!r} must be even")
+        _register_step_sinusoids(self, denoising_steps, time_embed_dim)
         if kernel % 2 == 0:
             raise ValueError(f"kernel={kernel!r} must be odd (same-length convolutions)")
         self.obs_dim = obs_dim
@@ -255,6 +319,10 @@ class UNet1DFiLMDenoiser(nn.Module):
         self.output = nn.Conv1d(c1, action_dim, 1)
         init_linear_layers(self, generator)
 
+    def step_embeddings(self) -> torch.Tensor:
+        """``MLP(e(t))`` for every step ``t = 0..K-1``, ``[K, E]`` float (``E = time_embed_dim``)."""
+        return _step_mlp(self.time_mlp, self.step_sinusoids)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Predict the noise.
 
@@ -266,10 +334,20 @@ class UNet1DFiLMDenoiser(nn.Module):
         Returns:
             Predicted noise ``eps``, ``[B, Ta*Da]`` float.
         """
+        return self._denoise(x, self.step_embeddings()[t], obs)
+
+    def denoise_fn(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The noise predictor from step-embedding rows.
+
+        Returns:
+            ``f(x [B, Ta*Da], temb [B, E], obs [B, Do]) -> eps [B, Ta*Da]``: ``forward(x, t,
+            obs)`` with ``temb = step_embeddings()[t]`` (``temb`` may be an expanded ``[E]``
+            row).
+        """
+        return self._denoise
+
+    def _denoise(self, x: torch.Tensor, temb: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
-        temb = self.time_mlp(
-            get_timestep_embedding(t, self.time_embed_dim, flip_sin_to_cos=True).to(x.dtype)
-        )
         cond = torch.cat([temb, obs], dim=-1)
         h = x.reshape(batch, self.horizon, self.action_dim).transpose(1, 2)
         h = nn.functional.pad(h, (0, self.horizon % 2))

@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.models.embeddings import get_timestep_embedding
 
 from agentcomm.policies.checkpoint import load_policy, read_config, save_policy
 from agentcomm.policies.diffusion import (
@@ -200,6 +201,92 @@ def test_gaussian_logprob_matches_torch_normal(generator):
     torch.testing.assert_close(gaussian_logprob(x, mean, std), want)
 
 
+def _reference_chain(policy, obs, generator, mode):
+    """The chain step by step through the public per-step API: ``step_distribution`` runs each
+    denoiser's ``forward(x, t [B], obs)`` (step embedding looked up per call) and the noise is
+    drawn in ``sample``'s order (initial latent, then one draw per step)."""
+    num_steps, kp = policy.num_steps(mode), policy.config.ft_denoising_steps
+    clip = policy.config.noise_clip
+    latents = [torch.randn(obs.shape[0], policy.config.chunk_dim, generator=generator)]
+    logprobs = []
+    with torch.no_grad():
+        for step in range(num_steps):
+            mean, std, lp_std = policy.step_distribution(obs, latents[-1], step, mode)
+            z = torch.randn(mean.shape, generator=generator)
+            latents.append(mean + std * z.clamp(-clip, clip))
+            logprobs.append(gaussian_logprob(latents[-1], mean, lp_std))
+    return torch.stack(latents[-kp - 1 :], dim=1), torch.stack(logprobs[-kp:], dim=1)
+
+
+@pytest.mark.parametrize("network", ["mlp", "unet1d"])
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+@pytest.mark.parametrize("batch", [1, 16])
+def test_sample_equals_the_step_by_step_chain_exactly(generator, network, mode, batch):
+    """``sample`` binds each denoiser once and looks its step embeddings up in a table
+    computed once per call; a step-by-step chain through ``forward`` gives the same bits, for
+    the plain policy and for the base / fine-tuned split of a DPPO policy."""
+    kw = {"network": "unet1d", "hidden": 16, "action_horizon": 2} if network == "unet1d" else {}
+    pre = _policy(generator, **kw)
+    dppo = DPPOPolicy.from_pretrained(pre, ft_denoising_steps=3)
+    with torch.no_grad():
+        for p in dppo.actor_ft.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    obs = _obs(generator, batch)
+    for policy in (pre, dppo):
+        out = policy.sample(obs, generator=torch.Generator().manual_seed(5), mode=mode)
+        chain, logprob = _reference_chain(policy, obs, torch.Generator().manual_seed(5), mode)
+        assert torch.equal(out.chain, chain)
+        assert torch.equal(out.logprob, logprob)
+        assert torch.equal(out.action_chunk, chain[:, -1].clamp(-1, 1).view(out.action_chunk.shape))
+
+
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_sampling_without_logprob_gives_the_same_actions_and_draws(generator, mode, deterministic):
+    policy = DPPOPolicy.from_pretrained(_policy(generator), ft_denoising_steps=3)
+    obs = _obs(generator, batch=5)
+    gen_a, gen_b = torch.Generator().manual_seed(8), torch.Generator().manual_seed(8)
+    full = policy.sample(obs, generator=gen_a, deterministic=deterministic, mode=mode)
+    fast = policy.sample(
+        obs, generator=gen_b, deterministic=deterministic, mode=mode, with_logprob=False
+    )
+    assert fast.logprob is None
+    assert torch.equal(fast.action, full.action)
+    assert torch.equal(fast.chain, full.chain)
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
+
+
+def test_mlp_denoise_fn_is_the_module_layers_exactly(generator):
+    """The functional predictor that ``forward`` and the sampler use is the composition of
+    the ``nn.Linear``/``nn.LayerNorm``/``nn.Mish`` submodules, with the step embedding
+    ``time_mlp(e(t))`` of diffusers' sinusoids (computed over the ``K`` steps, as the table)."""
+    net = _policy(generator).denoiser
+    k = net.step_sinusoids.shape[0]
+    obs = _obs(generator, batch=6)
+    x = torch.randn(6, ACT, generator=generator)
+    t = torch.tensor([0, 9, 3, 3, 7, 1])
+    sinusoids = get_timestep_embedding(torch.arange(k), net.time_embed_dim, flip_sin_to_cos=True)
+    temb = net.time_mlp(sinusoids)[t]
+    h = net.input(torch.cat([x, temb, obs], dim=-1))
+    for block in net.blocks:
+        h = block(h)
+    want = net.output(net.act(net.out_norm(h)))
+    assert torch.equal(net(x, t, obs), want)
+    assert torch.equal(net.denoise_fn()(x, net.step_embeddings()[t], obs), want)
+    # Gradients flow through the bound parameters as through the modules.
+    net.denoise_fn()(x, temb.detach(), obs).square().sum().backward()
+    assert all(p.grad is not None for p in net.blocks[0].parameters())
+
+
+def test_sample_outputs_are_ordinary_tensors(generator):
+    """``sample`` runs under inference mode but returns tensors callers may update in place."""
+    policy = _policy(generator)
+    out = policy.sample(_obs(generator), generator=generator)
+    assert not any(t.is_inference() for t in (out.action, out.chain, out.logprob))
+    out.action.clamp_(-0.5, 0.5)
+    assert float(out.action_chunk[:, 0].abs().max()) <= 0.5
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -230,6 +317,8 @@ def test_bad_inputs_raise(generator):
         policy.sample(torch.zeros(4, OBS), mode="ddim")
     with pytest.raises(ValueError, match="chain"):
         policy.chain_logprob(torch.zeros(4, OBS), torch.zeros(4, 2, ACT))
+    with pytest.raises(ValueError, match="step"):
+        policy.step_distribution(torch.zeros(4, OBS), torch.zeros(4, ACT), 10, "ddpm")
     with pytest.raises(ValueError, match="unknown"):
         DiffusionConfig.from_dict({"obs_dim": 1, "action_dim": 1, "steps": 3})
     with pytest.raises(ValueError, match="architecture"):
