@@ -2,13 +2,16 @@
 
 Measured (medians over ``--repeats``):
 
-1. Action latency of a diffusion policy (SearchRescue-v0 observation, residual MLP 3x256)
-   at batch 1 and 1024, for DDIM with 5 steps and DDPM with 20 steps
+1. Action latency of a diffusion policy (SearchRescue-v0 observation, residual MLP 3x256,
+   and the shipped BC policy, 3x128) at batch 1 and 1024, for DDIM with 5 steps and DDPM with 20 steps
    (``DiffusionPolicy.sample``, stochastic): with the step log-likelihoods a DPPO rollout
    records, and acting only (``with_logprob=False``, keys ending ``_act_ms``).
 2. Learner cost per agent-step: RLlib's ``learner_update_timer`` of one iteration divided by
    the agent-steps it trained on, DPPO (``K' = 5`` DDIM steps fine-tuned) vs Gaussian PPO
-   (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner.
+   (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner. DPPO twice:
+   the default denoiser (3x256, keys ``update_dppo_*``) and the shipped BC policy that the
+   learning-curve experiment fine-tunes (3x128, keys ``update_dppo_shipped_*``). The cost is
+   arithmetic: each agent-step back-propagates through ``K'`` denoiser passes.
 3. Sampling throughput in agent-steps/s of an RLlib runner's ``sample()`` with a Gaussian
    PPO module: the batched EnvRunner on SearchRescue-v0 (``B`` worlds x 4 agents per
    step), RLlib's stock ``MultiAgentEnvRunner`` on the RLlib adapter
@@ -55,31 +58,45 @@ def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> flo
 
 
 def bench_latency(repeats: int) -> dict[str, float]:
-    """Median milliseconds per ``sample`` call, with and without the step log-likelihoods."""
+    """Median milliseconds per ``sample`` call, with and without the step log-likelihoods.
+
+    Two networks: the default residual MLP 3x256 (keys ``latency_*``) and the shipped BC
+    policy, 3x128 (keys ``shipped_latency_*``).
+    """
     import agentcomm
+    from agentcomm.policies.checkpoint import load_policy
     from agentcomm.policies.diffusion import DiffusionPolicy
 
     obs_dim = agentcomm.make_vec(ENV, num_envs=1).obs_dim
     gen = torch.Generator().manual_seed(0)
-    policy = DiffusionPolicy(obs_dim, 6, denoising_steps=20, ddim_steps=5, generator=gen).eval()
+    shipped = os.path.join(
+        os.path.dirname(agentcomm.__file__), "models", "policies", "searchrescue-bc"
+    )
+    policies = {
+        "": DiffusionPolicy(obs_dim, 6, denoising_steps=20, ddim_steps=5, generator=gen),
+        "shipped_": load_policy(shipped),
+    }
     out = {}
-    for batch in (1, 1024):
-        obs = torch.rand(batch, obs_dim, generator=gen) * 2 - 1
-        for mode, steps in (("ddim", 5), ("ddpm", 20)):
-            key = f"latency_{mode}{steps}_b{batch}"
-            for suffix, with_logprob in (("_ms", True), ("_act_ms", False)):
-                t = _median_time(
-                    lambda obs=obs, mode=mode, lp=with_logprob: policy.sample(
-                        obs, generator=gen, mode=mode, with_logprob=lp
-                    ),
-                    repeats,
+    for prefix, policy in policies.items():
+        policy.eval()
+        for batch in (1, 1024):
+            obs = torch.rand(batch, obs_dim, generator=gen) * 2 - 1
+            for mode, steps in (("ddim", 5), ("ddpm", 20)):
+                key = f"{prefix}latency_{mode}{steps}_b{batch}"
+                for suffix, with_logprob in (("_ms", True), ("_act_ms", False)):
+                    t = _median_time(
+                        lambda obs=obs, mode=mode, lp=with_logprob, p=policy: p.sample(
+                            obs, generator=gen, mode=mode, with_logprob=lp
+                        ),
+                        repeats,
+                    )
+                    out[key + suffix] = t * 1e3
+                print(
+                    f"latency {prefix or 'default_'}{mode.upper()}-{steps} batch {batch}: "
+                    f"{out[key + '_ms']:.2f} ms "
+                    f"({out[key + '_act_ms']:.2f} ms acting only, no log-probs)",
+                    flush=True,
                 )
-                out[key + suffix] = t * 1e3
-            print(
-                f"latency {mode.upper()}-{steps} batch {batch}: {out[key + '_ms']:.2f} ms "
-                f"({out[key + '_act_ms']:.2f} ms acting only, no log-probs)",
-                flush=True,
-            )
     return out
 
 
@@ -106,18 +123,33 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
     """Learner seconds per agent-step, DPPO vs Gaussian PPO (median over iterations)."""
     from ray.rllib.utils.metrics import LEARNER_UPDATE_TIMER, TIMERS
 
+    import agentcomm
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
 
+    shipped = os.path.join(
+        os.path.dirname(agentcomm.__file__), "models", "policies", "searchrescue-bc"
+    )
+    dppo_common = dict(
+        sampler="ddim",
+        num_envs_per_env_runner=num_worlds,
+        train_batch_size=batch,
+        minibatch_size=min(batch, 1024),
+        num_epochs=5,
+    )
     configs = {
+        # The default architecture (residual MLP 3x256), every DDIM step fine-tuned.
         "dppo": dppo_config(
             f"agentcomm/{ENV}",
             policy={"denoising_steps": 20, "ddim_steps": 5, "ft_denoising_steps": 5},
-            sampler="ddim",
-            num_envs_per_env_runner=num_worlds,
-            train_batch_size=batch,
-            minibatch_size=min(batch, 1024),
-            num_epochs=5,
+            **dppo_common,
+        ).env_runners(env_runner_cls=BatchedCommEnvRunner),
+        # What experiments/train_search_rescue.py fine-tunes: the shipped BC policy (3x128).
+        "dppo_shipped": dppo_config(
+            f"agentcomm/{ENV}",
+            pretrained=shipped,
+            policy={"ft_denoising_steps": 5},
+            **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         "ppo": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, batch, num_epochs=5),
     }
@@ -139,9 +171,10 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
             f"agent-step (batch {batch}, 5 epochs)",
             flush=True,
         )
-    out["update_dppo_over_ppo"] = (
-        out["update_dppo_us_per_agent_step"] / out["update_ppo_us_per_agent_step"]
-    )
+    for name in ("dppo", "dppo_shipped"):
+        out[f"update_{name}_over_ppo"] = (
+            out[f"update_{name}_us_per_agent_step"] / out["update_ppo_us_per_agent_step"]
+        )
     return out
 
 

@@ -105,6 +105,27 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             "critic_warmup_iterations": 5,
         },
     ),
+    "s_lr1e-4_ft2_big_ep5_warm3": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "num_epochs": 5,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 3,
+            **_BIG_BATCH,
+        },
+    ),
+    "s_lr1e-4_ft2_big_ep5_warm3_lam0.8": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "num_epochs": 5,
+            "lambda_": 0.8,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 3,
+            **_BIG_BATCH,
+        },
+    ),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
     "w_lr1e-4": ("weak", {"lr": 1e-4}),
