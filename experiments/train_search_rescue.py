@@ -197,12 +197,34 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(table, 0), np.nanstd(table, 0)
         label = "DPPO from BC (rollouts)" if method == "dppo" else "Gaussian PPO (rollouts)"
-        ax.plot(steps, mean, color=color, label=label)
-        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
+        ax.plot(steps, mean, color=color, alpha=0.35, lw=0.8)
+        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.12)
+        # One iteration's rollouts hold ~35 episodes (binomial std ~0.08): a trailing mean
+        # over 10 iterations shows the trend that the raw curve hides.
+        window = min(10, len(mean))
+        valid = np.isfinite(mean)
+        kernel = np.ones(window)
+        sums = np.convolve(np.where(valid, mean, 0.0), kernel)[: len(mean)]
+        counts = np.convolve(valid.astype(float), kernel)[: len(mean)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = sums / counts
+        ax.plot(steps, smooth, color=color, lw=2, label=f"{label}, mean of last {window}")
     for method, color, style in (("expert", "k", "--"), ("bc", "C2", ":"), ("random", "C7", "-.")):
         vals = [r["success_rate"] for r in summary if r["method"] == method]
         if vals:
             ax.axhline(float(np.mean(vals)), color=color, ls=style, label=f"{method} (eval)")
+    for method, color in (("dppo", "C0"), ("ppo", "C1")):
+        finals = [r for r in summary if r["method"] == method]
+        ends = {r["seed"]: r["agent_steps"] for r in curves if r["method"] == method}
+        if finals and ends:
+            ax.scatter(
+                [ends[r["seed"]] for r in finals],
+                [r["success_rate"] for r in finals],
+                color=color,
+                marker="D",
+                zorder=5,
+                label=f"{method} final (eval, per seed)",
+            )
     ax.set_xlabel("agent-steps (world steps x 4 agents)")
     ax.set_ylabel("success rate")
     ax.set_title(f"{ENV}, default config, mean +- std over seeds")
