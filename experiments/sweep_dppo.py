@@ -126,6 +126,19 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             **_BIG_BATCH,
         },
     ),
+    "s_lr3e-5_warm5_cc": (
+        "shipped",
+        {"lr": 3e-5, "critic_warmup_iterations": 5, "centralized_critic": True},
+    ),
+    "s_lr1e-4_ft2_warm5_cc": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 5,
+            "centralized_critic": True,
+        },
+    ),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
     "w_lr1e-4": ("weak", {"lr": 1e-4}),

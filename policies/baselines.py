@@ -274,6 +274,32 @@ def load_gaussian_actor(path_dir: str | os.PathLike) -> GaussianActor:
     return actor.eval()
 
 
+def _atomic_save(path: Path):
+    """An SB3 callback that saves the model after each rollout's update and at the end,
+    atomically (written beside ``path``, then renamed). Built here because SB3 is imported
+    lazily."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class AtomicSave(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_start(self) -> None:
+            # Runs before every rollout; after the first one a new update has just ended.
+            if self.model.num_timesteps > 0:
+                self._save()
+
+        def _on_training_end(self) -> None:
+            self._save()
+
+        def _save(self) -> None:
+            tmp = path.with_name(f".{path.stem}.tmp.zip")
+            self.model.save(tmp)
+            os.replace(tmp, path)
+
+    return AtomicSave()
+
+
 def train_sb3_ppo(
     env_id: str,
     *,
@@ -292,6 +318,8 @@ def train_sb3_ppo(
     device: str = "cpu",
     log_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
 ):
     """Train stable-baselines3 PPO with parameter sharing over ``B * N`` (world, agent) slots.
 
@@ -308,6 +336,13 @@ def train_sb3_ppo(
         log_dir: SB3's CSV log (``progress.csv``) goes here when given (SB3's TensorBoard
             writer needs the ``tensorboard`` package, which is not a dependency).
         progress: SB3's progress bar (needs ``rich``; falls back silently when absent).
+        checkpoint: ``.zip`` path SB3 saves the model (policy, optimizer, step count) to
+            after every rollout's update, atomically (written beside, then renamed), so a
+            killed run loses at most one rollout.
+        resume: Continue from ``checkpoint`` when it exists, up to ``total_timesteps`` in
+            all. The policy, optimizer and step count carry on; the worlds and SB3's
+            rollout buffer start afresh (seeded with ``seed`` plus the steps done), so a
+            resumed run is not bit-identical to an uninterrupted one.
 
     Returns:
         The trained ``stable_baselines3.PPO``.
@@ -320,25 +355,32 @@ def train_sb3_ppo(
 
     check_range("total_timesteps", total_timesteps, 1)
     check_range("num_worlds", num_worlds, 1)
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    path = Path(checkpoint) if checkpoint is not None else None
     venv = SB3ParameterSharingVecEnv(
         env_id, num_worlds=num_worlds, device=device, **dict(env_config or {})
     )
-    venv.seed(seed)
-    model = PPO(
-        "MlpPolicy",
-        VecMonitor(venv),
-        n_steps=n_steps,
-        batch_size=batch_size,
-        n_epochs=n_epochs,
-        learning_rate=lr,
-        gamma=gamma,
-        gae_lambda=gae_lambda,
-        clip_range=clip_range,
-        policy_kwargs={"net_arch": {"pi": list(hidden), "vf": list(hidden)}},
-        seed=seed,
-        device=device,
-        verbose=0,
-    )
+    if resume and path is not None and path.is_file():
+        model = PPO.load(path, env=VecMonitor(venv), device=device)
+        venv.seed(seed + model.num_timesteps)
+    else:
+        venv.seed(seed)
+        model = PPO(
+            "MlpPolicy",
+            VecMonitor(venv),
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            learning_rate=lr,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range=clip_range,
+            policy_kwargs={"net_arch": {"pi": list(hidden), "vf": list(hidden)}},
+            seed=seed,
+            device=device,
+            verbose=0,
+        )
     if log_dir is not None:
         model.set_logger(configure(str(log_dir), ["csv"]))
     try:
@@ -347,5 +389,12 @@ def train_sb3_ppo(
         bar = progress
     except ImportError:
         bar = False
-    model.learn(total_timesteps=total_timesteps, progress_bar=bar)
+    remaining = total_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            progress_bar=bar,
+            reset_num_timesteps=False,
+            callback=_atomic_save(path) if path is not None else None,
+        )
     return model

@@ -24,6 +24,8 @@ Output directory (``out``)::
     tb/                   TensorBoard scalars (tensorboardX)
     rllib/iter_NNNNN/     RLlib checkpoint after iteration NNNNN (last two kept)
     rllib/LATEST.json     {"iteration": i, "path": "iter_..."}: the last *complete* one
+    sb3/                  sb3-ppo: SB3's progress.csv and model.zip (saved after every
+                          rollout's update, written beside and renamed; ``--resume``)
     policy/               exported policy (safetensors + config.json), per agent for
                           per-agent policies: policy/agent_0/, ...
     eval.json             deterministic evaluation of the exported policy
@@ -566,9 +568,12 @@ def _obs_dim(config: TrainConfig) -> int:
 
 
 # ---------------------------------------------------------------------- SB3
-def _train_sb3(config: TrainConfig, out: Path) -> TrainResult:
+def _train_sb3(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
     from agentcomm.policies.baselines import save_gaussian_actor, train_sb3_ppo
 
+    # SB3's CSV logger rewrites progress.csv: keep the rows of the run being resumed.
+    checkpoint = out / "sb3" / "model.zip"
+    earlier = _read_csv(out / "sb3" / "progress.csv") if resume and checkpoint.is_file() else []
     device = _device(config.device)
     n = _num_agents(config)
     n_steps = max(1, math.ceil(config.train_batch_size / (config.num_envs * n)))
@@ -589,11 +594,15 @@ def _train_sb3(config: TrainConfig, out: Path) -> TrainResult:
         device=device,
         log_dir=out / "sb3",
         progress=config.progress,
+        checkpoint=checkpoint,
+        resume=resume,
     )
     policy_dir = save_gaussian_actor(
         out / "policy", "sb3", model.policy, _obs_dim(config), 6, config.hidden, _metadata(config)
     )
-    history = _read_csv(out / "sb3" / "progress.csv")
+    history = earlier + _read_csv(out / "sb3" / "progress.csv")
+    if earlier:
+        _write_csv(out / "sb3" / "progress.csv", history)
     from tensorboardX import SummaryWriter
 
     with SummaryWriter(str(out / "tb")) as writer:
@@ -612,14 +621,14 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     Args:
         config: The run's configuration.
-        resume: Continue from ``config.out``'s latest complete RLlib checkpoint
-            (``dppo``/``ppo`` only).
+        resume: Continue from ``config.out``'s latest complete checkpoint: RLlib's
+            (``dppo``, ``ppo``) or SB3's ``sb3/model.zip`` (``sb3-ppo``).
 
     Returns:
         ``TrainResult``.
     """
-    if resume and config.algo not in ("dppo", "ppo"):
-        raise ValueError(f"resume is supported for algo 'dppo' and 'ppo', not {config.algo!r}")
+    if resume and config.algo == "bc":
+        raise ValueError("resume is supported for algo 'dppo', 'ppo' and 'sb3-ppo', not 'bc'")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "train_config.yaml")
@@ -627,7 +636,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if config.algo == "bc":
         return _train_bc(config, out)
     if config.algo == "sb3-ppo":
-        return _train_sb3(config, out)
+        return _train_sb3(config, out, resume)
     return _train_rllib(config, out, resume)
 
 

@@ -173,6 +173,14 @@ def test_train_cli_sb3_ppo_exports_safetensors_that_evaluate(tmp_path):
     header = rows[0].split(",")
     steps = [int(float(r.split(",")[header.index("time/total_timesteps")])) for r in rows[1:]]
     assert steps[-1] == 128
+    # Resume to 3 iterations: SB3's step count continues from the checkpoint (the resumed
+    # run logs one row, 192), the rows of the first run are kept.
+    assert (out / "sb3" / "model.zip").is_file()
+    assert main(_train_args(["--resume", str(out), "--iterations", "3", "--quiet"])) == 0
+    rows = (out / "sb3" / "progress.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    steps = [int(float(r.split(",")[header.index("time/total_timesteps")])) for r in rows[1:]]
+    assert steps == [64, 128, 192], steps
     actor = load_gaussian_actor(out / "policy")
     obs = torch.zeros(3, agentcomm.make_vec(ENV).obs_dim)
     actions = actor(obs)
