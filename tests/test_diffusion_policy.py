@@ -278,6 +278,33 @@ def test_mlp_denoise_fn_is_the_module_layers_exactly(generator):
     assert all(p.grad is not None for p in net.blocks[0].parameters())
 
 
+@pytest.mark.parametrize("update", ["in_place", "load_state_dict", "optimizer"])
+def test_sampling_sees_every_weight_update(generator, update):
+    """sample() keeps its bound denoisers between calls; after the weights change (in place,
+    by load_state_dict, or by an optimizer step) it must act like a fresh copy with those
+    weights: the step-embedding MLP is changed too, so a stale table would show."""
+    policy = _policy(generator)
+    obs = _obs(generator, batch=3)
+    before = policy.sample(obs, generator=torch.Generator().manual_seed(5), mode="ddim").action
+    other = _policy(torch.Generator().manual_seed(99))
+    if update == "in_place":
+        with torch.no_grad():
+            for p in policy.denoiser.time_mlp.parameters():
+                p.add_(0.5)
+    elif update == "load_state_dict":
+        policy.load_state_dict(other.state_dict())
+    else:
+        opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+        policy.loss_bc(obs, torch.zeros(3, ACT), generator=generator).backward()
+        opt.step()
+    fresh = _policy(torch.Generator().manual_seed(7))
+    fresh.load_state_dict(policy.state_dict())
+    after = policy.sample(obs, generator=torch.Generator().manual_seed(5), mode="ddim").action
+    expected = fresh.sample(obs, generator=torch.Generator().manual_seed(5), mode="ddim").action
+    assert not torch.equal(after, before)
+    assert torch.equal(after, expected)
+
+
 def test_sample_outputs_are_ordinary_tensors(generator):
     """``sample`` runs under inference mode but returns tensors callers may update in place."""
     policy = _policy(generator)
