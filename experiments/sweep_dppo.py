@@ -9,7 +9,8 @@ trial is measured against its own start.
 
 Starting points (``--starts``): ``shipped`` is the BC policy shipped with the package
 (``agentcomm/models/policies/searchrescue-bc``); any other ``NAME=DIR`` names a
-``save_policy`` directory.
+``save_policy`` directory (the ``w_`` trials start from ``weak``, which the recorded
+sweeps took from a 3x256 BC run of ``experiments/train_search_rescue.py --start bc``).
 
 Outputs in ``--out``: ``trials.csv`` (one row per trial: its settings, iterations,
 agent-steps, seconds, final success and the lift over its start, in points),
@@ -228,28 +229,34 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.0, help="training budget per trial")
     parser.add_argument("--eval-episodes", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trials", nargs="+", default=None, help=f"subset of {list(GRID)}")
+    parser.add_argument(
+        "--trials",
+        nargs="+",
+        default=None,
+        help=f"subset of {list(GRID)} (default: every trial whose start policy is given)",
+    )
     parser.add_argument(
         "--starts",
         nargs="+",
-        default=["weak=results/train_search_rescue/bc_seed0/policy"],
-        help="NAME=DIR starting policies besides 'shipped'",
+        default=[],
+        help="NAME=DIR starting policies besides 'shipped', e.g. weak=runs/bc/policy "
+        "(a save_policy directory, such as `agentcomm train --algo bc` writes)",
     )
     parser.add_argument("--out", default="results/sweep_dppo")
     args = parser.parse_args()
 
     import ray
 
-    names = args.trials or list(GRID)
-    unknown = sorted(set(names) - set(GRID))
-    if unknown:
-        raise ValueError(f"--trials: unknown trial(s) {unknown}; allowed {list(GRID)}")
     starts = {"shipped": _shipped_bc()}
     for item in args.starts:
         key, _, path = item.partition("=")
         if not path:
             raise ValueError(f"--starts: expected NAME=DIR, got {item!r}")
         starts[key] = str(Path(path).resolve())
+    names = args.trials or [n for n, (start, _) in GRID.items() if start in starts]
+    unknown = sorted(set(names) - set(GRID))
+    if unknown:
+        raise ValueError(f"--trials: unknown trial(s) {unknown}; allowed {list(GRID)}")
     needed = sorted({GRID[n][0] for n in names})
     missing = [s for s in needed if s not in starts or not Path(starts[s]).is_dir()]
     if missing:

@@ -157,3 +157,27 @@ def test_run_quick_end_to_end(tmp_path, capsys):
     summary = json.loads((out / "results.json").read_text())["summary"]
     for s in summary:
         assert s["success_lo"] <= s["success_iqm"] <= s["success_hi"]
+
+
+def test_dppo_sweep_runs_one_trial_and_reports_its_lift(tmp_path):
+    """experiments/sweep_dppo.py in its own process (it starts its own Ray instance): one
+    trial from the shipped BC policy, stopped after its first iteration by the budget; the
+    lift is the trial's success minus its start's, in points, on the same episodes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "sweep_dppo.py"
+    out = tmp_path / "sweep"
+    argv = [sys.executable, str(script), "--cpus", "1", "--minutes", "0.001"]
+    argv += ["--trials", "s_lr1e-5", "--eval-episodes", "4", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("RESULT trials=1 ")
+    with open(out / "trials.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["name"] == "s_lr1e-5" and int(row["iterations"]) == 1
+    lift = 100 * (float(row["success"]) - float(row["start_success"]))
+    assert math.isclose(float(row["lift_points"]), lift, abs_tol=1e-9)
