@@ -140,6 +140,22 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             "centralized_critic": True,
         },
     ),
+    "s_lr1e-4_ft2_warm5_std0.3": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2, "min_sampling_std": 0.3, "min_logprob_std": 0.3},
+            "critic_warmup_iterations": 5,
+        },
+    ),
+    "s_lr3e-5_warm5_std0.2": (
+        "shipped",
+        {
+            "lr": 3e-5,
+            "policy": {"min_sampling_std": 0.2, "min_logprob_std": 0.2},
+            "critic_warmup_iterations": 5,
+        },
+    ),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
     "w_lr1e-4": ("weak", {"lr": 1e-4}),
