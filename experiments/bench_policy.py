@@ -64,14 +64,12 @@ def bench_latency(repeats: int) -> dict[str, float]:
     policy, 3x128 (keys ``shipped_latency_*``).
     """
     import agentcomm
-    from agentcomm.policies.checkpoint import load_policy
+    from agentcomm.policies.checkpoint import load_policy, shipped_policy_dir
     from agentcomm.policies.diffusion import DiffusionPolicy
 
     obs_dim = agentcomm.make_vec(ENV, num_envs=1).obs_dim
     gen = torch.Generator().manual_seed(0)
-    shipped = os.path.join(
-        os.path.dirname(agentcomm.__file__), "models", "policies", "searchrescue-bc"
-    )
+    shipped = shipped_policy_dir("searchrescue-bc")
     policies = {
         "": DiffusionPolicy(obs_dim, 6, denoising_steps=20, ddim_steps=5, generator=gen),
         "shipped_": load_policy(shipped),
@@ -125,13 +123,11 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
     """Learner seconds per agent-step, DPPO vs Gaussian PPO (median over iterations)."""
     from ray.rllib.utils.metrics import LEARNER_UPDATE_TIMER, TIMERS
 
-    import agentcomm
+    from agentcomm.policies.checkpoint import shipped_policy_dir
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
 
-    shipped = os.path.join(
-        os.path.dirname(agentcomm.__file__), "models", "policies", "searchrescue-bc"
-    )
+    shipped = shipped_policy_dir("searchrescue-bc")
     dppo_common = dict(
         sampler="ddim",
         num_envs_per_env_runner=num_worlds,
@@ -234,14 +230,9 @@ def main() -> None:
 
     import ray
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": repo}},
-    )
+    from agentcomm.experiments.runner import init_local_ray
+
+    init_local_ray(2)
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
     try:
         res = bench_latency(args.repeats)

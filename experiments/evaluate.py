@@ -33,15 +33,10 @@ def make_policy(name: str, seed: int = 0) -> PolicyFn:
     if name == "random":
         gen = torch.Generator().manual_seed(seed)
         return lambda world: random_actions(world, gen)
-    from agentcomm.policies import load_policy
+    from agentcomm.policies import load_policy, shipped_policy_dir
 
     if name.startswith("shipped:"):
-        from importlib import resources
-
-        path = resources.files("agentcomm") / "models" / "policies" / name.split(":", 1)[1]
-        if not path.is_dir():
-            raise ValueError(f"policy={name!r}: no shipped policy at {path}")
-        name = str(path)
+        name = str(shipped_policy_dir(name.split(":", 1)[1]))
     policy = load_policy(name)
     policy.eval()
 

@@ -77,18 +77,11 @@ def main() -> None:
     import ray
     from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
 
+    from agentcomm.experiments.runner import init_local_ray
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.environ.get("PYTHONPATH", "")
-    ray.init(
-        include_dashboard=False,
-        log_to_driver=False,
-        num_gpus=1,
-        # Keep what PYTHONPATH already holds (packages installed with --target, say).
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo, path]))}},
-    )
+    init_local_ray(num_gpus=1)
     config = dppo_config(
         "agentcomm/SearchRescue-v0",
         env_config={"device": "cuda"},

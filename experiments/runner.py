@@ -96,20 +96,12 @@ def run_experiments(
             bar.update()
         bar.close()
         return rows
-    for var, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
-        os.environ.setdefault(var, value)
     import ray
 
     started = not ray.is_initialized()
     if started:
         if address is None:
-            ray.init(
-                num_cpus=workers,
-                include_dashboard=False,
-                log_to_driver=False,
-                object_store_memory=200 * 1024**2,
-                runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
-            )
+            init_local_ray(workers)
         else:
             ray.init(address=address)
     try:
@@ -149,6 +141,27 @@ def summarize(rows: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, An
         row |= {k: float(np.mean([r[k] for r in rs])) for k in numeric}
         out.append(row)
     return out
+
+
+def init_local_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
+    """Start the local Ray instance every experiment script uses: no dashboard, worker logs
+    kept off the driver, a 200 MB object store, one torch thread per worker
+    (``OMP_NUM_THREADS=1``; two threads on a busy 2-core machine ran 20x slower). Workers
+    inherit the driver's environment, ``PYTHONPATH`` included, so agentcomm must be
+    importable there (installed, or on ``PYTHONPATH``). ``kwargs`` go to ``ray.init``
+    (e.g. ``num_gpus=1``)."""
+    for var, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
+        os.environ.setdefault(var, value)
+    import ray
+
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 1024**2,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+        **kwargs,
+    )
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:

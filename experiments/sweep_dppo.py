@@ -38,7 +38,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from agentcomm.experiments.runner import write_csv  # noqa: E402
+from agentcomm.experiments.runner import init_local_ray, write_csv  # noqa: E402
+from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 
 ENV = "SearchRescue-v0"
 
@@ -169,12 +170,6 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _shipped_bc() -> str:
-    import agentcomm
-
-    return str(Path(agentcomm.__file__).parent / "models" / "policies" / "searchrescue-bc")
-
-
 def _run_trial(
     name: str,
     pretrained: str,
@@ -263,7 +258,7 @@ def main() -> None:
 
     import ray
 
-    starts = {"shipped": _shipped_bc()}
+    starts = {"shipped": str(shipped_policy_dir("searchrescue-bc"))}
     for item in args.starts:
         key, _, path = item.partition("=")
         if not path:
@@ -280,14 +275,7 @@ def main() -> None:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    repo = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH", "")]))
-    ray.init(
-        num_cpus=args.cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}},
-    )
+    init_local_ray(args.cpus)
     trial = ray.remote(num_cpus=1, max_retries=0)(_run_trial)
     # Start evaluations are short: they share the cores rather than wait for a trial to end.
     start_eval = ray.remote(num_cpus=0, max_retries=0)(_eval_start)

@@ -51,7 +51,8 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 from agentcomm.config import atomic_write_text  # noqa: E402
-from agentcomm.experiments.runner import write_csv  # noqa: E402
+from agentcomm.experiments.runner import init_local_ray, write_csv  # noqa: E402
+from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -129,12 +130,6 @@ QUICK = {
     },
     "ppo": {"lr": 3e-4, "clip_param": 0.2, "hidden": [64, 64]},
 }
-
-
-def _shipped_bc() -> str:
-    import agentcomm
-
-    return str(Path(agentcomm.__file__).parent / "models" / "policies" / "searchrescue-bc")
 
 
 def _evaluate_job(seed: int, episodes: int, start: str | None) -> list[dict[str, Any]]:
@@ -257,15 +252,7 @@ def main() -> None:
     out = Path(args.out or ("results/train_search_rescue" + ("_quick" if args.quick else "")))
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    repo = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH", "")]))
-    ray.init(
-        num_cpus=args.cpus,
-        include_dashboard=False,
-        object_store_memory=200 * 1024**2,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}},
-    )
+    init_local_ray(args.cpus)
     rl = dict(settings["rl"])
     if args.iterations is not None:
         rl["iterations"] = args.iterations
@@ -278,7 +265,7 @@ def main() -> None:
         starts = {}
         for seed in seeds:
             if args.start == "shipped":
-                starts[seed] = _shipped_bc()
+                starts[seed] = str(shipped_policy_dir("searchrescue-bc"))
             else:
                 bc_fields = {"algo": "bc", "out": str(out / f"bc_seed{seed}"), **settings["bc"]}
                 starts[seed] = train_task.remote("bc", seed, {**bc_fields, "eval_episodes": 0})

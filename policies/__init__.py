@@ -7,7 +7,7 @@ Pure-torch pieces are exported here; the RLlib algorithm lives in
 from __future__ import annotations
 
 from .bc import BCResult, train_bc
-from .checkpoint import load_policy, read_config, save_policy
+from .checkpoint import load_policy, read_config, save_policy, shipped_policy_dir
 from .diffusion import DiffusionConfig, DiffusionPolicy, DPPOPolicy, SampleOutput
 from .networks import ResidualMLPDenoiser
 
@@ -21,5 +21,6 @@ __all__ = [
     "load_policy",
     "read_config",
     "save_policy",
+    "shipped_policy_dir",
     "train_bc",
 ]

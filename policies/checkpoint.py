@@ -24,13 +24,26 @@ from safetensors.torch import load_file, save_file
 
 from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy, DPPOPolicy
 
-__all__ = ["FORMAT_VERSION", "load_policy", "read_config", "save_policy"]
+__all__ = ["FORMAT_VERSION", "load_policy", "read_config", "save_policy", "shipped_policy_dir"]
 
 FORMAT_VERSION = 1
 _WEIGHTS = "model.safetensors"
 _CONFIG = "config.json"
 PolicyKind = Literal["diffusion", "dppo"]
 _KINDS: dict[PolicyKind, type] = {"diffusion": DiffusionPolicy, "dppo": DPPOPolicy}
+
+
+def shipped_policy_dir(name: str) -> Path:
+    """Directory of a policy shipped with the package, ``agentcomm/models/policies/NAME``
+    (e.g. ``"searchrescue-bc"``); raises ``ValueError`` naming the shipped ones if absent."""
+    import agentcomm
+
+    root = Path(agentcomm.__file__).resolve().parent / "models" / "policies"
+    path = root / name
+    if not path.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise ValueError(f"name={name!r}: no shipped policy at {path}; shipped: {found}")
+    return path
 
 
 def _kind_of(policy: DiffusionPolicy | DPPOPolicy) -> PolicyKind:

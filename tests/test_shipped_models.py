@@ -64,3 +64,11 @@ def test_shipped_dppo_policy_reproduces_its_recorded_success():
     rec = json.loads((path / "expected.json").read_text())
     got = evaluate(rec["env_id"], make_policy(str(path)), rec["episodes"], rec["seed"])["success"]
     assert abs(got - rec["success"]["policy"]) <= rec["tolerance"], (got, rec)
+
+
+def test_shipped_policy_dir_finds_the_shipped_and_names_them_when_missing():
+    from agentcomm.policies import shipped_policy_dir
+
+    assert (shipped_policy_dir("searchrescue-bc") / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match=r"name='nope'.*searchrescue-bc"):
+        shipped_policy_dir("nope")
