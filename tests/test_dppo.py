@@ -254,6 +254,33 @@ def test_learner_loss_on_fresh_samples_has_unit_ratio_and_skips_base():
     assert not registered & {id(p) for p in module.policy.base.parameters()}
 
 
+def test_critic_learns_from_returns_far_from_its_values():
+    """Value targets of 30 (SearchRescue's returns reach that) against a fresh critic near 0:
+    with the default vf_clip_param the critic still gets a gradient. RLlib's own default
+    (10, a clamp on the squared error) would zero it for every such sample."""
+    learner = _bandit_config(policy=SMALL, critic_hidden=(16,)).build_learner(env=TargetBandit())
+    mid = "default_policy"
+    module = learner.module[mid]
+    obs = torch.rand(32, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = module.forward_exploration({Columns.OBS: obs})
+    batch = {
+        Columns.OBS: obs,
+        DPPO_CHAIN: out[DPPO_CHAIN],
+        DPPO_LOGP_STEPS: out[DPPO_LOGP_STEPS],
+        Postprocessing.ADVANTAGES: torch.zeros(32),
+        Postprocessing.VALUE_TARGETS: torch.full((32,), 30.0),
+    }
+    loss = learner.compute_loss_for_module(
+        module_id=mid,
+        config=learner.config.get_config_for_module(mid),
+        batch=batch,
+        fwd_out=module.forward_train(batch),
+    )
+    loss.backward()
+    grad = torch.cat([p.grad.flatten() for p in module.critic.parameters()])
+    assert float(grad.norm()) > 1.0
+
+
 def _params(named_optimizer) -> list[torch.nn.Parameter]:
     _, optimizer = named_optimizer
     return [p for group in optimizer.param_groups for p in group["params"]]
