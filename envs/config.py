@@ -110,6 +110,12 @@ class WorldConfig(Config):
     """Episode length (truncation)."""
     max_speed: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
     """Cells per step at full velocity action."""
+    team_reward_weight: float = field(default=1.0, metadata=rng(0.0, 1.0))
+    """Reward credit: agent ``i`` receives ``w r_team + (1 - w) N r_i`` with ``r_i`` its own
+    share of the team reward (the scenario's attribution: what it rescued, sensed, covered,
+    tracked, and its own channel uses; the shares sum to ``r_team``). 1: every agent gets
+    the team reward (default); 0: each gets its own share, scaled by ``N``. For any ``w`` the
+    agents' mean reward is the team reward."""
     obs_map_size: int = field(default=8, metadata=rng(1, 256))
     """Side of the max-pooled belief map in each observation."""
     intent_max_age: int = field(default=10, metadata=rng(1, 100_000))

@@ -161,6 +161,13 @@ class CommWorld:
         """Advance the scenario after the agents moved; return the task reward ``[B]``."""
         raise NotImplementedError
 
+    def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` each agent's share of the step's task and belief reward ``team [B]``
+        (``_scenario_step() + _belief_reward(before)``, channel costs excluded); the shares
+        sum to ``team``. Called only when ``team_reward_weight < 1``. The default splits
+        ``team`` equally; scenarios attribute what they can."""
+        return (team / self.num_agents).unsqueeze(1).expand(-1, self.num_agents)
+
     def _scenario_obs(self) -> torch.Tensor:
         """``[B, N, D_scenario]`` observation extras."""
         raise NotImplementedError
@@ -271,7 +278,8 @@ class CommWorld:
         Args:
             actions: float ``[B, N, 6]`` in ``[-1, 1]``.
         Returns:
-            ``obs [B, N, Do]``, ``reward [B, N]`` (the team reward, shared),
+            ``obs [B, N, Do]``, ``reward [B, N]`` (the team reward, shared, unless
+            ``team_reward_weight < 1`` mixes in each agent's own share),
             ``terminated [B]``, ``truncated [B]`` (bool), and ``info``: a dict of
             tensors; per agent ``[B, N]``: ``channel_uses``, ``bits`` (sent),
             ``bits_delivered``, ``capacity_bits`` (Shannon bound of the uses spent,
@@ -321,14 +329,23 @@ class CommWorld:
         self._after_comm()
         # --- reward
         cost = cfg.comm.cost_per_channel_use * info["channel_uses"].sum(1).float()
-        reward = task_reward - cost + self._belief_reward(before)
+        belief_reward = self._belief_reward(before)
+        reward = task_reward - cost + belief_reward
         info["belief_error"] = self._belief_error()
         success = self._success()
         terminated = success.clone() if self._terminates_on_success() else torch.zeros_like(success)
         truncated = (self.t >= cfg.max_steps) & ~terminated
         self.done = terminated | truncated
         info["success"] = success
-        rew = reward.unsqueeze(1).expand(-1, self.num_agents).contiguous()
+        n, w = self.num_agents, cfg.team_reward_weight
+        if w == 1.0:
+            rew = reward.unsqueeze(1).expand(-1, n).contiguous()
+        else:
+            # Own shares (difference-reward style credit) against the same team total: the
+            # shares sum to the team reward, so N * share has the team reward's scale.
+            own = self._reward_shares(before, task_reward + belief_reward)
+            own = own - cfg.comm.cost_per_channel_use * info["channel_uses"].float()
+            rew = w * reward.unsqueeze(1) + (1.0 - w) * n * own
         return self.observation(), rew, terminated, truncated, info
 
     def reset_info(self) -> dict[str, torch.Tensor]:

@@ -130,7 +130,7 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "s_lr3e-5_warm5_cc": (
         "shipped",
-        {"lr": 3e-5, "critic_warmup_iterations": 5, "centralized_critic": True},
+        {"lr": 3e-5, "critic_warmup_iterations": 5, "critic_input": "state"},
     ),
     "s_lr1e-4_ft2_warm5_cc": (
         "shipped",
@@ -138,7 +138,7 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             "lr": 1e-4,
             "policy": {"ft_denoising_steps": 2},
             "critic_warmup_iterations": 5,
-            "centralized_critic": True,
+            "critic_input": "state",
         },
     ),
     "s_lr1e-4_ft2_warm5_std0.3": (
@@ -155,6 +155,50 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             "lr": 3e-5,
             "policy": {"min_sampling_std": 0.2, "min_logprob_std": 0.2},
             "critic_warmup_iterations": 5,
+        },
+    ),
+    # Own-share credit (the world's team_reward_weight): each agent is rewarded for what
+    # it rescued and sensed, so one agent's exploration explains more of its return.
+    "s_lr1e-4_ft2_warm5_own0": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 5,
+            "env_config": {"team_reward_weight": 0.0},
+        },
+    ),
+    "s_lr3e-5_warm5_own0": (
+        "shipped",
+        {"lr": 3e-5, "critic_warmup_iterations": 5, "env_config": {"team_reward_weight": 0.0}},
+    ),
+    "s_lr1e-4_ft2_warm5_own0.5": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 5,
+            "env_config": {"team_reward_weight": 0.5},
+        },
+    ),
+    # Own shares with an agent-specific centralized critic (observation + global state).
+    "s_lr3e-5_warm5_own0_os": (
+        "shipped",
+        {
+            "lr": 3e-5,
+            "critic_warmup_iterations": 5,
+            "critic_input": "obs+state",
+            "env_config": {"team_reward_weight": 0.0},
+        },
+    ),
+    "s_lr1e-4_ft2_warm5_own0_os": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2},
+            "critic_warmup_iterations": 5,
+            "critic_input": "obs+state",
+            "env_config": {"team_reward_weight": 0.0},
         },
     ),
     "w_lr1e-5": ("weak", {}),

@@ -24,7 +24,8 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file, save_file
 
-from agentcomm._checks import check_choice, check_positive, check_range
+from agentcomm._checks import check_choice, check_range
+from agentcomm.policies.ppo_common import multi_agent_policies, ppo_skeleton, skeleton_args
 
 __all__ = [
     "GaussianActor",
@@ -36,14 +37,6 @@ __all__ = [
 
 _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
-
-
-def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
-    return "shared"
-
-
-def _per_agent_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
-    return str(agent_id)
 
 
 def gaussian_ppo_config(
@@ -94,62 +87,24 @@ def gaussian_ppo_config(
     Returns:
         A ``PPOConfig``.
     """
-    from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     if multi_agent is not None:
         check_choice("multi_agent", multi_agent, ("shared", "independent"))
-    check_range("num_env_runners", num_env_runners, 0)
-    check_range("num_learners", num_learners, 0)
-    check_range("train_batch_size", train_batch_size, 1)
-    check_range("minibatch_size", minibatch_size, 1, train_batch_size)
-    check_range("num_epochs", num_epochs, 1)
-    check_positive("lr", lr)
-    check_positive("clip_param", clip_param)
     check_range("entropy_coeff", entropy_coeff, 0.0)
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden={hidden!r} must be a non-empty list of widths >= 1")
-    config = (
-        PPOConfig()
-        .environment(env, env_config=dict(env_config or {}))
-        .env_runners(
-            num_env_runners=num_env_runners,
-            num_envs_per_env_runner=num_envs_per_env_runner,
-            rollout_fragment_length=rollout_fragment_length,
+    config = ppo_skeleton(**skeleton_args(locals()))
+    config = config.training(entropy_coeff=entropy_coeff).rl_module(
+        model_config=DefaultModelConfig(
+            fcnet_hiddens=hidden, fcnet_activation="tanh", vf_share_layers=False
         )
-        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
-        .training(
-            train_batch_size_per_learner=train_batch_size // max(1, num_learners),
-            minibatch_size=minibatch_size,
-            num_epochs=num_epochs,
-            lr=lr,
-            gamma=gamma,
-            lambda_=lambda_,
-            clip_param=clip_param,
-            entropy_coeff=entropy_coeff,
-            vf_loss_coeff=vf_loss_coeff,
-            vf_clip_param=vf_clip_param,
-            grad_clip=grad_clip,
-            grad_clip_by="global_norm",
-            use_kl_loss=False,
-        )
-        .rl_module(
-            model_config=DefaultModelConfig(
-                fcnet_hiddens=hidden, fcnet_activation="tanh", vf_share_layers=False
-            )
-        )
-        .debugging(seed=seed)
     )
     if multi_agent is None:
         return config
-    if multi_agent == "shared":
-        return config.multi_agent(policies={"shared"}, policy_mapping_fn=_shared_mapping)
-    if not agent_ids:
-        raise ValueError("multi_agent='independent' needs agent_ids (e.g. ['agent_0', ...])")
-    return config.multi_agent(
-        policies={str(a) for a in agent_ids}, policy_mapping_fn=_per_agent_mapping
-    )
+    ids, mapping = multi_agent_policies(multi_agent, agent_ids, per_agent="independent")
+    return config.multi_agent(policies=set(ids), policy_mapping_fn=mapping)
 
 
 class GaussianActor(torch.nn.Module):

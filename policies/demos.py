@@ -111,7 +111,7 @@ def collect_demos(
         obs_buf[t] = obs
         act_buf[t] = action
         obs, reward, terminated, truncated, info = world.step(action)
-        running += reward[:, 0]
+        running += reward.mean(1)  # the team reward, also under team_reward_weight < 1
         done = terminated | truncated
         done_buf[t] = done
         if bool(done.any()):

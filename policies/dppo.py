@@ -26,22 +26,17 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from agentcomm._checks import check_choice, check_positive, check_range
-from agentcomm.policies.dppo_learner import DPPOTorchLearner
-from agentcomm.policies.dppo_module import DPPOTorchRLModule
+from agentcomm._checks import check_choice
+from agentcomm.policies.dppo_learner import DPPOTorchLearner, learner_settings
+from agentcomm.policies.dppo_module import CRITIC_INPUTS, DPPOTorchRLModule
+from agentcomm.policies.ppo_common import (
+    SHARED_MODULE_ID,
+    multi_agent_policies,
+    ppo_skeleton,
+    skeleton_args,
+)
 
 __all__ = ["SHARED_MODULE_ID", "dppo_config"]
-
-#: Module id of the parameter-shared policy.
-SHARED_MODULE_ID = "shared"
-
-
-def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
-    return SHARED_MODULE_ID
-
-
-def _per_agent_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
-    return str(agent_id)
 
 
 def dppo_config(
@@ -52,7 +47,7 @@ def dppo_config(
     policy: Mapping[str, Any] | None = None,
     sampler: Literal["ddpm", "ddim"] = "ddpm",
     critic_hidden: Sequence[int] = (256, 256),
-    critic_input: Literal["obs", "state"] = "obs",
+    critic_input: Literal["obs", "state", "obs+state"] = "obs",
     multi_agent: Literal["shared", "per_agent"] | None = None,
     agent_ids: Sequence[str] | None = None,
     num_env_runners: int = 0,
@@ -88,7 +83,8 @@ def dppo_config(
             fields such as ``ft_denoising_steps`` and ``min_sampling_std`` always).
         sampler: ``"ddpm"`` or ``"ddim"`` (``K'`` must not exceed its step count).
         critic_hidden: Hidden widths of the critic MLP.
-        critic_input: ``"obs"``, or ``"state"`` for a centralized critic (Dict obs).
+        critic_input: ``"obs"``, or ``"state"`` for a centralized critic, or
+            ``"obs+state"`` for an agent-specific centralized one (both need Dict obs).
         multi_agent: ``None`` for a single-agent env, ``"shared"`` or ``"per_agent"``.
         agent_ids: Agent ids, required for ``multi_agent="per_agent"``.
         num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
@@ -112,38 +108,21 @@ def dppo_config(
         A ``PPOConfig``; call ``.build_algo()`` on it.
     """
     check_choice("sampler", sampler, ("ddpm", "ddim"))
-    check_choice("critic_input", critic_input, ("obs", "state"))
+    check_choice("critic_input", critic_input, CRITIC_INPUTS)
     if multi_agent is not None:
         check_choice("multi_agent", multi_agent, ("shared", "per_agent"))
-    for name, value in (
-        ("num_env_runners", num_env_runners),
-        ("num_learners", num_learners),
-        ("seed", seed),
-    ):
-        check_range(name, value, 0)
-    for name, value in (
-        ("num_envs_per_env_runner", num_envs_per_env_runner),
-        ("train_batch_size", train_batch_size),
-        ("minibatch_size", minibatch_size),
-        ("num_epochs", num_epochs),
-    ):
-        check_range(name, value, 1)
-    check_range("minibatch_size", minibatch_size, 1, train_batch_size)
-    check_range("num_gpus_per_learner", num_gpus_per_learner, 0)
-    if rollout_fragment_length != "auto":
-        check_range("rollout_fragment_length", rollout_fragment_length, 1)
-    for name, value in (("lr", lr), ("critic_lr", critic_lr), ("vf_clip_param", vf_clip_param)):
-        check_positive(name, value)
-    check_range("gamma", gamma, 0.0, 1.0)
-    check_range("lambda_", lambda_, 0.0, 1.0)
-    check_positive("clip_param", clip_param)
-    check_range("clip_param_min", clip_param_min, 0.0, clip_param, low_inclusive=False)
-    check_positive("clip_rate", clip_rate)
-    check_range("gamma_denoise", gamma_denoise, 0.0, 1.0, low_inclusive=False)
-    check_range("vf_loss_coeff", vf_loss_coeff, 0.0)
-    check_range("critic_warmup_steps", critic_warmup_steps, 0)
-    if grad_clip is not None:
-        check_positive("grad_clip", grad_clip)
+    config = ppo_skeleton(**skeleton_args(locals()))
+    config = config.learners(
+        learner_class=DPPOTorchLearner,
+        learner_config_dict={
+            "gamma_denoise": gamma_denoise,
+            "clip_param_min": clip_param_min,
+            "clip_rate": clip_rate,
+            "critic_lr": critic_lr,
+            "critic_warmup_steps": critic_warmup_steps,
+        },
+    ).training(kl_coeff=0.0, entropy_coeff=0.0)
+    learner_settings(config)  # the learner's own checks, raised here rather than at build
 
     def module_spec(module_id: str | None) -> RLModuleSpec:
         path = pretrained.get(module_id) if isinstance(pretrained, Mapping) else pretrained
@@ -158,56 +137,11 @@ def dppo_config(
             model_config["pretrained"] = os.fspath(path)
         return RLModuleSpec(module_class=DPPOTorchRLModule, model_config=model_config)
 
-    config = (
-        PPOConfig()
-        .environment(env, env_config=dict(env_config or {}))
-        .env_runners(
-            num_env_runners=num_env_runners,
-            num_envs_per_env_runner=num_envs_per_env_runner,
-            rollout_fragment_length=rollout_fragment_length,
-        )
-        .learners(
-            learner_class=DPPOTorchLearner,
-            num_learners=num_learners,
-            num_gpus_per_learner=num_gpus_per_learner,
-            learner_config_dict={
-                "gamma_denoise": gamma_denoise,
-                "clip_param_min": clip_param_min,
-                "clip_rate": clip_rate,
-                "critic_lr": critic_lr,
-                "critic_warmup_steps": critic_warmup_steps,
-            },
-        )
-        .training(
-            train_batch_size_per_learner=train_batch_size // max(1, num_learners),
-            minibatch_size=minibatch_size,
-            num_epochs=num_epochs,
-            lr=lr,
-            gamma=gamma,
-            lambda_=lambda_,
-            clip_param=clip_param,
-            vf_clip_param=vf_clip_param,
-            vf_loss_coeff=vf_loss_coeff,
-            grad_clip=grad_clip,
-            grad_clip_by="global_norm",
-            use_kl_loss=False,
-            kl_coeff=0.0,
-            entropy_coeff=0.0,
-        )
-        .debugging(seed=seed)
-    )
     if multi_agent is None:
         if isinstance(pretrained, Mapping):
             raise ValueError("pretrained must be a single path when multi_agent is None")
         return config.rl_module(rl_module_spec=module_spec(None))
-    if multi_agent == "shared":
-        ids = [SHARED_MODULE_ID]
-        mapping = _shared_mapping
-    else:
-        if not agent_ids:
-            raise ValueError("multi_agent='per_agent' needs agent_ids (e.g. ['agent_0', ...])")
-        ids = [str(a) for a in agent_ids]
-        mapping = _per_agent_mapping
+    ids, mapping = multi_agent_policies(multi_agent, agent_ids, per_agent="per_agent")
     if isinstance(pretrained, Mapping):
         missing = sorted(set(ids) - set(pretrained))
         if missing:

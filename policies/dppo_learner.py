@@ -40,6 +40,7 @@ Metrics per module and denoising step ``j``: ``dppo_clip_frac_k{j}``,
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -129,16 +130,21 @@ class DPPOTorchLearner(PPOTorchLearner):
     #: True while the critic warms up (set per ``update`` call from the sampled env steps).
     _actor_frozen: bool = False
 
+    @functools.cached_property
+    def _settings(self) -> dict[str, float]:
+        # Validated once: learner_config_dict is algorithm-wide and fixed after build.
+        return learner_settings(self.config)
+
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         super().before_gradient_based_update(timesteps=timesteps)
         sampled = float(timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
-        self._actor_frozen = sampled <= learner_settings(self.config)["critic_warmup_steps"]
+        self._actor_frozen = sampled <= self._settings["critic_warmup_steps"]
 
     def configure_optimizers_for_module(
         self, module_id: ModuleID, config: PPOConfig = None
     ) -> None:
         module = self._module[module_id]
-        settings = learner_settings(config)
+        settings = self._settings
         groups = {
             "actor": (list(module.policy.actor_ft.parameters()), config.lr),
             "critic": (list(module.critic.parameters()), settings["critic_lr"]),
@@ -161,7 +167,7 @@ class DPPOTorchLearner(PPOTorchLearner):
         fwd_out: dict[str, Any],
     ) -> torch.Tensor:
         module = self.module[module_id].unwrapped()
-        settings = learner_settings(config)
+        settings = self._settings
         new_logp = fwd_out[DPPO_LOGP_NEW]
         num_ft = new_logp.shape[-1]
         device = new_logp.device

@@ -6,9 +6,10 @@ action dim, ``Do`` actor observation dim, ``Ds`` critic input dim.
 Observations. Either a 1-D ``Box`` (actor and critic both read it) or a ``Dict`` with keys
 ``"obs"`` (1-D ``Box``, the actor's local observation) and ``"state"`` (1-D ``Box``, a
 global state for a centralized critic: CTDE, centralized training with decentralized
-execution). The critic reads ``"state"`` when ``model_config["critic_input"] == "state"``
-and ``"obs"`` otherwise; the actor never sees ``"state"``, so execution stays
-decentralized.
+execution). The critic reads ``"state"`` when ``model_config["critic_input"] == "state"``,
+both concatenated for ``"obs+state"`` (an agent-specific global state, as in MAPPO: the
+value of one agent's own reward share depends on which agent it is), and ``"obs"``
+otherwise; the actor never sees ``"state"``, so execution stays decentralized.
 
 Actions. A bounded 1-D ``Box``; the policy acts in ``[-1, 1]^Da`` and RLlib's default
 ``normalize_actions=True`` maps that onto the Box bounds.
@@ -23,7 +24,7 @@ Actions. A bounded 1-D ``Box``; the policy acts in ``[-1, 1]^Da`` and RLlib's de
   sampling fields may be given (e.g. ``ft_denoising_steps``, ``min_sampling_std``).
 - ``"sampler"``: ``"ddpm"`` (default) or ``"ddim"``.
 - ``"critic_hidden"``: list of hidden widths of the critic MLP (default ``[256, 256]``).
-- ``"critic_input"``: ``"obs"`` (default) or ``"state"``.
+- ``"critic_input"``: ``"obs"`` (default), ``"state"`` or ``"obs+state"``.
 - ``"seed"``: seed of the weight initialisation (default 0), so that every copy of the
   module starts identical before RLlib's first weight sync.
 
@@ -69,6 +70,8 @@ DPPO_LOGP_STEPS = "dppo_logp_steps"
 #: ``forward_train`` output: per-step log-likelihoods under the current weights, ``[B, K']``.
 DPPO_LOGP_NEW = "dppo_logp_new"
 
+#: What the critic may read: the local observation, the global state, or both.
+CRITIC_INPUTS = ("obs", "state", "obs+state")
 _MODEL_CONFIG_KEYS = ("pretrained", "policy", "sampler", "critic_hidden", "critic_input", "seed")
 # Keys RLlib's PPOConfig merges into every module's model_config; this module has no
 # shared actor-critic layers, so they are accepted and ignored.
@@ -129,22 +132,23 @@ class DPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             )
         self.sampler = check_choice("sampler", cfg.get("sampler", "ddpm"), ("ddpm", "ddim"))
         self.critic_input = check_choice(
-            "critic_input", cfg.get("critic_input", "obs"), ("obs", "state")
+            "critic_input", cfg.get("critic_input", "obs"), CRITIC_INPUTS
         )
         space = self.observation_space
         if isinstance(space, gym.spaces.Dict):
-            missing = sorted({"obs", self.critic_input} - set(space.spaces))
+            keys = {"obs", "state"} if self.critic_input != "obs" else {"obs"}
+            missing = sorted(keys - set(space.spaces))
             if missing:
                 raise ValueError(f"Dict observation_space lacks key(s) {missing}: {space!r}")
             obs_dim = _box_dim("observation_space['obs']", space["obs"])
-            critic_dim = _box_dim(
-                f"observation_space[{self.critic_input!r}]", space[self.critic_input]
-            )
+            critic_dim = {"obs": obs_dim, "state": 0, "obs+state": obs_dim}[self.critic_input]
+            if self.critic_input != "obs":
+                critic_dim += _box_dim("observation_space['state']", space["state"])
         else:
-            if self.critic_input == "state":
+            if self.critic_input != "obs":
                 raise ValueError(
-                    "critic_input='state' needs a Dict observation_space with keys 'obs' and "
-                    f"'state', got {space!r}"
+                    f"critic_input={self.critic_input!r} needs a Dict observation_space with "
+                    f"keys 'obs' and 'state', got {space!r}"
                 )
             obs_dim = critic_dim = _box_dim("observation_space", space)
         action_dim = _box_dim("action_space", self.action_space)
@@ -202,7 +206,11 @@ class DPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def _critic_obs(self, batch: dict[str, Any]) -> torch.Tensor:
         obs = batch[Columns.OBS]
-        return obs[self.critic_input] if isinstance(obs, dict) else obs
+        if not isinstance(obs, dict):
+            return obs
+        if self.critic_input == "obs+state":
+            return torch.cat([obs["obs"], obs["state"]], dim=-1)
+        return obs[self.critic_input]
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Sample actions with the denoising chain.

@@ -23,7 +23,8 @@ maps) without changing what the learner sees. Consequences:
 * RLlib's "env steps" (``train_batch_size``, ``NUM_ENV_STEPS_SAMPLED``) count agent-steps;
   one world step is ``N`` of them. ``world_steps_sampled`` is logged beside it.
 * ``episode_return_mean`` is the *team* return of one world episode (every agent gets
-  the same team reward, so each agent's episode has that return).
+  the same team reward, so each agent's episode has that return; with the world's
+  ``team_reward_weight < 1`` the agents' rewards differ and their mean is the team's).
 * Per-agent modules need ``MultiAgentEpisode``s: use the stock ``MultiAgentEnvRunner``
   with the RLlib adapter (``agentcomm.envs.adapters``) for them.
 
@@ -421,7 +422,8 @@ class BatchedCommEnvRunner(EnvRunner, Checkpointable):
             for key, value in extra.items():
                 extra_l.setdefault(key, []).append(value)
             channel_uses = channel_uses + info["channel_uses"].sum()
-            self._running_return += reward[:, 0]
+            # The agents' mean reward is the team reward, also under team_reward_weight < 1.
+            self._running_return += reward.mean(1)
             self._running_len += 1
             done = terminated | truncated
             if bool(done.any()):

@@ -219,7 +219,7 @@ def evaluate(
         sent_bits = torch.zeros(b, dtype=torch.float64, device=world.device)
         while bool(counting.any()):
             obs, reward, terminated, truncated, info = world.step(actor(world, obs))
-            ret += torch.where(counting, reward[:, 0], 0.0)
+            ret += torch.where(counting, reward.mean(1), 0.0)  # team reward for any credit mix
             length += counting.long()
             used += torch.where(counting, info["channel_uses"].sum(1).double(), 0.0)
             sent_bits += torch.where(counting, info["bits"].sum(1).double(), 0.0)

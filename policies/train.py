@@ -15,7 +15,8 @@ point, :func:`train`, read top to bottom per algorithm:
 Multi-agent: ``multi_agent="shared"`` (one policy for all agents; the default) runs on the
 batched EnvRunner (:mod:`~agentcomm.policies.env_runner`) unless ``runner="stock"``;
 ``"per_agent"`` needs the stock ``MultiAgentEnvRunner`` on the RLlib adapter.
-``centralized_critic=True`` gives the DPPO critic the global state (CTDE).
+``critic_input="state"`` gives the DPPO critic the global state (CTDE), ``"obs+state"``
+both (needed with per-agent reward shares, ``env_config={"team_reward_weight": w < 1}``).
 
 Output directory (``out``)::
 
@@ -100,8 +101,9 @@ class TrainConfig(Config):
     runner: str = field(default="batched", metadata=choices("batched", "stock"))
     """Env runner: the batched torch runner, or RLlib's MultiAgentEnvRunner on the adapter."""
     multi_agent: str = field(default="shared", metadata=choices("shared", "per_agent"))
-    centralized_critic: bool = False
-    """DPPO critic reads the global state (Dict observations)."""
+    critic_input: str = field(default="obs", metadata=choices("obs", "state", "obs+state"))
+    """What the DPPO critic reads: the agent's observation, the world's global state
+    (centralized critic), or both (agent-specific centralized critic)."""
     num_envs: int = field(default=32, metadata=rng(1, None))
     """Worlds per env runner (batched) or sub-envs per env runner (stock)."""
     num_env_runners: int = field(default=0, metadata=rng(0, None))
@@ -163,8 +165,18 @@ class TrainConfig(Config):
                 f"{prefix}multi_agent='per_agent' needs {prefix}runner='stock' (the batched "
                 "runner serves one shared module)"
             )
-        if self.centralized_critic and self.algo != "dppo":
-            raise ValueError(f"{prefix}centralized_critic=True is implemented for algo='dppo' only")
+        if self.critic_input != "obs" and self.algo != "dppo":
+            raise ValueError(
+                f"{prefix}critic_input={self.critic_input!r} is implemented for algo='dppo' "
+                "only; the other algorithms' critics read 'obs'"
+            )
+        weight = self.env_config.get("team_reward_weight", 1.0)
+        if self.critic_input == "state" and weight != 1.0:
+            raise ValueError(
+                f"{prefix}critic_input='state' needs the shared team reward, but "
+                f"{prefix}env_config['team_reward_weight']={weight!r}: the critic sees only "
+                "the global state, not which agent's own share it values; use 'obs+state'"
+            )
         for name in ("hidden", "critic_hidden"):
             widths = getattr(self, name)
             if not widths or any(not isinstance(h, int) or h < 1 for h in widths):
@@ -336,8 +348,8 @@ def _train_bc(config: TrainConfig, out: Path) -> TrainResult:
 # ---------------------------------------------------------------------- RLlib
 def _rllib_config(config: TrainConfig, pretrained: str | None):
     env_config = dict(config.env_config)
-    if config.centralized_critic:
-        env_config["centralized_critic"] = True
+    if config.critic_input != "obs":
+        env_config["centralized_critic"] = True  # Dict observations with the global state
     device = _device(config.device)
     if device != "cpu":
         env_config["device"] = device
@@ -376,7 +388,7 @@ def _rllib_config(config: TrainConfig, pretrained: str | None):
             policy={k: v for k, v in config.policy.items() if k not in ARCHITECTURE_KEYS},
             sampler=config.sampler,
             critic_hidden=config.critic_hidden,
-            critic_input="state" if config.centralized_critic else "obs",
+            critic_input=config.critic_input,
             multi_agent=None if batched else config.multi_agent,
             agent_ids=agent_ids,
             critic_lr=config.critic_lr,

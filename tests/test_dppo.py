@@ -167,6 +167,8 @@ def test_module_loads_pretrained_checkpoint(tmp_path, generator):
     [
         ({"sampler": "euler"}, "sampler"),
         ({"critic_input": "state"}, "Dict observation_space"),
+        ({"critic_input": "obs+state"}, "Dict observation_space"),
+        ({"critic_input": "global"}, "critic_input"),
         ({"critic_hidden": []}, "critic_hidden"),
         ({"bogus": 1}, "bogus"),
         ({"sampler": "ddim", "policy": {**SMALL, "ddim_steps": 2}}, "ft_denoising_steps"),
@@ -349,14 +351,17 @@ def test_dppo_improves_target_bandit(ray_session):
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("mode", ["shared", "per_agent"])
-def test_multi_agent_with_centralized_critic(ray_session, mode):
+@pytest.mark.parametrize(
+    ("mode", "critic_input"),
+    [("shared", "state"), ("per_agent", "state"), ("shared", "obs+state")],
+)
+def test_multi_agent_with_centralized_critic(ray_session, mode, critic_input):
     register_env("agentcomm-test-two-agent", lambda cfg: TwoAgentBandit(cfg))
     config = dppo_config(
         "agentcomm-test-two-agent",
         policy={**SMALL, "ft_denoising_steps": 2},
         critic_hidden=(16,),
-        critic_input="state",
+        critic_input=critic_input,
         multi_agent=mode,
         agent_ids=["agent_0", "agent_1"],
         num_envs_per_env_runner=1,
@@ -371,7 +376,7 @@ def test_multi_agent_with_centralized_critic(ray_session, mode):
         for mid in ids:
             assert "dppo_ratio_max_k1" in learners[mid]
             module = algo.learner_group._learner.module[mid]
-            assert module.critic[0].in_features == 6
+            assert module.critic[0].in_features == (6 if critic_input == "state" else 9)
             assert module.policy.config.obs_dim == 3
         obs = {"obs": torch.zeros(4, 3), "state": torch.zeros(4, 6)}
         module = algo.learner_group._learner.module[ids[0]]

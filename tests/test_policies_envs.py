@@ -208,7 +208,12 @@ def test_evaluate_counts_exactly_the_requested_episodes():
         ({"bogus": 1}, "bogus"),
         ({"env": "Nope-v0"}, "env"),
         ({"runner": "batched", "multi_agent": "per_agent"}, "per_agent"),
-        ({"algo": "ppo", "centralized_critic": True}, "centralized_critic"),
+        ({"algo": "ppo", "critic_input": "state"}, "critic_input"),
+        ({"algo": "dppo", "critic_input": "both"}, "critic_input"),
+        (
+            {"algo": "dppo", "critic_input": "state", "env_config": {"team_reward_weight": 0.5}},
+            "team_reward_weight",
+        ),
         ({"policy": {"obs_dim": 3}}, "obs_dim"),
         ({"minibatch_size": 10, "train_batch_size": 5}, "minibatch_size"),
         ({"bc_ema_decay": 1.0}, "bc_ema_decay"),

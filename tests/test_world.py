@@ -319,3 +319,37 @@ def test_cuda_statistics_match_cpu():
     p = (cpu + cuda) / 2
     se = (2 * p * (1 - p) / 1024) ** 0.5
     assert abs(cpu - cuda) < 5 * se, (cpu, cuda, se)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reward_shares_mix_to_the_team_reward(env_id):
+    """With ``team_reward_weight = w`` the agents' mean reward is the team reward (the
+    default world's, same seed and actions), each agent's reward is ``w r + (1 - w) N r_i``
+    and the own shares are not all equal (credit is attributed, not split)."""
+    steps, b = 12, 64
+    cost = {"comm": {"cost_per_channel_use": 0.01}}
+    team = agentcomm.make_vec(env_id, num_envs=b, seed=3, **cost)
+    mixes = {
+        w: agentcomm.make_vec(env_id, num_envs=b, seed=3, team_reward_weight=w, **cost)
+        for w in (0.0, 0.5)
+    }
+    for world in (team, *mixes.values()):
+        world.reset(seed=3)
+    gen = torch.Generator().manual_seed(0)
+    unequal = 0
+    for _ in range(steps):
+        acts = expert_actions(team)
+        acts = (acts + 0.3 * torch.randn(acts.shape, generator=gen)).clamp(-1, 1)
+        _, r_team, term, trunc, _ = team.step(acts)
+        own = {w: world.step(acts)[1] for w, world in mixes.items()}
+        assert torch.equal(r_team[:, 0:1].expand_as(r_team), r_team)
+        for w, r in own.items():
+            torch.testing.assert_close(r.mean(1), r_team[:, 0], atol=1e-5, rtol=1e-5)
+            share = (r - w * r_team) / ((1 - w) * team.num_agents)
+            torch.testing.assert_close(share.sum(1), r_team[:, 0], atol=1e-5, rtol=1e-5)
+        unequal += int(((own[0.0] - own[0.0][:, :1]).abs() > 1e-6).any(1).sum())
+        done = term | trunc
+        if bool(done.any()):
+            for world in (team, *mixes.values()):
+                world.reset_at(done)
+    assert unequal > 0

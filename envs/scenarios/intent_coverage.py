@@ -22,7 +22,10 @@ without a belief map), then for every site: its position relative to the agent
 (2, /grid_size) and whether some agent is on it (1, scaled to [-1, 1]).
 
 ## Rewards
-Team reward per step, shared by every agent:
+Team reward per step, shared by every agent
+(``team_reward_weight < 1`` mixes in each agent's own share: the distance
+terms of the sites it is nearest to, its part of the conflicts on its site, an equal
+part of the success bonus, its own channel uses):
 
 .. math::
 
@@ -119,6 +122,22 @@ class IntentCoverage(CommWorld):
         cover = dist.min(1).values.mean(1) / self.grid
         success = self._success().float()
         return -cover - cfg.conflict_penalty * conflicts + cfg.success_reward * success
+
+    def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
+        # A site's distance term goes to its nearest agent; a conflict's penalty is split
+        # among the agents on that site; the success bonus equally.
+        cfg = self.config
+        b, n = self.num_envs, self.num_agents
+        dist = (self.pos.unsqueeze(2) - self.sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
+        near, who = dist.min(1)  # [B, S]
+        s = dist.shape[2]
+        shares = torch.zeros(b, n, device=self.device)
+        shares.scatter_add_(1, who, -near / (s * self.grid))
+        on = (dist <= cfg.site_radius).float()  # [B, N, S]
+        occ = on.sum(1, keepdim=True)
+        excess = (occ - 1).clamp_min(0) / occ.clamp_min(1)
+        shares = shares - cfg.conflict_penalty * (on * excess).sum(2)
+        return shares + cfg.success_reward * self._success().float().unsqueeze(1) / n
 
     def _success(self) -> torch.Tensor:
         return (self._occupancy() == 1).all(1)

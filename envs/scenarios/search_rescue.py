@@ -24,7 +24,9 @@ resolution (probabilities scaled to [-1, 1], outside the area = -1) and the
 fraction of victims rescued (scaled).
 
 ## Rewards
-Team reward per step, shared by every agent:
+Team reward per step, shared by every agent (``team_reward_weight < 1`` mixes in
+each agent's own share: rescues split among the agents that reached the victim, its
+own entropy drop, its own channel uses):
 
 .. math::
 
@@ -162,6 +164,7 @@ class SearchRescue(CommWorld):
         dist = (self.pos.unsqueeze(2) - self.victim_pos.unsqueeze(1)).norm(dim=-1)  # [B,N,V]
         reach = dist <= cfg.rescue_radius
         new = reach.any(1) & ~self.rescued
+        self._rescuers = reach & new.unsqueeze(1)  # [B, N, V], for the agents' reward shares
         self.rescued = self.rescued | new
         # A rescue is announced to the whole team (the victim's beacon): every belief, and the
         # fusion centre's copies, mark the cell clear, so no stale evidence pulls agents back.
@@ -177,6 +180,19 @@ class SearchRescue(CommWorld):
             return torch.zeros(self.num_envs, device=self.device)
         drop = entropy(before, reduction="sum") - entropy(after, reduction="sum")  # [B, N]
         return w * drop.mean(1)
+
+    def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
+        # Each rescue is credited to the agents that reached the victim, split equally; the
+        # information term to the agent whose belief it sharpened.
+        cfg = self.config
+        rescuers = self._rescuers.float()
+        split = rescuers / rescuers.sum(1, keepdim=True).clamp_min(1.0)
+        shares = cfg.rescue_reward * split.sum(2)
+        w = cfg.info_gain_weight
+        if w != 0:
+            drop = entropy(before, reduction="sum") - entropy(self.belief, reduction="sum")
+            shares = shares + w * drop / self.num_agents
+        return shares
 
     def _success(self) -> torch.Tensor:
         return self.rescued.all(1)

@@ -28,6 +28,9 @@ estimate's position relative to the agent (2, /grid_size), its velocity (2,
 /target_max_speed) and its position standard deviation (1, log-scaled).
 
 ## Rewards
+Team reward per step, shared by every agent (``team_reward_weight < 1`` mixes in
+each agent's own share: the error of its own fused tracks, its own channel uses):
+
 .. math::
 
     r_t = -\frac{1}{N T G}\sum_{i, \tau} \lVert \hat p^{\,i}_\tau - p_\tau \rVert
@@ -197,6 +200,10 @@ class TargetTracking(CommWorld):
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
         # The tracking-error term of the reward (module docstring).
         return -self._errors().mean(dim=(1, 2)) / self.grid
+
+    def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
+        # Each agent is credited with the error of its own fused tracks.
+        return -self._errors().mean(2) / (self.num_agents * self.grid)
 
     def _success(self) -> torch.Tensor:
         need = math.ceil(self.config.success_fraction * self.config.max_steps)

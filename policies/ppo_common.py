@@ -1,0 +1,120 @@
+"""What DPPO and the Gaussian PPO baseline share: the RLlib ``PPOConfig`` skeleton.
+
+Both algorithms are RLlib's PPO with the same sampling, learner scale-out and batch
+settings; they differ in the module, the learner and a few loss settings, which each
+builder adds to the config this returns. Validating here gives both the same error
+messages for the same bad value.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from agentcomm._checks import check_positive, check_range
+
+__all__ = ["SHARED_MODULE_ID", "multi_agent_policies", "ppo_skeleton", "skeleton_args"]
+
+#: Module id of the parameter-shared policy.
+SHARED_MODULE_ID = "shared"
+
+
+def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    return SHARED_MODULE_ID
+
+
+def _per_agent_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
+    return str(agent_id)
+
+
+def ppo_skeleton(
+    env: str | type,
+    *,
+    env_config: Mapping[str, Any] | None,
+    num_env_runners: int,
+    num_envs_per_env_runner: int,
+    rollout_fragment_length: int | Literal["auto"],
+    num_learners: int,
+    num_gpus_per_learner: float,
+    train_batch_size: int,
+    minibatch_size: int,
+    num_epochs: int,
+    lr: float,
+    gamma: float,
+    lambda_: float,
+    clip_param: float,
+    vf_clip_param: float,
+    vf_loss_coeff: float,
+    grad_clip: float | None,
+    seed: int,
+):
+    """A validated ``PPOConfig`` with the environment, sampling, learner scale-out, batch
+    sizes and the PPO loss settings both algorithms take (no KL penalty; the global-norm
+    gradient clip). ``train_batch_size`` is the total over learners."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    check_range("num_env_runners", num_env_runners, 0)
+    check_range("num_learners", num_learners, 0)
+    check_range("seed", seed, 0)
+    for name, value in (
+        ("num_envs_per_env_runner", num_envs_per_env_runner),
+        ("train_batch_size", train_batch_size),
+        ("num_epochs", num_epochs),
+    ):
+        check_range(name, value, 1)
+    check_range("minibatch_size", minibatch_size, 1, train_batch_size)
+    check_range("num_gpus_per_learner", num_gpus_per_learner, 0)
+    if rollout_fragment_length != "auto":
+        check_range("rollout_fragment_length", rollout_fragment_length, 1)
+    for name, value in (("lr", lr), ("clip_param", clip_param), ("vf_clip_param", vf_clip_param)):
+        check_positive(name, value)
+    check_range("gamma", gamma, 0.0, 1.0)
+    check_range("lambda_", lambda_, 0.0, 1.0)
+    check_range("vf_loss_coeff", vf_loss_coeff, 0.0)
+    if grad_clip is not None:
+        check_positive("grad_clip", grad_clip)
+    return (
+        PPOConfig()
+        .environment(env, env_config=dict(env_config or {}))
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=num_envs_per_env_runner,
+            rollout_fragment_length=rollout_fragment_length,
+        )
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .training(
+            train_batch_size_per_learner=train_batch_size // max(1, num_learners),
+            minibatch_size=minibatch_size,
+            num_epochs=num_epochs,
+            lr=lr,
+            gamma=gamma,
+            lambda_=lambda_,
+            clip_param=clip_param,
+            vf_clip_param=vf_clip_param,
+            vf_loss_coeff=vf_loss_coeff,
+            grad_clip=grad_clip,
+            grad_clip_by="global_norm",
+            use_kl_loss=False,
+        )
+        .debugging(seed=seed)
+    )
+
+
+def skeleton_args(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments of :func:`ppo_skeleton` picked from a builder's ``locals()`` (both
+    builders take them under the same names)."""
+    return {name: namespace[name] for name in inspect.signature(ppo_skeleton).parameters}
+
+
+def multi_agent_policies(
+    multi_agent: str, agent_ids: Sequence[str] | None, *, per_agent: str
+) -> tuple[list[str], Any]:
+    """Module ids and the policy mapping function of a multi-agent config:
+    ``[SHARED_MODULE_ID]`` for parameter sharing, one module per agent id when
+    ``multi_agent == per_agent`` (the name the calling builder gives that choice)."""
+    if multi_agent != per_agent:
+        return [SHARED_MODULE_ID], _shared_mapping
+    if not agent_ids:
+        raise ValueError(f"multi_agent={per_agent!r} needs agent_ids (e.g. ['agent_0', ...])")
+    return [str(a) for a in agent_ids], _per_agent_mapping
