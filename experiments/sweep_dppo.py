@@ -201,6 +201,34 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             "env_config": {"team_reward_weight": 0.0},
         },
     ),
+    # Exploration around the deterministic chain (policy.exploration="around_eval"): the
+    # chain before the fine-tuned steps is the evaluated one, the last K' steps add noise.
+    "s_lr1e-4_ft2_warm5_ae": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
+            "critic_warmup_iterations": 5,
+        },
+    ),
+    "s_lr1e-4_ft2_warm5_ae_own0_os": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
+            "critic_warmup_iterations": 5,
+            "critic_input": "obs+state",
+            "env_config": {"team_reward_weight": 0.0},
+        },
+    ),
+    "s_lr1e-4_ft3_warm5_ae": (
+        "shipped",
+        {
+            "lr": 1e-4,
+            "policy": {"ft_denoising_steps": 3, "exploration": "around_eval"},
+            "critic_warmup_iterations": 5,
+        },
+    ),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
     "w_lr1e-4": ("weak", {"lr": 1e-4}),

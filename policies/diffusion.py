@@ -101,6 +101,13 @@ class DiffusionConfig:
         noise_clip: Each step's standard-normal noise is clipped to ``[-c, c]``.
         ddim_eta: DDIM ``eta`` (0: deterministic DDIM; 1: DDPM-like variance).
         eval_noise_seed: Seed of the fixed initial noise used by deterministic sampling.
+        exploration: What stochastic sampling randomises. ``"chain"`` (DPPO's): a fresh
+            initial noise and every step's noise. ``"around_eval"``: the deterministic
+            policy's chain (fixed ``eval_noise``, no noise) up to the fine-tuned steps, which
+            then add their sampling noise; the stochastic policy is a Gaussian perturbation
+            of the deterministic one, so fine-tuning improves what deterministic evaluation
+            runs (with ``"chain"`` it improves the whole sampled distribution, whose returns
+            can differ a lot from the deterministic chain's).
         network: Noise predictor: ``"mlp"`` (``ResidualMLPDenoiser`` over the flat chunk)
             or ``"unet1d"`` (``UNet1DFiLMDenoiser`` over ``[Ta, Da]``).
         action_horizon: ``Ta``, actions per predicted chunk; the first is executed.
@@ -120,6 +127,7 @@ class DiffusionConfig:
     noise_clip: float = 3.0
     ddim_eta: float = 1.0
     eval_noise_seed: int = 0
+    exploration: Literal["chain", "around_eval"] = "chain"
     network: NetworkKind = "mlp"
     action_horizon: int = 1
 
@@ -138,6 +146,7 @@ class DiffusionConfig:
         _check_int("eval_noise_seed", self.eval_noise_seed, 0)
         _check_int("action_horizon", self.action_horizon, 1)
         check_choice("network", self.network, NetworkKind.__args__)
+        check_choice("exploration", self.exploration, ("chain", "around_eval"))
         if self.network == "unet1d" and self.hidden % _UNET_GROUPS:
             raise ValueError(
                 f"hidden={self.hidden!r} must be a multiple of {_UNET_GROUPS} for "
@@ -514,7 +523,11 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         denoisers = self._chain_denoisers(mode, obs.shape[0], reuse=True)
         first_ft = len(denoisers) - self.config.ft_denoising_steps
         batch, dim = obs.shape[0], self.config.chunk_dim
-        if deterministic:
+        # Before this step index the chain is the deterministic one.
+        exact_until = len(denoisers) if deterministic else 0
+        if self.config.exploration == "around_eval":
+            exact_until = max(exact_until, first_ft)
+        if deterministic or self.config.exploration == "around_eval":
             x = self.eval_noise.expand(batch, dim).clone()
         else:
             x = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
@@ -523,7 +536,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         clip = self.config.noise_clip
         for i, (spec, (denoise, temb)) in enumerate(zip(self._steps[mode], denoisers)):
             mean = spec.mean(x, denoise(x, temb, obs))
-            if deterministic:
+            if i < exact_until:
                 x_next = mean
             else:
                 z = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
@@ -577,7 +590,7 @@ class DiffusionPolicy(_DiffusionSampler):
     Args:
         obs_dim, action_dim, denoising_steps, ddim_steps, ft_denoising_steps,
         beta_schedule, hidden, depth, time_embed_dim, min_sampling_std, min_logprob_std,
-        noise_clip, ddim_eta, eval_noise_seed, network, action_horizon: see
+        noise_clip, ddim_eta, eval_noise_seed, exploration, network, action_horizon: see
         ``DiffusionConfig``.
         generator: Optional CPU generator for the weight initialisation.
     """
@@ -598,6 +611,7 @@ class DiffusionPolicy(_DiffusionSampler):
         noise_clip: float = 3.0,
         ddim_eta: float = 1.0,
         eval_noise_seed: int = 0,
+        exploration: Literal["chain", "around_eval"] = "chain",
         network: NetworkKind = "mlp",
         action_horizon: int = 1,
         generator: torch.Generator | None = None,
@@ -617,6 +631,7 @@ class DiffusionPolicy(_DiffusionSampler):
             noise_clip=noise_clip,
             ddim_eta=ddim_eta,
             eval_noise_seed=eval_noise_seed,
+            exploration=exploration,
             network=network,
             action_horizon=action_horizon,
         )

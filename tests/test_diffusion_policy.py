@@ -129,6 +129,42 @@ def test_deterministic_eval_repeats_and_survives_save_load(generator, tmp_path):
     assert read_config(tmp_path / "ckpt")["metadata"] == {"note": "unit test"}
 
 
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+def test_exploration_around_eval_perturbs_the_deterministic_chain(generator, mode):
+    """``exploration="around_eval"``: the chain up to the fine-tuned steps is the
+    deterministic one, the fine-tuned steps add noise (their log-probs are those of the
+    recorded chain), and without a noise floor and with eta 0 the sample is the
+    deterministic action."""
+    policy = _policy(generator, ft_denoising_steps=2, exploration="around_eval", ddim_eta=0.0)
+    obs = _obs(generator)
+    det = policy.sample(obs, deterministic=True, mode=mode)
+    out = policy.sample(obs, generator=generator, mode=mode)
+    assert torch.equal(out.chain[:, 0], det.chain[:, 0])
+    assert not torch.equal(out.chain[:, 1], det.chain[:, 1])
+    torch.testing.assert_close(out.logprob, policy.chain_logprob(obs, out.chain, mode))
+    chain = policy.sample(obs, generator=generator, mode=mode)
+    assert torch.equal(chain.chain[:, 0], det.chain[:, 0])  # the same start every call
+    fresh = _policy(generator, ft_denoising_steps=2, ddim_eta=0.0)
+    fresh.load_state_dict(policy.state_dict())
+    assert not torch.equal(
+        fresh.sample(obs, generator=generator, mode=mode).chain[:, 0], det.chain[:, 0]
+    )
+    if mode == "ddim":
+        quiet = _policy(
+            generator,
+            ft_denoising_steps=2,
+            exploration="around_eval",
+            ddim_eta=0.0,
+            min_sampling_std=0.0,
+        )
+        quiet.load_state_dict(policy.state_dict())
+        torch.testing.assert_close(
+            quiet.sample(obs, generator=generator, mode=mode).action, det.action, rtol=0, atol=0
+        )
+    with pytest.raises(ValueError, match="exploration"):
+        _policy(generator, exploration="everywhere")
+
+
 def test_dppo_export_keeps_base_and_finetuned_copy(generator, tmp_path):
     policy = DPPOPolicy.from_pretrained(_policy(generator))
     with torch.no_grad():

@@ -181,3 +181,38 @@ def test_dppo_sweep_runs_one_trial_and_reports_its_lift(tmp_path):
     assert row["name"] == "s_lr1e-5" and int(row["iterations"]) == 1
     lift = 100 * (float(row["success"]) - float(row["start_success"]))
     assert math.isclose(float(row["lift_points"]), lift, abs_tol=1e-9)
+
+
+def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
+    """experiments/train_search_rescue.py --quick in its own process: expert, random, the
+    shipped BC start, DPPO and PPO are evaluated on the same seed's worlds, the curves hold
+    both RL methods' iterations, and the RESULT line's lift is DPPO minus BC in points."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "train_search_rescue.py"
+    out = tmp_path / "curves"
+    argv = [sys.executable, str(script), "--quick", "--cpus", "1", "--iterations", "2"]
+    argv += ["--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("RESULT expert_success=") and "seeds=1" in last
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert sorted(r["method"] for r in summary) == ["bc", "dppo", "expert", "ppo", "random"]
+    assert {int(r["episodes"]) for r in summary} == {32}
+    with open(out / "curves.csv") as f:
+        curves = list(csv.DictReader(f))
+    for method in ("dppo", "ppo"):
+        steps = [int(r["agent_steps"]) for r in curves if r["method"] == method]
+        assert len(steps) == 2 and steps[0] < steps[1]
+    result = json.loads((out / "result.json").read_text())
+    rate = {r["method"]: float(r["success_rate"]) for r in summary}
+    assert math.isclose(result["lift_points"], 100 * (rate["dppo"] - rate["bc"]), abs_tol=1e-9)
+    assert f"dppo_lift_points={result['lift_points']:.1f}" in last
+    assert (out / "learning_curves.png").stat().st_size > 10_000
