@@ -62,6 +62,32 @@ BASE: dict[str, Any] = {
 
 _BIG_BATCH = {"num_envs": 128, "train_batch_size": 16384, "minibatch_size": 4096}
 
+
+def _trial(
+    lr: float,
+    ft: int | None,
+    *,
+    team: float | None = None,
+    os: bool = False,
+    ae: bool = False,
+) -> dict[str, Any]:
+    """Overrides of a credit/exploration trial: actor ``lr``, ``K' = ft`` (``None``: the
+    policy's own), critic warm-up 5 iterations; ``team``: the world's
+    ``team_reward_weight`` (``None``: the default 1); ``os``: critic on observation +
+    state; ``ae``: ``exploration="around_eval"``."""
+    policy: dict[str, Any] = {} if ft is None else {"ft_denoising_steps": ft}
+    if ae:
+        policy["exploration"] = "around_eval"
+    out: dict[str, Any] = {"lr": lr, "critic_warmup_iterations": 5}
+    if policy:
+        out["policy"] = policy
+    if team is not None:
+        out["env_config"] = {"team_reward_weight": team}
+    if os:
+        out["critic_input"] = "obs+state"
+    return out
+
+
 #: Trial name -> (start, overrides of BASE). ``s_``: shipped BC start, ``w_``: the other.
 GRID: dict[str, tuple[str, dict[str, Any]]] = {
     "s_lr1e-5": ("shipped", {}),
@@ -157,78 +183,21 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
             "critic_warmup_iterations": 5,
         },
     ),
-    # Own-share credit (the world's team_reward_weight): each agent is rewarded for what
-    # it rescued and sensed, so one agent's exploration explains more of its return.
-    "s_lr1e-4_ft2_warm5_own0": (
-        "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 5,
-            "env_config": {"team_reward_weight": 0.0},
-        },
-    ),
-    "s_lr3e-5_warm5_own0": (
-        "shipped",
-        {"lr": 3e-5, "critic_warmup_iterations": 5, "env_config": {"team_reward_weight": 0.0}},
-    ),
-    "s_lr1e-4_ft2_warm5_own0.5": (
-        "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 5,
-            "env_config": {"team_reward_weight": 0.5},
-        },
-    ),
-    # Own shares with an agent-specific centralized critic (observation + global state).
-    "s_lr3e-5_warm5_own0_os": (
-        "shipped",
-        {
-            "lr": 3e-5,
-            "critic_warmup_iterations": 5,
-            "critic_input": "obs+state",
-            "env_config": {"team_reward_weight": 0.0},
-        },
-    ),
-    "s_lr1e-4_ft2_warm5_own0_os": (
-        "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 5,
-            "critic_input": "obs+state",
-            "env_config": {"team_reward_weight": 0.0},
-        },
-    ),
-    # Exploration around the deterministic chain (policy.exploration="around_eval"): the
-    # chain before the fine-tuned steps is the evaluated one, the last K' steps add noise.
-    "s_lr1e-4_ft2_warm5_ae": (
-        "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
-            "critic_warmup_iterations": 5,
-        },
-    ),
-    "s_lr1e-4_ft2_warm5_ae_own0_os": (
-        "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
-            "critic_warmup_iterations": 5,
-            "critic_input": "obs+state",
-            "env_config": {"team_reward_weight": 0.0},
-        },
-    ),
-    "s_lr1e-4_ft3_warm5_ae": (
-        "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 3, "exploration": "around_eval"},
-            "critic_warmup_iterations": 5,
-        },
-    ),
+    # Own-share credit ("_own0": the world's team_reward_weight = 0): each agent is rewarded for what
+    # it rescued and sensed, so one agent's exploration explains more of its return; "_os":
+    # with the agent-specific critic (observation + global state); "_ae": exploration
+    # around the deterministic chain (the chain before the K' fine-tuned steps is the
+    # evaluated one, the fine-tuned steps add their noise).
+    "s_lr1e-4_ft2_warm5_own0": ("shipped", _trial(1e-4, 2, team=0.0)),
+    "s_lr3e-5_warm5_own0": ("shipped", _trial(3e-5, None, team=0.0)),
+    "s_lr1e-4_ft2_warm5_own0.5": ("shipped", _trial(1e-4, 2, team=0.5)),
+    "s_lr3e-5_warm5_own0_os": ("shipped", _trial(3e-5, None, team=0.0, os=True)),
+    "s_lr1e-4_ft2_warm5_own0_os": ("shipped", _trial(1e-4, 2, team=0.0, os=True)),
+    "s_lr1e-4_ft2_warm5_ae": ("shipped", _trial(1e-4, 2, ae=True)),
+    "s_lr1e-4_ft2_warm5_ae_own0_os": ("shipped", _trial(1e-4, 2, ae=True, team=0.0, os=True)),
+    "s_lr1e-4_ft3_warm5_ae": ("shipped", _trial(1e-4, 3, ae=True)),
+    "s_lr2e-4_ft2_warm5_ae_own0_os": ("shipped", _trial(2e-4, 2, ae=True, team=0.0, os=True)),
+    "s_lr1e-4_ft3_warm5_ae_own0_os": ("shipped", _trial(1e-4, 3, ae=True, team=0.0, os=True)),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
     "w_lr1e-4": ("weak", {"lr": 1e-4}),
