@@ -8,10 +8,12 @@ Measured (medians over ``--repeats``):
    records, and acting only (``with_logprob=False``, keys ending ``_act_ms``).
 2. Learner cost per agent-step: RLlib's ``learner_update_timer`` of one iteration divided by
    the agent-steps it trained on, DPPO (``K' = 5`` DDIM steps fine-tuned) vs Gaussian PPO
-   (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner. DPPO twice:
-   the default denoiser (3x256, keys ``update_dppo_*``) and the shipped BC policy that the
-   learning-curve experiment fine-tunes (3x128, keys ``update_dppo_shipped_*``). The cost is
-   arithmetic: each agent-step back-propagates through ``K'`` denoiser passes.
+   (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner. DPPO three
+   times: the default denoiser (3x256, keys ``update_dppo_*``), the shipped BC policy
+   (3x128, ``update_dppo_shipped_*``), both with every DDIM step fine-tuned, and what the
+   learning-curve experiment runs (the shipped policy, ``K' = 2``, critic on observation +
+   state, ``update_dppo_recipe_*``). The cost is arithmetic: each agent-step
+   back-propagates through ``K'`` denoiser passes.
 3. Sampling throughput in agent-steps/s of an RLlib runner's ``sample()`` with a Gaussian
    PPO module: the batched EnvRunner on SearchRescue-v0 (``B`` worlds x 4 agents per
    step), RLlib's stock ``MultiAgentEnvRunner`` on the RLlib adapter
@@ -142,11 +144,21 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
             policy={"denoising_steps": 20, "ddim_steps": 5, "ft_denoising_steps": 5},
             **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
-        # What experiments/train_search_rescue.py fine-tunes: the shipped BC policy (3x128).
+        # The shipped BC policy (3x128), every DDIM step fine-tuned.
         "dppo_shipped": dppo_config(
             f"agentcomm/{ENV}",
             pretrained=shipped,
             policy={"ft_denoising_steps": 5},
+            **dppo_common,
+        ).env_runners(env_runner_cls=BatchedCommEnvRunner),
+        # What experiments/train_search_rescue.py fine-tunes: the shipped BC policy, the
+        # last 2 DDIM steps, a critic on observation + global state.
+        "dppo_recipe": dppo_config(
+            f"agentcomm/{ENV}",
+            env_config={"centralized_critic": True, "team_reward_weight": 0.0},
+            pretrained=shipped,
+            policy={"ft_denoising_steps": 2, "exploration": "around_eval"},
+            critic_input="obs+state",
             **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         "ppo": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, batch, num_epochs=5),
@@ -169,7 +181,7 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
             f"agent-step (batch {batch}, 5 epochs)",
             flush=True,
         )
-    for name in ("dppo", "dppo_shipped"):
+    for name in ("dppo", "dppo_shipped", "dppo_recipe"):
         out[f"update_{name}_over_ppo"] = (
             out[f"update_{name}_us_per_agent_step"] / out["update_ppo_us_per_agent_step"]
         )

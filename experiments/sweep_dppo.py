@@ -198,6 +198,11 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
     "s_lr1e-4_ft3_warm5_ae": ("shipped", _trial(1e-4, 3, ae=True)),
     "s_lr2e-4_ft2_warm5_ae_own0_os": ("shipped", _trial(2e-4, 2, ae=True, team=0.0, os=True)),
     "s_lr1e-4_ft3_warm5_ae_own0_os": ("shipped", _trial(1e-4, 3, ae=True, team=0.0, os=True)),
+    "s_lr1e-4_ft2_warm5_ae_own0_os_ep5": (
+        "shipped",
+        {**_trial(1e-4, 2, ae=True, team=0.0, os=True), "num_epochs": 5},
+    ),
+    "s_lr1e-4_ft2_warm5_ae_own0.5_os": ("shipped", _trial(1e-4, 2, ae=True, team=0.5, os=True)),
     "w_lr1e-5": ("weak", {}),
     "w_lr3e-5": ("weak", {"lr": 3e-5}),
     "w_lr1e-4": ("weak", {"lr": 1e-4}),

@@ -353,3 +353,23 @@ def test_reward_shares_mix_to_the_team_reward(env_id):
             for world in (team, *mixes.values()):
                 world.reset_at(done)
     assert unequal > 0
+
+
+def test_search_rescue_credits_a_rescue_to_the_agents_that_made_it():
+    """``team_reward_weight=0``, no information term: an agent alone on a victim gets
+    ``N * rescue_reward``, the others nothing; two agents on it split it."""
+    n, r = 4, 10.0
+    world = agentcomm.make_vec(
+        "SearchRescue-v0", num_envs=2, seed=0, team_reward_weight=0.0, info_gain_weight=0.0
+    )
+    world.reset(seed=0)
+    cells = world._cell_centres()
+    far = (cells.unsqueeze(0) - world.victim_pos.unsqueeze(2)).norm(dim=-1).min(1).values
+    pos = cells[far.argmax(1)].unsqueeze(1).expand(-1, n, -1).clone()  # [2, N, 2]
+    pos[:, 0] = world.victim_pos[:, 0]
+    pos[1, 2] = world.victim_pos[1, 0]  # world 1: agents 0 and 2 share the rescue
+    world.pos = pos
+    stay = torch.zeros(2, n, ACTION_DIM)
+    _, reward, *_ = world.step(stay)
+    torch.testing.assert_close(reward[0], torch.tensor([n * r, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(reward[1], torch.tensor([n * r / 2, 0.0, n * r / 2, 0.0]))
