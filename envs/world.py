@@ -708,6 +708,16 @@ class CommWorld:
     def _scenario_state_dim(self) -> int:
         raise NotImplementedError
 
+    def true_map(self) -> torch.Tensor:
+        """bool ``[B, H, W]``: the ground truth the sensors detect (grid scenarios): targets
+        for training receivers and for metrics, never an agent's knowledge."""
+        if self.belief_kind != "grid":
+            raise ValueError(
+                f"{self.env_id} has belief_kind={self.belief_kind!r}; a true map exists only "
+                "for grid scenarios"
+            )
+        return self._true_map()
+
     def state(self) -> torch.Tensor:
         """``[B, Ds]`` global state for centralized critics: every agent's position and
         velocity (scaled), the elapsed fraction, and the scenario's ground truth."""

@@ -117,7 +117,7 @@ class BeliefInfoMultiAgentEnv(CommMultiAgentEnv):
 
     def _add_maps(self, infos: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         belief = self.world.belief[0].detach().float().cpu().numpy()
-        truth = self.world._true_map()[0].float().cpu().numpy()
+        truth = self.world.true_map()[0].float().cpu().numpy()
         for i, agent in enumerate(self.possible_agents):
             if agent in infos:
                 infos[agent] = {**infos[agent], BELIEF: belief[i], TRUE_MAP: truth}
@@ -159,7 +159,13 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
             raise ValueError(
                 f"unknown receiver model_config key(s) {unknown}; allowed {sorted(fields | extra)}"
             )
-        self.jscc = JSCC(JSCCConfig(**{k: v for k, v in cfg.items() if k in fields}))
+        self.seed = int(cfg.get("seed", 0))
+        # Weights from the receiver's own seed, not from whatever state torch's global
+        # generator is in when RLlib builds the module (that differs between the driver's
+        # learner and each runner, and between runs), so copies start identical.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.jscc = JSCC(JSCCConfig(**{k: v for k, v in cfg.items() if k in fields}))
         self.channel = make_channel(str(cfg.get("channel", "awgn")))
         lo, hi = (float(s) for s in cfg.get("snr_range_db", (0.0, 20.0)))
         check_range("snr_range_db[1]", hi, lo, None)
@@ -168,7 +174,6 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
         check_range("stat_momentum", self.stat_momentum, 0.0, 1.0, low_inclusive=False)
         prior = cfg.get("prior_logodds")
         self.prior_logodds = None if prior is None else float(prior)
-        self.seed = int(cfg.get("seed", 0))
         self.register_buffer("num_stat_updates", torch.zeros((), dtype=torch.int64))
         self._generator: torch.Generator | None = None
 

@@ -373,3 +373,13 @@ def test_search_rescue_credits_a_rescue_to_the_agents_that_made_it():
     _, reward, *_ = world.step(stay)
     torch.testing.assert_close(reward[0], torch.tensor([n * r, 0.0, 0.0, 0.0]))
     torch.testing.assert_close(reward[1], torch.tensor([n * r / 2, 0.0, n * r / 2, 0.0]))
+
+
+def test_true_map_is_the_ground_truth_of_grid_scenarios_only():
+    world = agentcomm.make_vec("SearchRescue-v0", num_envs=3, seed=1)
+    world.reset(seed=1)
+    truth = world.true_map()
+    assert truth.dtype == torch.bool and truth.shape == (3, world.grid, world.grid)
+    assert torch.equal(truth.sum((1, 2)), torch.full((3,), world.config.num_victims))
+    with pytest.raises(ValueError, match="belief_kind"):
+        agentcomm.make_vec("IntentCoverage-v0", num_envs=1).true_map()

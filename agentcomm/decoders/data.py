@@ -180,7 +180,7 @@ def collect_env_beliefs(
     The world is driven by :func:`agentcomm.envs.experts.expert_actions`; finished worlds
     are reset in place, so the data covers whole episodes from fresh to well explored.
     After each step the fused beliefs ``world.belief [B, N, H, W]`` (log-odds, clipped to
-    ``comm.logodds_clip``) are kept with what the sensors detect, ``world._true_map()``
+    ``comm.logodds_clip``) are kept with what the sensors detect, ``world.true_map()``
     ``[B, H, W]``, repeated per agent.
 
     Args:
@@ -210,7 +210,7 @@ def collect_env_beliefs(
     for _ in range(steps):
         _, _, terminated, truncated, _ = world.step(expert_actions(world))
         logodds.append(world.belief.float().flatten(0, 1).clone())
-        truth.append(world._true_map().unsqueeze(1).expand(-1, n, -1, -1).flatten(0, 1).clone())
+        truth.append(world.true_map().unsqueeze(1).expand(-1, n, -1, -1).flatten(0, 1).clone())
         done = terminated | truncated
         if bool(done.any()):
             world.reset_at(done)
