@@ -134,15 +134,8 @@ QUICK = {
         "num_epochs": 2,
         "env_config": {"team_reward_weight": 0.0},
     },
-    "dppo": {
-        "lr": 1e-4,
-        "critic_lr": 1e-3,
-        "clip_param": 0.01,
-        "gamma_denoise": 0.99,
-        "critic_warmup_iterations": 1,
-        "critic_input": "obs+state",
-        "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
-    },
+    # The full run's DPPO recipe, with a 1-iteration critic warm-up for the short run.
+    "dppo": {**FULL["dppo"], "critic_warmup_iterations": 1},
     "ppo": {"lr": 3e-4, "clip_param": 0.2, "hidden": [64, 64]},
 }
 

@@ -141,7 +141,7 @@ class DPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             if missing:
                 raise ValueError(f"Dict observation_space lacks key(s) {missing}: {space!r}")
             obs_dim = _box_dim("observation_space['obs']", space["obs"])
-            critic_dim = {"obs": obs_dim, "state": 0, "obs+state": obs_dim}[self.critic_input]
+            critic_dim = obs_dim if self.critic_input != "state" else 0
             if self.critic_input != "obs":
                 critic_dim += _box_dim("observation_space['state']", space["state"])
         else:

@@ -116,7 +116,8 @@ class IntentCoverage(CommWorld):
 
     def _scenario_step(self) -> torch.Tensor:
         cfg = self.config
-        dist = (self.pos.unsqueeze(2) - self.sites.unsqueeze(1)).norm(dim=-1)
+        dist = (self.pos.unsqueeze(2) - self.sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
+        self._site_dist = dist  # for the agents' reward shares
         occ = self._occupancy()
         conflicts = (occ - 1).clamp_min(0).sum(1).float()
         cover = dist.min(1).values.mean(1) / self.grid
@@ -128,7 +129,7 @@ class IntentCoverage(CommWorld):
         # among the agents on that site; the success bonus equally.
         cfg = self.config
         b, n = self.num_envs, self.num_agents
-        dist = (self.pos.unsqueeze(2) - self.sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
+        dist = self._site_dist  # this step's, from _scenario_step
         near, who = dist.min(1)  # [B, S]
         s = dist.shape[2]
         shares = torch.zeros(b, n, device=self.device)

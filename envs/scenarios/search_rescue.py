@@ -179,6 +179,7 @@ class SearchRescue(CommWorld):
         if w == 0:
             return torch.zeros(self.num_envs, device=self.device)
         drop = entropy(before, reduction="sum") - entropy(after, reduction="sum")  # [B, N]
+        self._entropy_drop = drop  # each agent's own information term, for reward shares
         return w * drop.mean(1)
 
     def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
@@ -189,9 +190,8 @@ class SearchRescue(CommWorld):
         split = rescuers / rescuers.sum(1, keepdim=True).clamp_min(1.0)
         shares = cfg.rescue_reward * split.sum(2)
         w = cfg.info_gain_weight
-        if w != 0:
-            drop = entropy(before, reduction="sum") - entropy(self.belief, reduction="sum")
-            shares = shares + w * drop / self.num_agents
+        if w != 0:  # the step's _belief_reward computed the drop
+            shares = shares + w * self._entropy_drop / self.num_agents
         return shares
 
     def _success(self) -> torch.Tensor:
