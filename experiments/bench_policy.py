@@ -2,6 +2,8 @@
 
 Measured (medians over ``--repeats``):
 
+0. Mish on ``[1024, 256]``, forward and forward + backward: torch's kernel against the
+   composition ``policies.activations.mish`` that the denoiser and the DPPO critic use.
 1. Action latency of a diffusion policy (SearchRescue-v0 observation, residual MLP 3x256,
    and the shipped BC policy, 3x128) at batch 1 and 1024, for DDIM with 5 steps and DDPM with 20 steps
    (``DiffusionPolicy.sample``, stochastic): with the step log-likelihoods a DPPO rollout
@@ -99,6 +101,40 @@ def bench_latency(repeats: int) -> dict[str, float]:
                     f"({out[key + '_act_ms']:.2f} ms acting only, no log-probs)",
                     flush=True,
                 )
+    return out
+
+
+def bench_mish(repeats: int) -> dict[str, float]:
+    """Microseconds of Mish on ``[1024, 256]``: torch's kernel vs ``policies.activations``.
+
+    Forward (no autograd) and forward + backward; the denoiser and the DPPO critic use the
+    latter on CPU tensors this large.
+    """
+    from torch.nn import functional as F
+
+    from agentcomm.policies.activations import mish
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 256, generator=gen) * 3
+    grad = torch.randn(1024, 256, generator=gen)
+    out = {}
+    for name, fn in (("torch", F.mish), ("agentcomm", mish)):
+        xr = x.clone().requires_grad_()
+        with torch.no_grad():
+            out[f"mish_{name}_fwd_us"] = _median_time(lambda f=fn: f(x), 20 * repeats) * 1e6
+        out[f"mish_{name}_fwd_bwd_us"] = (
+            _median_time(lambda f=fn, xr=xr: f(xr).backward(grad), 20 * repeats) * 1e6
+        )
+    for part in ("fwd", "fwd_bwd"):
+        out[f"mish_speedup_{part}"] = (
+            out[f"mish_torch_{part}_us"] / out[f"mish_agentcomm_{part}_us"]
+        )
+        print(
+            f"mish [1024, 256] {part.replace('_', '+')}: torch {out[f'mish_torch_{part}_us']:.0f} "
+            f"us, agentcomm {out[f'mish_agentcomm_{part}_us']:.0f} us "
+            f"({out[f'mish_speedup_{part}']:.2f}x)",
+            flush=True,
+        )
     return out
 
 
@@ -247,7 +283,8 @@ def main() -> None:
     init_local_ray(2)
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
     try:
-        res = bench_latency(args.repeats)
+        res = bench_mish(args.repeats)
+        res |= bench_latency(args.repeats)
         res |= bench_sampling(args.repeats, args.worlds, args.stock_envs, args.sample_steps)
         res |= bench_updates(max(1, args.repeats // 2), args.batch, args.worlds)
     finally:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -75,6 +75,25 @@ _Denoise = Callable[[Tensor, Tensor, Tensor], Tensor]
 #: Sampling-time bindings per sampler object (see ``_DiffusionSampler._chain_denoisers``).
 _BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _UNET_GROUPS = 8
+
+
+def _parameter_key(modules: Iterable[nn.Module]) -> tuple:
+    """``(data pointer, dtype, version)`` of every parameter of ``modules``, in a fixed order.
+
+    Walks ``_modules``/``_parameters`` directly: ``Module.parameters()`` (recursive
+    generators and a de-duplicating set) took ~0.1 ms for a 3-block denoiser, a tenth of a
+    batch-1 sampling call. A parameter shared by two submodules appears twice, which a key
+    does not mind.
+    """
+    key = []
+    stack = list(modules)
+    while stack:
+        module = stack.pop()
+        for p in module._parameters.values():
+            if p is not None:
+                key.append((p.data_ptr(), p.dtype, p._version))
+        stack.extend(m for m in module._modules.values() if m is not None)
+    return tuple(key)
 
 
 @dataclass(frozen=True)
@@ -252,29 +271,34 @@ class _DDPMStep(_Step):
     posterior mean ``coef_x0 * x0 + coef_xt * x`` (Eq. 7)."""
 
     sqrt_recip_acp: Tensor
-    sqrt_recipm1_acp: Tensor
+    neg_sqrt_recipm1_acp: Tensor
     coef_x0: Tensor
     coef_xt: Tensor
 
     def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        x0 = (self.sqrt_recip_acp * x - self.sqrt_recipm1_acp * eps).clamp(-1.0, 1.0)
-        return self.coef_x0 * x0 + self.coef_xt * x
+        # Fused multiply-adds: five ops where the written formula takes seven.
+        x0 = torch.addcmul(self.sqrt_recip_acp * x, self.neg_sqrt_recipm1_acp, eps).clamp(-1, 1)
+        return torch.addcmul(self.coef_x0 * x0, self.coef_xt, x)
 
 
 @dataclass(frozen=True)
 class _DDIMStep(_Step):
     """Song et al. (2021), Eq. 12: ``x0 = clip((x - sqrt(1 - a_t) eps) / sqrt(a_t))``, ``eps``
-    re-derived from the clipped ``x0``, mean ``sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) eps``."""
+    re-derived from the clipped ``x0``, mean ``sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) eps``.
 
-    sqrt_acp: Tensor
-    sqrt_1m_acp: Tensor
-    sqrt_acp_prev: Tensor
-    dir_coef: Tensor
+    With ``a = sqrt(a_t)``, ``b = sqrt(1 - a_t)``, ``c = sqrt(a_prev)``, ``d = sqrt(1 - a_prev -
+    s^2)`` the re-derived ``eps = (x - a x0) / b`` makes the mean ``(c - d a / b) x0 + (d / b)
+    x``: the coefficients are folded in float64 once (``coef_x0``, ``coef_xt``) and a step
+    takes five ops instead of nine (at batch 1 each op costs more than its arithmetic)."""
+
+    recip_sqrt_acp: Tensor
+    neg_eps_coef: Tensor
+    coef_x0: Tensor
+    coef_xt: Tensor
 
     def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        x0 = ((x - self.sqrt_1m_acp * eps) / self.sqrt_acp).clamp(-1.0, 1.0)
-        eps = (x - self.sqrt_acp * x0) / self.sqrt_1m_acp
-        return self.sqrt_acp_prev * x0 + self.dir_coef * eps
+        x0 = torch.addcmul(self.recip_sqrt_acp * x, self.neg_eps_coef, eps).clamp(-1, 1)
+        return torch.addcmul(self.coef_x0 * x0, self.coef_xt, x)
 
 
 class _DiffusionSampler(nn.Module, abc.ABC):
@@ -299,7 +323,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         post_var = betas * (1.0 - acp_prev) / (1.0 - acp)
         ddpm_tables = {
             "sqrt_recip_acp": acp.rsqrt(),
-            "sqrt_recipm1_acp": (1.0 / acp - 1.0).sqrt(),
+            "neg_sqrt_recipm1_acp": -(1.0 / acp - 1.0).sqrt(),
             "coef_x0": acp_prev.sqrt() * betas / (1.0 - acp),
             "coef_xt": (1.0 - betas).sqrt() * (1.0 - acp_prev) / (1.0 - acp),
         }
@@ -317,11 +341,13 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], torch.ones_like(a_t))
         # Song et al. (2021) Eq. 16: sigma_t(eta).
         ddim_std = config.ddim_eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        sqrt_acp, sqrt_1m_acp = a_t.sqrt(), (1 - a_t).sqrt()
+        dir_coef = (1 - a_prev - ddim_std.square()).clamp(min=0).sqrt()
         ddim_tables = {
-            "sqrt_acp": a_t.sqrt(),
-            "sqrt_1m_acp": (1 - a_t).sqrt(),
-            "sqrt_acp_prev": a_prev.sqrt(),
-            "dir_coef": (1 - a_prev - ddim_std.square()).clamp(min=0).sqrt(),
+            "recip_sqrt_acp": 1 / sqrt_acp,
+            "neg_eps_coef": -sqrt_1m_acp / sqrt_acp,
+            "coef_x0": a_prev.sqrt() - dir_coef * sqrt_acp / sqrt_1m_acp,
+            "coef_xt": dir_coef / sqrt_1m_acp,
         }
         self._steps = {
             "ddpm": self._chain_steps(_DDPMStep, ddpm_t, post_var.sqrt()[ddpm_t], ddpm_tables),
@@ -398,11 +424,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         positions = range(start, num_steps)
         if reuse:
             modules = {id(m): m for m in (self._denoiser_at(i, num_steps) for i in positions)}
-            key = tuple(
-                (p.data_ptr(), p.dtype, p._version)
-                for m in modules.values()
-                for p in m.parameters()
-            )
+            key = _parameter_key(modules.values())
             cached = _BOUND.get(self, {}).get((mode, start))
             if cached is None or cached[0] != key:
                 cached = (key, self._bind(mode, positions, num_steps))
@@ -540,8 +562,8 @@ class _DiffusionSampler(nn.Module, abc.ABC):
                 x_next = mean
             else:
                 z = torch.randn(batch, dim, generator=generator, device=obs.device, dtype=obs.dtype)
-                # mean + s * clip(z), in place on the fresh draw (no gradients here).
-                x_next = z.clamp_(-clip, clip).mul_(spec.sampling_std).add_(mean)
+                # mean + s * clip(z), the clip in place on the fresh draw (no gradients here).
+                x_next = torch.addcmul(mean, z.clamp_(-clip, clip), spec.sampling_std)
             if i >= first_ft:
                 if i == first_ft:
                     chain.append(x)

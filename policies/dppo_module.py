@@ -47,6 +47,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from agentcomm._checks import check_choice
+from agentcomm.policies.activations import Mish
 from agentcomm.policies.checkpoint import load_policy
 from agentcomm.policies.diffusion import (
     ARCHITECTURE_KEYS,
@@ -190,7 +191,7 @@ class DPPOTorchRLModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         layers: list[nn.Module] = []
         width = critic_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.Mish()]
+            layers += [nn.Linear(width, h), Mish()]
             width = h
         layers.append(nn.Linear(width, 1))
         self.critic = nn.Sequential(*layers)

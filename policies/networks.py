@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from agentcomm._checks import check_range
+from agentcomm.policies.activations import Mish, mish
 
 __all__ = ["ResidualMLPDenoiser", "UNet1DFiLMDenoiser", "init_linear_layers"]
 
@@ -77,7 +78,7 @@ class _ResidualBlock(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.fc1 = nn.Linear(hidden, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
-        self.act = nn.Mish()
+        self.act = Mish()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return h + self.fc2(self.act(self.fc1(self.norm(h))))
@@ -124,7 +125,7 @@ class ResidualMLPDenoiser(nn.Module):
         self.blocks = nn.ModuleList([_ResidualBlock(hidden) for _ in range(depth)])
         self.out_norm = nn.LayerNorm(hidden)
         self.output = nn.Linear(hidden, action_dim)
-        self.act = nn.Mish()
+        self.act = Mish()
         init_linear_layers(self, generator)
 
     def step_embeddings(self) -> torch.Tensor:
@@ -150,7 +151,7 @@ class ResidualMLPDenoiser(nn.Module):
         ``denoise_fn()(x, temb, obs)`` is ``forward(x, t, obs)`` with ``temb =
         step_embeddings()[t]``, bit for bit, and as differentiable. It calls
         ``torch.addmm``/``layer_norm``/``mish`` directly on parameters looked up once here,
-        the operations ``nn.Linear``/``nn.LayerNorm``/``nn.Mish`` run (``F.linear`` of a 2-D
+        the operations ``nn.Linear``/``nn.LayerNorm``/``Mish`` run (``F.linear`` of a 2-D
         input is ``addmm(b, x, W^T)``): at batch 1 a sampler otherwise spends as much time
         in ``nn.Module.__call__`` and attribute lookups as in the arithmetic. The function
         holds views of the parameters: it sees in-place updates (optimizer steps,
@@ -169,7 +170,7 @@ class ResidualMLPDenoiser(nn.Module):
         out_norm = _norm_args(self.out_norm)
         out = (self.output.bias, self.output.weight.t())
         # torch.layer_norm is what F.layer_norm calls, minus its Python-level checks.
-        addmm, layer_norm, mish = torch.addmm, torch.layer_norm, F.mish
+        addmm, layer_norm = torch.addmm, torch.layer_norm
 
         def denoise(x: torch.Tensor, temb: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
             h = addmm(inp[0], torch.cat([x, temb, obs], dim=-1), inp[1])
@@ -187,13 +188,13 @@ def _norm_args(norm: nn.LayerNorm) -> tuple:
 
 
 def _step_embedding_mlp(dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, 2 * dim), nn.Mish(), nn.Linear(2 * dim, dim))
+    return nn.Sequential(nn.Linear(dim, 2 * dim), Mish(), nn.Linear(2 * dim, dim))
 
 
 def _step_mlp(mlp: nn.Sequential, sinusoids: torch.Tensor) -> torch.Tensor:
     """``mlp(sinusoids)`` for a ``_step_embedding_mlp``, without three ``Module.__call__``s."""
     first, _, last = mlp
-    return F.linear(F.mish(F.linear(sinusoids, first.weight, first.bias)), last.weight, last.bias)
+    return F.linear(mish(F.linear(sinusoids, first.weight, first.bias)), last.weight, last.bias)
 
 
 def _register_step_sinusoids(module: nn.Module, denoising_steps: int, dim: int) -> None:
@@ -218,7 +219,7 @@ class _ConvBlock1D(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(in_ch, out_ch, kernel, padding=kernel // 2)
         self.norm = nn.GroupNorm(groups, out_ch)
-        self.act = nn.Mish()
+        self.act = Mish()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(h)))
@@ -235,7 +236,7 @@ class _FiLMResBlock1D(nn.Module):
         super().__init__()
         self.block1 = _ConvBlock1D(in_ch, out_ch, kernel, groups)
         self.block2 = _ConvBlock1D(out_ch, out_ch, kernel, groups)
-        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * out_ch))
+        self.film = nn.Sequential(Mish(), nn.Linear(cond_dim, 2 * out_ch))
         self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -249,7 +249,8 @@ def _reference_chain(policy, obs, generator, mode):
         for step in range(num_steps):
             mean, std, lp_std = policy.step_distribution(obs, latents[-1], step, mode)
             z = torch.randn(mean.shape, generator=generator)
-            latents.append(mean + std * z.clamp(-clip, clip))
+            # mean + std * clip(z) as one fused multiply-add, as sample() computes it.
+            latents.append(torch.addcmul(mean, z.clamp(-clip, clip), std))
             logprobs.append(gaussian_logprob(latents[-1], mean, lp_std))
     return torch.stack(latents[-kp - 1 :], dim=1), torch.stack(logprobs[-kp:], dim=1)
 
@@ -294,7 +295,7 @@ def test_sampling_without_logprob_gives_the_same_actions_and_draws(generator, mo
 
 def test_mlp_denoise_fn_is_the_module_layers_exactly(generator):
     """The functional predictor that ``forward`` and the sampler use is the composition of
-    the ``nn.Linear``/``nn.LayerNorm``/``nn.Mish`` submodules, with the step embedding
+    the ``nn.Linear``/``nn.LayerNorm``/``Mish`` submodules, with the step embedding
     ``time_mlp(e(t))`` of diffusers' sinusoids (computed over the ``K`` steps, as the table)."""
     net = _policy(generator).denoiser
     k = net.step_sinusoids.shape[0]
