@@ -161,6 +161,7 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
     """Learner seconds per agent-step, DPPO vs Gaussian PPO (median over iterations)."""
     from ray.rllib.utils.metrics import LEARNER_UPDATE_TIMER, TIMERS
 
+    from agentcomm.experiments.train_search_rescue import FULL as recipe
     from agentcomm.policies.checkpoint import shipped_policy_dir
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
@@ -187,14 +188,14 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
             policy={"ft_denoising_steps": 5},
             **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
-        # What experiments/train_search_rescue.py fine-tunes: the shipped BC policy, the
-        # last 2 DDIM steps, a critic on observation + global state.
+        # What experiments/train_search_rescue.py fine-tunes (its FULL settings): the
+        # shipped BC policy, the last 2 DDIM steps, a critic on observation + global state.
         "dppo_recipe": dppo_config(
             f"agentcomm/{ENV}",
-            env_config={"centralized_critic": True, "team_reward_weight": 0.0},
+            env_config=recipe["rl"]["env_config"],
             pretrained=shipped,
-            policy={"ft_denoising_steps": 2, "exploration": "around_eval"},
-            critic_input="obs+state",
+            policy=recipe["dppo"]["policy"],
+            critic_input=recipe["dppo"]["critic_input"],
             **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         "ppo": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, batch, num_epochs=5),

@@ -84,7 +84,7 @@ FULL = {
         },
     },
     "rl": {
-        "iterations": 200,
+        "iterations": 280,
         "num_envs": 32,
         "train_batch_size": 4096,
         "minibatch_size": 1024,

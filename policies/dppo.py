@@ -28,8 +28,9 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from agentcomm._checks import check_choice
 from agentcomm.policies.dppo_learner import DPPOTorchLearner, learner_settings
-from agentcomm.policies.dppo_module import CRITIC_INPUTS, DPPOTorchRLModule
+from agentcomm.policies.dppo_module import DPPOTorchRLModule
 from agentcomm.policies.ppo_common import (
+    CRITIC_INPUTS,
     SHARED_MODULE_ID,
     multi_agent_policies,
     ppo_skeleton,
@@ -37,6 +38,22 @@ from agentcomm.policies.ppo_common import (
 )
 
 __all__ = ["SHARED_MODULE_ID", "dppo_config"]
+
+
+def _with_state_observations(
+    env: str | type, env_config: Mapping[str, Any] | None, critic_input: str
+) -> Mapping[str, Any] | None:
+    """``env_config`` with ``centralized_critic`` on when a critic on the state needs it."""
+    if critic_input == "obs" or not (isinstance(env, str) and env.startswith("agentcomm/")):
+        return env_config
+    given = (env_config or {}).get("centralized_critic", True)
+    if not given:
+        raise ValueError(
+            f"env_config['centralized_critic']={given!r} contradicts "
+            f"critic_input={critic_input!r}, which reads the global state; leave the key out "
+            "(it is set to True)"
+        )
+    return {**(env_config or {}), "centralized_critic": True}
 
 
 def dppo_config(
@@ -84,7 +101,10 @@ def dppo_config(
         sampler: ``"ddpm"`` or ``"ddim"`` (``K'`` must not exceed its step count).
         critic_hidden: Hidden widths of the critic MLP.
         critic_input: ``"obs"``, or ``"state"`` for a centralized critic, or
-            ``"obs+state"`` for an agent-specific centralized one (both need Dict obs).
+            ``"obs+state"`` for an agent-specific centralized one (both need Dict
+            observations with keys ``"obs"`` and ``"state"``). For this package's envs
+            (``env`` a string ``"agentcomm/<EnvId>"``) ``env_config["centralized_critic"]``
+            is set to match; other envs must provide the Dict themselves.
         multi_agent: ``None`` for a single-agent env, ``"shared"`` or ``"per_agent"``.
         agent_ids: Agent ids, required for ``multi_agent="per_agent"``.
         num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
@@ -109,6 +129,7 @@ def dppo_config(
     """
     check_choice("sampler", sampler, ("ddpm", "ddim"))
     check_choice("critic_input", critic_input, CRITIC_INPUTS)
+    env_config = _with_state_observations(env, env_config, critic_input)
     if multi_agent is not None:
         check_choice("multi_agent", multi_agent, ("shared", "per_agent"))
     config = ppo_skeleton(**skeleton_args(locals()))

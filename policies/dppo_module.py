@@ -55,6 +55,7 @@ from agentcomm.policies.diffusion import (
     DPPOPolicy,
 )
 from agentcomm.policies.networks import init_linear_layers
+from agentcomm.policies.ppo_common import CRITIC_INPUTS
 
 __all__ = [
     "DPPO_CHAIN",
@@ -71,8 +72,6 @@ DPPO_LOGP_STEPS = "dppo_logp_steps"
 #: ``forward_train`` output: per-step log-likelihoods under the current weights, ``[B, K']``.
 DPPO_LOGP_NEW = "dppo_logp_new"
 
-#: What the critic may read: the local observation, the global state, or both.
-CRITIC_INPUTS = ("obs", "state", "obs+state")
 _MODEL_CONFIG_KEYS = ("pretrained", "policy", "sampler", "critic_hidden", "critic_input", "seed")
 # Keys RLlib's PPOConfig merges into every module's model_config; this module has no
 # shared actor-critic layers, so they are accepted and ignored.

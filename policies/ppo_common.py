@@ -14,10 +14,20 @@ from typing import Any, Literal
 
 from agentcomm._checks import check_positive, check_range
 
-__all__ = ["SHARED_MODULE_ID", "multi_agent_policies", "ppo_skeleton", "skeleton_args"]
+__all__ = [
+    "CRITIC_INPUTS",
+    "SHARED_MODULE_ID",
+    "multi_agent_policies",
+    "ppo_skeleton",
+    "skeleton_args",
+]
 
 #: Module id of the parameter-shared policy.
 SHARED_MODULE_ID = "shared"
+
+#: What the DPPO critic may read: the local observation, the global state, or both. Here
+#: rather than in the RLlib module so that ``TrainConfig`` can validate it without Ray.
+CRITIC_INPUTS = ("obs", "state", "obs+state")
 
 
 def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:

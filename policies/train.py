@@ -51,6 +51,7 @@ from typing import Any
 import torch
 
 from agentcomm.config import Config, atomic_write_text, choices, rng
+from agentcomm.policies.ppo_common import CRITIC_INPUTS
 
 __all__ = ["TrainConfig", "TrainResult", "add_arguments", "main", "train"]
 
@@ -101,7 +102,7 @@ class TrainConfig(Config):
     runner: str = field(default="batched", metadata=choices("batched", "stock"))
     """Env runner: the batched torch runner, or RLlib's MultiAgentEnvRunner on the adapter."""
     multi_agent: str = field(default="shared", metadata=choices("shared", "per_agent"))
-    critic_input: str = field(default="obs", metadata=choices("obs", "state", "obs+state"))
+    critic_input: str = field(default="obs", metadata=choices(*CRITIC_INPUTS))
     """What the DPPO critic reads: the agent's observation, the world's global state
     (centralized critic), or both (agent-specific centralized critic)."""
     num_envs: int = field(default=32, metadata=rng(1, None))
@@ -347,9 +348,7 @@ def _train_bc(config: TrainConfig, out: Path) -> TrainResult:
 
 # ---------------------------------------------------------------------- RLlib
 def _rllib_config(config: TrainConfig, pretrained: str | None):
-    env_config = dict(config.env_config)
-    if config.critic_input != "obs":
-        env_config["centralized_critic"] = True  # Dict observations with the global state
+    env_config = dict(config.env_config)  # dppo_config adds the state a critic reads
     device = _device(config.device)
     if device != "cpu":
         env_config["device"] = device

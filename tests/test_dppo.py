@@ -197,6 +197,24 @@ def test_dppo_config_bad_values_raise(kwargs, match):
         dppo_config("any-env", **kwargs)
 
 
+@pytest.mark.parametrize("critic_input", ["obs", "state", "obs+state"])
+def test_dppo_config_asks_our_envs_for_the_state_the_critic_reads(critic_input):
+    config = dppo_config(
+        "agentcomm/SearchRescue-v0", env_config={"max_steps": 5}, critic_input=critic_input
+    )
+    want = {"max_steps": 5} | ({} if critic_input == "obs" else {"centralized_critic": True})
+    assert config.env_config == want
+    # Someone else's env gets its env_config untouched.
+    assert dppo_config("my-env", critic_input=critic_input).env_config == {}
+    if critic_input != "obs":
+        with pytest.raises(ValueError, match=r"centralized_critic.*False.*critic_input"):
+            dppo_config(
+                "agentcomm/SearchRescue-v0",
+                env_config={"centralized_critic": False},
+                critic_input=critic_input,
+            )
+
+
 # ---------------------------------------------------------------- RLlib end to end
 
 
