@@ -287,7 +287,7 @@ def main() -> None:
         res = bench_mish(args.repeats)
         res |= bench_latency(args.repeats)
         res |= bench_sampling(args.repeats, args.worlds, args.stock_envs, args.sample_steps)
-        res |= bench_updates(max(1, args.repeats // 2), args.batch, args.worlds)
+        res |= bench_updates(args.repeats, args.batch, args.worlds)
     finally:
         ray.shutdown()
     print("RESULT threads=1 " + " ".join(f"{k}={v:.4g}" for k, v in res.items()))
