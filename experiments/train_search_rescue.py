@@ -31,9 +31,9 @@ last line ``RESULT key=value ...``.
 Budget: one seed's DPPO fine-tuning (560 iterations, 2.29M agent-steps) takes ~23 minutes
 on one core of a 2-core machine whose other core runs another job (``dppo_minutes_per_seed``
 in the RESULT line): the issue's <= 30 minutes on 2 cores, per fine-tuned policy. The whole
-run (3 seeds of DPPO and of Gaussian PPO, 6 jobs on 2 cores) takes about an hour;
-``--iterations 280`` halves it (measured: +13.1 points instead of the full run's figure,
-see README). ``--quick`` (one seed, tiny budgets) takes < 3 minutes.
+run (3 seeds of DPPO and of Gaussian PPO, 6 jobs on 2 cores) took 57 minutes (+15.8
+points); ``--iterations 280`` took 31 minutes (+13.0 points). ``--quick`` (one seed, tiny
+budgets) takes < 3 minutes.
 
 Usage::
 

@@ -27,6 +27,7 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from agentcomm._checks import check_choice
+from agentcomm.envs.adapters.rllib import ENV_PREFIX
 from agentcomm.policies.dppo_learner import DPPOTorchLearner, learner_settings
 from agentcomm.policies.dppo_module import DPPOTorchRLModule
 from agentcomm.policies.ppo_common import (
@@ -44,7 +45,7 @@ def _with_state_observations(
     env: str | type, env_config: Mapping[str, Any] | None, critic_input: str
 ) -> Mapping[str, Any] | None:
     """``env_config`` with ``centralized_critic`` on when a critic on the state needs it."""
-    if critic_input == "obs" or not (isinstance(env, str) and env.startswith("agentcomm/")):
+    if critic_input == "obs" or not (isinstance(env, str) and env.startswith(ENV_PREFIX)):
         return env_config
     given = (env_config or {}).get("centralized_critic", True)
     if not given:

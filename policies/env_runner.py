@@ -78,6 +78,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from agentcomm._checks import check_choice
+from agentcomm.envs.adapters.rllib import ENV_PREFIX
 
 __all__ = [
     "BatchedCommEnvRunner",
@@ -93,8 +94,6 @@ WORLD_STEPS_SAMPLED = "world_steps_sampled"
 SUCCESS_RATE = "episode_success_rate"
 #: Metric: mean complex channel uses per agent per step in the iteration.
 CHANNEL_USES_PER_AGENT_STEP = "channel_uses_per_agent_step"
-
-_ENV_PREFIX = "agentcomm/"
 
 
 def parse_env(env: Any, env_config: dict[str, Any] | None) -> tuple[str, dict[str, Any], bool, str]:
@@ -115,7 +114,7 @@ def parse_env(env: Any, env_config: dict[str, Any] | None) -> tuple[str, dict[st
             f"env={env!r} is not supported by BatchedCommEnvRunner; pass 'agentcomm/<EnvId>' "
             f"with EnvId one of {list_envs()}"
         )
-    env_id = env[len(_ENV_PREFIX) :] if env.startswith(_ENV_PREFIX) else env
+    env_id = env[len(ENV_PREFIX) :] if env.startswith(ENV_PREFIX) else env
     check_choice("env", env_id, list_envs())
     cfg = dict(env_config or {})
     given = cfg.pop("env_id", env_id)

@@ -352,7 +352,9 @@ def _rllib_config(config: TrainConfig, pretrained: str | None):
     device = _device(config.device)
     if device != "cpu":
         env_config["device"] = device
-    env_name = f"agentcomm/{config.env}"
+    from agentcomm.envs.adapters.rllib import ENV_PREFIX
+
+    env_name = f"{ENV_PREFIX}{config.env}"
     batched = config.runner == "batched"
     if not batched:
         from agentcomm.envs.adapters.rllib import register_rllib_envs

@@ -32,7 +32,11 @@ from ..world import ACTION_DIM
 from . import agent_infos, info_to_numpy, reset_info, stack_agent_actions
 from .pettingzoo import check_render_mode
 
-__all__ = ["ADAPTER_KEYS", "CommMultiAgentEnv", "register_rllib_envs"]
+__all__ = ["ADAPTER_KEYS", "ENV_PREFIX", "CommMultiAgentEnv", "register_rllib_envs"]
+
+#: Prefix of the names under which ``register_rllib_envs`` registers every scenario
+#: (``"agentcomm/<EnvId>"``); the batched EnvRunner and ``dppo_config`` read it too.
+ENV_PREFIX = "agentcomm/"
 
 #: ``env_config`` keys the adapter reads itself; every other key overrides the scenario config.
 ADAPTER_KEYS = ("env_id", "centralized_critic", "render_mode", "device")
@@ -147,7 +151,7 @@ def _create(env_id: str, env_config: Mapping[str, Any]) -> CommMultiAgentEnv:
     given = env_config.get("env_id", env_id)
     if given != env_id:
         raise ValueError(
-            f"env_config['env_id']={given!r} contradicts the registered name agentcomm/{env_id}"
+            f"env_config['env_id']={given!r} contradicts the registered name {ENV_PREFIX}{env_id}"
         )
     return CommMultiAgentEnv({**env_config, "env_id": env_id})
 
@@ -167,7 +171,7 @@ def register_rllib_envs() -> list[str]:
 
     names = []
     for env_id in list_envs():
-        name = f"agentcomm/{env_id}"
+        name = f"{ENV_PREFIX}{env_id}"
         register_env(name, functools.partial(_create, env_id))
         names.append(name)
     return names
