@@ -37,7 +37,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
 from agentcomm._checks import check_choice, check_range, check_tensor
-from agentcomm.policies.networks import ResidualMLPDenoiser, UNet1DFiLMDenoiser
+from agentcomm.policies.networks import BoundDenoiser, ResidualMLPDenoiser, UNet1DFiLMDenoiser
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -69,8 +69,9 @@ ARCHITECTURE_KEYS = (
 )
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-# A bound noise predictor (``denoise_fn()``): (x [B, Ta*Da], temb [B, E], obs [B, Do]) -> eps.
-_Denoise = Callable[[Tensor, Tensor, Tensor], Tensor]
+# One chain position's noise predictor, from ``BoundDenoiser``: ``(prepare, predict, row
+# [1, C])``, eps = predict(x, row, prepare(obs)); positions of one denoiser share ``prepare``.
+_ChainStep = tuple[Callable[[Tensor], object], Callable[[Tensor, Tensor, object], Tensor], Tensor]
 
 #: Sampling-time bindings per sampler object (see ``_DiffusionSampler._chain_denoisers``).
 _BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -404,48 +405,58 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         check_tensor("obs", obs, shape=(None, self.config.obs_dim), finite=True)
 
     def _chain_denoisers(
-        self, mode: SamplerMode, batch: int, start: int = 0, reuse: bool = False
-    ) -> list[tuple[_Denoise, Tensor]]:
-        """``(noise predictor, step embedding [B, E])`` for chain positions ``start..S-1``.
+        self, mode: SamplerMode, start: int = 0, reuse: bool = False
+    ) -> list[_ChainStep]:
+        """``(prepare, predict, step-table row [1, C])`` for chain positions ``start..S-1``.
 
-        Each denoiser is bound (``denoise_fn``) and its step-embedding table computed once
-        here rather than at every chain step; with a row of the table, the bound predictor
-        equals the denoiser's ``forward`` bit for bit.
+        Each denoiser is bound once here (``bind``), with its step table, rather than at
+        every chain step; ``predict(x, row, prepare(obs))`` equals the denoiser's ``forward``
+        bit for bit.
 
-        With ``reuse`` (sampling, inside ``inference_mode``) the bindings and embedding rows
-        are kept between calls, in a side table keyed weakly by this object, and rebuilt
-        when any parameter of the denoisers was replaced or updated in place (its storage
-        pointer, dtype or version counter changed; optimizers, ``load_state_dict`` and EMA
-        updates all bump the counter, writes through ``param.data`` do not): at batch 1
-        binding costs about a fifth of a 5-step chain. The side table (not an attribute) keeps closures out of pickles
-        and deep copies.
+        With ``reuse`` (sampling, inside ``inference_mode``) the bindings are kept between
+        calls, in a side table keyed weakly by this object, and rebuilt when any parameter
+        of the denoisers was replaced or updated in place (its storage pointer, dtype or
+        version counter changed; optimizers, ``load_state_dict`` and EMA updates all bump
+        the counter, writes through ``param.data`` do not): at batch 1 binding costs about
+        a fifth of a 5-step chain. The side table (not an attribute) keeps closures out of
+        pickles and deep copies.
         """
         num_steps = self.num_steps(mode)
         positions = range(start, num_steps)
-        if reuse:
-            modules = {id(m): m for m in (self._denoiser_at(i, num_steps) for i in positions)}
-            key = _parameter_key(modules.values())
-            cached = _BOUND.get(self, {}).get((mode, start))
-            if cached is None or cached[0] != key:
-                cached = (key, self._bind(mode, positions, num_steps))
-                _BOUND.setdefault(self, {})[(mode, start)] = cached
-            return [(fn, row.expand(batch, -1)) for fn, row in cached[1]]
-        return [(fn, row.expand(batch, -1)) for fn, row in self._bind(mode, positions, num_steps)]
+        if not reuse:
+            return self._bind(mode, positions, num_steps)
+        modules = {id(m): m for m in (self._denoiser_at(i, num_steps) for i in positions)}
+        key = _parameter_key(modules.values())
+        cached = _BOUND.get(self, {}).get((mode, start))
+        if cached is None or cached[0] != key:
+            cached = (key, self._bind(mode, positions, num_steps))
+            _BOUND.setdefault(self, {})[(mode, start)] = cached
+        return cached[1]
 
-    def _bind(
-        self, mode: SamplerMode, positions: range, num_steps: int
-    ) -> list[tuple[_Denoise, Tensor]]:
-        """``(bound predictor, step-embedding row [1, E])`` per chain position."""
-        bound: dict[int, tuple[_Denoise, Tensor]] = {}
+    def _bind(self, mode: SamplerMode, positions: range, num_steps: int) -> list[_ChainStep]:
+        """``(prepare, predict, step-table row [1, C])`` per chain position."""
+        bound: dict[int, BoundDenoiser] = {}
         out = []
         for i in positions:
-            step = self._steps[mode][i]
+            t = self._steps[mode][i].t
             denoiser = self._denoiser_at(i, num_steps)
             if id(denoiser) not in bound:
-                bound[id(denoiser)] = (denoiser.denoise_fn(), denoiser.step_embeddings())
-            fn, table = bound[id(denoiser)]
-            out.append((fn, table[step.t : step.t + 1]))
+                bound[id(denoiser)] = denoiser.bind()
+            b = bound[id(denoiser)]
+            out.append((b.prepare, b.predict, b.step_table[t : t + 1]))
         return out
+
+    @staticmethod
+    def _run_steps(
+        steps: Iterable[_ChainStep], obs: torch.Tensor
+    ) -> Iterable[Callable[[Tensor], Tensor]]:
+        """Per chain position, ``x -> eps``; ``prepare(obs)`` runs once per denoiser."""
+        contexts: dict[int, object] = {}
+        for prepare, predict, row in steps:
+            if id(prepare) not in contexts:
+                contexts[id(prepare)] = prepare(obs)
+            ctx = contexts[id(prepare)]
+            yield lambda x, predict=predict, row=row, ctx=ctx: predict(x, row, ctx)
 
     def _chain_logprob(
         self, chain: torch.Tensor, means: list[torch.Tensor], mode: SamplerMode
@@ -542,7 +553,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         with_logprob: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``sample``'s chain: ``(chunk [B, Ta, Da], chain [B, K'+1, Ta*Da], logprob [B, K'])``."""
-        denoisers = self._chain_denoisers(mode, obs.shape[0], reuse=True)
+        denoisers = self._chain_denoisers(mode, reuse=True)
         first_ft = len(denoisers) - self.config.ft_denoising_steps
         batch, dim = obs.shape[0], self.config.chunk_dim
         # Before this step index the chain is the deterministic one.
@@ -556,8 +567,9 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         chain: list[torch.Tensor] = []
         means: list[torch.Tensor] = []
         clip = self.config.noise_clip
-        for i, (spec, (denoise, temb)) in enumerate(zip(self._steps[mode], denoisers)):
-            mean = spec.mean(x, denoise(x, temb, obs))
+        eps_fns = self._run_steps(denoisers, obs)
+        for i, (spec, eps_fn) in enumerate(zip(self._steps[mode], eps_fns)):
+            mean = spec.mean(x, eps_fn(x))
             if i < exact_until:
                 x_next = mean
             else:
@@ -598,10 +610,11 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         check_tensor(
             "chain", chain, shape=(obs.shape[0], kp + 1, self.config.chunk_dim), finite=True
         )
-        denoisers = self._chain_denoisers(mode, obs.shape[0], start=self.num_steps(mode) - kp)
+        denoisers = self._chain_denoisers(mode, start=self.num_steps(mode) - kp)
+        eps_fns = self._run_steps(denoisers, obs)
         means = [
-            spec.mean(chain[:, j], denoise(chain[:, j], temb, obs))
-            for j, (spec, (denoise, temb)) in enumerate(zip(self._steps[mode][-kp:], denoisers))
+            spec.mean(chain[:, j], eps_fn(chain[:, j]))
+            for j, (spec, eps_fn) in enumerate(zip(self._steps[mode][-kp:], eps_fns))
         ]
         return self._chain_logprob(chain, means, mode)
 

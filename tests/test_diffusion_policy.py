@@ -293,10 +293,11 @@ def test_sampling_without_logprob_gives_the_same_actions_and_draws(generator, mo
     assert torch.equal(gen_a.get_state(), gen_b.get_state())
 
 
-def test_mlp_denoise_fn_is_the_module_layers_exactly(generator):
-    """The functional predictor that ``forward`` and the sampler use is the composition of
-    the ``nn.Linear``/``nn.LayerNorm``/``Mish`` submodules, with the step embedding
-    ``time_mlp(e(t))`` of diffusers' sinusoids (computed over the ``K`` steps, as the table)."""
+def test_mlp_bound_predictor_is_the_module_layers(generator):
+    """The bound predictor that ``forward`` and the sampler use is the composition of the
+    ``nn.Linear``/``nn.LayerNorm``/``Mish`` submodules, with the step embedding
+    ``time_mlp(e(t))`` of diffusers' sinusoids: up to float32 rounding, since its input layer
+    is split into step, observation and action columns (a sum in another order)."""
     net = _policy(generator).denoiser
     k = net.step_sinusoids.shape[0]
     obs = _obs(generator, batch=6)
@@ -308,11 +309,50 @@ def test_mlp_denoise_fn_is_the_module_layers_exactly(generator):
     for block in net.blocks:
         h = block(h)
     want = net.output(net.act(net.out_norm(h)))
-    assert torch.equal(net(x, t, obs), want)
-    assert torch.equal(net.denoise_fn()(x, net.step_embeddings()[t], obs), want)
-    # Gradients flow through the bound parameters as through the modules.
-    net.denoise_fn()(x, temb.detach(), obs).square().sum().backward()
-    assert all(p.grad is not None for p in net.blocks[0].parameters())
+    got = net(x, t, obs)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(net.step_embeddings(), torch.zeros(k, net.time_embed_dim))
+    # forward is the bound form exactly, for [B] rows and for one broadcast [1, C] row.
+    bound = net.bind()
+    assert bound.step_table.shape == (k, net.input.out_features)
+    assert torch.equal(bound.predict(x, bound.step_table[t], bound.prepare(obs)), got)
+    row = bound.step_table[4:5]
+    assert torch.equal(bound.predict(x, row, bound.prepare(obs)), net(x, torch.full((6,), 4), obs))
+    # Gradients flow through the bound parameters as through the modules, the step-embedding
+    # MLP and the input layer's three column blocks included.
+    net.zero_grad()
+    bound = net.bind()
+    bound.predict(x, bound.step_table[t], bound.prepare(obs)).square().sum().backward()
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    assert all(g is not None and bool(g.abs().sum() > 0) for g in grads.values()), [
+        n for n, g in grads.items() if g is None or not bool(g.abs().sum() > 0)
+    ]
+    # ... and equal autograd's through the nn.Module composition.
+    net.zero_grad()
+    want.square().sum().backward()
+    for n, p in net.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_unet_bound_predictor_is_forward_exactly(generator):
+    policy = DiffusionPolicy(
+        OBS,
+        ACT,
+        denoising_steps=10,
+        hidden=16,
+        network="unet1d",
+        action_horizon=3,
+        generator=generator,
+    )
+    net = policy.denoiser
+    obs, x = _obs(generator, batch=4), torch.randn(4, 3 * ACT, generator=generator)
+    t = torch.tensor([0, 9, 3, 5])
+    bound = net.bind()
+    assert torch.equal(bound.prepare(obs), obs)
+    assert torch.equal(bound.predict(x, bound.step_table[t], bound.prepare(obs)), net(x, t, obs))
+    # One [1, E] row serves the whole batch.
+    got = bound.predict(x, bound.step_table[2:3], obs)
+    assert torch.equal(got, net(x, torch.full((4,), 2), obs))
 
 
 @pytest.mark.parametrize("update", ["in_place", "load_state_dict", "optimizer"])
