@@ -11,6 +11,11 @@ For each seed:
    state;
 3. Gaussian PPO learns from scratch for the same number of agent-steps (``algo="ppo"``).
 
+Every policy is evaluated deterministically (the diffusion chain from its fixed noise, the
+Gaussian's mean action: ``dppo``, ``ppo``), and the two RL policies also as they ran while
+training, sampling their actions (``dppo_stochastic``, ``ppo_stochastic``): Gaussian PPO
+acts far better with its noise than with its mean.
+
 Both RL methods train on the same reward: each agent's own share of the team reward
 (``env_config={"team_reward_weight": 0.0}``: the rescues it made, the entropy its sensing
 removed); the agents' mean reward, and every success rate reported, are the default task's.
@@ -23,8 +28,8 @@ The BC policy (``--start``) is by default the one shipped with the package
 Jobs run as Ray tasks, one CPU and one torch thread each (``--cpus`` at once), longest
 first. Outputs in ``--out`` (default ``results/train_search_rescue``; ``--quick`` appends
 ``_quick``): ``curves.csv`` (method, seed, agent-steps, training-rollout success rate,
-return and critic explained variance per iteration), ``summary.csv`` (deterministic
-evaluation of every policy), ``learning_curves.png`` (mean +- std over seeds, with the
+return and critic explained variance per iteration), ``summary.csv`` (the evaluations
+of every policy), ``learning_curves.png`` (mean +- std over seeds, with the
 expert and BC levels), one training directory per method and seed, ``result.json`` and a
 last line ``RESULT key=value ...``.
 
@@ -178,7 +183,21 @@ def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]
         }
         for row in (result.history if method != "bc" else [])
     ]
-    summary = {"method": method, "seed": seed, "seconds": seconds, **(result.eval or {})}
+    summary = [{"method": method, "seed": seed, "seconds": seconds, **(result.eval or {})}]
+    if method != "bc" and fields.get("eval_episodes"):
+        # The policy the agents ran while training (sampled actions), on the same worlds as
+        # the deterministic evaluation: Gaussian PPO in particular acts much better with
+        # its noise than with its mean action.
+        from agentcomm.policies.evaluate import evaluate, load_actor
+
+        actor, _ = load_actor(
+            result.policy_dir,
+            sampler=fields.get("sampler"),
+            generator=torch.Generator().manual_seed(seed),
+            stochastic=True,
+        )
+        res = evaluate(actor, ENV, fields["eval_episodes"], num_envs=64, seed=10_000 + seed)
+        summary.append({"method": f"{method}_stochastic", "seed": seed, **asdict(res)})
     return {"curve": curve, "summary": summary, "policy": result.policy_dir}
 
 
@@ -221,17 +240,21 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
         if vals:
             ax.axhline(float(np.mean(vals)), color=color, ls=style, label=f"{method} (eval)")
     for method, color in (("dppo", "C0"), ("ppo", "C1")):
-        finals = [r for r in summary if r["method"] == method]
         ends = {r["seed"]: r["agent_steps"] for r in curves if r["method"] == method}
-        if finals and ends:
-            ax.scatter(
-                [ends[r["seed"]] for r in finals],
-                [r["success_rate"] for r in finals],
-                color=color,
-                marker="D",
-                zorder=5,
-                label=f"{method} final (eval, per seed)",
-            )
+        if not ends:
+            continue
+        for kind, marker, face in (("", "D", color), ("_stochastic", "o", "none")):
+            finals = [r for r in summary if r["method"] == method + kind]
+            if finals:
+                ax.scatter(
+                    [ends[r["seed"]] for r in finals],
+                    [r["success_rate"] for r in finals],
+                    edgecolors=color,
+                    facecolors=face,
+                    marker=marker,
+                    zorder=5,
+                    label=f"{method} final ({kind[1:] or 'deterministic'} eval, per seed)",
+                )
     ax.set_xlabel("agent-steps (world steps x 4 agents)")
     ax.set_ylabel("success rate")
     ax.set_title(f"{ENV}, default config, mean +- std over seeds")
@@ -326,10 +349,10 @@ def main() -> None:
                 text = ", ".join(f"{r['method']} {r['success_rate']:.3f}" for r in res)
             else:
                 curves += res["curve"]
-                summary.append(res["summary"])
-                text = (
-                    f"{method} {res['summary']['success_rate']:.3f} "
-                    f"({res['summary']['seconds']:.0f}s)"
+                summary += res["summary"]
+                text = f"{method} {res['summary'][0]['success_rate']:.3f} " + ", ".join(
+                    [f"({res['summary'][0]['seconds']:.0f}s)"]
+                    + [f"{r['method']} {r['success_rate']:.3f}" for r in res["summary"][1:]]
                 )
             print(f"seed {seed}: eval success {text}", flush=True)
             write_csv(out / "curves.csv", curves)
@@ -350,7 +373,10 @@ def main() -> None:
         vals = [r["success_rate"] for r in summary if r["method"] == method]
         return sum(vals) / len(vals) if vals else math.nan
 
-    res = {m: mean(m) for m in ("expert", "random", "bc", "dppo", "ppo")}
+    res = {
+        m: mean(m)
+        for m in ("expert", "random", "bc", "dppo", "ppo", "dppo_stochastic", "ppo_stochastic")
+    }
     lift = 100 * (res["dppo"] - res["bc"])
     gap = 100 * (res["expert"] - res["dppo"])
     bc_gap = 100 * (res["expert"] - res["bc"])

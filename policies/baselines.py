@@ -108,7 +108,7 @@ def gaussian_ppo_config(
 
 
 class GaussianActor(torch.nn.Module):
-    """The deterministic (mean) action of an exported Gaussian policy.
+    """The action of an exported Gaussian policy: its mean, or a draw (``sample``).
 
     Wraps RLlib's default PPO module (``kind="rllib"``) or an SB3 ``ActorCriticPolicy``
     (``kind="sb3"``) rebuilt from its exported weights.
@@ -124,16 +124,32 @@ class GaussianActor(torch.nn.Module):
         self.net = net
 
     @torch.no_grad()
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)``, both ``[B, Da]``, of the diagonal Gaussian at ``obs [B, Do]``."""
+        if self.kind == "sb3":
+            dist = self.net.get_distribution(obs).distribution
+            return dist.mean, dist.stddev
+        from ray.rllib.core.columns import Columns
+
+        inputs = self.net.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        mean, log_std = inputs.chunk(2, dim=-1)
+        return mean, log_std.exp()
+
+    @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Mean actions ``[B, Da]`` clipped to ``[-1, 1]`` for observations ``[B, Do]``."""
-        if self.kind == "sb3":
-            mean = self.net.get_distribution(obs).distribution.mean
-        else:
-            from ray.rllib.core.columns import Columns
+        return self.distribution(obs)[0].clamp(-1.0, 1.0)
 
-            inputs = self.net.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-            mean = inputs[..., : inputs.shape[-1] // 2]
-        return mean.clamp(-1.0, 1.0)
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Actions drawn from the policy, ``mean + std z`` clipped to ``[-1, 1]``, ``[B, Da]``.
+
+        This is the policy the agents ran while training (the batched EnvRunner clips its
+        actions the same way); ``generator`` (CPU) is the source of ``z``.
+        """
+        mean, std = self.distribution(obs)
+        z = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+        return (mean + std * z).clamp(-1.0, 1.0)
 
 
 def _rllib_module(obs_dim: int, action_dim: int, hidden: Sequence[int]):

@@ -6,11 +6,19 @@ An *actor* maps the world and its observations ``[B, N, Do]`` to actions ``[B, N
 :func:`load_actor` builds one from
 
 * ``"expert"`` / ``"random"``: the scenario's scripted expert, uniform random actions;
-* a policy directory: a diffusion policy (``save_policy``: BC or a DPPO export, sampled
-  deterministically from the fixed initial noise) or an exported Gaussian policy
-  (``save_gaussian_actor``: its mean action);
+* a policy directory: a diffusion policy (``save_policy``: BC or a DPPO export) or an
+  exported Gaussian policy (``save_gaussian_actor``);
 * a training run directory (``agentcomm train --out DIR``): its exported ``policy/``,
   one sub-directory per agent for per-agent policies.
+
+Learned policies act deterministically by default: a diffusion policy runs its chain from
+the fixed initial noise without step noise, a Gaussian policy takes its mean. With
+``stochastic=True`` (``--stochastic``) they act as they did while training: a diffusion
+policy samples its chain (``DiffusionPolicy.sample``; with ``exploration="around_eval"``,
+the deterministic chain with the fine-tuned steps' noise), a Gaussian policy draws from its
+distribution; the draws come from the evaluation's generator (seeded by ``--seed``). Either
+may be the better policy: a Gaussian PPO policy often relies on its noise, and a
+diffusion policy's deterministic chain is what DPPO's ``around_eval`` fine-tunes.
 
 Every world runs exactly one episode per round (worlds that finish early are reset and
 stepped on, but their further episodes are not counted), so short episodes are not
@@ -76,24 +84,43 @@ class EvalResult:
     bits_per_agent_step: float
 
 
-def policy_actor(policy: torch.nn.Module, sampler: Literal["ddpm", "ddim"] = "ddim") -> Actor:
-    """Actor from a diffusion policy (deterministic) or a ``GaussianActor`` (mean action).
+def policy_actor(
+    policy: torch.nn.Module,
+    sampler: Literal["ddpm", "ddim"] = "ddim",
+    stochastic: bool = False,
+    generator: torch.Generator | None = None,
+) -> Actor:
+    """Actor from a diffusion policy or a ``GaussianActor``.
 
     Args:
         policy: ``DiffusionPolicy``, ``DPPOPolicy`` or ``GaussianActor``.
         sampler: Chain of a diffusion policy: ``"ddpm"`` (``K`` steps) or ``"ddim"``.
+        stochastic: Sample actions (the training-time policy) instead of the deterministic
+            chain / the mean action.
+        generator: CPU generator of the stochastic draws (``None``: torch's global one).
     """
     from agentcomm.policies.diffusion import _DiffusionSampler
 
     check_choice("sampler", sampler, ("ddpm", "ddim"))
+    if not isinstance(stochastic, bool):
+        raise ValueError(f"stochastic={stochastic!r} must be a bool")
 
     def act(world: Any, obs: torch.Tensor) -> torch.Tensor:
         b, n, _ = obs.shape
         flat = obs.reshape(b * n, -1).to(next(policy.parameters()).device)
         if isinstance(policy, _DiffusionSampler):
+            # A CUDA policy draws its noise on its device: the CPU generator then only
+            # seeds the deterministic path (which draws nothing).
+            gen = generator if flat.device.type == "cpu" else None
             actions = policy.sample(
-                flat, deterministic=True, mode=sampler, with_logprob=False
+                flat,
+                generator=gen,
+                deterministic=not stochastic,
+                mode=sampler,
+                with_logprob=False,
             ).action
+        elif stochastic:
+            actions = policy.sample(flat, generator)
         else:
             actions = policy(flat)
         return actions.reshape(b, n, -1).to(world.device)
@@ -109,18 +136,23 @@ def _per_agent_actor(actors: list[Actor]) -> Actor:
     return act
 
 
-def _load_policy_dir(path: Path, device: str, sampler: str | None) -> tuple[Actor, dict]:
+def _load_policy_dir(
+    path: Path, device: str, sampler: str | None, stochastic: bool, generator: Any
+) -> tuple[Actor, dict]:
     from agentcomm.policies.baselines import load_gaussian_actor
     from agentcomm.policies.checkpoint import load_policy, read_config
 
     meta = json.loads((path / "config.json").read_text())
     if str(meta.get("kind", "")).startswith("gaussian-"):
         actor = load_gaussian_actor(path).to(device)
-        return policy_actor(actor), dict(meta.get("metadata", {}))
+        return policy_actor(actor, stochastic=stochastic, generator=generator), dict(
+            meta.get("metadata", {})
+        )
     info = read_config(path)
     metadata = dict(info.get("metadata", {}))
     mode = sampler or metadata.get("sampler", "ddim")
-    return policy_actor(load_policy(path).to(device), mode), metadata
+    policy = load_policy(path).to(device)
+    return policy_actor(policy, mode, stochastic, generator), metadata
 
 
 def load_actor(
@@ -128,6 +160,7 @@ def load_actor(
     device: str = "cpu",
     sampler: Literal["ddpm", "ddim"] | None = None,
     generator: torch.Generator | None = None,
+    stochastic: bool = False,
 ) -> tuple[Actor, dict[str, Any]]:
     """Build an actor from a name or a directory (see the module docstring).
 
@@ -136,7 +169,9 @@ def load_actor(
         device: Device of the policy network.
         sampler: Override of a diffusion policy's sampler (default: the one it was
             trained / fine-tuned with, recorded in its metadata; else ``"ddim"``).
-        generator: Source of the random actor's noise.
+        generator: Source of the random actor's noise and of a stochastic policy's draws.
+        stochastic: Learned policies sample their actions (see the module docstring);
+            the expert and the random actor ignore it.
 
     Returns:
         ``(actor, metadata)``; the metadata holds ``env_id`` and ``env_config`` when the
@@ -154,7 +189,7 @@ def load_actor(
     if (path / _RUN_CONFIG).is_file():
         path = path / "policy"
     if (path / "config.json").is_file():
-        return _load_policy_dir(path, device, sampler)
+        return _load_policy_dir(path, device, sampler, stochastic, generator)
     agents = sorted(
         (p for p in path.glob("agent_*") if (p / "config.json").is_file()),
         key=lambda p: int(p.name.split("_")[-1]),
@@ -164,7 +199,7 @@ def load_actor(
             f"checkpoint={str(checkpoint)!r} is neither 'expert', 'random', a policy "
             "directory (config.json) nor a training run directory (train_config.yaml)"
         )
-    loaded = [_load_policy_dir(p, device, sampler) for p in agents]
+    loaded = [_load_policy_dir(p, device, sampler, stochastic, generator) for p in agents]
     return _per_agent_actor([a for a, _ in loaded]), loaded[0][1]
 
 
@@ -271,6 +306,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampler", choices=("ddpm", "ddim"), default=None, help="diffusion sampler override"
     )
+    parser.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="learned policies sample their actions as in training (default: deterministic "
+        "chain / mean action); draws seeded by --seed",
+    )
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
 
 
@@ -279,7 +320,9 @@ def main(args: argparse.Namespace) -> int:
     from agentcomm.config import atomic_write_text
 
     generator = torch.Generator().manual_seed(args.seed)
-    actor, meta = load_actor(args.checkpoint, args.device, args.sampler, generator)
+    actor, meta = load_actor(
+        args.checkpoint, args.device, args.sampler, generator, stochastic=args.stochastic
+    )
     env_id, env_config = checkpoint_env(meta)
     env_id = args.env or env_id
     if env_id is None:
@@ -298,7 +341,8 @@ def main(args: argparse.Namespace) -> int:
         env_config=env_config,
         device=args.device,
     )
-    print(f"policy: {args.checkpoint}  env: {env_id}  episodes: {result.episodes}")
+    mode = "stochastic" if args.stochastic else "deterministic"
+    print(f"policy: {args.checkpoint}  env: {env_id}  episodes: {result.episodes}  ({mode})")
     print(f"success_rate: {result.success_rate:.3f} +- {result.success_stderr:.3f}")
     print(f"return: {result.return_mean:.3f} +- {result.return_std:.3f}")
     print(f"episode_length: {result.length_mean:.2f}")

@@ -204,7 +204,8 @@ def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
     assert last.startswith("RESULT expert_success=") and "seeds=1" in last
     with open(out / "summary.csv") as f:
         summary = list(csv.DictReader(f))
-    assert sorted(r["method"] for r in summary) == ["bc", "dppo", "expert", "ppo", "random"]
+    methods = ["bc", "dppo", "dppo_stochastic", "expert", "ppo", "ppo_stochastic", "random"]
+    assert sorted(r["method"] for r in summary) == methods
     assert {int(r["episodes"]) for r in summary} == {32}
     with open(out / "curves.csv") as f:
         curves = list(csv.DictReader(f))
@@ -215,4 +216,5 @@ def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
     rate = {r["method"]: float(r["success_rate"]) for r in summary}
     assert math.isclose(result["lift_points"], 100 * (rate["dppo"] - rate["bc"]), abs_tol=1e-9)
     assert f"dppo_lift_points={result['lift_points']:.1f}" in last
+    assert f"ppo_stochastic_success={rate['ppo_stochastic']:.3f}" in last
     assert (out / "learning_curves.png").stat().st_size > 10_000

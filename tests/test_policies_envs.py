@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import types
 
 import numpy as np
 import pytest
@@ -143,8 +144,10 @@ def test_eval_cli_runs_checkpoint_and_named_policies(bc_run, capsys):
     )
     assert main(_eval_args(["--checkpoint", "expert", "--env", ENV, "--episodes", "2"])) == 0
     assert main(_eval_args(["--checkpoint", "random", "--env", ENV, "--episodes", "2"])) == 0
+    assert main(_eval_args(["--checkpoint", str(bc_run), "--episodes", "2", "--stochastic"])) == 0
     text = capsys.readouterr().out
-    assert text.count("success_rate:") == 3 and "channel_uses_per_agent_step:" in text
+    assert text.count("success_rate:") == 4 and "channel_uses_per_agent_step:" in text
+    assert text.count("(deterministic)") == 3 and text.count("(stochastic)") == 1
     result = json.loads(out.read_text())
     assert result["episodes"] == 3 and 0.0 <= result["success_rate"] <= 1.0
     # The checkpoint's own env config (budget 16) is used: at most 16 uses per link.
@@ -186,6 +189,66 @@ def test_train_cli_sb3_ppo_exports_safetensors_that_evaluate(tmp_path):
     actions = actor(obs)
     assert actions.shape == (3, 6) and torch.equal(actions, actor(obs))
     assert bool((actions.abs() <= 1).all())
+
+
+def test_gaussian_actor_samples_its_distribution():
+    """sample() draws mean + std z from the exported Gaussian, clipped to [-1, 1]: exactly
+    that formula with the same generator (RLlib: std = exp of the second half of the
+    distribution inputs), and N(0, 0.1^2) statistics for an SB3 policy with zero mean
+    and log-std log(0.1) (20,000 draws: tolerances >= 4 standard errors)."""
+    from ray.rllib.core.columns import Columns
+
+    from agentcomm.policies.baselines import GaussianActor, _rllib_module, _sb3_policy
+
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.rand(5, 4, generator=gen) * 2 - 1
+    actor = GaussianActor("rllib", _rllib_module(4, 3, [8])).eval()
+    mean, std = actor.distribution(obs)
+    inputs = actor.net.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    assert torch.equal(mean, inputs[:, :3]) and torch.equal(std, inputs[:, 3:].exp())
+    assert torch.equal(actor(obs), mean.clamp(-1, 1))
+    draws = actor.sample(obs, torch.Generator().manual_seed(7))
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(draws, (mean + std * z).clamp(-1, 1))
+    assert not torch.equal(draws, actor.sample(obs, torch.Generator().manual_seed(8)))
+
+    net = _sb3_policy(4, 3, [8])
+    with torch.no_grad():
+        net.action_net.weight.zero_()
+        net.action_net.bias.zero_()
+        net.log_std.fill_(math.log(0.1))
+    actor = GaussianActor("sb3", net).eval()
+    draws = actor.sample(torch.zeros(20_000, 4), torch.Generator().manual_seed(1))
+    assert float(draws.mean().abs()) < 4 * 0.1 / math.sqrt(draws.numel())
+    assert abs(float(draws.std()) / 0.1 - 1) < 0.02
+    assert torch.equal(actor(torch.zeros(2, 4)), torch.zeros(2, 3))
+
+
+def test_stochastic_policy_actor_samples_the_chain_reproducibly():
+    """policy_actor(stochastic=True) acts with DiffusionPolicy.sample's stochastic chain,
+    drawn from the given generator: same seed, same actions; the deterministic actor is the
+    fixed-noise chain."""
+    from agentcomm.policies.diffusion import DiffusionPolicy
+    from agentcomm.policies.evaluate import policy_actor
+
+    policy = DiffusionPolicy(7, 6, generator=torch.Generator().manual_seed(0), **TINY_POLICY)
+    obs = torch.rand(2, 3, 7, generator=torch.Generator().manual_seed(1))
+    world = types.SimpleNamespace(device=torch.device("cpu"))
+
+    def act(stochastic: bool, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return policy_actor(policy, "ddim", stochastic, gen)(world, obs)
+
+    want = policy.sample(
+        obs.reshape(6, 7), generator=torch.Generator().manual_seed(5), mode="ddim"
+    ).action.reshape(2, 3, 6)
+    assert torch.equal(act(True, 5), want)
+    assert not torch.equal(act(True, 6), want)
+    fixed = policy.sample(obs.reshape(6, 7), deterministic=True, mode="ddim").action
+    assert torch.equal(act(False, 5), fixed.reshape(2, 3, 6))
+    assert torch.equal(act(False, 6), act(False, 5))
+    with pytest.raises(ValueError, match="stochastic"):
+        policy_actor(policy, "ddim", stochastic="yes")
 
 
 def test_evaluate_counts_exactly_the_requested_episodes():
