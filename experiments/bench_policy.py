@@ -1,6 +1,6 @@
 """Policy-side costs on one CPU thread: diffusion action latency, DPPO vs PPO updates, sampling.
 
-Measured (medians over ``--repeats``):
+Measured (medians over ``--repeats``; sections 0 and 1 run before Ray starts):
 
 0. Mish on ``[1024, 256]``, forward and forward + backward: torch's kernel against the
    composition ``policies.activations.mish`` that the denoiser and the DPPO critic use.
@@ -8,14 +8,15 @@ Measured (medians over ``--repeats``):
    and the shipped BC policy, 3x128) at batch 1 and 1024, for DDIM with 5 steps and DDPM with 20 steps
    (``DiffusionPolicy.sample``, stochastic): with the step log-likelihoods a DPPO rollout
    records, and acting only (``with_logprob=False``, keys ending ``_act_ms``).
-2. Learner cost per agent-step: RLlib's ``learner_update_timer`` of one iteration divided by
-   the agent-steps it trained on, DPPO (``K' = 5`` DDIM steps fine-tuned) vs Gaussian PPO
+2. Learner cost per agent-step: the wall time of one iteration's learner update divided by
+   the agent-steps it trained on (``experiments/timing.py``), DPPO (``K' = 5`` DDIM steps fine-tuned) vs Gaussian PPO
    (MLP 256x256), same batch sizes and epochs, both on the batched EnvRunner. DPPO three
    times: the default denoiser (3x256, keys ``update_dppo_*``), the shipped BC policy
    (3x128, ``update_dppo_shipped_*``), both with every DDIM step fine-tuned, and what the
    learning-curve experiment runs (the shipped policy, ``K' = 2``, critic on observation +
    state, ``update_dppo_recipe_*``). The cost is arithmetic: each agent-step
-   back-propagates through ``K'`` denoiser passes.
+   back-propagates through ``K'`` denoiser passes. The four algorithms' iterations are
+   interleaved, and each ``*_over_ppo`` ratio is the median of the per-round ratios.
 3. Sampling throughput in agent-steps/s of an RLlib runner's ``sample()`` with a Gaussian
    PPO module: the batched EnvRunner on SearchRescue-v0 (``B`` worlds x 4 agents per
    step), RLlib's stock ``MultiAgentEnvRunner`` on the RLlib adapter
@@ -101,7 +102,35 @@ def bench_latency(repeats: int) -> dict[str, float]:
                     f"({out[key + '_act_ms']:.2f} ms acting only, no log-probs)",
                     flush=True,
                 )
+    out |= _matmul_floor(policies["shipped_"], repeats)
     return out
+
+
+def _matmul_floor(policy, repeats: int) -> dict[str, float]:
+    """The shortest time a batch-1,024 DDPM-20 chain of ``policy`` could take on this core:
+    its multiply-adds over the rate of one ``[1024, H] x [H, H]`` product (the residual
+    blocks' shape), ignoring every other op."""
+    net = policy.denoiser
+    hidden, da = net.input.out_features, net.action_dim
+    # Per row and denoising step: the action columns of the input layer, two H x H products
+    # per residual block, the output layer (the observation columns run once per chain).
+    macs_per_row_step = da * hidden + 2 * len(net.blocks) * hidden**2 + hidden * da
+    chain_macs = 20 * 1024 * macs_per_row_step + 1024 * net.obs_dim * hidden
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (
+        torch.randn(*shape, generator=gen)
+        for shape in ((1024, hidden), (hidden, hidden), (1, hidden))
+    )
+    with torch.inference_mode():
+        seconds = _median_time(lambda: torch.addmm(b, x, w), 20 * repeats)
+    rate = 1024 * hidden * hidden / seconds
+    floor_ms = chain_macs / rate * 1e3
+    print(
+        f"matmul [1024, {hidden}] x [{hidden}, {hidden}]: {rate / 1e9:.1f} GMAC/s; a batch-1,024 "
+        f"DDPM-20 chain of the shipped policy is {chain_macs / 1e9:.2f} GMAC, >= {floor_ms:.0f} ms",
+        flush=True,
+    )
+    return {"matmul_gmac_per_s": rate / 1e9, "shipped_ddpm20_b1024_matmul_floor_ms": floor_ms}
 
 
 def bench_mish(repeats: int) -> dict[str, float]:
@@ -159,8 +188,7 @@ def _gaussian_ppo(env: str, env_config: dict, batched: bool, num_envs: int, batc
 
 def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]:
     """Learner seconds per agent-step, DPPO vs Gaussian PPO (median over iterations)."""
-    from ray.rllib.utils.metrics import LEARNER_UPDATE_TIMER, TIMERS
-
+    from agentcomm.experiments.timing import IterationClock
     from agentcomm.experiments.train_search_rescue import FULL as recipe
     from agentcomm.policies.checkpoint import shipped_policy_dir
     from agentcomm.policies.dppo import dppo_config
@@ -200,27 +228,41 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         "ppo": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, batch, num_epochs=5),
     }
-    out = {}
-    for name, config in configs.items():
-        algo = config.build_algo()
-        try:
-            algo.train()
-            per_step = []
-            for _ in range(repeats):
-                result = algo.train()
-                seconds = result[TIMERS][LEARNER_UPDATE_TIMER]
-                per_step.append(seconds / result["env_runners"]["num_env_steps_sampled"])
-        finally:
+    # All four algorithms are built first and their iterations interleaved (one of each per
+    # round), so that every round's ratio compares updates that ran under the same machine
+    # load; measured one after the other, the ratio wandered by 40 % on this shared machine.
+    # Each update is timed by wrapping the learner group's update call (experiments/
+    # timing.py): RLlib's own learner_update_timer is a slow moving average that still
+    # reflects the first (warm-up) iteration after several more.
+    algos, clocks = {}, {}
+    per_step: dict[str, list[float]] = {name: [] for name in configs}
+    try:
+        for name, config in configs.items():
+            algos[name] = config.build_algo()
+            clocks[name] = IterationClock(algos[name])
+            algos[name].train()
+        for _ in range(repeats):
+            for name, algo in algos.items():
+                _, timing = clocks[name].train(algo)
+                per_step[name].append(timing["update_us_per_agent_step"] * 1e-6)
+    finally:
+        for algo in algos.values():
             algo.stop()
-        out[f"update_{name}_us_per_agent_step"] = statistics.median(per_step) * 1e6
+    out = {}
+    for name, times in per_step.items():
+        out[f"update_{name}_us_per_agent_step"] = statistics.median(times) * 1e6
         print(
             f"learner update {name}: {out[f'update_{name}_us_per_agent_step']:.1f} us per "
             f"agent-step (batch {batch}, 5 epochs)",
             flush=True,
         )
     for name in ("dppo", "dppo_shipped", "dppo_recipe"):
-        out[f"update_{name}_over_ppo"] = (
-            out[f"update_{name}_us_per_agent_step"] / out["update_ppo_us_per_agent_step"]
+        ratios = [a / b for a, b in zip(per_step[name], per_step["ppo"])]
+        out[f"update_{name}_over_ppo"] = statistics.median(ratios)
+        print(
+            f"learner update {name} / ppo: median {out[f'update_{name}_over_ppo']:.2f}x of "
+            f"{len(ratios)} interleaved rounds (range {min(ratios):.2f}-{max(ratios):.2f}x)",
+            flush=True,
         )
     return out
 
@@ -281,11 +323,14 @@ def main() -> None:
 
     from agentcomm.experiments.runner import init_local_ray
 
-    init_local_ray(2)
     print(f"torch threads: {torch.get_num_threads()}", flush=True)
+    # Mish and the action latency first, before Ray starts: its daemons (GCS, raylet, log
+    # monitor) take CPU time in the background, which on this 2-core machine doubled the
+    # batch-1 latency (1.7-2.2 ms measured next to them, 0.8-0.9 ms without).
+    res = bench_mish(args.repeats)
+    res |= bench_latency(args.repeats)
+    init_local_ray(2)
     try:
-        res = bench_mish(args.repeats)
-        res |= bench_latency(args.repeats)
         res |= bench_sampling(args.repeats, args.worlds, args.stock_envs, args.sample_steps)
         res |= bench_updates(args.repeats, args.batch, args.worlds)
     finally:

@@ -75,9 +75,9 @@ def main() -> None:
         print(f"world SearchRescue-v0 B={batch} on cuda: {world_rates[batch]:,.0f} env-steps/s")
 
     import ray
-    from ray.rllib.utils.metrics import ENV_RUNNER_SAMPLING_TIMER, LEARNER_UPDATE_TIMER, TIMERS
 
     from agentcomm.experiments.runner import init_local_ray
+    from agentcomm.experiments.timing import IterationClock
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
 
@@ -107,14 +107,17 @@ def main() -> None:
             f"{runner.world.device}, runner module on {next(runner.module.parameters()).device}",
             flush=True,
         )
+        # Wall time of each call (RLlib's own timers are moving averages dominated by the
+        # first, warm-up iteration; experiments/timing.py).
+        clock = IterationClock(algo)
         algo.train()
         torch.cuda.reset_peak_memory_stats()
         sample_rate, update_us = [], []
         for _ in range(args.iterations):
-            result = algo.train()
-            steps = result["env_runners"]["num_env_steps_sampled"]
-            sample_rate.append(steps / result[TIMERS][ENV_RUNNER_SAMPLING_TIMER])
-            update_us.append(result[TIMERS][LEARNER_UPDATE_TIMER] / steps * 1e6)
+            result, timing = clock.train(algo)
+            steps = timing["update_agent_steps"]
+            sample_rate.append(timing["sample_agent_steps_per_s"])
+            update_us.append(timing["update_us_per_agent_step"])
             stats = result["learners"]["default_policy"]
             print(
                 f"iteration: {steps} agent-steps, sampling {sample_rate[-1]:,.0f} agent-steps/s, "

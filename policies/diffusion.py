@@ -70,7 +70,7 @@ ARCHITECTURE_KEYS = (
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 # One chain position's noise predictor, from ``BoundDenoiser``: ``(prepare, predict, row
-# [1, C])``, eps = predict(x, row, prepare(obs)); positions of one denoiser share ``prepare``.
+# [1, Dt])``, eps = predict(x, row, prepare(obs)); positions of one denoiser share ``prepare``.
 _ChainStep = tuple[Callable[[Tensor], object], Callable[[Tensor, Tensor, object], Tensor], Tensor]
 
 #: Sampling-time bindings per sampler object (see ``_DiffusionSampler._chain_denoisers``).
@@ -407,7 +407,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
     def _chain_denoisers(
         self, mode: SamplerMode, start: int = 0, reuse: bool = False
     ) -> list[_ChainStep]:
-        """``(prepare, predict, step-table row [1, C])`` for chain positions ``start..S-1``.
+        """``(prepare, predict, step-table row [1, Dt])`` for chain positions ``start..S-1``.
 
         Each denoiser is bound once here (``bind``), with its step table, rather than at
         every chain step; ``predict(x, row, prepare(obs))`` equals the denoiser's ``forward``
@@ -434,7 +434,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         return cached[1]
 
     def _bind(self, mode: SamplerMode, positions: range, num_steps: int) -> list[_ChainStep]:
-        """``(prepare, predict, step-table row [1, C])`` per chain position."""
+        """``(prepare, predict, step-table row [1, Dt])`` per chain position."""
         bound: dict[int, BoundDenoiser] = {}
         out = []
         for i in positions:

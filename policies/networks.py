@@ -8,6 +8,7 @@ Shape legend (used in every docstring of this package):
 - ``Do``: observation dimension.
 - ``Ta``: action horizon (actions per chunk).
 - ``C``: channels of the 1-D U-Net's first level.
+- ``Dt``: width of a step-table row (the MLP's width, the U-Net's step embedding).
 
 Two predictors share one interface, ``forward(x [B, Ta*Da], t [B], obs [B, Do]) -> eps
 [B, Ta*Da]`` (a flat chunk, so that the sampler's tables, chains and likelihoods do not
@@ -15,7 +16,7 @@ depend on the network), and a bound form that a sampler uses, ``bind() -> BoundD
 ``eps = predict(x, step_table[t], prepare(obs))``. It splits off the work that does not
 change along a denoising chain:
 
-- ``step_table [K, C]``: what depends on the step alone (the step embedding ``MLP(e(t))``,
+- ``step_table [K, Dt]``: what depends on the step alone (the step embedding ``MLP(e(t))``,
   and for the MLP its product with the input layer's step columns), computed once for all
   ``K`` steps rather than at every chain step. Computing it over the ``K`` rows, never over
   the batch, also makes a row independent of the batch size (CPU matmul kernels may round
@@ -88,10 +89,10 @@ class BoundDenoiser(NamedTuple):
     obs)`` bit for bit, and is as differentiable.
 
     Attributes:
-        step_table: ``[K, C]`` float, one row per DDPM step ``t``; rows broadcast over the
-            batch (a ``[1, C]`` row serves every row of ``x``).
+        step_table: ``[K, Dt]`` float, one row per DDPM step ``t``; rows broadcast over the
+            batch (a ``[1, Dt]`` row serves every row of ``x``).
         prepare: ``obs [B, Do] -> ctx``, once per chain.
-        predict: ``(x [B, Ta*Da], row [B or 1, C], ctx) -> eps [B, Ta*Da]``.
+        predict: ``(x [B, Ta*Da], row [B or 1, Dt], ctx) -> eps [B, Ta*Da]``.
     """
 
     step_table: torch.Tensor

@@ -381,9 +381,20 @@ def test_batched_runner_trains_gaussian_ppo_and_stock_runner_still_works(ray_ses
     ).env_runners(env_runner_cls=BatchedCommEnvRunner)
     algo = config.build_algo()
     try:
-        result = algo.train()
+        # The benchmarks' clock times every update and sample call of an iteration.
+        from agentcomm.experiments.timing import IterationClock
+
+        clock = IterationClock(algo)
+        result, timing = clock.train(algo)
         assert result["env_runners"]["num_env_steps_sampled"] == 64
         assert "vf_loss" in result["learners"]["default_policy"]
+        assert len(clock.updates) == 1 and timing["update_agent_steps"] == 64
+        assert timing["sample_agent_steps"] == 64 and len(clock.samples) >= 1
+        assert 0 < timing["update_seconds"] and 0 < timing["sample_seconds"]
+        us = timing["update_seconds"] / 64 * 1e6
+        assert timing["update_us_per_agent_step"] == pytest.approx(us)
+        _, second = clock.train(algo)
+        assert len(clock.updates) == 2 and second["update_agent_steps"] == 64
     finally:
         algo.stop()
     register_rllib_envs()
