@@ -115,7 +115,8 @@ def _matmul_floor(policy, repeats: int) -> dict[str, float]:
     # Per row and denoising step: the action columns of the input layer, two H x H products
     # per residual block, the output layer (the observation columns run once per chain).
     macs_per_row_step = da * hidden + 2 * len(net.blocks) * hidden**2 + hidden * da
-    chain_macs = 20 * 1024 * macs_per_row_step + 1024 * net.obs_dim * hidden
+    steps = policy.num_steps("ddpm")
+    chain_macs = steps * 1024 * macs_per_row_step + 1024 * net.obs_dim * hidden
     gen = torch.Generator().manual_seed(0)
     x, w, b = (
         torch.randn(*shape, generator=gen)
@@ -127,7 +128,7 @@ def _matmul_floor(policy, repeats: int) -> dict[str, float]:
     floor_ms = chain_macs / rate * 1e3
     print(
         f"matmul [1024, {hidden}] x [{hidden}, {hidden}]: {rate / 1e9:.1f} GMAC/s; a batch-1,024 "
-        f"DDPM-20 chain of the shipped policy is {chain_macs / 1e9:.2f} GMAC, >= {floor_ms:.0f} ms",
+        f"DDPM-{steps} chain of the shipped policy is {chain_macs / 1e9:.2f} GMAC, >= {floor_ms:.0f} ms",
         flush=True,
     )
     return {"matmul_gmac_per_s": rate / 1e9, "shipped_ddpm20_b1024_matmul_floor_ms": floor_ms}
@@ -235,7 +236,7 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
     # timing.py): RLlib's own learner_update_timer is a slow moving average that still
     # reflects the first (warm-up) iteration after several more.
     algos, clocks = {}, {}
-    per_step: dict[str, list[float]] = {name: [] for name in configs}
+    us_per_step: dict[str, list[float]] = {name: [] for name in configs}
     try:
         for name, config in configs.items():
             algos[name] = config.build_algo()
@@ -244,20 +245,20 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
         for _ in range(repeats):
             for name, algo in algos.items():
                 _, timing = clocks[name].train(algo)
-                per_step[name].append(timing["update_us_per_agent_step"] * 1e-6)
+                us_per_step[name].append(timing["update_us_per_agent_step"])
     finally:
         for algo in algos.values():
             algo.stop()
     out = {}
-    for name, times in per_step.items():
-        out[f"update_{name}_us_per_agent_step"] = statistics.median(times) * 1e6
+    for name, times in us_per_step.items():
+        out[f"update_{name}_us_per_agent_step"] = statistics.median(times)
         print(
             f"learner update {name}: {out[f'update_{name}_us_per_agent_step']:.1f} us per "
             f"agent-step (batch {batch}, 5 epochs)",
             flush=True,
         )
     for name in ("dppo", "dppo_shipped", "dppo_recipe"):
-        ratios = [a / b for a, b in zip(per_step[name], per_step["ppo"])]
+        ratios = [a / b for a, b in zip(us_per_step[name], us_per_step["ppo"])]
         out[f"update_{name}_over_ppo"] = statistics.median(ratios)
         print(
             f"learner update {name} / ppo: median {out[f'update_{name}_over_ppo']:.2f}x of "

@@ -150,18 +150,21 @@ QUICK = {
 }
 
 
+def _evaluate(method: str, checkpoint: str, seed: int, episodes: int, **actor_kw: Any) -> dict:
+    """One summary row: ``checkpoint`` (a name or a policy directory) on the seed's eval
+    worlds, its draws from a generator seeded by the seed."""
+    from agentcomm.policies.evaluate import evaluate, load_actor
+
+    actor, _ = load_actor(checkpoint, generator=torch.Generator().manual_seed(seed), **actor_kw)
+    res = evaluate(actor, ENV, episodes, num_envs=64, seed=10_000 + seed)
+    return {"method": method, "seed": seed, **asdict(res)}
+
+
 def _evaluate_job(seed: int, episodes: int, start: str | None) -> list[dict[str, Any]]:
     """Expert, random and (when given) the starting BC policy on the seed's eval worlds."""
     torch.set_num_threads(1)
-    from agentcomm.policies.evaluate import evaluate, load_actor
-
-    rows = []
     named = [("expert", "expert"), ("random", "random")] + ([("bc", start)] if start else [])
-    for method, name in named:
-        actor, _ = load_actor(name, generator=torch.Generator().manual_seed(seed))
-        res = evaluate(actor, ENV, episodes, num_envs=64, seed=10_000 + seed)
-        rows.append({"method": method, "seed": seed, **asdict(res)})
-    return rows
+    return [_evaluate(method, name, seed, episodes) for method, name in named]
 
 
 def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -189,16 +192,16 @@ def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]
         # The policy the agents ran while training (sampled actions), on the same worlds as
         # the deterministic evaluation: Gaussian PPO in particular acts much better with
         # its noise than with its mean action.
-        from agentcomm.policies.evaluate import evaluate, load_actor
-
-        actor, _ = load_actor(
-            result.policy_dir,
-            sampler=fields.get("sampler"),
-            generator=torch.Generator().manual_seed(seed),
-            stochastic=True,
+        summary.append(
+            _evaluate(
+                f"{method}_stochastic",
+                str(result.policy_dir),
+                seed,
+                fields["eval_episodes"],
+                sampler=fields.get("sampler"),
+                stochastic=True,
+            )
         )
-        res = evaluate(actor, ENV, fields["eval_episodes"], num_envs=64, seed=10_000 + seed)
-        summary.append({"method": f"{method}_stochastic", "seed": seed, **asdict(res)})
     return {"curve": curve, "summary": summary, "policy": result.policy_dir}
 
 

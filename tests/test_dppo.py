@@ -310,7 +310,12 @@ def _params(named_optimizer) -> list[torch.nn.Parameter]:
 def test_training_moves_actor_ft_and_never_the_base(ray_session):
     algo = _bandit_config(train_batch_size=256, minibatch_size=256, num_epochs=1).build_algo()
     try:
-        module = algo.learner_group._learner.module["default_policy"]
+        learner = algo.learner_group._learner
+        module = learner.module["default_policy"]
+        # Both optimizers are torch's fused Adam on CPU (one kernel over all tensors).
+        for name in ("actor", "critic"):
+            optimizer = learner.get_optimizer("default_policy", name)
+            assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"]
         base = {k: v.clone() for k, v in module.policy.base.state_dict().items()}
         ft = {k: v.clone() for k, v in module.policy.actor_ft.state_dict().items()}
         stats = algo.train()["learners"]["default_policy"]
