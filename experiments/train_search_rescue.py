@@ -94,7 +94,10 @@ FULL = {
         },
     },
     "rl": {
-        "iterations": 560,
+        "iterations": 700,
+        # The learning rates are held for 560 iterations, then decay linearly to 0 over
+        # the last 140 (both RL methods).
+        "lr_anneal_fraction": 0.2,
         "num_envs": 32,
         "train_batch_size": 4096,
         "minibatch_size": 1024,
@@ -138,6 +141,7 @@ QUICK = {
     },
     "rl": {
         "iterations": 3,
+        "lr_anneal_fraction": 0.2,
         "num_envs": 16,
         "train_batch_size": 1024,
         "minibatch_size": 512,

@@ -25,7 +25,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from agentcomm._checks import check_choice, check_range
-from agentcomm.policies.ppo_common import multi_agent_policies, ppo_skeleton, skeleton_args
+from agentcomm.policies.ppo_common import (
+    LrSchedule,
+    multi_agent_policies,
+    ppo_skeleton,
+    skeleton_args,
+)
 
 __all__ = [
     "GaussianActor",
@@ -54,7 +59,7 @@ def gaussian_ppo_config(
     train_batch_size: int = 2048,
     minibatch_size: int = 256,
     num_epochs: int = 5,
-    lr: float = 3e-4,
+    lr: LrSchedule = 3e-4,
     gamma: float = 0.99,
     lambda_: float = 0.95,
     clip_param: float = 0.2,
@@ -79,8 +84,9 @@ def gaussian_ppo_config(
         num_learners, num_gpus_per_learner: Learner scale-out.
         train_batch_size, minibatch_size, num_epochs: PPO batch sizes (RLlib env steps).
         lr, gamma, lambda_, clip_param, entropy_coeff, vf_loss_coeff, vf_clip_param,
-        grad_clip: PPO hyperparameters. ``vf_clip_param`` clamps each sample's squared
-            value error; it must exceed the squared scale of the returns (RLlib's default
+        grad_clip: PPO hyperparameters (``lr`` a rate or an RLlib schedule,
+            :func:`~agentcomm.policies.ppo_common.annealed_lr`). ``vf_clip_param`` clamps
+            each sample's squared value error; it must exceed the squared scale of the returns (RLlib's default
             10 gives no critic gradient once a return errs by more than 3.2).
         seed: RLlib seed.
 
@@ -271,6 +277,18 @@ def _atomic_save(path: Path):
     return AtomicSave()
 
 
+class _AnnealedLr:
+    """SB3 learning-rate schedule (a picklable callable of SB3's ``progress_remaining``,
+    1 -> 0): ``lr`` until the last ``fraction`` of training, then linearly to 0."""
+
+    def __init__(self, lr: float, fraction: float) -> None:
+        check_range("lr_anneal_fraction", fraction, 0.0, 1.0, low_inclusive=False)
+        self.lr, self.fraction = float(lr), float(fraction)
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.lr * min(1.0, max(0.0, progress_remaining) / self.fraction)
+
+
 def train_sb3_ppo(
     env_id: str,
     *,
@@ -281,6 +299,7 @@ def train_sb3_ppo(
     batch_size: int = 256,
     n_epochs: int = 5,
     lr: float = 3e-4,
+    lr_anneal_fraction: float = 0.0,
     gamma: float = 0.99,
     gae_lambda: float = 0.95,
     clip_range: float = 0.2,
@@ -301,6 +320,9 @@ def train_sb3_ppo(
         num_worlds: ``B``; SB3 sees ``B * N`` envs.
         n_steps: Steps per slot per rollout (rollout = ``n_steps * B * N`` agent-steps).
         batch_size, n_epochs, lr, gamma, gae_lambda, clip_range: PPO hyperparameters.
+        lr_anneal_fraction: ``lr`` decays linearly to 0 over this last fraction of
+            ``total_timesteps`` (0: constant), as :func:`~agentcomm.policies.ppo_common.
+            annealed_lr` does for RLlib.
         hidden: Actor and critic MLP widths.
         seed: Seeds SB3 and the world.
         device: Torch device of the policy and the world.
@@ -343,7 +365,7 @@ def train_sb3_ppo(
             n_steps=n_steps,
             batch_size=batch_size,
             n_epochs=n_epochs,
-            learning_rate=lr,
+            learning_rate=_AnnealedLr(lr, lr_anneal_fraction) if lr_anneal_fraction else lr,
             gamma=gamma,
             gae_lambda=gae_lambda,
             clip_range=clip_range,

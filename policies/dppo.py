@@ -33,6 +33,7 @@ from agentcomm.policies.dppo_module import DPPOTorchRLModule
 from agentcomm.policies.ppo_common import (
     CRITIC_INPUTS,
     SHARED_MODULE_ID,
+    LrSchedule,
     multi_agent_policies,
     ppo_skeleton,
     skeleton_args,
@@ -76,8 +77,8 @@ def dppo_config(
     train_batch_size: int = 2048,
     minibatch_size: int = 256,
     num_epochs: int = 5,
-    lr: float = 1e-4,
-    critic_lr: float = 1e-3,
+    lr: LrSchedule = 1e-4,
+    critic_lr: LrSchedule = 1e-3,
     gamma: float = 0.99,
     lambda_: float = 0.95,
     clip_param: float = 0.01,
@@ -111,7 +112,9 @@ def dppo_config(
         num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
         num_learners, num_gpus_per_learner: Learner scale-out (0 learners: local learner).
         train_batch_size, minibatch_size, num_epochs: PPO batch sizes (agent-steps).
-        lr: Actor (``actor_ft``) learning rate. critic_lr: Critic learning rate.
+        lr: Actor (``actor_ft``) learning rate, or an RLlib schedule
+            (:func:`~agentcomm.policies.ppo_common.annealed_lr`). critic_lr: Critic
+            learning rate (or schedule).
         gamma, lambda_: Env-level discount and GAE lambda.
         clip_param, clip_param_min, clip_rate: Per-denoising-step clip schedule
             (``DPPOTorchLearner``); ``clip_param`` is the clip at the last step.

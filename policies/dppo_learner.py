@@ -25,7 +25,8 @@ GAE value targets, clamped at ``vf_clip_param``. There is no entropy bonus and n
 
 Learner hyperparameters come from ``config.learner_config_dict``: ``gamma_denoise``
 (default 0.99), ``clip_param_min`` (default ``0.1 * clip_param``), ``clip_rate``
-(default 3.0), ``critic_lr`` (default ``config.lr``; the actor uses ``config.lr``) and
+(default 3.0), ``critic_lr`` (default ``config.lr``; the actor uses ``config.lr``; either
+may be an RLlib schedule ``[[timestep, lr], ...]``) and
 ``critic_warmup_steps`` (default 0). Critic warm-up (DPPO Sec. 5): a critic trained from
 scratch beside a pretrained actor gives advantages that are mostly noise at first, and
 the actor's first updates then undo the pretraining; while no more than
@@ -61,6 +62,7 @@ from ray.rllib.utils.typing import ModuleID
 
 from agentcomm._checks import check_positive, check_range
 from agentcomm.policies.dppo_module import DPPO_LOGP_NEW, DPPO_LOGP_STEPS
+from agentcomm.policies.ppo_common import check_lr
 
 __all__ = ["DPPOTorchLearner", "clip_schedule", "denoising_weights", "learner_settings"]
 
@@ -105,7 +107,8 @@ def learner_settings(config: PPOConfig) -> dict[str, float]:
         "gamma_denoise": float(raw.get("gamma_denoise", 0.99)),
         "clip_param_min": float(raw.get("clip_param_min", 0.1 * config.clip_param)),
         "clip_rate": float(raw.get("clip_rate", 3.0)),
-        "critic_lr": float(raw.get("critic_lr", config.lr)),
+        # A rate or RLlib schedule, like ``config.lr`` (its default).
+        "critic_lr": raw.get("critic_lr", config.lr),
         "critic_warmup_steps": float(raw.get("critic_warmup_steps", 0)),
     }
     check_range("gamma_denoise", out["gamma_denoise"], 0.0, 1.0, low_inclusive=False)
@@ -114,7 +117,7 @@ def learner_settings(config: PPOConfig) -> dict[str, float]:
         "clip_param_min", out["clip_param_min"], 0.0, config.clip_param, low_inclusive=False
     )
     check_positive("clip_rate", out["clip_rate"])
-    check_positive("critic_lr", out["critic_lr"])
+    check_lr("critic_lr", out["critic_lr"])
     check_range("critic_warmup_steps", out["critic_warmup_steps"], 0.0)
     return out
 
@@ -162,6 +165,13 @@ class DPPOTorchLearner(PPOTorchLearner):
                 params=params,
                 lr_or_lr_schedule=lr,
             )
+            if isinstance(lr, list | tuple):
+                # RLlib starts a schedule from its first value rounded to float32 (a tensor
+                # variable), later values are Python floats: starting from the exact first
+                # value, a schedule's constant stretch runs the same Adam steps, bit for
+                # bit, as that constant rate.
+                optimizer = self.get_optimizer(module_id, name)
+                self._set_optimizer_lr(optimizer, lr=float(lr[0][1]))
 
     def compute_loss_for_module(
         self,

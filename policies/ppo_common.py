@@ -17,6 +17,9 @@ from agentcomm._checks import check_positive, check_range
 __all__ = [
     "CRITIC_INPUTS",
     "SHARED_MODULE_ID",
+    "LrSchedule",
+    "annealed_lr",
+    "check_lr",
     "multi_agent_policies",
     "ppo_skeleton",
     "skeleton_args",
@@ -28,6 +31,52 @@ SHARED_MODULE_ID = "shared"
 #: What the DPPO critic may read: the local observation, the global state, or both. Here
 #: rather than in the RLlib module so that ``TrainConfig`` can validate it without Ray.
 CRITIC_INPUTS = ("obs", "state", "obs+state")
+
+
+#: A learning rate, or RLlib's piecewise-linear schedule ``[[timestep, lr], ...]`` (first
+#: timestep 0; timesteps are RLlib's lifetime sampled env steps, agent-steps on the batched
+#: runner).
+LrSchedule = float | list[list[float]]
+
+
+def annealed_lr(lr: float, total_steps: int, fraction: float) -> LrSchedule:
+    """``lr`` held constant, then decayed linearly to 0 over the last ``fraction`` of
+    ``total_steps`` sampled steps, as RLlib's schedule format; ``fraction == 0`` returns
+    ``lr`` itself (no schedule). ``fraction == 1`` is the linear decay from the start that
+    CleanRL and SB3 users know as annealing.
+
+    RLlib sets each optimizer's rate after an update from the lifetime steps sampled so far,
+    so the update of iteration ``i`` (1-based) of ``total_steps / n`` steps each runs at the
+    schedule's value at ``(i - 1) * total_steps / n``: the last iteration still learns."""
+    check_positive("lr", lr)
+    check_range("total_steps", total_steps, 1)
+    check_range("fraction", fraction, 0.0, 1.0)
+    if fraction == 0.0:
+        return float(lr)
+    start = round((1.0 - fraction) * total_steps)
+    points = [[0, float(lr)], [start, float(lr)], [int(total_steps), 0.0]]
+    return points[1:] if start == 0 else points
+
+
+def check_lr(name: str, lr: Any) -> None:
+    """A positive learning rate or a valid :data:`LrSchedule`; else ``ValueError``."""
+    if not isinstance(lr, list | tuple):
+        check_positive(name, lr)
+        return
+    ok = (
+        len(lr) >= 1
+        and all(isinstance(p, list | tuple) and len(p) == 2 for p in lr)
+        and lr[0][0] == 0
+        and all(a[0] <= b[0] for a, b in zip(lr, lr[1:], strict=False))
+        and all(float(p[1]) >= 0.0 for p in lr)
+        and float(lr[0][1]) > 0.0
+    )
+    if not ok:
+        raise ValueError(
+            f"{name}={lr!r} is not allowed; pass a float > 0 or a schedule "
+            "[[0, lr0], [t1, lr1], ...] with timesteps from 0, non-decreasing, lr0 > 0 and "
+            "every lr >= 0"
+        )
 
 
 def _shared_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
@@ -50,7 +99,7 @@ def ppo_skeleton(
     train_batch_size: int,
     minibatch_size: int,
     num_epochs: int,
-    lr: float,
+    lr: LrSchedule,
     gamma: float,
     lambda_: float,
     clip_param: float,
@@ -61,7 +110,8 @@ def ppo_skeleton(
 ):
     """A validated ``PPOConfig`` with the environment, sampling, learner scale-out, batch
     sizes and the PPO loss settings both algorithms take (no KL penalty; the global-norm
-    gradient clip). ``train_batch_size`` is the total over learners."""
+    gradient clip). ``train_batch_size`` is the total over learners; ``lr`` is a rate or an
+    :data:`LrSchedule` (:func:`annealed_lr`)."""
     from ray.rllib.algorithms.ppo import PPOConfig
 
     check_range("num_env_runners", num_env_runners, 0)
@@ -77,7 +127,8 @@ def ppo_skeleton(
     check_range("num_gpus_per_learner", num_gpus_per_learner, 0)
     if rollout_fragment_length != "auto":
         check_range("rollout_fragment_length", rollout_fragment_length, 1)
-    for name, value in (("lr", lr), ("clip_param", clip_param), ("vf_clip_param", vf_clip_param)):
+    check_lr("lr", lr)
+    for name, value in (("clip_param", clip_param), ("vf_clip_param", vf_clip_param)):
         check_positive(name, value)
     check_range("gamma", gamma, 0.0, 1.0)
     check_range("lambda_", lambda_, 0.0, 1.0)

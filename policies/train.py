@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 from agentcomm.config import Config, atomic_write_text, choices, rng
-from agentcomm.policies.ppo_common import CRITIC_INPUTS
+from agentcomm.policies.ppo_common import CRITIC_INPUTS, annealed_lr
 
 __all__ = ["TrainConfig", "TrainResult", "add_arguments", "main", "train"]
 
@@ -118,6 +118,11 @@ class TrainConfig(Config):
     """Actor learning rate (dppo), learning rate (ppo, sb3-ppo). For dppo on SearchRescue-v0
     (3x256 denoiser, 0.1 likelihood std floor) 1e-5 was needed: 3e-4 moved the per-step
     likelihood ratios to [0.002, 11] in one Adam step."""
+    lr_anneal_fraction: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    """``lr`` (the DPPO actor's, PPO's, SB3 PPO's) is held, then decays linearly to 0 over
+    this last fraction of ``iterations * train_batch_size`` sampled steps; 0 keeps it
+    constant, 1 is the linear decay from the start. The schedule is set by ``iterations``:
+    a resumed run given more iterations follows the longer one."""
     critic_lr: float = field(default=1e-3, metadata=rng(0.0, None, low_inclusive=False))
     vf_clip_param: float = field(default=1e4, metadata=rng(0.0, None, low_inclusive=False))
     """Clamp on each sample's squared value error (dppo, ppo). A sample past it gives the
@@ -370,7 +375,9 @@ def _rllib_config(config: TrainConfig, pretrained: str | None):
         train_batch_size=config.train_batch_size,
         minibatch_size=config.minibatch_size,
         num_epochs=config.num_epochs,
-        lr=config.lr,
+        lr=annealed_lr(
+            config.lr, config.iterations * config.train_batch_size, config.lr_anneal_fraction
+        ),
         gamma=config.gamma,
         lambda_=config.lambda_,
         vf_clip_param=config.vf_clip_param,
@@ -599,6 +606,7 @@ def _train_sb3(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
         batch_size=config.minibatch_size,
         n_epochs=config.num_epochs,
         lr=config.lr,
+        lr_anneal_fraction=config.lr_anneal_fraction,
         gamma=config.gamma,
         gae_lambda=config.lambda_,
         clip_range=config.clip_param if config.clip_param is not None else 0.2,

@@ -356,6 +356,74 @@ def test_critic_warmup_freezes_the_actor_only_while_it_lasts(ray_session):
         algo.stop()
 
 
+def test_annealed_lr_schedule_values_and_bad_values():
+    from agentcomm.policies.ppo_common import annealed_lr, check_lr
+
+    assert annealed_lr(1e-3, 1000, 0.0) == 1e-3
+    assert annealed_lr(1e-3, 1000, 0.25) == [[0, 1e-3], [750, 1e-3], [1000, 0.0]]
+    assert annealed_lr(1e-3, 1000, 1.0) == [[0, 1e-3], [1000, 0.0]]
+    check_lr("lr", annealed_lr(1e-3, 1000, 0.25))
+    for bad in (0.0, [], [[5, 1e-3]], [[0, 1e-3], [10, 1e-3], [5, 0.0]], [[0, 0.0]]):
+        with pytest.raises(ValueError, match="lr"):
+            check_lr("lr", bad)
+    with pytest.raises(ValueError, match="fraction"):
+        annealed_lr(1e-3, 1000, 1.5)
+    with pytest.raises(ValueError, match="lr"):
+        dppo_config("any-env", lr=[[1, 1e-3]])
+    with pytest.raises(ValueError, match="critic_lr"):
+        dppo_config("any-env", critic_lr=-1.0)
+
+
+def test_sb3_annealed_lr_matches_the_rllib_schedule():
+    """SB3's schedule (a function of progress_remaining, 1 -> 0) takes the RLlib schedule's
+    values at the same fraction of training."""
+    from agentcomm.policies.baselines import _AnnealedLr
+    from agentcomm.policies.ppo_common import annealed_lr
+
+    sb3 = _AnnealedLr(2e-4, 0.4)
+    (_, lr0), (t1, lr1), (t2, lr2) = annealed_lr(2e-4, 1000, 0.4)
+    assert (lr0, t1, lr1, t2, lr2) == (2e-4, 600, 2e-4, 1000, 0.0)
+    for done in (0.0, 0.3, 0.6, 0.8, 0.9, 1.0):
+        rllib = 2e-4 if done <= 0.6 else 2e-4 * (1.0 - done) / 0.4
+        assert sb3(1.0 - done) == pytest.approx(rllib, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_anneal_fraction"):
+        _AnnealedLr(2e-4, 0.0)
+
+
+@pytest.mark.ray
+def test_annealed_lr_drives_the_actor_optimizer_and_keeps_the_start(ray_session):
+    """annealed_lr(1e-3, 768, 2/3) over 256-step iterations: RLlib sets the actor's rate after
+    each update from the steps sampled so far (1e-3 at 256, 5e-4 at 512, 0 at 768), the
+    critic's stays, and the first two updates (both at 1e-3) are bit-identical to a
+    constant-rate run's."""
+    from agentcomm.policies.ppo_common import annealed_lr
+
+    kw = dict(train_batch_size=256, minibatch_size=256, num_epochs=1, lr=1e-3)
+    runs = {}
+    for name, lr in (("constant", 1e-3), ("annealed", annealed_lr(1e-3, 768, 2 / 3))):
+        algo = _bandit_config(**{**kw, "lr": lr}).build_algo()
+        try:
+            learner = algo.learner_group._learner
+            actor = learner.get_optimizer("default_policy", "actor")
+            critic = learner.get_optimizer("default_policy", "critic")
+            rates = []
+            for _ in range(3 if name == "annealed" else 2):
+                algo.train()
+                rates.append((actor.param_groups[0]["lr"], critic.param_groups[0]["lr"]))
+                if len(rates) == 2:
+                    module = learner.module["default_policy"]
+                    runs[name] = {
+                        k: v.clone() for k, v in module.policy.actor_ft.state_dict().items()
+                    }
+        finally:
+            algo.stop()
+        if name == "annealed":
+            assert [float(a) for a, _ in rates] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-12)
+            assert [float(c) for _, c in rates] == pytest.approx([1e-2] * 3)
+    for key, value in runs["constant"].items():
+        assert torch.equal(value, runs["annealed"][key]), key
+
+
 def test_learner_settings_reject_bad_warmup():
     with pytest.raises(ValueError, match="critic_warmup_steps"):
         dppo_config("any-env", critic_warmup_steps=-1)

@@ -280,6 +280,7 @@ def test_evaluate_counts_exactly_the_requested_episodes():
         ({"policy": {"obs_dim": 3}}, "obs_dim"),
         ({"minibatch_size": 10, "train_batch_size": 5}, "minibatch_size"),
         ({"bc_ema_decay": 1.0}, "bc_ema_decay"),
+        ({"lr_anneal_fraction": 1.5}, "lr_anneal_fraction"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, match):
