@@ -346,6 +346,14 @@ class Codec(ABC):
         r"""int64 ``[M]``: :math:`\lfloor r k \rfloor` information bits fit in ``k`` uses."""
         return torch.floor(budget.to(torch.float64) * rate + _RATE_EPS).to(torch.int64)
 
+    def _cells_that_fit(
+        self, budget: torch.Tensor, rate: float, bits_per_cell: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """int64 ``[M]`` each: how many cells of ``bits_per_cell`` bits fit the bit budget of
+        ``budget`` uses at ``rate`` (at most ``n``), and the bits they take."""
+        count = torch.clamp(self._bit_budget(budget, rate) // bits_per_cell, max=self.n)
+        return count, count * bits_per_cell
+
     @staticmethod
     def _uses_for_bits(bits: torch.Tensor, rate: float) -> torch.Tensor:
         r"""int64 ``[M]``: :math:`\lceil b / r \rceil` channel uses carry ``b`` bits at rate r."""

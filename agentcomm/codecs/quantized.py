@@ -10,7 +10,7 @@ from agentcomm._checks import check_positive, check_range
 from agentcomm.codecs.base import Codec, Message, Received
 from agentcomm.codecs.intent import selection_order
 
-__all__ = ["QuantizedCodec", "UniformQuantizer"]
+__all__ = ["QuantizedCodec", "UniformQuantizer", "scatter_sent_levels"]
 
 
 class UniformQuantizer:
@@ -56,6 +56,21 @@ class UniformQuantizer:
     def dequantize(self, indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Reconstruction levels (cell midpoints) of ``indices``, in ``dtype``."""
         return (self.lo + (indices.to(torch.float64) + 0.5) * self.step).to(dtype)
+
+
+def scatter_sent_levels(
+    prior: torch.Tensor,
+    cells: torch.Tensor,
+    count: torch.Tensor,
+    indices: torch.Tensor,
+    quantizer: UniformQuantizer,
+) -> torch.Tensor:
+    """What the digital cell codecs' receivers decode: ``prior [M, n]`` with, per row, the
+    first ``count [M]`` of ``cells [M, K]`` set to the reconstruction levels of their
+    ``indices [M, K]`` (the rest of ``cells`` is padding and keeps the prior)."""
+    sent = torch.arange(cells.shape[1], device=cells.device) < count.unsqueeze(1)
+    levels = quantizer.dequantize(indices, prior.dtype)
+    return prior.scatter(1, cells, torch.where(sent, levels, prior.gather(1, cells)))
 
 
 class QuantizedCodec(Codec):
@@ -110,9 +125,7 @@ class QuantizedCodec(Codec):
         prior: torch.Tensor,
     ) -> Message:
         m = values.shape[0]
-        b = self.quantizer.bits
-        count = torch.clamp(self._bit_budget(budget, self.rate) // b, max=self.n)
-        bits = count * b
+        count, bits = self._cells_that_fit(budget, self.rate, self.quantizer.bits)
         longest = int(count.max())
         order = selection_order(self.source_shape, intent, m, values.device)[:, :longest]
         indices = self.quantizer.quantize(values.gather(1, order))
@@ -127,7 +140,10 @@ class QuantizedCodec(Codec):
 
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
         msg = received.message
-        order, count = msg.context["order"], msg.context["count"]
-        sent = torch.arange(order.shape[1], device=order.device) < count.unsqueeze(1)
-        levels = self.quantizer.dequantize(msg.payload["indices"], prior.dtype)
-        return prior.scatter(1, order, torch.where(sent, levels, prior.gather(1, order)))
+        return scatter_sent_levels(
+            prior,
+            msg.context["order"],
+            msg.context["count"],
+            msg.payload["indices"],
+            self.quantizer,
+        )

@@ -9,7 +9,7 @@ import torch
 from agentcomm._checks import check_positive
 from agentcomm.codecs.base import Codec, Message, Received
 from agentcomm.codecs.intent import intent_weight
-from agentcomm.codecs.quantized import UniformQuantizer
+from agentcomm.codecs.quantized import UniformQuantizer, scatter_sent_levels
 
 __all__ = ["TopKCodec"]
 
@@ -85,8 +85,7 @@ class TopKCodec(Codec):
             score = score * intent_weight(self.source_shape, intent, self.intent_scale).to(
                 score.dtype
             )
-        count = torch.clamp(self._bit_budget(budget, self.rate) // self.bits_per_cell, max=self.n)
-        bits = count * self.bits_per_cell
+        count, bits = self._cells_that_fit(budget, self.rate, self.bits_per_cell)
         longest = int(count.max())
         cells = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :longest]
         return Message(
@@ -100,7 +99,10 @@ class TopKCodec(Codec):
 
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
         msg = received.message
-        cells, count = msg.payload["cells"], msg.context["count"]
-        sent = torch.arange(cells.shape[1], device=cells.device) < count.unsqueeze(1)
-        levels = self.quantizer.dequantize(msg.payload["indices"], prior.dtype)
-        return prior.scatter(1, cells, torch.where(sent, levels, prior.gather(1, cells)))
+        return scatter_sent_levels(
+            prior,
+            msg.payload["cells"],
+            msg.context["count"],
+            msg.payload["indices"],
+            self.quantizer,
+        )
