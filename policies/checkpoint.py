@@ -24,7 +24,14 @@ from safetensors.torch import load_file, save_file
 
 from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy, DPPOPolicy
 
-__all__ = ["FORMAT_VERSION", "load_policy", "read_config", "save_policy", "shipped_policy_dir"]
+__all__ = [
+    "FORMAT_VERSION",
+    "load_policy",
+    "policy_path",
+    "read_config",
+    "save_policy",
+    "shipped_policy_dir",
+]
 
 FORMAT_VERSION = 1
 _WEIGHTS = "model.safetensors"
@@ -44,6 +51,15 @@ def shipped_policy_dir(name: str) -> Path:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         raise ValueError(f"name={name!r}: no shipped policy at {path}; shipped: {found}")
     return path
+
+
+def policy_path(name: str | os.PathLike) -> Path:
+    """``"shipped:NAME"`` as :func:`shipped_policy_dir` resolves it, anything else as a
+    path: what ``TrainConfig.pretrained`` and ``agentcomm eval --checkpoint`` accept."""
+    text = str(name)
+    if text.startswith("shipped:"):
+        return shipped_policy_dir(text.split(":", 1)[1])
+    return Path(name)
 
 
 def _kind_of(policy: DiffusionPolicy | DPPOPolicy) -> PolicyKind:

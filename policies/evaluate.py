@@ -7,7 +7,8 @@ An *actor* maps the world and its observations ``[B, N, Do]`` to actions ``[B, N
 
 * ``"expert"`` / ``"random"``: the scenario's scripted expert, uniform random actions;
 * a policy directory: a diffusion policy (``save_policy``: BC or a DPPO export) or an
-  exported Gaussian policy (``save_gaussian_actor``);
+  exported Gaussian policy (``save_gaussian_actor``); ``"shipped:NAME"`` names one shipped
+  with the package (``agentcomm/models/policies/NAME``);
 * a training run directory (``agentcomm train --out DIR``): its exported ``policy/``,
   one sub-directory per agent for per-agent policies.
 
@@ -165,7 +166,8 @@ def load_actor(
     """Build an actor from a name or a directory (see the module docstring).
 
     Args:
-        checkpoint: ``"expert"``, ``"random"``, a policy directory or a run directory.
+        checkpoint: ``"expert"``, ``"random"``, ``"shipped:NAME"`` (a policy shipped with the
+            package), a policy directory or a run directory.
         device: Device of the policy network.
         sampler: Override of a diffusion policy's sampler (default: the one it was
             trained / fine-tuned with, recorded in its metadata; else ``"ddim"``).
@@ -185,7 +187,9 @@ def load_actor(
         return (lambda world, obs: expert_actions(world)), {}
     if str(checkpoint) == "random":
         return (lambda world, obs: random_actions(world, generator)), {}
-    path = Path(checkpoint)
+    from agentcomm.policies.checkpoint import policy_path
+
+    path = policy_path(checkpoint)
     if (path / _RUN_CONFIG).is_file():
         path = path / "policy"
     if (path / "config.json").is_file():

@@ -97,7 +97,8 @@ class TrainConfig(Config):
 
     # --- reinforcement learning (RLlib: dppo, ppo; sb3-ppo uses the sizes below)
     pretrained: str | None = None
-    """BC checkpoint for dppo; None trains one first (into OUT/bc)."""
+    """BC policy directory for dppo, or ``"shipped:NAME"`` (e.g.
+    ``"shipped:searchrescue-bc"``); None trains one first (into OUT/bc)."""
     iterations: int = field(default=10, metadata=rng(1, None))
     runner: str = field(default="batched", metadata=choices("batched", "stock"))
     """Env runner: the batched torch runner, or RLlib's MultiAgentEnvRunner on the adapter."""
@@ -516,7 +517,11 @@ def _train_rllib(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
             bc_cfg.save(bc_out / "train_config.yaml")
             _train_bc(bc_cfg, bc_out)
         pretrained = str(bc_out / "policy")
-    rl_config = _rllib_config(config, os.path.abspath(pretrained) if pretrained else None)
+    if pretrained is not None:
+        from agentcomm.policies.checkpoint import policy_path
+
+        pretrained = os.path.abspath(policy_path(pretrained))
+    rl_config = _rllib_config(config, pretrained)
     algo = rl_config.build_algo()
     ids = _module_ids(config)
     history: list[dict[str, Any]] = []
@@ -678,7 +683,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     parser.add_argument("--iterations", type=int, default=None)
-    parser.add_argument("--pretrained", default=None, help="BC policy directory (dppo)")
+    parser.add_argument(
+        "--pretrained", default=None, help="BC policy directory or shipped:NAME (dppo)"
+    )
     parser.add_argument(
         "--set",
         action="append",

@@ -262,6 +262,8 @@ def test_evaluate_counts_exactly_the_requested_episodes():
     assert res.channel_uses_per_agent_step == 0.0 and res.bits_per_agent_step == 0.0
     with pytest.raises(ValueError, match="checkpoint"):
         load_actor("/nonexistent/dir")
+    _, meta = load_actor("shipped:searchrescue-bc")
+    assert meta["env_id"] == ENV
 
 
 @pytest.mark.parametrize(
@@ -288,6 +290,32 @@ def test_train_config_rejects_bad_values(changes, match):
 
     with pytest.raises(ValueError, match=match):
         TrainConfig.from_dict(changes)
+
+
+def test_dppo_recipe_config_is_the_learning_curve_experiments():
+    """experiments/configs/dppo_searchrescue.yaml is the DPPO run of
+    experiments/train_search_rescue.py, starting from the shipped BC policy."""
+    from pathlib import Path
+
+    import agentcomm.experiments
+    from agentcomm.experiments.train_search_rescue import FULL
+    from agentcomm.policies.checkpoint import policy_path, shipped_policy_dir
+    from agentcomm.policies.train import TrainConfig
+
+    path = Path(agentcomm.experiments.__file__).parent / "configs" / "dppo_searchrescue.yaml"
+    config = TrainConfig.load(path)
+    expected = {
+        "algo": "dppo",
+        "env": ENV,
+        "sampler": "ddim",
+        "eval_episodes": FULL["eval_episodes"],
+        **FULL["rl"],
+        **FULL["dppo"],
+    }
+    assert {k: getattr(config, k) for k in expected} == expected
+    assert policy_path(config.pretrained) == shipped_policy_dir("searchrescue-bc")
+    with pytest.raises(ValueError, match="nope"):
+        policy_path("shipped:nope")
 
 
 # ---------------------------------------------------------------- batched EnvRunner (Ray)
