@@ -86,8 +86,9 @@ def gaussian_ppo_config(
         lr, gamma, lambda_, clip_param, entropy_coeff, vf_loss_coeff, vf_clip_param,
         grad_clip: PPO hyperparameters (``lr`` a rate or an RLlib schedule,
             :func:`~agentcomm.policies.ppo_common.annealed_lr`). ``vf_clip_param`` clamps
-            each sample's squared value error; it must exceed the squared scale of the returns (RLlib's default
-            10 gives no critic gradient once a return errs by more than 3.2).
+            each sample's squared value error; it must exceed the squared scale of the
+            returns (RLlib's default 10 gives no critic gradient once a return errs by more
+            than 3.2).
         seed: RLlib seed.
 
     Returns:

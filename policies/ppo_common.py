@@ -42,8 +42,7 @@ LrSchedule = float | list[list[float]]
 def annealed_lr(lr: float, total_steps: int, fraction: float) -> LrSchedule:
     """``lr`` held constant, then decayed linearly to 0 over the last ``fraction`` of
     ``total_steps`` sampled steps, as RLlib's schedule format; ``fraction == 0`` returns
-    ``lr`` itself (no schedule). ``fraction == 1`` is the linear decay from the start that
-    CleanRL and SB3 users know as annealing.
+    ``lr`` itself (no schedule), ``fraction == 1`` decays it from the first step.
 
     RLlib sets each optimizer's rate after an update from the lifetime steps sampled so far,
     so the update of iteration ``i`` (1-based) of ``total_steps / n`` steps each runs at the
