@@ -285,6 +285,13 @@ def main() -> None:
         default="shipped",
         help="BC policy DPPO starts from: the shipped one, or one cloned per seed first",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=("dppo", "ppo"),
+        default=["dppo", "ppo"],
+        help="RL methods to run (default both; the expert, random and BC are always evaluated)",
+    )
     parser.add_argument("--cpus", type=int, default=2, help="jobs at once (one core each)")
     args = parser.parse_args()
 
@@ -313,7 +320,7 @@ def main() -> None:
                 bc_fields = {"algo": "bc", "out": str(out / f"bc_seed{seed}"), **settings["bc"]}
                 starts[seed] = train_task.remote("bc", seed, {**bc_fields, "eval_episodes": 0})
         # Longest jobs first, so that the cores stay busy to the end.
-        for seed in seeds:
+        for seed in seeds if "dppo" in args.methods else ():
             pretrained = starts[seed]
             if not isinstance(pretrained, str):
                 pretrained = ray.get(pretrained)["policy"]
@@ -330,7 +337,7 @@ def main() -> None:
                     **settings["dppo"],
                 },
             )
-        for seed in seeds:
+        for seed in seeds if "ppo" in args.methods else ():
             futures[("ppo", seed)] = train_task.remote(
                 "ppo",
                 seed,
