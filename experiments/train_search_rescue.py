@@ -33,13 +33,16 @@ of every policy), ``learning_curves.png`` (mean +- std over seeds, with the
 expert and BC levels), one training directory per method and seed, ``result.json`` and a
 last line ``RESULT key=value ...``.
 
-Budget: one seed's DPPO fine-tuning (560 iterations, 2.29M agent-steps) takes 19-23 minutes
-on one core of a 2-core machine whose other core runs another job (``dppo_minutes_per_seed``
-in the RESULT line): the issue's <= 30 minutes on 2 cores, per fine-tuned policy. The whole
-run (3 seeds of DPPO and of Gaussian PPO, 6 jobs on 2 cores) took 57 minutes (+15.8 points,
-``docs/train_search_rescue/``) and, rerun with code that differs only in float rounding,
-53 minutes (+13.6 points, ``docs/train_search_rescue_rerun/``); ``--iterations 280`` took
-31 minutes (+13.0 points). ``--quick`` (one seed, tiny budgets) takes < 3 minutes.
+Budget: one seed's DPPO fine-tuning (700 iterations, 2.87M agent-steps, the learning rate
+held for 560 iterations and decayed linearly to 0 over the last 140) took 24-27.5 minutes
+on one core of a 2-core machine whose other core ran another job (``dppo_minutes_per_seed``
+in the RESULT line is the longest): the issue's <= 30 minutes on 2 cores, per fine-tuned
+policy. The whole run (3 seeds of DPPO and of Gaussian PPO, 6 jobs on 2 cores) took 70
+minutes: +16.4 points (``docs/train_search_rescue_700/``). Its first 560 iterations are bit
+for bit the constant-rate rerun's (``docs/train_search_rescue_rerun/``, +13.6 at iteration
+560; the first constant-rate run, differing only in float rounding, +15.8).
+``--quick`` (one seed, tiny budgets) takes < 3 minutes; ``--seeds 3 4 --methods dppo``
+runs more DPPO seeds alone.
 
 Usage::
 
