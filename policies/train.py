@@ -487,6 +487,11 @@ def _row(result: dict[str, Any], iteration: int, seconds: float, ids: list[str])
         for key in ("policy_loss", "vf_loss", "mean_kl_loss", "vf_explained_var", "entropy"):
             if key in stats:
                 row[f"{key}{suffix}"] = float(stats[key])
+        # The learning rate RLlib set after this iteration's update (the DPPO actor's, or
+        # PPO's one optimizer's): what lr_anneal_fraction makes of lr.
+        for key in ("actor_learning_rate", "default_optimizer_learning_rate"):
+            if key in stats:
+                row[f"lr{suffix}"] = float(stats[key])
     return {k: float(v) for k, v in row.items()}
 
 

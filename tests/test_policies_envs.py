@@ -470,6 +470,8 @@ def test_train_dppo_checkpoints_resume_and_export(ray_session, bc_run, tmp_path)
     rows = (out / "progress.csv").read_text().splitlines()
     steps = [float(r.split(",")[1]) for r in rows[1:]]
     assert len(rows) == 3 and steps == [32.0, 64.0]
+    lr = rows[0].split(",").index("lr")
+    assert [float(r.split(",")[lr]) for r in rows[1:]] == [1e-4, 1e-4]
     exported = load_policy(out / "policy")
     base = load_policy(bc_run / "policy")
     assert exported.config.ft_denoising_steps == 2
