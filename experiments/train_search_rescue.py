@@ -219,7 +219,7 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for method, color in (("dppo", "C0"), ("ppo", "C1")):
         rows = [r for r in curves if r["method"] == method]
         if not rows:
@@ -270,7 +270,8 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
     ax.set_ylabel("success rate")
     ax.set_title(f"{ENV}, default config, mean +- std over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # Beside the axes: inside, it hid the DPPO curve.
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
