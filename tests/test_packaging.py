@@ -47,6 +47,7 @@ def test_wheel_layout(wheel):
         "agentcomm/policies/diffusion.py",
         "agentcomm/experiments/run.py",
         "agentcomm/experiments/configs/bandwidth.yaml",
+        "agentcomm/experiments/train_configs/dppo_searchrescue.yaml",
         "agentcomm/channels/awgn.py",
     ):
         assert expected in names, expected

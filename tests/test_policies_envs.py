@@ -293,7 +293,7 @@ def test_train_config_rejects_bad_values(changes, match):
 
 
 def test_dppo_recipe_config_is_the_learning_curve_experiments():
-    """experiments/configs/dppo_searchrescue.yaml is the DPPO run of
+    """experiments/train_configs/dppo_searchrescue.yaml is the DPPO run of
     experiments/train_search_rescue.py, starting from the shipped BC policy."""
     from pathlib import Path
 
@@ -302,7 +302,8 @@ def test_dppo_recipe_config_is_the_learning_curve_experiments():
     from agentcomm.policies.checkpoint import policy_path, shipped_policy_dir
     from agentcomm.policies.train import TrainConfig
 
-    path = Path(agentcomm.experiments.__file__).parent / "configs" / "dppo_searchrescue.yaml"
+    root = Path(agentcomm.experiments.__file__).parent
+    path = root / "train_configs" / "dppo_searchrescue.yaml"
     config = TrainConfig.load(path)
     expected = {
         "algo": "dppo",
