@@ -415,7 +415,9 @@ def online_receiver_config(
     )
     return (
         config.multi_agent(
-            policies={POLICY_MODULE_ID, RECEIVER_MODULE_ID},
+            # A list, not a set: the modules are built in this order whatever the
+            # string hash (PYTHONHASHSEED) orders a set by.
+            policies=[POLICY_MODULE_ID, RECEIVER_MODULE_ID],
             policy_mapping_fn=_policy_mapping,
             algorithm_config_overrides_per_module={
                 RECEIVER_MODULE_ID: PPOConfig.overrides(lr=receiver_lr)
