@@ -33,11 +33,10 @@ def make_policy(name: str, seed: int = 0) -> PolicyFn:
     if name == "random":
         gen = torch.Generator().manual_seed(seed)
         return lambda world: random_actions(world, gen)
-    from agentcomm.policies import load_policy, shipped_policy_dir
+    from agentcomm.policies import load_policy
+    from agentcomm.policies.checkpoint import policy_path
 
-    if name.startswith("shipped:"):
-        name = str(shipped_policy_dir(name.split(":", 1)[1]))
-    policy = load_policy(name)
+    policy = load_policy(policy_path(name))
     policy.eval()
 
     def act(world: CommWorld) -> torch.Tensor:

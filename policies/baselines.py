@@ -21,12 +21,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from agentcomm._checks import check_choice, check_range
 from agentcomm.policies.ppo_common import (
     LrSchedule,
+    annealed_lr,
     multi_agent_policies,
     ppo_skeleton,
     skeleton_args,
@@ -280,14 +282,20 @@ def _atomic_save(path: Path):
 
 class _AnnealedLr:
     """SB3 learning-rate schedule (a picklable callable of SB3's ``progress_remaining``,
-    1 -> 0): ``lr`` until the last ``fraction`` of training, then linearly to 0."""
+    1 -> 0): :func:`~agentcomm.policies.ppo_common.annealed_lr`'s schedule, read at the
+    fraction of training done."""
+
+    _STEPS = 1_000_000  # the schedule's resolution over one run
 
     def __init__(self, lr: float, fraction: float) -> None:
         check_range("lr_anneal_fraction", fraction, 0.0, 1.0, low_inclusive=False)
-        self.lr, self.fraction = float(lr), float(fraction)
+        points = annealed_lr(lr, self._STEPS, fraction)
+        self.steps = [float(t) for t, _ in points]
+        self.rates = [float(v) for _, v in points]
 
     def __call__(self, progress_remaining: float) -> float:
-        return self.lr * min(1.0, max(0.0, progress_remaining) / self.fraction)
+        done = (1.0 - progress_remaining) * self._STEPS
+        return float(np.interp(done, self.steps, self.rates))
 
 
 def train_sb3_ppo(

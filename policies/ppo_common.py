@@ -58,7 +58,10 @@ def annealed_lr(lr: float, total_steps: int, fraction: float) -> LrSchedule:
 
 
 def check_lr(name: str, lr: Any) -> None:
-    """A positive learning rate or a valid :data:`LrSchedule`; else ``ValueError``."""
+    """A positive learning rate or a valid :data:`LrSchedule`; else ``ValueError``.
+
+    RLlib's ``Scheduler.validate`` checks a schedule's format only (not the signs of its
+    rates), and its message does not name the value; this checks both and says so."""
     if not isinstance(lr, list | tuple):
         check_positive(name, lr)
         return

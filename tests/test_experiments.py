@@ -218,3 +218,16 @@ def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
     assert f"dppo_lift_points={result['lift_points']:.1f}" in last
     assert f"ppo_stochastic_success={rate['ppo_stochastic']:.3f}" in last
     assert (out / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_make_policy_acts_with_a_shipped_policy():
+    """``shipped:NAME`` resolves to the packaged policy, which acts on a batch of worlds."""
+    import agentcomm
+    from agentcomm.experiments.evaluate import make_policy
+
+    world = agentcomm.make_vec("SearchRescue-v0", num_envs=3, seed=0)
+    world.reset(seed=0)
+    actions = make_policy("shipped:searchrescue-bc")(world)
+    assert actions.shape == (3, world.num_agents, 6) and bool(actions.abs().le(1).all())
+    with pytest.raises(ValueError, match="nope"):
+        make_policy("shipped:nope")
