@@ -10,14 +10,21 @@ Every message has two parts, coded separately:
 * a **header** with the sender's announced intent (its goal point, two
   coordinates of up to ``intent_bits`` bits each, fewer when the budget is
   small: :meth:`CommStack.header_bits`), sent digitally at ``header_rate``
-  bits per channel use and judged by the capacity rule
-  :math:`b/c \le \log_2(1 + |h|^2 \mathrm{SNR})` on its own fading draw;
+  bits per channel use and judged per message by the capacity rule
+  :math:`b \le \sum_{i \le c} \log_2(1 + |h_i|^2 \mathrm{SNR})`;
 * a **payload**: the belief, encoded by the configured codec in the channel uses
   that remain, :math:`k - \lceil b_\text{hdr} / r_\text{hdr} \rceil`.
 
+Under block fading a packet sees one fade: header and payload share the message's
+coefficient :math:`h`, so their outcomes are decided on the same channel realisation
+(under fast fading every use fades on its own). Each message's outcome depends on its
+own draws only, never on the other messages of the batch.
+
 A packet erased by the erasure model (i.i.d., probability ``erasure_prob``)
-loses both parts. Accounting is exact: the channel uses of a message are the
-header's plus what the codec occupied, never more than the budget.
+loses both parts. Accounting is exact (:mod:`agentcomm.codecs.base`): the channel uses
+of a message are the header's plus what the codec occupied, never more than the budget;
+its capacity is what those uses could carry on their fade, and what it delivers never
+exceeds it.
 """
 
 from __future__ import annotations
@@ -28,8 +35,8 @@ from dataclasses import dataclass
 import torch
 
 from agentcomm.channels import IIDErasure, LogDistancePathLoss, make_channel
-from agentcomm.channels.capacity import digital_delivery
 from agentcomm.codecs import make_codec, transmit
+from agentcomm.codecs.base import capacity_delivery
 
 from .config import WorldConfig
 
@@ -38,7 +45,7 @@ __all__ = ["CommStack", "Exchange", "fuse_grid"]
 
 @dataclass
 class Exchange:
-    """``M`` directed messages of one exchange, flattened.
+    r"""``M`` directed messages of one exchange, flattened.
 
     Attributes:
         env, src, dst: long ``[M]``; world index, sender, receiver (``dst = -1`` for the
@@ -49,13 +56,16 @@ class Exchange:
         header_ok: bool ``[M]``, the intent header arrived.
         payload_ok: bool ``[M]``, the payload arrived.
         channel_uses: long ``[M]``, complex channel uses (header + payload).
-        bits: long ``[M]``, information bits (header + digital payload + side information).
+        bits: float64 ``[M]``, information put on the channel: header bits plus the payload's
+            (a digital payload's bits; an analog payload's capacity of the uses its symbols
+            spent plus its side bits; :mod:`agentcomm.codecs.base`).
         intent_bits: long ``[M]``, bits per intent coordinate in the header (0: not sent).
-        bits_delivered: long ``[M]``, information bits that arrived (header and/or payload).
-        capacity_bits: float ``[M]``, the Shannon bound on what the occupied channel uses
-            could carry: ``channel_uses * log2(1 + SNR)`` at the link's mean SNR. By Jensen's
-            inequality it bounds the ergodic capacity of every unit-power fading channel
-            (Rayleigh, Rician), so delivered bits stay below it on average.
+        bits_delivered: float64 ``[M]``, the part of ``bits`` that arrived (header and/or
+            payload).
+        capacity_bits: float64 ``[M]``, what the occupied channel uses could carry on the
+            fade the message saw, :math:`\sum_{i \le c} \log_2(1 + |h_i|^2 \mathrm{SNR})`;
+            ``bits_delivered <= capacity_bits`` per message, and its mean over fades is the
+            ergodic capacity of the uses.
     """
 
     env: torch.Tensor
@@ -202,23 +212,28 @@ class CommStack:
         sent = q > 0
         hdr_bits = 2 * intents * q
         hdr_uses = torch.ceil(hdr_bits.to(torch.float64) / rate - 1e-9).to(torch.long)
-        h = self.channel.generate((m, 1), generator, device=dev)
-        gain = (h.real.square() + h.imag.square())[:, 0].to(torch.float64)
-        snr_inst = gain * torch.pow(10.0, snr_db.to(torch.float64) / 10.0)
-        header_ok = sent & digital_delivery(hdr_bits, hdr_uses.clamp_min(1), snr_inst)
+        snr64 = snr_db.to(torch.float64)
+        # One coefficient per packet under block fading, shared by header and payload.
+        h = (
+            self.channel.generate((m, 1), generator, dtype=torch.complex128, device=dev)
+            if self.channel.block
+            else None
+        )
+        header_ok, capacity = capacity_delivery(
+            hdr_bits, hdr_uses, self.channel, snr64, generator, h
+        )
         erased = (
             self.erasure.sample((m,), generator)
             if self.erasure is not None
             else torch.zeros(m, dtype=torch.bool, device=dev)
         )
-        header_ok &= ~erased
+        header_ok &= sent & ~erased
         uses = hdr_uses.clone()
-        bits = hdr_bits.clone()
+        bits = hdr_bits.to(torch.float64)
+        delivered_bits = torch.where(header_ok, bits, 0.0)
         payload_ok = torch.zeros_like(sent)
-        log_snr = torch.log2(1.0 + torch.pow(10.0, snr_db.to(torch.float64) / 10.0))
         if payload is None or self.codec is None:
             est = torch.zeros((m, 0), device=dev)
-            hdr_got = torch.where(header_ok, hdr_bits, 0)
             return Exchange(
                 env,
                 src,
@@ -230,8 +245,8 @@ class CommStack:
                 uses,
                 bits,
                 q,
-                hdr_got,
-                uses * log_snr,
+                delivered_bits,
+                capacity,
             )
 
         prior_t = torch.as_tensor(prior, dtype=payload.dtype, device=payload.device)
@@ -249,18 +264,18 @@ class CommStack:
                 generator,
                 intent=None if intent is None else intent[idx],
                 prior=prior_full[idx],
+                h=None if h is None else h[idx],
             )
             ok = tx.delivered & ~erased[idx]
             view = (-1,) + (1,) * (payload.ndim - 1)
             estimate[idx] = torch.where(ok.view(view), tx.estimate, prior_full[idx])
             payload_ok[idx] = ok
             uses[idx] += tx.channel_uses
-            bits[idx] += tx.bits + tx.side_bits
+            bits[idx] += tx.bits
+            delivered_bits[idx] += torch.where(ok, tx.bits, 0.0)
+            capacity[idx] += tx.capacity_bits
         informative = payload_ok.view((-1,) + (1,) * (payload.ndim - 1)) & (
             (estimate - prior_full).abs() > self.resolution
-        )
-        delivered_bits = torch.where(header_ok, hdr_bits, 0) + torch.where(
-            payload_ok, bits - hdr_bits, 0
         )
         return Exchange(
             env,
@@ -274,7 +289,7 @@ class CommStack:
             bits,
             q,
             delivered_bits,
-            uses * log_snr,
+            capacity,
         )
 
 

@@ -64,12 +64,18 @@ from .config import WorldConfig
 __all__ = ["ACTION_DIM", "INFO_KEYS", "CommWorld"]
 
 ACTION_DIM = 6
-#: Keys of the per-step ``info`` dict (all tensors).
+#: Keys of the per-step ``info`` dict (all tensors; :meth:`CommWorld.step` documents them).
 INFO_KEYS = (
     "channel_uses",
     "bits",
     "bits_delivered",
     "capacity_bits",
+    "peer_channel_uses",
+    "uplink_channel_uses",
+    "downlink_channel_uses",
+    "peer_bits",
+    "uplink_bits",
+    "downlink_bits",
     "messages_sent",
     "messages_delivered",
     "messages_lost",
@@ -78,6 +84,19 @@ INFO_KEYS = (
     "belief_error",
     "success",
 )
+
+
+#: ``info`` keys holding float32 values (the rest are integer counts, ``success`` bool).
+_FLOAT_INFO = (
+    "bits",
+    "bits_delivered",
+    "capacity_bits",
+    "peer_bits",
+    "uplink_bits",
+    "downlink_bits",
+    "belief_error",
+)
+_LINKS = ("peer", "uplink", "downlink")
 
 
 class CommWorld:
@@ -281,13 +300,18 @@ class CommWorld:
             ``obs [B, N, Do]``, ``reward [B, N]`` (the team reward, shared, unless
             ``team_reward_weight < 1`` mixes in each agent's own share),
             ``terminated [B]``, ``truncated [B]`` (bool), and ``info``: a dict of
-            tensors; per agent ``[B, N]``: ``channel_uses``, ``bits`` (sent),
-            ``bits_delivered``, ``capacity_bits`` (Shannon bound of the uses spent,
-            :class:`~agentcomm.envs.comm.Exchange`),
-            ``messages_sent``, ``messages_delivered``, ``messages_lost``,
-            ``belief_error`` (:meth:`_belief_error`);
-            per world ``[B]``: ``fc_channel_uses`` and ``fc_messages_sent`` (the fusion
-            centre's downlinks), ``success``.
+            tensors. Per agent ``[B, N]``, every channel use of the step, of the agent's
+            peer messages and uplinks and of the fusion centre's downlink *to* the agent:
+            ``channel_uses`` (long), ``bits`` (information put on the channel),
+            ``bits_delivered``, ``capacity_bits`` (what the uses spent could carry on
+            their fades; float32 bits, :class:`~agentcomm.envs.comm.Exchange`: an analog
+            payload's information is the capacity of its uses); the same split by link:
+            ``peer_channel_uses``, ``uplink_channel_uses``, ``downlink_channel_uses``,
+            ``peer_bits``, ``uplink_bits``, ``downlink_bits`` (each pair sums to the total);
+            the messages the agent sent (peer and uplink): ``messages_sent``,
+            ``messages_delivered``, ``messages_lost``; ``belief_error``
+            (:meth:`_belief_error`). Per world ``[B]``: ``fc_channel_uses`` and
+            ``fc_messages_sent`` (the fusion centre's downlinks), ``success``.
         """
         if bool(self.done.any()):
             idx = self.done.nonzero().squeeze(1)[:8].tolist()
@@ -327,8 +351,10 @@ class CommWorld:
         if self.belief_kind == "grid":
             self._refresh_belief()
         self._after_comm()
-        # --- reward
-        cost = cfg.comm.cost_per_channel_use * info["channel_uses"].sum(1).float()
+        # --- reward: the channel cost falls on the uses the agents chose to spend (peer
+        # messages and uplinks); the fusion centre's downlinks are not theirs to choose.
+        agent_uses = (info["peer_channel_uses"] + info["uplink_channel_uses"]).float()
+        cost = cfg.comm.cost_per_channel_use * agent_uses.sum(1)
         belief_reward = self._belief_reward(before)
         reward = task_reward - cost + belief_reward
         info["belief_error"] = self._belief_error()
@@ -344,7 +370,7 @@ class CommWorld:
             # Own shares (difference-reward style credit) against the same team total: the
             # shares sum to the team reward, so N * share has the team reward's scale.
             own = self._reward_shares(before, task_reward + belief_reward)
-            own = own - cfg.comm.cost_per_channel_use * info["channel_uses"].float()
+            own = own - cfg.comm.cost_per_channel_use * agent_uses
             rew = w * reward.unsqueeze(1) + (1.0 - w) * n * own
         return self.observation(), rew, terminated, truncated, info
 
@@ -357,7 +383,7 @@ class CommWorld:
         info: dict[str, torch.Tensor] = {}
         for key in INFO_KEYS:
             shape = (b,) if key.startswith("fc_") or key == "success" else (b, n)
-            dtype = torch.float32 if key in ("capacity_bits", "belief_error") else torch.long
+            dtype = torch.float32 if key in _FLOAT_INFO else torch.long
             info[key] = torch.zeros(shape, dtype=dtype, device=dev)
         info["belief_error"] = self._belief_error().float()
         info["success"] = self._success()
@@ -393,10 +419,12 @@ class CommWorld:
     def _exchange(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config.comm
         b, n, dev = self.num_envs, self.num_agents, self.device
-        zeros = torch.zeros(b, n, dtype=torch.long, device=dev)
-        keys = ("channel_uses", "bits", "bits_delivered", "sent", "delivered")
-        acc = {k: zeros.clone() for k in keys}
-        acc["capacity_bits"] = torch.zeros(b, n, dtype=torch.float64, device=dev)
+        acc = {
+            k: torch.zeros(b, n, dtype=torch.long, device=dev)
+            for k in ("channel_uses", "sent", "delivered", *(f"{p}_channel_uses" for p in _LINKS))
+        }
+        for k in ("bits", "bits_delivered", "capacity_bits", *(f"{p}_bits" for p in _LINKS)):
+            acc[k] = torch.zeros(b, n, dtype=torch.float64, device=dev)
         fc_uses = torch.zeros(b, dtype=torch.long, device=dev)
         fc_msgs = torch.zeros(b, dtype=torch.long, device=dev)
         # Ages grow every step; a received header resets them.
@@ -426,32 +454,34 @@ class CommWorld:
                 for _ in range(cfg.consensus_rounds):
                     self._peer_round(k_peer, acc)
         self.last_delivered_frac = acc["delivered"].float() / acc["sent"].clamp_min(1).float()
-        return {
-            "channel_uses": acc["channel_uses"],
-            "bits": acc["bits"],
-            "bits_delivered": acc["bits_delivered"],
-            "capacity_bits": acc["capacity_bits"].float(),
-            "messages_sent": acc["sent"],
-            "messages_delivered": acc["delivered"],
-            "messages_lost": acc["sent"] - acc["delivered"],
-            "fc_channel_uses": fc_uses,
-            "fc_messages_sent": fc_msgs,
-        }
+        info = {k: acc[k].float() if acc[k].is_floating_point() else acc[k] for k in acc}
+        info["messages_sent"] = info.pop("sent")
+        info["messages_delivered"] = info.pop("delivered")
+        info["messages_lost"] = info["messages_sent"] - info["messages_delivered"]
+        info["fc_channel_uses"] = fc_uses
+        info["fc_messages_sent"] = fc_msgs
+        return info
 
-    def _account(self, ex: Exchange, by: torch.Tensor, acc: dict[str, torch.Tensor]) -> None:
-        """Add an exchange's per-message accounting to the sending agents ``by [M]``."""
-        flat = ex.env * self.num_agents + by
+    def _account(
+        self, ex: Exchange, agent: torch.Tensor, link: str, acc: dict[str, torch.Tensor]
+    ) -> None:
+        """Add an exchange's per-message accounting to ``agent [M]``: the sender of peer
+        messages and uplinks, the receiver of downlinks (``link`` names which)."""
+        flat = ex.env * self.num_agents + agent
         on_air = ex.channel_uses > 0
-        # A message counts as delivered when any part of it (header or payload) arrived.
-        delivered = (ex.header_ok | ex.payload_ok) & on_air
-        for key, val in (
+        pairs = [
             ("channel_uses", ex.channel_uses),
+            (f"{link}_channel_uses", ex.channel_uses),
             ("bits", ex.bits),
+            (f"{link}_bits", ex.bits),
             ("bits_delivered", ex.bits_delivered),
             ("capacity_bits", ex.capacity_bits),
-            ("sent", on_air.long()),
-            ("delivered", delivered.long()),
-        ):
+        ]
+        if link != "downlink":
+            # A message counts as delivered when any part of it (header or payload) arrived.
+            delivered = (ex.header_ok | ex.payload_ok) & on_air
+            pairs += [("sent", on_air.long()), ("delivered", delivered.long())]
+        for key, val in pairs:
             acc[key] = acc[key].view(-1).index_add(0, flat, val).view(acc[key].shape)
 
     def _peer_round(self, k_peer: torch.Tensor, acc: dict[str, torch.Tensor]) -> None:
@@ -470,7 +500,7 @@ class CommWorld:
             self.generator,
             intent=self._codec_goal(self.known_intent[env, src, dst]),
         )
-        self._account(ex, src, acc)
+        self._account(ex, src, "peer", acc)
         ok = ex.header_ok
         e, s, d = env[ok], src[ok], dst[ok]
         self.known_intent[e, d, s] = self.comm.quantize_intent(
@@ -503,7 +533,7 @@ class CommWorld:
                 self._payload_prior(),
                 self.generator,
             )
-            self._account(ex, src, acc)
+            self._account(ex, src, "uplink", acc)
             ok = ex.header_ok
             e, s = env[ok], src[ok]
             self.fc_intent[e, s] = self.comm.quantize_intent(self.intent[e, s], ex.intent_bits[ok])
@@ -528,6 +558,7 @@ class CommWorld:
             intents=n,
             intent=self._codec_goal(self.intent[env, dst]),
         )
+        self._account(ex, dst, "downlink", acc)
         fc_uses = fc_uses.index_add(0, env, ex.channel_uses)
         fc_msgs = torch.zeros_like(fc_uses).index_add(0, env, (ex.channel_uses > 0).long())
         ok = ex.header_ok

@@ -93,15 +93,22 @@ def test_analog_accounting_and_power(name, shape, generator):
     n = math.prod(shape)
     belief = 3 * torch.randn(len(BUDGETS), *shape, generator=generator)
     msg = codec.encode(belief, BUDGETS, prior=0.5)
-    expected = [math.ceil(min(n, 2 * k) / 2) for k in BUDGETS.tolist()]
+    # 12 side bits at 2 bits/use take 6 uses of the budget; the symbols get the rest, and a
+    # budget of 6 or less sends nothing at all.
+    symbol_uses = [math.ceil(min(n, 2 * max(k - 6, 0)) / 2) for k in BUDGETS.tolist()]
+    expected = [u + 6 if u > 0 else 0 for u in symbol_uses]
     assert msg.channel_uses.tolist() == expected
     assert (msg.channel_uses <= BUDGETS).all()
-    assert msg.bits.eq(0).all() and msg.side_bits.eq(12).all()
-    # Unit average energy over the occupied uses, up to the scale quantizer's round-up
+    sent = msg.channel_uses > 0
+    assert msg.bits.eq(0).all()
+    assert msg.side_bits[sent].eq(12).all() and msg.side_bits[~sent].eq(0).all()
+    assert msg.side_uses[sent].eq(6).all() and msg.side_uses[~sent].eq(0).all()
+    # Unit average energy over the symbols' uses, up to the scale quantizer's round-up
     # (grid factor 2**(48/4095) for 12 bits), never above 1; symbols past the end are zero.
     energy = msg.symbols.abs().square()
-    used = torch.arange(msg.symbols.shape[1]) < msg.channel_uses.unsqueeze(1)
-    per_use = (energy * used).sum(1) / msg.channel_uses
+    uses = msg.channel_uses - msg.side_uses
+    used = torch.arange(msg.symbols.shape[1]) < uses.unsqueeze(1)
+    per_use = (energy * used).sum(1)[sent] / uses[sent]
     assert (per_use <= 1 + 1e-6).all()
     assert (per_use >= 2 ** (-2 * 48 / 4095) - 1e-6).all()
     assert energy[~used].eq(0).all()
@@ -251,7 +258,9 @@ def test_analog_full_budget_high_snr_reconstructs(name, channel, generator):
     codec = make_codec(name, (5, 5))
     belief = smooth_maps(16, 5, 5, generator)
     prior = torch.randn(16, 5, 5, generator=generator)
-    tx = transmit(codec, belief, 13, channel, 80.0, generator, prior=prior)
+    # 13 uses carry the 25 values, 4 more the 8-bit scale at 2 bits/use.
+    tx = transmit(codec, belief, 17, channel, 80.0, generator, prior=prior)
+    assert tx.channel_uses.eq(17).all()
     rel = (tx.estimate - belief).norm() / belief.norm()
     assert rel < 1e-3, rel
 
@@ -335,7 +344,8 @@ def test_linear_with_intent_sends_the_cells_nearest_the_goal(generator):
     codec = LinearAnalogCodec((8, 8))
     belief = smooth_maps(64, 8, 8, generator)
     intent = torch.tensor([[6.0, 1.0]]).expand(64, 2)
-    tx = transmit(codec, belief, 8, AWGN(), 30.0, generator, intent=intent)  # 16 cells
+    # 4 uses for the 8-bit scale, 8 for 16 cells.
+    tx = transmit(codec, belief, 12, AWGN(), 30.0, generator, intent=intent)
     order = intent_order((8, 8), intent)
     err = (tx.estimate - belief).reshape(64, -1)
     estimate = tx.estimate.reshape(64, -1)

@@ -348,7 +348,11 @@ def test_codecs_account_and_fall_back_to_prior(jscc, prior, maps):
             codec, x, budget, AWGN(), 10.0, torch.Generator().manual_seed(0), prior=prior_map
         )
         assert t.channel_uses.tolist() == [k, k, 0, k, k, 0]
-        assert t.bits.eq(0).all() and t.side_bits.eq(0).all()
+        # An analog message's information is the capacity of its uses (AWGN, 10 dB).
+        per_use = math.log2(1 + 10.0)
+        torch.testing.assert_close(t.bits, t.channel_uses.double() * per_use)
+        assert t.side_bits.eq(0).all()
+        assert t.delivered.tolist() == [True, True, False, True, True, False]
         assert torch.equal(t.estimate[2], prior_map[2]) and torch.equal(t.estimate[5], prior_map[5])
         assert not torch.equal(t.estimate[0], prior_map[0])
     direct, _ = model.transmit(x, AWGN(), 10.0, torch.Generator().manual_seed(0))

@@ -200,8 +200,11 @@ def test_channel_uses_never_exceed_the_budget(mode, env_id):
         _, _, term, trunc, info = world.step(a)
         links = world.adj.sum(-1) * world.config.comm.consensus_rounds
         uplink = world.fc_ok.long() if mode != "distributed" else 0
-        # Per agent: at most its granted uses on each of its links (uplink included).
-        assert bool((info["channel_uses"] <= k * (links + uplink)).all())
+        # Per agent: at most its granted uses on each of its links (uplink included), plus
+        # the fusion centre's downlink to it (at most the budget).
+        sent = info["peer_channel_uses"] + info["uplink_channel_uses"]
+        assert bool((sent <= k * (links + uplink)).all())
+        assert bool((info["downlink_channel_uses"] <= budget * world.fc_ok.long()).all())
         assert bool((info["fc_channel_uses"] <= budget * world.fc_ok.sum(1)).all())
         assert bool((info["messages_delivered"] <= info["messages_sent"]).all())
         assert bool((info["bits_delivered"] <= info["bits"]).all())

@@ -23,6 +23,7 @@ from agentcomm.channels.base import (
 )
 from agentcomm.channels.capacity import (
     awgn_capacity,
+    capacity_of_uses,
     digital_delivery,
     rayleigh_ergodic_capacity,
     rayleigh_outage_probability,
@@ -47,6 +48,7 @@ __all__ = [
     "RayleighFastFading",
     "Rician",
     "awgn_capacity",
+    "capacity_of_uses",
     "coefficient_shape",
     "complex_normal",
     "digital_delivery",

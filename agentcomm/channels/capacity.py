@@ -31,6 +31,7 @@ from agentcomm._checks import check_finite, check_tensor
 
 __all__ = [
     "awgn_capacity",
+    "capacity_of_uses",
     "digital_delivery",
     "rayleigh_ergodic_capacity",
     "rayleigh_outage_probability",
@@ -161,6 +162,36 @@ def snr_inst(h: torch.Tensor, snr_db: float | torch.Tensor) -> torch.Tensor:
     if snr.ndim > 0:
         snr = snr.unsqueeze(-1)
     return (h.real.square() + h.imag.square()) * torch.pow(10.0, snr / 10.0)
+
+
+def capacity_of_uses(
+    h: torch.Tensor, snr_db: float | torch.Tensor, channel_uses: torch.Tensor
+) -> torch.Tensor:
+    r"""Bits the occupied channel uses of each message could carry on the channel it saw.
+
+    .. math:: C_m = \sum_{i=1}^{c_m} \log_2\!\left(1 + |h_{m,i}|^2\,\mathrm{SNR}_m\right),
+
+    which is :math:`c_m \log_2(1 + |h_m|^2 \mathrm{SNR}_m)` for block fading and AWGN (one
+    coefficient per message). Its expectation over the fades is the ergodic capacity of the
+    uses, so averages of delivered bits are bounded by averages of :math:`C_m`; and a
+    message delivered by the capacity rule (:func:`digital_delivery`) carries at most
+    :math:`C_m` bits, per message.
+
+    Args:
+        h: complex ``[M, 1]`` (block fading, AWGN) or ``[M, K]`` (fast fading, one
+            coefficient per use; uses beyond ``K`` are not allowed).
+        snr_db: mean :math:`E_s/N_0` in dB, scalar or ``[M]``.
+        channel_uses: integer ``[M]``, uses each message occupied (``<= K`` for fast fading).
+    Returns:
+        float64 ``[M]``, bits.
+    """
+    snr = snr_inst(h.to(torch.complex128), torch.as_tensor(snr_db, dtype=torch.float64))
+    per_use = torch.log2(1.0 + snr)
+    uses = torch.as_tensor(channel_uses, device=h.device).to(torch.int64)
+    if per_use.shape[-1] == 1:
+        return uses.to(torch.float64) * per_use[..., 0]
+    used = torch.arange(per_use.shape[-1], device=h.device) < uses.unsqueeze(-1)
+    return (per_use * used).sum(-1)
 
 
 def digital_delivery(

@@ -21,11 +21,27 @@ exceed what the link supports,
 :math:`b/c \le \log_2(1 + |h|^2 \mathrm{SNR})`, Ozarow, Shamai & Wyner, IEEE TVT
 1994); otherwise nothing arrives (outage) and the receiver keeps its prior.
 
-*Analog* codecs (``digital = False``) map the belief to ``c <= k`` complex
-symbols of unit average energy that pass :meth:`Channel.apply` (``y = h x + n``,
-noise variance ``N_0/2`` per real dimension); they are always "delivered" and
-degrade gracefully with the SNR. A per-message amplitude scale travels as
-``side_bits`` of side information (:func:`quantize_scale`).
+*Analog* codecs (``digital = False``) map the belief to complex symbols of unit
+average energy that pass :meth:`Channel.apply` (``y = h x + n``, noise variance
+``N_0/2`` per real dimension); they degrade gracefully with the SNR. A codec that
+needs a per-message amplitude scale sends it as ``side_bits`` of digital side
+information on ``side_uses`` of its ``c <= k`` channel uses, judged by the capacity
+rule like any digital message: if the side information is lost the symbols cannot be
+rescaled and the message is not delivered (:func:`quantize_scale`).
+
+Accounting (:class:`Transmission`), per message:
+
+* ``channel_uses``: every use the message occupied (side information included);
+* ``capacity_bits``: :math:`C = \sum_{i \le c} \log_2(1 + |h_i|^2 \mathrm{SNR})`, what
+  those uses could carry on the fade they saw (:func:`~agentcomm.channels.capacity.capacity_of_uses`);
+* ``bits``: the information put on the channel. A digital message's bits are the bits it
+  carries; an analog message's information is measured as the capacity of the uses its
+  symbols spent (plus its side bits), since its symbols carry no countable bits;
+* ``bits_delivered``: ``bits`` when delivered, else 0; never more than ``capacity_bits``.
+
+Under block fading one message sees one fade: the side information and the symbols share
+it, and a caller that sends a header on the same packet passes its coefficient in
+(:meth:`Codec.deliver`'s ``h``).
 """
 
 from __future__ import annotations
@@ -40,13 +56,14 @@ import torch
 
 from agentcomm._checks import check_range, check_tensor
 from agentcomm.channels.base import Channel, ChannelOutput
-from agentcomm.channels.capacity import digital_delivery, snr_inst
+from agentcomm.channels.capacity import capacity_of_uses
 
 __all__ = [
     "Codec",
     "Message",
     "Received",
     "Transmission",
+    "capacity_delivery",
     "quantize_scale",
     "transmit",
 ]
@@ -67,11 +84,12 @@ class Message:
             except for :class:`~agentcomm.codecs.raw.RawCodec`).
         bits: int64 ``[M]``, information bits put on the channel, counted in outage too
             (0 for the analog linear and DCT codecs; ``32 n`` for the raw reference).
-        side_bits: int64 ``[M]``, side information bits (analog amplitude scale; 0 otherwise).
+        side_bits: int64 ``[M]``, digital side information bits (analog amplitude scale; 0
+            otherwise), sent on ``side_uses`` of the ``channel_uses``.
         prior: ``[M, *S]`` real, what the receiver believes without the message.
-        symbols: complex ``[M, K]`` (analog codecs), ``K = max(channel_uses)``; entries at
-            positions ``>= channel_uses[m]`` are zero and ignored by the decoder. ``None`` for
-            digital codecs and the raw reference.
+        symbols: complex ``[M, K]`` (analog codecs), ``K`` the most symbol uses of a message
+            (``channel_uses - side_uses``); entries past a message's own symbol uses are zero
+            and ignored by the decoder. ``None`` for digital codecs and the raw reference.
         payload: content that reaches the receiver exactly iff the message is delivered (the
             digital data, or the analog side information), keyed by name, each ``[M, ...]``.
         context: what both ends know without spending channel uses (e.g. the selection order
@@ -85,6 +103,8 @@ class Message:
     symbols: torch.Tensor | None = None
     payload: dict[str, torch.Tensor] = field(default_factory=dict)
     context: dict[str, torch.Tensor] = field(default_factory=dict)
+    side_uses: torch.Tensor | None = None
+    """int64 ``[M]``, channel uses of the side information (``None``: none)."""
 
 
 @dataclass
@@ -97,11 +117,15 @@ class Received:
         delivered: bool ``[M]``; False means outage (digital) and the estimate is the prior.
         channel: the :class:`ChannelOutput` for analog codecs (``y [M, K]``, CSI, ``N_0``),
             ``None`` for digital codecs and the raw codec.
+        bits: float64 ``[M]``, the information put on the channel (module docstring).
+        capacity_bits: float64 ``[M]``, the capacity of the uses occupied on their fade.
     """
 
     message: Message
     delivered: torch.Tensor
     channel: ChannelOutput | None = None
+    bits: torch.Tensor | None = None
+    capacity_bits: torch.Tensor | None = None
 
 
 @dataclass
@@ -111,11 +135,17 @@ class Transmission:
     Attributes:
         estimate: ``[M, *S]``, the receiver's reconstruction (the prior where not delivered).
         delivered: bool ``[M]``.
-        channel_uses: int64 ``[M]``, complex channel uses actually occupied.
-        bits: int64 ``[M]``, information bits put on the channel, delivered or not (0 for the
-            analog linear and DCT codecs; ``32 n`` for the raw reference).
-        side_bits: int64 ``[M]``, side information bits (the analog codecs' amplitude scale,
-            assumed to reach the receiver intact; it occupies none of ``channel_uses``).
+        channel_uses: int64 ``[M]``, complex channel uses actually occupied (side
+            information included).
+        bits: float64 ``[M]``, information put on the channel, delivered or not: a digital
+            message's bits; for analog codecs the capacity of the uses their symbols spent
+            plus the side bits (module docstring); ``32 n`` for the raw reference.
+        side_bits: int64 ``[M]``, of ``bits``, the digital side information (the analog
+            codecs' amplitude scale).
+        bits_delivered: float64 ``[M]``, ``bits`` of delivered messages, else 0.
+        capacity_bits: float64 ``[M]``, what the occupied uses could carry on their fade;
+            ``bits_delivered <= capacity_bits`` (the raw reference is an ideal noiseless
+            link: its capacity is its ``bits``).
         source_dim: ``n``, real dimensions of one belief.
     """
 
@@ -124,6 +154,8 @@ class Transmission:
     channel_uses: torch.Tensor
     bits: torch.Tensor
     side_bits: torch.Tensor
+    bits_delivered: torch.Tensor
+    capacity_bits: torch.Tensor
     source_dim: int
 
     @property
@@ -256,26 +288,53 @@ class Codec(ABC):
         channel: Channel,
         snr_db: float | torch.Tensor,
         generator: torch.Generator | None,
+        h: torch.Tensor | None = None,
     ) -> Received:
         """Pass a message over ``channel`` at ``snr_db`` (dB, scalar or ``[M]``).
 
-        Digital messages are judged by the capacity rule on fresh coefficients from
-        :meth:`Channel.generate` (see the module docstring); analog symbols go through
-        :meth:`Channel.apply`. Messages with no bits (a budget too small for one value)
-        are not delivered.
+        Digital messages (and analog side information) are judged by the capacity rule (see
+        the module docstring); analog symbols go through :meth:`Channel.apply`. Messages with
+        nothing on the air are not delivered.
+
+        Args:
+            h: complex ``[M, 1]``, the block-fading coefficient each message sees, when the
+                caller drew it (a packet's header shares it); ``None`` draws one here. Ignored
+                by fast-fading channels, whose every use fades independently.
         """
         m = message.channel_uses.shape[0]
         device = message.prior.device
-        snr = self._check_snr(snr_db, m, device)
-        if not self.digital:
-            if message.symbols is None:
-                raise ValueError(f"analog codec {self.name!r} produced a message without symbols")
-            out = channel.apply(message.symbols, snr.to(message.symbols.real.dtype), generator)
-            return Received(message, torch.ones(m, dtype=torch.bool, device=device), out)
-        delivered = _capacity_delivery(
-            message.bits, message.channel_uses, channel, snr.expand(m), generator
+        snr = self._check_snr(snr_db, m, device).expand(m)
+        if channel.block and h is None:
+            h = channel.generate((m, 1), generator, dtype=torch.complex128, device=device)
+        if self.digital:
+            delivered, capacity = capacity_delivery(
+                message.bits, message.channel_uses, channel, snr, generator, h
+            )
+            bits = message.bits.to(torch.float64)
+            return Received(message, delivered, bits=bits, capacity_bits=capacity)
+        if message.symbols is None:
+            raise ValueError(f"analog codec {self.name!r} produced a message without symbols")
+        side_uses = (
+            message.side_uses
+            if message.side_uses is not None
+            else torch.zeros_like(message.channel_uses)
         )
-        return Received(message, delivered)
+        side_ok, side_capacity = capacity_delivery(
+            message.side_bits, side_uses, channel, snr, generator, h
+        )
+        symbols = message.symbols
+        out = channel.apply(
+            symbols,
+            snr.to(symbols.real.dtype),
+            generator,
+            h=None if h is None else h.to(symbols.dtype),
+        )
+        symbol_uses = message.channel_uses - side_uses
+        capacity = capacity_of_uses(out.h, snr, symbol_uses)
+        on_air = symbol_uses > 0
+        delivered = on_air & (side_ok | (message.side_bits == 0))
+        bits = capacity + message.side_bits.to(torch.float64)
+        return Received(message, delivered, out, bits=bits, capacity_bits=capacity + side_capacity)
 
     # ------------------------------------------------------------------ subclass hooks
     @abstractmethod
@@ -361,31 +420,37 @@ class Codec(ABC):
         return uses.to(torch.int64)
 
 
-def _capacity_delivery(
+def capacity_delivery(
     bits: torch.Tensor,
     channel_uses: torch.Tensor,
     channel: Channel,
     snr_db: torch.Tensor,
     generator: torch.Generator | None,
-) -> torch.Tensor:
-    r"""bool ``[M]``: the capacity rule over the occupied channel uses (module docstring).
+    h: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The capacity rule over the occupied channel uses (module docstring), per message.
 
-    Coefficients are drawn for the longest message only (``[M, K]`` symbols); with fast
-    fading a message of ``c < K`` uses sees just its first ``c`` coefficients, whose mean
-    mutual information is handed to :func:`digital_delivery` as one equivalent SNR
-    :math:`2^{\frac1c\sum_{i \le c} \log_2(1+\mathrm{SNR}_i)} - 1`.
+    Args:
+        bits, channel_uses: int64 ``[M]``.
+        snr_db: float64 ``[M]``, mean SNR of each message's link.
+        h: complex ``[M, 1]`` block coefficients to use; ``None`` draws them (for fast fading
+            ``[M, K]``, ``K`` the longest message, a message of ``c < K`` uses seeing its first
+            ``c``).
+    Returns:
+        bool ``[M]`` delivered (``bits > 0`` and :math:`b \le C`), and float64 ``[M]`` the
+        capacity :math:`C` of the uses (:func:`~agentcomm.channels.capacity.capacity_of_uses`).
     """
     m = bits.shape[0]
-    longest = int(channel_uses.max()) if m > 0 else 0
-    if longest == 0:
-        return torch.zeros(m, dtype=torch.bool, device=bits.device)
-    h = channel.generate((m, longest), generator, dtype=torch.complex128, device=bits.device)
-    snr = snr_inst(h, snr_db)
-    if snr.shape[-1] > 1:
-        used = torch.arange(longest, device=bits.device) < channel_uses.unsqueeze(1)
-        info = torch.log2(1.0 + snr) * used
-        snr = (torch.exp2(info.sum(1) / channel_uses.clamp_min(1)) - 1.0).unsqueeze(1)
-    return digital_delivery(bits, channel_uses, snr) & (bits > 0)
+    if h is None or not channel.block:
+        longest = int(channel_uses.max()) if m > 0 else 0
+        if longest == 0:
+            zero = torch.zeros(m, dtype=torch.float64, device=bits.device)
+            return torch.zeros(m, dtype=torch.bool, device=bits.device), zero
+        h = channel.generate((m, longest), generator, dtype=torch.complex128, device=bits.device)
+    capacity = capacity_of_uses(h, snr_db, channel_uses)
+    # digital_delivery's rule b <= k * (mean mutual information per use), written on the
+    # total C so that one float64 sum serves block and fast fading alike.
+    return (bits.to(torch.float64) <= capacity) & (bits > 0), capacity
 
 
 def transmit(
@@ -397,6 +462,7 @@ def transmit(
     generator: torch.Generator | None,
     intent: torch.Tensor | None = None,
     prior: torch.Tensor | float = 0.0,
+    h: torch.Tensor | None = None,
 ) -> Transmission:
     """Encode, send and decode ``M`` beliefs, with exact accounting.
 
@@ -410,16 +476,20 @@ def transmit(
         intent: float ``[M, 2]`` goal points ``(row, col)`` announced by the receivers, or
             ``None``.
         prior: ``[M, *S]`` or float, the receiver's belief without the message.
+        h: complex ``[M, 1]``, the block-fading coefficients the messages see (see
+            :meth:`Codec.deliver`); ``None`` draws them.
     Returns:
         :class:`Transmission`.
     """
     message = codec.encode(belief, channel_uses, intent, prior=prior)
-    received = codec.deliver(message, channel, snr_db, generator)
+    received = codec.deliver(message, channel, snr_db, generator, h)
     return Transmission(
         estimate=codec.decode(received),
         delivered=received.delivered,
         channel_uses=message.channel_uses,
-        bits=message.bits,
+        bits=received.bits,
         side_bits=message.side_bits,
+        bits_delivered=torch.where(received.delivered, received.bits, 0.0),
+        capacity_bits=received.capacity_bits,
         source_dim=codec.n,
     )

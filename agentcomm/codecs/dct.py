@@ -52,11 +52,13 @@ class DCTCodec(LinearAnalogCodec):
     Encoder, for a budget of ``k`` complex channel uses (as
     :class:`~agentcomm.codecs.linear.LinearAnalogCodec`, on coefficients):
 
-    * coefficients sent :math:`v_s = \min(n, 2k)`, in :func:`diagonal_order` (lowest
+    * side information as in :class:`~agentcomm.codecs.linear.LinearAnalogCodec`
+      (:math:`u` uses of the budget, :math:`k' = k - u` left for symbols);
+    * coefficients sent :math:`v_s = \min(n, 2k')`, in :func:`diagonal_order` (lowest
       frequencies first, where smooth belief maps keep most of their energy); an announced
       intent is accepted and ignored, since a DCT coefficient is not localized in space;
-    * channel uses :math:`c = \lceil v_s / 2 \rceil \le k`;
-    * power-normalized by the scale ``g`` (``scale_bits`` side bits), bits :math:`= 0`.
+    * channel uses :math:`c = u + \lceil v_s / 2 \rceil \le k`;
+    * power-normalized by the scale ``g`` (``scale_bits`` side bits).
 
     Receiver: MMSE equalization (LMMSE attenuation :math:`|\hat h|^2 / (|\hat h|^2 + N_0)`
     of each coefficient toward 0), unsent coefficients set to their prior mean 0, inverse
@@ -65,13 +67,16 @@ class DCTCodec(LinearAnalogCodec):
     Args:
         source_shape: ``(H, W)`` or ``(d,)``.
         scale_bits: size of the amplitude side information, 8 to 32 bits.
+        side_rate: bits per channel use of the side information, > 0.
     """
 
     name = "dct"
     digital = False
 
-    def __init__(self, source_shape: Sequence[int], scale_bits: int = 16) -> None:
-        super().__init__(source_shape, scale_bits)
+    def __init__(
+        self, source_shape: Sequence[int], scale_bits: int = 8, side_rate: float = 2.0
+    ) -> None:
+        super().__init__(source_shape, scale_bits, side_rate)
         if len(self.source_shape) > 2:
             raise ValueError(
                 f"source_shape={self.source_shape} is not allowed; the DCT codec takes (H, W) "

@@ -61,11 +61,15 @@ class RawCodec(Codec):
         channel: Channel,
         snr_db: float | torch.Tensor,
         generator: torch.Generator | None,
+        h: torch.Tensor | None = None,
     ) -> Received:
-        """Deliver every message exactly; the channel is not used (``snr_db`` is only validated)."""
+        """Deliver every message exactly; the channel is not used (``snr_db`` is only
+        validated). An ideal noiseless link: its capacity is the bits it carries."""
         m = message.channel_uses.shape[0]
         self._check_snr(snr_db, m, message.prior.device)
-        return Received(message, torch.ones(m, dtype=torch.bool, device=message.prior.device))
+        bits = message.bits.to(torch.float64)
+        ok = torch.ones(m, dtype=torch.bool, device=message.prior.device)
+        return Received(message, ok, bits=bits, capacity_bits=bits)
 
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
         return received.message.payload["values"].to(prior.dtype)
