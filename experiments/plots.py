@@ -1,4 +1,9 @@
-"""The figures of ``agentcomm run`` (matplotlib, Agg backend, PNG)."""
+"""The figures of ``agentcomm run`` (matplotlib, Agg backend, PNG).
+
+They read :func:`~agentcomm.experiments.runner.summarize` rows: ``success`` is the rate
+over the ``episodes`` pooled across seeds, with its interval ``ci_low``/``ci_high`` (the
+method in ``interval``); every figure states n.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .bounds import fano_success_bound, log2_hypotheses
 
 __all__ = ["plot_bandwidth", "plot_modes", "plot_snr"]
 
@@ -23,6 +26,29 @@ def _plt():
     return plt
 
 
+def _n_text(rows: list[dict[str, Any]]) -> str:
+    """``"n = 384 episodes (3 seeds) per point, wilson 95% CI"`` for the rows drawn (ranges
+    where they differ)."""
+    if not rows:
+        return "no points"
+
+    def span(key: str) -> str:
+        lo, hi = min(int(r[key]) for r in rows), max(int(r[key]) for r in rows)
+        return str(lo) if lo == hi else f"{lo}-{hi}"
+
+    methods = ", ".join(sorted({str(r["interval"]) for r in rows}))
+    seeds = span("seeds")
+    return (
+        f"n = {span('episodes')} episodes ({seeds} seed{'' if seeds == '1' else 's'}) "
+        f"per point, {methods} CI"
+    )
+
+
+def _yerr(rs: list[dict[str, Any]]) -> np.ndarray:
+    """``[2, points]`` distances from ``success`` down to ``ci_low`` and up to ``ci_high``."""
+    return np.array([[r["success"] - r["ci_low"], r["ci_high"] - r["success"]] for r in rs]).T
+
+
 def _by_mode(rows: list[dict[str, Any]], experiment: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -31,40 +57,41 @@ def _by_mode(rows: list[dict[str, Any]], experiment: str) -> dict[str, list[dict
     return out
 
 
-def plot_bandwidth(
-    rows: list[dict[str, Any]], path: Path, cells: int, victims: int, experiment: str = "bandwidth"
-) -> None:
-    """Success vs delivered bits per agent per step, with each point's Shannon bound
-    (the bits its channel uses could carry) and the Fano bound on localizing the
-    victims from messages alone (:mod:`agentcomm.experiments.bounds`)."""
+def plot_bandwidth(rows: list[dict[str, Any]], path: Path, experiment: str = "bandwidth") -> None:
+    """Success vs delivered bits per agent per step, with each point's Shannon bound.
+
+    The x axis is ``bits_delivered``, because the Shannon marker beside each point
+    (``capacity_bits``: channel uses spent x log2(1 + SNR)) bounds delivered bits, not
+    success; no bound on success is drawn (see :mod:`agentcomm.experiments.bounds`).
+    Error bars are the pooled-episode intervals ``ci_low``/``ci_high``.
+    """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     groups = _by_mode(rows, experiment)
-    xmax = 1.0
     for mode, rs in sorted(groups.items()):
+        c = _MODE_COLOURS.get(mode, "k")
         # Raw beliefs are the ideal reference: they bypass the channel, so they have no
-        # Shannon bound and are drawn as a level, not a point on the bits axis.
+        # Shannon bound and are drawn as a level (with its interval), not a point on x.
         for r in rs:
             if r["comm.codec"] == "raw":
                 ax.axhline(
-                    r["success_iqm"],
-                    color=_MODE_COLOURS.get(mode, "k"),
+                    r["success"],
+                    color=c,
                     lw=0.8,
                     ls="-.",
                     alpha=0.6,
-                    label=f"{mode}: raw beliefs (ideal)",
+                    label=f"{mode}: raw beliefs (ideal; band: its CI)",
                 )
+                ax.axhspan(r["ci_low"], r["ci_high"], color=c, alpha=0.07, lw=0)
         rs = sorted((r for r in rs if r["comm.codec"] != "raw"), key=lambda r: r["bits_delivered"])
         if not rs:
             continue
         x = np.array([r["bits_delivered"] for r in rs])
-        y = np.array([r["success_iqm"] for r in rs])
-        err = np.array(
-            [[r["success_iqm"] - r["success_lo"], r["success_hi"] - r["success_iqm"]] for r in rs]
-        ).T
+        y = np.array([r["success"] for r in rs])
         cap = np.array([r["capacity_bits"] for r in rs])
-        c = _MODE_COLOURS.get(mode, "k")
-        ax.errorbar(x + 1, y, yerr=err, marker="o", color=c, label=f"{mode} (expert)", capsize=2)
+        ax.errorbar(
+            x + 1, y, yerr=_yerr(rs), marker="o", color=c, label=f"{mode} (expert)", capsize=2
+        )
         ax.plot(
             cap + 1,
             y,
@@ -73,26 +100,21 @@ def plot_bandwidth(
             ms=10,
             color=c,
             alpha=0.7,
-            label=f"{mode}: Shannon bound of its uses",
+            label=f"{mode}: Shannon bound on its delivered bits",
         )
-        xmax = max(xmax, float(cap.max()) + 1, float(x.max()) + 1)
-    log2_m = log2_hypotheses(cells, victims)
-    grid = np.logspace(0, np.log10(xmax * 1.5), 200)
-    ax.plot(
-        grid,
-        fano_success_bound(grid - 1, log2_m),
-        color="grey",
-        ls="--",
-        label="Fano: naming the victims' cells from one step's bits",
-    )
+    drawn = [r for rs in groups.values() for r in rs]
     ax.set_xscale("log")
-    ax.set_xlabel("bits delivered per agent per step (+1, log scale)")
-    ax.set_ylabel("success rate (IQM over seeds, 95% CI)")
+    ax.set_xlabel(
+        "bits delivered per agent per step (+1, log scale)\n"
+        "(uplink, downlink and peer; analog: capacity of the uses spent)"
+    )
+    ax.set_ylabel("success rate (episodes pooled over seeds)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Task success versus bandwidth")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"Task success versus bandwidth\n{_n_text(drawn)}", fontsize=10)
+    # Below the axes: inside, it would cover points or their error bars.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -100,43 +122,47 @@ def plot_snr(rows: list[dict[str, Any]], path: Path, experiment: str = "snr") ->
     """Success vs the mean agent-to-agent link SNR (transmit power sweep)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for mode, rs in sorted(_by_mode(rows, experiment).items()):
+    groups = _by_mode(rows, experiment)
+    for mode, rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["peer_snr_db"])
         x = [r["peer_snr_db"] for r in rs]
-        y = np.array([r["success_iqm"] for r in rs])
-        lo = np.array([r["success_lo"] for r in rs])
-        hi = np.array([r["success_hi"] for r in rs])
+        y = np.array([r["success"] for r in rs])
+        lo = np.array([r["ci_low"] for r in rs])
+        hi = np.array([r["ci_high"] for r in rs])
         c = _MODE_COLOURS.get(mode, "k")
         ax.plot(x, y, marker="o", color=c, label=mode)
         ax.fill_between(x, lo, hi, color=c, alpha=0.15)
     ax.set_xlabel("mean link SNR between agents (dB)")
-    ax.set_ylabel("success rate (IQM, 95% CI)")
+    ax.set_ylabel("success rate (episodes pooled over seeds)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Task success versus SNR")
+    drawn = [r for rs in groups.values() for r in rs]
+    ax.set_title(f"Task success versus SNR\n{_n_text(drawn)}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_modes(
-    rows: list[dict[str, Any]], path: Path, num_agents: int, experiment: str = "bandwidth"
-) -> None:
+def plot_modes(rows: list[dict[str, Any]], path: Path, experiment: str = "bandwidth") -> None:
     """Centralized vs distributed vs hybrid: success against total communication cost
-    (agents' channel uses plus the fusion centre's downlinks, per agent per step)."""
+    (``channel_uses``: the agents' peer messages and uplinks and the fusion centre's
+    downlinks to them, per agent per step)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    drawn = []
     for mode, rs in sorted(_by_mode(rows, experiment).items()):
         rs = [r for r in rs if r["comm.codec"] != "raw"]  # the ideal reference has no real cost
-        rs = sorted(rs, key=lambda r: r["channel_uses"] + r["fc_channel_uses"] / num_agents)
-        x = [r["channel_uses"] + r["fc_channel_uses"] / num_agents for r in rs]
-        y = [r["success_iqm"] for r in rs]
-        ax.plot(x, y, marker="s", color=_MODE_COLOURS.get(mode, "k"), label=mode)
+        rs = sorted(rs, key=lambda r: r["channel_uses"])
+        drawn += rs
+        x = [r["channel_uses"] for r in rs]
+        y = [r["success"] for r in rs]
+        c = _MODE_COLOURS.get(mode, "k")
+        ax.errorbar(x, y, yerr=_yerr(rs), marker="s", color=c, label=mode, capsize=2)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("channel uses per agent per step (incl. fusion-centre downlinks)")
-    ax.set_ylabel("success rate (IQM over seeds)")
+    ax.set_ylabel("success rate (episodes pooled over seeds)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Coordination modes and their communication cost")
+    ax.set_title(f"Coordination modes and their communication cost\n{_n_text(drawn)}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

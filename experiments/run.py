@@ -4,8 +4,8 @@ Evaluates the scenario expert (and the shipped trained policies, when present)
 on the default scenario across bandwidth budgets from none to raw beliefs,
 coordination modes (centralized, distributed, hybrid) and link SNRs, over
 several seeds; prints a table and writes ``points.csv`` (every seed),
-``summary.csv`` / ``results.json`` (IQM and 95% stratified bootstrap CIs) and
-three PNG figures. No cluster, no GPU, no download.
+``summary.csv`` / ``results.json`` (success over the episodes pooled across seeds,
+with n and its Wilson 95% interval) and three PNG figures. No cluster, no GPU, no download.
 """
 
 from __future__ import annotations
@@ -74,11 +74,15 @@ def _configs(args: argparse.Namespace):
 
 
 def _print_table(summary: list[dict]) -> None:
-    head = f"{'experiment':10s} {'policy':22s} {'mode':12s} {'budget':>6s} {'codec':9s} {'tx dBm':>6s} {'SNR dB':>6s} {'success (IQM, 95% CI)':>24s} {'bits/ag/step':>12s} {'uses/ag/step':>12s}"
+    head = (
+        f"{'experiment':10s} {'policy':22s} {'mode':12s} {'budget':>6s} {'codec':9s} "
+        f"{'tx dBm':>6s} {'SNR dB':>6s} {'n':>5s} {'success [95% CI]':>20s} "
+        f"{'bits/ag/step':>12s} {'uses/ag/step':>12s}"
+    )
     print(head)
     print("-" * len(head))
     for r in summary:
-        ci = f"{r['success_iqm']:.3f} [{r['success_lo']:.2f}, {r['success_hi']:.2f}]"
+        ci = f"{r['success']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
         def val(key: str, default: object, r: dict = r) -> str:
             return str(default if r[key] == "" else r[key])
@@ -86,9 +90,11 @@ def _print_table(summary: list[dict]) -> None:
         print(
             f"{r['experiment']:10s} {r['policy'][-22:]:22s} {val('comm.mode', 'distributed'):12s} "
             f"{val('comm.budget', 64):>6s} {val('comm.codec', 'quantized'):9s} "
-            f"{val('channel.tx_power_dbm', 20):>6s} "
-            f"{r['peer_snr_db']:6.1f} {ci:>24s} {r['bits_delivered']:12.1f} {r['channel_uses']:12.1f}"
+            f"{val('channel.tx_power_dbm', 20):>6s} {r['peer_snr_db']:6.1f} {r['episodes']:5d} "
+            f"{ci:>20s} {r['bits_delivered']:12.1f} {r['channel_uses']:12.1f}"
         )
+    methods = ", ".join(sorted({str(r["interval"]) for r in summary}))
+    print(f"n: episodes pooled over seeds; CI: {methods} interval on the pooled count")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -121,21 +127,21 @@ def main(args: argparse.Namespace) -> int:
             "points": rows,
         },
     )
-    plot_bandwidth(summary, out / "success_vs_bits.png", cfg.grid_size**2, cfg.num_victims)
+    plot_bandwidth(summary, out / "success_vs_bits.png")
     plot_snr(summary, out / "success_vs_snr.png")
-    plot_modes(summary, out / "modes.png", cfg.num_agents)
+    plot_modes(summary, out / "modes.png")
     _print_table(summary)
     elapsed = time.perf_counter() - start
     print(
         f"\nwrote {out}/points.csv, summary.csv, results.json, success_vs_bits.png, "
         f"success_vs_snr.png, modes.png in {elapsed:.1f} s"
     )
-    best = max(summary, key=lambda r: r["success_iqm"])
+    best = max(summary, key=lambda r: r["success"])
     none = [r for r in summary if r["experiment"] == "bandwidth" and r["comm.budget"] == 0]
     print(
         f"RESULT points={len(summary)} runs={len(rows)} seconds={elapsed:.1f} "
-        f"best_success={best['success_iqm']:.3f} "
-        f"no_comm_success={none[0]['success_iqm'] if none else float('nan'):.3f}"
+        f"best_success={best['success']:.3f} "
+        f"no_comm_success={none[0]['success'] if none else float('nan'):.3f}"
     )
     return 0
 

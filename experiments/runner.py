@@ -1,5 +1,6 @@
 """Execute experiments: every (point, policy, seed) is one batched evaluation; rows
-go to CSV/JSON and are aggregated across seeds with IQM and stratified bootstrap CIs.
+go to CSV/JSON and are aggregated over seeds: success as a rate of the episodes pooled
+over seeds with a Wilson 95 % interval, other metrics as seed means.
 
 Points run in-process one after another (``workers=1``), or as tasks on a local
 Ray instance (``workers > 1``) or on the cluster Ray is connected to
@@ -20,7 +21,7 @@ import numpy as np
 from agentcomm.config import atomic_write_text
 
 from .evaluate import evaluate, make_policy
-from .stats import iqm, stratified_bootstrap_ci
+from .stats import stratified_episode_bootstrap, wilson_interval
 from .study import ExperimentConfig, expand_points, nest
 
 __all__ = ["run_experiments", "summarize", "write_csv"]
@@ -120,9 +121,32 @@ def run_experiments(
     return [r for r in rows if r is not None]
 
 
-def summarize(rows: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any]]:
-    """One row per (experiment, policy, point): success IQM with a 95 % stratified
-    bootstrap CI across seeds, and the seed mean of every other metric."""
+def summarize(
+    rows: list[dict[str, Any]],
+    interval: str = "wilson",
+    confidence: float = 0.95,
+    reps: int = 2000,
+) -> list[dict[str, Any]]:
+    """One row per (experiment, policy, point), pooling its seeds' episodes.
+
+    Every input row is one seed: ``success`` (fraction of its episodes) and ``episodes``;
+    its successful episodes are ``round(success * episodes)``. Episodes are the units of a
+    success rate, so the interval is computed on the counts pooled over seeds, not on the
+    few per-seed rates (with three seeds a bootstrap over seeds spans their min and max and
+    misses the binomial noise inside each seed). The default is the Wilson score interval
+    (:func:`~agentcomm.experiments.stats.wilson_interval`): closed form, inside [0, 1], and
+    in ``tests/test_stats.py`` it covers a known rate in about 95 % of simulated runs at
+    the main job's n (3 seeds x 128 episodes). ``interval="bootstrap"`` uses
+    :func:`~agentcomm.experiments.stats.stratified_episode_bootstrap` (episodes resampled
+    within each seed, ``reps`` replicates) instead.
+
+    Returns:
+        Rows with the point's labels, ``seeds``, ``episodes`` (n, pooled), ``successes``,
+        ``success`` (pooled rate), ``ci_low``, ``ci_high``, ``interval`` (which interval,
+        at what confidence) and the seed mean of every other float metric.
+    """
+    if interval not in ("wilson", "bootstrap"):
+        raise ValueError(f"interval={interval!r} is not allowed; allowed: 'wilson', 'bootstrap'")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["experiment"], r["policy"], r["point"]), []).append(r)
@@ -133,11 +157,30 @@ def summarize(rows: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, An
         else []
     )
     for rs in groups.values():
-        success = np.array([r["success"] for r in rs])
-        est, lo, hi = stratified_bootstrap_ci(success, iqm, reps=reps, seed=0)
+        episodes = np.array([int(r["episodes"]) for r in rs])
+        exact = np.array([float(r["success"]) for r in rs]) * episodes
+        successes = np.round(exact)
+        if np.any(np.abs(exact - successes) > 1e-6 * np.maximum(episodes, 1)):
+            raise ValueError(
+                f"success x episodes = {exact.tolist()} is not a whole number of episodes; "
+                "summarize needs per-seed success fractions of 'episodes' episodes"
+            )
+        if interval == "wilson":
+            rate, lo, hi = wilson_interval(int(successes.sum()), int(episodes.sum()), confidence)
+        else:
+            rate, lo, hi = stratified_episode_bootstrap(
+                successes, episodes, reps=reps, confidence=confidence, seed=0
+            )
         row = {k: rs[0][k] for k in ("experiment", "env_id", "policy", *LABEL_KEYS, "point")}
-        row |= {"seeds": len(rs), "success_iqm": est, "success_lo": lo, "success_hi": hi}
-        row |= {"success_mean": float(success.mean())}
+        row |= {
+            "seeds": len(rs),
+            "episodes": int(episodes.sum()),
+            "successes": int(successes.sum()),
+            "success": rate,
+            "ci_low": lo,
+            "ci_high": hi,
+            "interval": f"{interval} {100 * confidence:g}%",
+        }
         row |= {k: float(np.mean([r[k] for r in rs])) for k in numeric}
         out.append(row)
     return out
