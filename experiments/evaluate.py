@@ -3,6 +3,10 @@
 Every episode of a batch runs in its own world of one batched environment; each
 world contributes its *first* episode only (worlds that finish early are reset
 to keep the batch stepping, and their later steps are not counted).
+
+The worlds are the ``evaluation`` split's (:mod:`agentcomm.worlds`): seed index ``s``
+runs on world seed ``world_seed("evaluation", s, 0)``, so the seeds of an experiment
+never share a world, and none is a world that training or selection used.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 import agentcomm
 from agentcomm.envs.experts import expert_actions, random_actions
 from agentcomm.envs.world import CommWorld
+from agentcomm.worlds import world_seed
 
 __all__ = ["PolicyFn", "evaluate", "make_policy"]
 
@@ -80,6 +85,15 @@ def evaluate(
 ) -> dict[str, float]:
     """Run ``episodes`` first episodes in parallel and average their statistics.
 
+    Args:
+        env_id: Scenario id.
+        policy: ``world -> actions [B, N, 6]``.
+        episodes: Worlds, one first episode each.
+        seed: Seed index into the ``evaluation`` split, in ``[0, agentcomm.worlds.MAX_SEED)``
+            (not a world seed: the worlds are ``world_seed("evaluation", seed, 0)``'s).
+        overrides: Scenario config overrides (nested dicts).
+        device: World device.
+
     Returns:
         A flat dict: ``success`` (fraction), ``return`` (team return), ``episode_length``,
         per agent per step ``channel_uses``, ``bits``, ``bits_delivered``,
@@ -87,10 +101,11 @@ def evaluate(
         ``fc_channel_uses`` per step; ``peer_snr_db`` and ``fc_snr_db`` (mean link SNRs
         over all agent pairs / agents and steps, dB).
     """
+    worlds = world_seed("evaluation", seed, 0)
     world = agentcomm.make_vec(
-        env_id, num_envs=episodes, device=device, seed=seed, **(overrides or {})
+        env_id, num_envs=episodes, device=device, seed=worlds, **(overrides or {})
     )
-    world.reset(seed=seed)
+    world.reset(seed=worlds)
     dev = world.device
     tot = _Totals(
         steps=torch.zeros(episodes, device=dev),

@@ -5,7 +5,10 @@ from a behaviour-cloned policy and stopped by a wall-clock budget
 (``TrainConfig.time_budget_s``), so cheaper settings get more iterations, as they would in
 practice. Every starting policy is evaluated once as it is, with the same episodes and
 seeds as the trials (deterministic sampling from fixed noise), so that the lift of each
-trial is measured against its own start.
+trial is measured against its own start. A sweep chooses a recipe, so every evaluation in
+it (the trials' and the starts') runs on ``selection`` worlds (:mod:`agentcomm.worlds`):
+the figures reported for the chosen recipe (``experiments/train_search_rescue.py``) are
+measured on ``evaluation`` worlds the sweep never saw.
 
 Starting points (``--starts``): ``shipped`` is the BC policy shipped with the package
 (``agentcomm/models/policies/searchrescue-bc``); any other ``NAME=DIR`` names a
@@ -58,6 +61,8 @@ BASE: dict[str, Any] = {
     "clip_param": 0.01,
     "gamma_denoise": 0.99,
     "progress": False,
+    # Trials are compared to pick a recipe: never on the final figures' worlds.
+    "eval_split": "selection",
 }
 
 _BIG_BATCH = {"num_envs": 128, "train_batch_size": 16384, "minibatch_size": 4096}
@@ -276,7 +281,7 @@ def _eval_start(name: str, pretrained: str, episodes: int, seed: int) -> dict[st
     from agentcomm.policies.evaluate import evaluate, load_actor
 
     actor, _ = load_actor(pretrained, sampler="ddim")
-    res = evaluate(actor, ENV, episodes, num_envs=min(64, episodes), seed=10_000 + seed)
+    res = evaluate(actor, ENV, episodes, num_envs=min(64, episodes), seed=seed, split="selection")
     return {"start": name, "success": res.success_rate, "success_stderr": res.success_stderr}
 
 

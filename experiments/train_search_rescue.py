@@ -3,8 +3,8 @@
 For each seed:
 
 1. the scripted expert, uniform random actions and the starting BC policy are evaluated
-   (deterministic evaluation, ``--eval-episodes`` world episodes on the seed's evaluation
-   worlds, the same worlds every method of that seed is evaluated on);
+   (deterministic evaluation, ``--eval-episodes`` world episodes on the seed's worlds of
+   the ``evaluation`` split, the same worlds every method of that seed is evaluated on);
 2. DPPO fine-tunes the BC policy inside RLlib on the batched EnvRunner (``algo="dppo"``),
    exploring around the deterministic chain (``policy.exploration="around_eval"``) at the
    last 2 of its 5 DDIM steps, with a critic on the agent's observation and the global
@@ -15,6 +15,11 @@ Every policy is evaluated deterministically (the diffusion chain from its fixed 
 Gaussian's mean action: ``dppo``, ``ppo``), and the two RL policies also as they ran while
 training, sampling their actions (``dppo_stochastic``, ``ppo_stochastic``): Gaussian PPO
 acts far better with its noise than with its mean.
+
+Worlds (:mod:`agentcomm.worlds`): the learning curves are the training rollouts' own
+success (``train`` worlds); every figure in ``summary.csv`` is a final figure, measured on
+the ``evaluation`` worlds of seed index ``seed``, which neither training nor the sweep
+that chose the DPPO recipe (``experiments/sweep_dppo.py``, ``selection`` worlds) saw.
 
 Both RL methods train on the same reward: each agent's own share of the team reward
 (``env_config={"team_reward_weight": 0.0}``: the rescues it made, the entropy its sensing
@@ -108,6 +113,8 @@ FULL = {
         # Each agent is rewarded with its own share of the team reward (what it rescued
         # and sensed): one agent's exploration then explains far more of its return.
         "env_config": {"team_reward_weight": 0.0},
+        # The evaluation after training is a final figure of this experiment.
+        "eval_split": "evaluation",
     },
     # See experiments/sweep_dppo.py and docs/sweep_dppo/ for the trials behind these:
     # exploration around the deterministic chain at the last 2 of 5 DDIM steps, and a
@@ -150,6 +157,7 @@ QUICK = {
         "minibatch_size": 512,
         "num_epochs": 2,
         "env_config": {"team_reward_weight": 0.0},
+        "eval_split": "evaluation",
     },
     # The full run's DPPO recipe, with a 1-iteration critic warm-up for the short run.
     "dppo": {**FULL["dppo"], "critic_warmup_iterations": 1},
@@ -158,12 +166,12 @@ QUICK = {
 
 
 def _evaluate(method: str, checkpoint: str, seed: int, episodes: int, **actor_kw: Any) -> dict:
-    """One summary row: ``checkpoint`` (a name or a policy directory) on the seed's eval
-    worlds, its draws from a generator seeded by the seed."""
+    """One summary row (a final figure): ``checkpoint`` (a name or a policy directory) on
+    the seed's ``evaluation`` worlds, its draws from a generator seeded by the seed."""
     from agentcomm.policies.evaluate import evaluate, load_actor
 
     actor, _ = load_actor(checkpoint, generator=torch.Generator().manual_seed(seed), **actor_kw)
-    res = evaluate(actor, ENV, episodes, num_envs=64, seed=10_000 + seed)
+    res = evaluate(actor, ENV, episodes, num_envs=64, seed=seed, split="evaluation")
     return {"method": method, "seed": seed, **asdict(res)}
 
 

@@ -44,13 +44,16 @@ __all__ = [
     "DPPOPolicy",
     "DiffusionConfig",
     "DiffusionPolicy",
+    "LogprobReduction",
     "NetworkKind",
     "SampleOutput",
     "SamplerMode",
+    "check_logprob_form",
     "gaussian_logprob",
 ]
 
 SamplerMode = Literal["ddpm", "ddim"]
+LogprobReduction = Literal["sum", "mean"]
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
 NetworkKind = Literal["mlp", "unet1d"]
 
@@ -118,6 +121,16 @@ class DiffusionConfig:
             explore). ``0`` samples the plain DDPM/DDIM chain.
         min_logprob_std: Floor on the std used in the step likelihoods; keeps the
             likelihood ratios of near-deterministic steps well conditioned. Must be > 0.
+        logprob_reduction: How a step's likelihood combines its ``D = Ta*Da`` dimensions
+            (see :func:`gaussian_logprob`): ``"sum"`` (the Gaussian's log-density) or
+            ``"mean"`` (their average, the DPPO reference implementation's form: a
+            likelihood ratio ``exp(mean_d delta_d)`` is the ``D``-th root of the joint
+            one, so a PPO clip allows ``D`` times larger per-dimension log-ratios).
+        logprob_min, logprob_max: Optional clamp of each dimension's log-density before
+            the reduction (``None``: none); the reference clamps to ``[-5, 2]`` with
+            ``"mean"``. A clamped dimension passes no gradient. With a std floor of 0.1 a
+            dimension's log-density is at most ``-log(0.1 sqrt(2 pi)) = 1.38``, so a
+            ceiling of 2 never binds; the floor cuts off steps that land far in a tail.
         noise_clip: Each step's standard-normal noise is clipped to ``[-c, c]``.
         ddim_eta: DDIM ``eta`` (0: deterministic DDIM; 1: DDPM-like variance).
         eval_noise_seed: Seed of the fixed initial noise used by deterministic sampling.
@@ -150,6 +163,9 @@ class DiffusionConfig:
     exploration: Literal["chain", "around_eval"] = "chain"
     network: NetworkKind = "mlp"
     action_horizon: int = 1
+    logprob_reduction: LogprobReduction = "sum"
+    logprob_min: float | None = None
+    logprob_max: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -179,6 +195,7 @@ class DiffusionConfig:
         check_range("min_logprob_std", self.min_logprob_std, 0.0, low_inclusive=False)
         check_range("noise_clip", self.noise_clip, 0.0, low_inclusive=False)
         check_range("ddim_eta", self.ddim_eta, 0.0, 1.0)
+        check_logprob_form(self.logprob_reduction, self.logprob_min, self.logprob_max)
         if self.time_embed_dim % 2:
             raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")
 
@@ -207,20 +224,56 @@ def _check_int(name: str, value: object, low: int) -> None:
     check_range(name, value, low)
 
 
-def gaussian_logprob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Log-density of an isotropic Gaussian, summed over the last dimension.
+def check_logprob_form(
+    reduction: object, low: object = None, high: object = None
+) -> tuple[str, float | None, float | None]:
+    """Validate a step-likelihood form (``logprob_reduction``, ``logprob_min``,
+    ``logprob_max``); returns it with the bounds as floats."""
+    check_choice("logprob_reduction", reduction, ("sum", "mean"))
+    bounds = []
+    for name, value in (("logprob_min", low), ("logprob_max", high)):
+        if value is not None:
+            check_range(name, value)
+            if not math.isfinite(value):
+                raise ValueError(f"{name}={value!r} must be finite or None")
+            value = float(value)
+        bounds.append(value)
+    if bounds[0] is not None and bounds[1] is not None and bounds[0] >= bounds[1]:
+        raise ValueError(
+            f"logprob_min={low!r} must be below logprob_max={high!r} (an empty clamp range)"
+        )
+    return str(reduction), bounds[0], bounds[1]
 
-    ``log N(x; mu, s^2 I) = sum_d [-(x_d - mu_d)^2 / (2 s^2) - log s - log sqrt(2 pi)]``.
+
+def gaussian_logprob(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    reduction: LogprobReduction = "sum",
+    low: float | None = None,
+    high: float | None = None,
+) -> torch.Tensor:
+    """Log-density of an isotropic Gaussian, reduced over the last dimension.
+
+    Per dimension ``l_d = -(x_d - mu_d)^2 / (2 s^2) - log s - log sqrt(2 pi)``, optionally
+    clamped to ``[low, high]``; then ``sum_d l_d`` (``reduction="sum"``, without a clamp
+    exactly ``log N(x; mu, s^2 I)``) or ``mean_d l_d`` (``"mean"``).
 
     Args:
-        x, mean: ``[..., Da]`` float (e.g. ``[B, Da]``, or ``[B, K', Da]`` for ``K'`` steps).
+        x, mean: ``[..., D]`` float (e.g. ``[B, Da]``, or ``[B, K', Ta*Da]`` for ``K'`` steps).
         std: ``[]`` or broadcastable to ``x``, > 0 (e.g. ``[K', 1]``, one std per step).
+        reduction: ``"sum"`` or ``"mean"`` over the last dimension.
+        low, high: Per-dimension clamp bounds (``None``: unbounded on that side).
 
     Returns:
-        ``[...]`` float, natural-log density.
+        ``[...]`` float, natural log.
     """
+    check_choice("reduction", reduction, ("sum", "mean"))
     z = (x - mean) / std
-    return (-0.5 * z.square() - torch.log(std) - _LOG_SQRT_2PI).sum(dim=-1)
+    per_dim = -0.5 * z.square() - torch.log(std) - _LOG_SQRT_2PI
+    if low is not None or high is not None:
+        per_dim = per_dim.clamp(min=low, max=high)
+    return per_dim.sum(dim=-1) if reduction == "sum" else per_dim.mean(dim=-1)
 
 
 @dataclass
@@ -232,7 +285,9 @@ class SampleOutput:
             the clipped chunk (the clipped final latent itself when ``Ta = 1``).
         chain: ``[B, K'+1, Ta*Da]`` float, the unclipped flat latents ``x^(K'), ..., x^(0)``.
         logprob: ``[B, K']`` float; ``logprob[:, j]`` is the log-likelihood of the step
-            ``chain[:, j] -> chain[:, j+1]`` under the ``min_logprob_std`` floor. ``None``
+            ``chain[:, j] -> chain[:, j+1]`` under the ``min_logprob_std`` floor, in the
+            config's form (``logprob_reduction`` over the ``Ta*Da`` dimensions, clamped per
+            dimension to ``[logprob_min, logprob_max]``; by default the plain sum). ``None``
             when sampled with ``with_logprob=False``.
         action_chunk: ``[B, Ta, Da]`` float in ``[-1, 1]``, the whole clipped chunk.
     """
@@ -461,14 +516,23 @@ class _DiffusionSampler(nn.Module, abc.ABC):
     def _chain_logprob(
         self, chain: torch.Tensor, means: list[torch.Tensor], mode: SamplerMode
     ) -> torch.Tensor:
-        """``log N(chain[:, j+1]; means[j], s_j^2 I)`` for the last ``K'`` steps, ``[B, K']``.
+        """``log N(chain[:, j+1]; means[j], s_j^2 I)`` for the last ``K'`` steps, ``[B, K']``,
+        in the config's form (``logprob_reduction``, ``logprob_min``, ``logprob_max``).
 
-        One call over ``[B, K', Ta*Da]``: elementwise ops and a last-dim sum give each step
-        the same bits as a call per step, for fewer ops.
+        One call over ``[B, K', Ta*Da]``: elementwise ops and a last-dim reduction give each
+        step the same bits as a call per step, for fewer ops.
         """
-        kp = self.config.ft_denoising_steps
+        cfg = self.config
+        kp = cfg.ft_denoising_steps
         std = getattr(self, f"{mode}_logprob_std")[-kp:].unsqueeze(-1)
-        return gaussian_logprob(chain[:, 1:], torch.stack(means, dim=1), std)
+        return gaussian_logprob(
+            chain[:, 1:],
+            torch.stack(means, dim=1),
+            std,
+            cfg.logprob_reduction,
+            cfg.logprob_min,
+            cfg.logprob_max,
+        )
 
     def step_distribution(
         self, obs: torch.Tensor, x: torch.Tensor, step: int, mode: SamplerMode
@@ -625,8 +689,8 @@ class DiffusionPolicy(_DiffusionSampler):
     Args:
         obs_dim, action_dim, denoising_steps, ddim_steps, ft_denoising_steps,
         beta_schedule, hidden, depth, time_embed_dim, min_sampling_std, min_logprob_std,
-        noise_clip, ddim_eta, eval_noise_seed, exploration, network, action_horizon: see
-        ``DiffusionConfig``.
+        noise_clip, ddim_eta, eval_noise_seed, exploration, network, action_horizon,
+        logprob_reduction, logprob_min, logprob_max: see ``DiffusionConfig``.
         generator: Optional CPU generator for the weight initialisation.
     """
 
@@ -649,6 +713,9 @@ class DiffusionPolicy(_DiffusionSampler):
         exploration: Literal["chain", "around_eval"] = "chain",
         network: NetworkKind = "mlp",
         action_horizon: int = 1,
+        logprob_reduction: LogprobReduction = "sum",
+        logprob_min: float | None = None,
+        logprob_max: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         config = DiffusionConfig(
@@ -669,6 +736,9 @@ class DiffusionPolicy(_DiffusionSampler):
             exploration=exploration,
             network=network,
             action_horizon=action_horizon,
+            logprob_reduction=logprob_reduction,
+            logprob_min=logprob_min,
+            logprob_max=logprob_max,
         )
         super().__init__(config)
         self.denoiser = _build_denoiser(config, generator)

@@ -14,6 +14,11 @@ Multi-agent envs (``ray.rllib.env.MultiAgentEnv``, agents ``"agent_0".."agent_{N
 
 For a centralized critic (CTDE) the env's per-agent observation space is a ``Dict`` with
 ``"obs"`` (local) and ``"state"`` (global) and ``critic_input="state"``.
+
+The form of the per-step likelihood the PPO ratio compares (``logprob_reduction``,
+``logprob_min``, ``logprob_max``; see ``DPPOTorchLearner``) is a setting of the policy,
+which computes it at sampling time and in the loss alike: ``dppo_config`` writes it into
+every module's ``DiffusionConfig`` overrides, over whatever a pretrained checkpoint holds.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from agentcomm._checks import check_choice
 from agentcomm.envs.adapters.rllib import ENV_PREFIX
+from agentcomm.policies.diffusion import check_logprob_form
 from agentcomm.policies.dppo_learner import DPPOTorchLearner, learner_settings
 from agentcomm.policies.dppo_module import DPPOTorchRLModule
 from agentcomm.policies.ppo_common import (
@@ -86,6 +92,9 @@ def dppo_config(
     clip_rate: float = 3.0,
     gamma_denoise: float = 0.99,
     critic_warmup_steps: int = 0,
+    logprob_reduction: Literal["sum", "mean"] = "sum",
+    logprob_min: float | None = None,
+    logprob_max: float | None = None,
     vf_clip_param: float = 1e4,
     vf_loss_coeff: float = 0.5,
     grad_clip: float | None = 1.0,
@@ -121,6 +130,12 @@ def dppo_config(
         gamma_denoise: Denoising discount in ``(0, 1]``.
         critic_warmup_steps: Env steps sampled (lifetime; agent-steps for the batched
             runner) during which only the critic is trained.
+        logprob_reduction, logprob_min, logprob_max: Form of each denoising step's
+            log-likelihood in the PPO ratio: ``"sum"`` over the ``Ta*Da`` action dimensions
+            (the Gaussian's log-density; the default) or their ``"mean"`` (the DPPO
+            reference implementation's), each dimension first clamped to
+            ``[logprob_min, logprob_max]`` where given (the reference: ``"mean"``, -5, 2).
+            Set here, not in ``policy``.
         vf_clip_param, vf_loss_coeff: Clamp on each sample's squared value error, and the
             value loss weight. A sample past the clamp gives the critic no gradient, so it
             must exceed the squared scale of the returns (RLlib's default 10 froze the
@@ -133,6 +148,18 @@ def dppo_config(
     """
     check_choice("sampler", sampler, ("ddpm", "ddim"))
     check_choice("critic_input", critic_input, CRITIC_INPUTS)
+    form = dict(
+        zip(
+            ("logprob_reduction", "logprob_min", "logprob_max"),
+            check_logprob_form(logprob_reduction, logprob_min, logprob_max),
+        )
+    )
+    twice = sorted(set(policy or {}) & set(form))
+    if twice:
+        raise ValueError(
+            f"policy sets {twice}: pass them as dppo_config's own arguments (the loss's "
+            "likelihood form is set in one place)"
+        )
     env_config = _with_state_observations(env, env_config, critic_input)
     if multi_agent is not None:
         check_choice("multi_agent", multi_agent, ("shared", "per_agent"))
@@ -152,7 +179,7 @@ def dppo_config(
     def module_spec(module_id: str | None) -> RLModuleSpec:
         path = pretrained.get(module_id) if isinstance(pretrained, Mapping) else pretrained
         model_config: dict[str, Any] = {
-            "policy": dict(policy or {}),
+            "policy": {**(policy or {}), **form},
             "sampler": sampler,
             "critic_hidden": [int(h) for h in critic_hidden],
             "critic_input": critic_input,

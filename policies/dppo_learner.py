@@ -13,7 +13,31 @@ MDP arrives only after the last step, so earlier steps are further from it. The 
     L_pi = -mean_{b, j} gamma_denoise^(K'-1-j) min(r_bj A_b, clip(r_bj, 1-eps_j, 1+eps_j) A_b)
     r_bj = exp(log pi_ft(x_b^(j+1) | x_b^(j), o_b) - log pi_old(x_b^(j+1) | x_b^(j), o_b))
 
-with a clip ``eps_j`` that grows exponentially from ``clip_param_min`` at the first
+where ``log pi(x^(j+1) | x^(j), o)`` is the policy's per-step log-likelihood
+(``DiffusionConfig.logprob_reduction``, ``logprob_min``, ``logprob_max``, set through
+``dppo_config``), over the ``D = Ta*Da`` dimensions of the latent (``D = 6`` for one
+action), with ``mu_j`` the step mean, ``s_j`` its std floored at ``min_logprob_std`` and
+``l_d = -(x_d - mu_j,d)^2 / (2 s_j^2) - log s_j - log sqrt(2 pi)``:
+
+* ``"sum"`` (the default; every recipe in this repository was tuned with it): the
+  Gaussian's log-density ``log pi = sum_d clamp(l_d)``, so ``r_bj`` is the joint
+  likelihood ratio of the step;
+* ``"mean"`` (the DPPO reference implementation's form, with the clamp to ``[-5, 2]``):
+  ``log pi = (1/D) sum_d clamp(l_d)``, so ``r_bj`` is the geometric mean of the
+  per-dimension ratios, the ``D``-th root of the joint one.
+
+``clamp`` bounds each ``l_d`` to ``[logprob_min, logprob_max]`` (the identity when both
+are ``None``, the default); a clamped dimension passes no gradient. Old and new
+log-likelihoods take the same form: the sampling-time ones (``DPPO_LOGP_STEPS``) and the
+loss's (``DPPO_LOGP_NEW``) both come from the policy's ``_chain_logprob``. The two forms
+clip differently: with a uniform per-dimension log-ratio ``delta``, ``log r = D delta``
+under the sum and ``delta`` under the mean, so a given ``clip_param`` bounds the
+per-dimension change ``D`` times tighter (6 times for one 6-dim action) under the sum:
+a clip value from the reference, tuned for the mean, is ``D`` times looser per dimension
+there than the same value here with the default. (The reference also averages only over
+the executed actions of a chunk; with ``Ta > 1`` this code averages over the whole chunk.)
+
+The clip ``eps_j`` grows exponentially from ``clip_param_min`` at the first
 (noisiest) fine-tuned step to ``clip_param`` at the last one, since the early steps move
 the final action less per unit of likelihood ratio (DPPO Sec. 5, "clipping"):
 

@@ -41,6 +41,15 @@ must agree with ``config.env``),
 [Ds]})`` with the world state repeated for every agent, the same layout as the RLlib
 adapter) and ``"device"`` (``"cpu"``, ``"cuda"``, ``"cuda:<i>"`` or ``"auto"``: where the
 world and the runner's module copy live).
+
+Which worlds. The runner's worlds come from the ``train`` world-seed split
+(:mod:`agentcomm.worlds`): with ``config.debugging(seed=s)`` runner ``i`` (RLlib's
+``worker_index``; 0 for the local runner) first resets with ``world_seed("train", s, i)``
+and continues that generator's stream afterwards: every training world comes from a
+generator seeded in the ``train`` range, never from a selection or evaluation seed, and the
+same seed replays the same worlds. Without a seed, the index is drawn at random (still
+within ``train``). RLlib's evaluation runners (``in_evaluation``) draw from ``selection``
+instead.
 """
 
 from __future__ import annotations
@@ -198,8 +207,16 @@ class BatchedCommEnvRunner(EnvRunner, Checkpointable):
     def make_env(self) -> None:
         """Build the batched world and the per-agent spaces."""
         import agentcomm
+        from agentcomm.worlds import MAX_SEED, world_seed
 
-        seed = self._seed if self._seed is not None else int(torch.randint(2**31 - 1, ()).item())
+        # Not RLlib's per-runner ``self._seed`` (config seed + worker index, which makes
+        # seed s's runner 1 and seed s + 1's runner 0 share a world): the (seed, runner)
+        # pair indexes the split instead.
+        index = self.config.seed
+        if index is None:
+            index = int(torch.randint(MAX_SEED, ()).item())
+        split = "selection" if self.config.in_evaluation else "train"
+        seed = world_seed(split, int(index), int(self.worker_index or 0))
         self.world = agentcomm.make_vec(
             self.env_id, num_envs=self.num_worlds, device=self._device, seed=seed, **self.overrides
         )

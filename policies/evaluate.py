@@ -25,10 +25,17 @@ Every world runs exactly one episode per round (worlds that finish early are res
 stepped on, but their further episodes are not counted), so short episodes are not
 over-represented.
 
+Worlds come from a world-seed *split* (:mod:`agentcomm.worlds`): ``"selection"`` for
+anything whose result chooses a setting or a checkpoint, ``"evaluation"`` (the default)
+for final figures only. ``seed`` is an index into the split, not a world seed: round ``r``
+of seed ``s`` resets with ``world_seed(split, s, r)``, so different seeds never share a
+world and the two splits never do.
+
 Command line::
 
     agentcomm eval --checkpoint runs/bc --env SearchRescue-v0 --episodes 64
     agentcomm eval --checkpoint expert --env SearchRescue-v0 --episodes 64
+    agentcomm eval --checkpoint runs/dppo --split selection --seed 2
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from typing import Any, Literal
 import torch
 
 from agentcomm._checks import check_choice, check_range
+from agentcomm.worlds import world_seed
 
 __all__ = [
     "EvalResult",
@@ -222,6 +230,7 @@ def evaluate(
     env_config: Mapping[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = False,
+    split: Literal["selection", "evaluation"] = "evaluation",
 ) -> EvalResult:
     """Run ``actor`` for ``episodes`` world episodes and summarise them.
 
@@ -230,10 +239,13 @@ def evaluate(
         env_id: Scenario id.
         episodes: World episodes to evaluate, >= 1.
         num_envs: Worlds per round (``min(num_envs, episodes)`` are used).
-        seed: World seed; round ``r`` resets with ``seed + r``.
+        seed: Seed index into ``split``, in ``[0, agentcomm.worlds.MAX_SEED)``; round ``r``
+            resets with ``agentcomm.worlds.world_seed(split, seed, r)``.
         env_config: Scenario overrides.
         device: World device.
         progress: tqdm bar over rounds.
+        split: World-seed split: ``"selection"`` (tuning, checkpoint choice) or
+            ``"evaluation"`` (final figures). Training worlds are not offered.
 
     Returns:
         ``EvalResult``.
@@ -242,14 +254,17 @@ def evaluate(
 
     import agentcomm
 
+    check_choice("split", split, ("selection", "evaluation"))
     check_range("episodes", episodes, 1)
     check_range("num_envs", num_envs, 1)
     b = min(num_envs, episodes)
+    rounds = math.ceil(episodes / b)
+    # Every round's world seed, checked (seed, rounds) before any world is built.
+    seeds = [world_seed(split, seed, r) for r in range(rounds)]
     world = agentcomm.make_vec(env_id, num_envs=b, device=device, **dict(env_config or {}))
     returns, lengths, successes, uses, bits = [], [], [], [], []
-    rounds = math.ceil(episodes / b)
     for r in tqdm(range(rounds), desc=f"eval {env_id}", disable=not progress):
-        obs = world.reset(seed=seed + r)
+        obs = world.reset(seed=seeds[r])
         counting = torch.ones(b, dtype=torch.bool, device=world.device)
         ret = torch.zeros(b, device=world.device)
         length = torch.zeros(b, dtype=torch.long, device=world.device)
@@ -300,7 +315,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, help="scenario id (default: the checkpoint's)")
     parser.add_argument("--episodes", type=int, default=64, help="world episodes (default 64)")
     parser.add_argument("--num-envs", type=int, default=64, help="parallel worlds (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed index into --split (default 0): its worlds, and the stochastic draws",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("selection", "evaluation"),
+        default="evaluation",
+        help="world-seed split: selection (tuning, checkpoint choice) or evaluation "
+        "(final figures; default); see agentcomm.worlds",
+    )
     parser.add_argument(
         "--env-config",
         default=None,
@@ -344,9 +371,13 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         env_config=env_config,
         device=args.device,
+        split=args.split,
     )
     mode = "stochastic" if args.stochastic else "deterministic"
-    print(f"policy: {args.checkpoint}  env: {env_id}  episodes: {result.episodes}  ({mode})")
+    print(
+        f"policy: {args.checkpoint}  env: {env_id}  episodes: {result.episodes}  ({mode})  "
+        f"worlds: {args.split} seed {args.seed}"
+    )
     print(f"success_rate: {result.success_rate:.3f} +- {result.success_stderr:.3f}")
     print(f"return: {result.return_mean:.3f} +- {result.return_std:.3f}")
     print(f"episode_length: {result.length_mean:.2f}")

@@ -29,7 +29,8 @@ Output directory (``out``)::
                           rollout's update, written beside and renamed; ``--resume``)
     policy/               exported policy (safetensors + config.json), per agent for
                           per-agent policies: policy/agent_0/, ...
-    eval.json             deterministic evaluation of the exported policy
+    eval.json             deterministic evaluation of the exported policy (on the
+                          ``eval_split`` worlds of seed index ``seed``)
 
 A checkpoint is written to its own directory and only then named in ``LATEST.json``
 (atomic rename), so a ``kill -9`` at any moment loses at most the iteration in progress.
@@ -60,6 +61,8 @@ _LATEST = "LATEST.json"
 _KEEP_CHECKPOINTS = 2
 #: DiffusionConfig keys a TrainConfig's ``policy`` dict may not set (they come from the env).
 _ENV_KEYS = ("obs_dim", "action_dim")
+#: DiffusionConfig keys set by TrainConfig's own fields of the same names (DPPO's loss form).
+_LOGPROB_KEYS = ("logprob_reduction", "logprob_min", "logprob_max")
 
 
 @dataclass
@@ -138,6 +141,17 @@ class TrainConfig(Config):
     gamma_denoise: float = field(default=0.99, metadata=rng(0.0, 1.0, low_inclusive=False))
     critic_warmup_iterations: int = field(default=0, metadata=rng(0, None))
     """DPPO: iterations at the start during which only the critic is trained."""
+    logprob_reduction: str = field(default="sum", metadata=choices("sum", "mean"))
+    """DPPO: each denoising step's log-likelihood in the PPO ratio, over the ``D`` dimensions
+    of its latent (``D = 6``, one action): ``sum`` (the Gaussian log-density; every recipe
+    here was tuned with it) or ``mean`` (the DPPO reference implementation's form, whose
+    ratio is the ``D``-th root of the sum's: a given clip_param then allows ``D`` times
+    larger per-dimension changes). See :mod:`~agentcomm.policies.dppo_learner`."""
+    logprob_min: float | None = None
+    """DPPO: floor on each dimension's log-density before the reduction (the reference:
+    -5, with ``mean``); None: no floor."""
+    logprob_max: float | None = None
+    """DPPO: ceiling on each dimension's log-density (the reference: 2); None: none."""
     time_budget_s: float | None = field(default=None, metadata=rng(0.0, None, low_inclusive=False))
     """RLlib algos: stop after the first iteration that ends past this many seconds of
     training (this run only, not counting a resumed run's earlier time); None: no limit.
@@ -150,6 +164,10 @@ class TrainConfig(Config):
     """DPPO critic MLP widths."""
     eval_episodes: int = field(default=64, metadata=rng(0, None))
     """Deterministic evaluation episodes after training (0: skip)."""
+    eval_split: str = field(default="selection", metadata=choices("selection", "evaluation"))
+    """World-seed split of that evaluation (:mod:`agentcomm.worlds`, seed index ``seed``):
+    ``selection`` for runs whose figure chooses anything (sweeps, recipes, checkpoints),
+    ``evaluation`` only for a final reported figure."""
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -162,6 +180,26 @@ class TrainConfig(Config):
         bad = sorted(set(self.policy) & set(_ENV_KEYS))
         if bad:
             raise ValueError(f"{prefix}policy cannot set {bad}: they come from the env")
+        bad = sorted(set(self.policy) & set(_LOGPROB_KEYS))
+        if bad:
+            raise ValueError(
+                f"{prefix}policy cannot set {bad}: set them as the top-level keys of the same names"
+            )
+        low, high = self.logprob_min, self.logprob_max
+        for name, value in (("logprob_min", low), ("logprob_max", high)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{prefix}{name}={value!r} must be finite or None")
+        if low is not None and high is not None and low >= high:
+            raise ValueError(
+                f"{prefix}logprob_min={low!r} must be below {prefix}logprob_max={high!r}"
+            )
+        form = (self.logprob_reduction, low, high)
+        if form != ("sum", None, None) and self.algo in ("ppo", "sb3-ppo"):
+            raise ValueError(
+                f"{prefix}logprob_reduction={self.logprob_reduction!r}, "
+                f"{prefix}logprob_min={low!r}, {prefix}logprob_max={high!r} set DPPO's loss; "
+                f"algo={self.algo!r} has a Gaussian policy: leave them at 'sum', None, None"
+            )
         if self.minibatch_size > self.train_batch_size:
             raise ValueError(
                 f"{prefix}minibatch_size={self.minibatch_size} exceeds "
@@ -277,9 +315,10 @@ def _evaluate(config: TrainConfig, policy_dir: Path, out: Path) -> dict[str, flo
             config.env,
             config.eval_episodes,
             num_envs=min(64, config.eval_episodes),
-            seed=10_000 + config.seed,
+            seed=config.seed,
             env_config=_scenario_overrides(config.env_config),
             device=device,
+            split=config.eval_split,
         )
     )
     atomic_write_text(out / "eval.json", json.dumps(result, indent=2))
@@ -405,6 +444,9 @@ def _rllib_config(config: TrainConfig, pretrained: str | None):
             clip_param_min=clip_min,
             gamma_denoise=config.gamma_denoise,
             critic_warmup_steps=config.critic_warmup_iterations * config.train_batch_size,
+            logprob_reduction=config.logprob_reduction,
+            logprob_min=config.logprob_min,
+            logprob_max=config.logprob_max,
             **common,
         )
     else:

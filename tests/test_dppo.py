@@ -474,3 +474,187 @@ def test_multi_agent_with_centralized_critic(ray_session, mode, critic_input):
         assert module.forward_inference({Columns.OBS: obs})[Columns.ACTIONS].shape == (4, 2)
     finally:
         algo.stop()
+
+
+# ---------------------------------------------------------------- likelihood form (no Ray)
+
+
+def _form_pair(generator, **form):
+    """A sum-form DPPO policy and a copy in ``form``, both from one pretrained policy."""
+    from agentcomm.policies.diffusion import DPPOPolicy
+
+    pre = DiffusionPolicy(obs_dim=3, action_dim=2, generator=generator, **SMALL)
+    return DPPOPolicy.from_pretrained(pre), DPPOPolicy.from_pretrained(pre, **form)
+
+
+def _per_dim_logprobs(policy, obs, chain):
+    """``l_d`` of every fine-tuned step, ``[B, K', D]``, through the public per-step API."""
+    kp = policy.config.ft_denoising_steps
+    first = policy.num_steps("ddpm") - kp
+    out = []
+    with torch.no_grad():
+        for j in range(kp):
+            mean, _, lp_std = policy.step_distribution(obs, chain[:, j], first + j, "ddpm")
+            out.append(torch.distributions.Normal(mean, lp_std).log_prob(chain[:, j + 1]))
+    return torch.stack(out, dim=1)
+
+
+def test_default_likelihood_is_the_sum_over_action_dims(generator):
+    """Default: each step's log-likelihood is the Gaussian's log-density (the sum of the
+    per-dimension ones), set through dppo_config and the TrainConfig alike."""
+    from agentcomm.policies.diffusion import DiffusionConfig
+    from agentcomm.policies.train import TrainConfig
+
+    cfg = DiffusionConfig(obs_dim=3, action_dim=2)
+    assert (cfg.logprob_reduction, cfg.logprob_min, cfg.logprob_max) == ("sum", None, None)
+    train = TrainConfig()
+    assert (train.logprob_reduction, train.logprob_min, train.logprob_max) == ("sum", None, None)
+    spec = dppo_config("any-env", policy=SMALL).rl_module_spec
+    assert spec.model_config["policy"] == {
+        **SMALL,
+        "logprob_reduction": "sum",
+        "logprob_min": None,
+        "logprob_max": None,
+    }
+    policy, _ = _form_pair(generator)
+    obs = torch.rand(16, 3, generator=generator) * 2 - 1
+    out = policy.sample(obs, generator=generator)
+    want = _per_dim_logprobs(policy, obs, out.chain).sum(-1)
+    torch.testing.assert_close(out.logprob, want)
+    # The module built from dppo_config's model_config (default form written out) gives
+    # the same bits as one built without the keys.
+    plain = _module(seed=2)
+    spelled = _module(seed=2, policy=spec.model_config["policy"])
+    torch.manual_seed(5)
+    a = plain.forward_exploration({Columns.OBS: obs})
+    torch.manual_seed(5)
+    b = spelled.forward_exploration({Columns.OBS: obs})
+    assert torch.equal(a[DPPO_LOGP_STEPS], b[DPPO_LOGP_STEPS])
+
+
+def test_mean_likelihood_is_the_sum_over_dims_divided_by_their_number(generator):
+    summed, meaned = _form_pair(generator, logprob_reduction="mean")
+    obs = torch.rand(16, 3, generator=generator) * 2 - 1
+    a = summed.sample(obs, generator=torch.Generator().manual_seed(7))
+    b = meaned.sample(obs, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a.chain, b.chain) and torch.equal(a.action, b.action)
+    d = summed.config.chunk_dim
+    torch.testing.assert_close(b.logprob, a.logprob / d)
+    torch.testing.assert_close(meaned.chain_logprob(obs, a.chain), a.logprob / d)
+    # The ratio of a changed step is the D-th root of the sum form's.
+    with torch.no_grad():
+        for p in (*summed.actor_ft.parameters(), *meaned.actor_ft.parameters()):
+            p.add_(0.01)
+    ratio_sum = torch.exp(summed.chain_logprob(obs, a.chain) - a.logprob)
+    ratio_mean = torch.exp(meaned.chain_logprob(obs, a.chain) - b.logprob)
+    torch.testing.assert_close(ratio_mean, ratio_sum ** (1 / d))
+
+
+def test_logprob_clamp_applies_per_dimension_before_the_reduction():
+    from agentcomm.policies.diffusion import gaussian_logprob
+
+    std = torch.tensor(1.0)
+    mean = torch.zeros(1, 2)
+    # Dimension 0 far in the tail (l_0 = -50.92), dimension 1 at the mean (l_1 = -0.92).
+    x = torch.tensor([[10.0, 0.0]], requires_grad=True)
+    c = 0.5 * math.log(2 * math.pi)
+    per_dim = torch.tensor([[-50.0 - c, -c]])
+    torch.testing.assert_close(gaussian_logprob(x, mean, std, "mean"), per_dim.mean(-1))
+    got = gaussian_logprob(x, mean, std, "mean", low=-5.0)
+    # Clamped per dimension ([-5, -0.92] -> mean -2.96), not after the mean (-25.92 -> -5).
+    torch.testing.assert_close(got, torch.tensor([(-5.0 - c) / 2]))
+    got.sum().backward()
+    assert x.grad[0, 0] == 0.0 and x.grad[0, 1] == 0.0  # at the mean: zero slope anyway
+    x2 = torch.tensor([[10.0, 0.5]], requires_grad=True)
+    gaussian_logprob(x2, mean, std, "sum", low=-5.0, high=2.0).sum().backward()
+    assert x2.grad[0, 0] == 0.0 and x2.grad[0, 1] == pytest.approx(-0.5)
+    # The ceiling: l_d is at most -log(s sqrt(2 pi)) = 1.38 for s = 0.1, cut to 1.0.
+    top = gaussian_logprob(torch.zeros(1, 2), mean, torch.tensor(0.1), "sum", high=1.0)
+    assert float(top) == pytest.approx(2.0)
+
+
+def test_policy_clamp_matches_the_per_dimension_formula(generator):
+    _, clamped = _form_pair(generator, logprob_reduction="mean", logprob_min=-1.0)
+    obs = torch.rand(32, 3, generator=generator) * 2 - 1
+    out = clamped.sample(obs, generator=generator)
+    per_dim = _per_dim_logprobs(clamped, obs, out.chain)
+    assert bool((per_dim < -1.0).any()), "the example must exercise the floor"
+    torch.testing.assert_close(out.logprob, per_dim.clamp(min=-1.0).mean(-1))
+    torch.testing.assert_close(clamped.chain_logprob(obs, out.chain), out.logprob)
+
+
+def test_mean_form_reaches_the_learner_through_dppo_config_and_train_config():
+    """dppo_config writes the form into the module's policy; the learner's ratios on fresh
+    samples are 1 in it; TrainConfig's fields reach dppo_config."""
+    from agentcomm.policies.train import TrainConfig, _rllib_config
+
+    form = {"logprob_reduction": "mean", "logprob_min": -5.0, "logprob_max": 2.0}
+    learner = _bandit_config(critic_hidden=(16,), **form).build_learner(env=TargetBandit())
+    mid = "default_policy"
+    module = learner.module[mid]
+    cfg = module.policy.config
+    assert (cfg.logprob_reduction, cfg.logprob_min, cfg.logprob_max) == ("mean", -5.0, 2.0)
+    obs = torch.rand(32, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = module.forward_exploration({Columns.OBS: obs})
+    batch = {
+        Columns.OBS: obs,
+        DPPO_CHAIN: out[DPPO_CHAIN],
+        DPPO_LOGP_STEPS: out[DPPO_LOGP_STEPS],
+        Postprocessing.ADVANTAGES: torch.randn(32, generator=torch.Generator().manual_seed(1)),
+        Postprocessing.VALUE_TARGETS: torch.zeros(32),
+    }
+    learner.compute_loss_for_module(
+        module_id=mid,
+        config=learner.config.get_config_for_module(mid),
+        batch=batch,
+        fwd_out=module.forward_train(batch),
+    )
+    assert float(learner.metrics.peek((mid, "dppo_ratio_max"))) == 1.0
+    train = TrainConfig(algo="dppo", pretrained="shipped:searchrescue-bc", **form)
+    rl = _rllib_config(train, None)
+    assert {k: rl.rl_module_spec.model_config["policy"][k] for k in form} == form
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"logprob_reduction": "median"}, r"logprob_reduction='median' is not allowed"),
+        ({"logprob_min": float("nan")}, r"logprob_min=nan"),
+        ({"logprob_max": float("inf")}, r"logprob_max=inf must be finite"),
+        ({"logprob_min": "low"}, r"logprob_min='low' must be a real number"),
+        ({"logprob_min": 2.0, "logprob_max": -5.0}, r"logprob_min=2.0 must be below"),
+    ],
+)
+def test_bad_likelihood_form_raises_naming_it(kwargs, match):
+    from agentcomm.policies.diffusion import DiffusionConfig
+
+    with pytest.raises(ValueError, match=match):
+        DiffusionConfig(obs_dim=3, action_dim=2, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        dppo_config("any-env", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"logprob_reduction": "median"}, r"logprob_reduction='median' is not allowed"),
+        ({"logprob_min": float("nan")}, r"logprob_min"),
+        ({"logprob_min": -1.0, "logprob_max": -2.0}, r"logprob_min=-1.0 must be below"),
+        ({"policy": {"logprob_min": -5.0}}, r"policy cannot set \['logprob_min'\]"),
+        ({"algo": "ppo", "logprob_reduction": "mean"}, r"algo='ppo' has a Gaussian policy"),
+    ],
+)
+def test_train_config_rejects_bad_likelihood_form(fields, match):
+    from agentcomm.policies.train import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict(fields)
+
+
+def test_likelihood_form_set_twice_or_badly_elsewhere_raises():
+    from agentcomm.policies.diffusion import gaussian_logprob
+
+    with pytest.raises(ValueError, match=r"policy sets \['logprob_reduction'\]"):
+        dppo_config("any-env", policy={"logprob_reduction": "mean"})
+    with pytest.raises(ValueError, match=r"reduction='max' is not allowed"):
+        gaussian_logprob(torch.zeros(2), torch.zeros(2), torch.tensor(1.0), "max")
