@@ -8,16 +8,19 @@ is allowed, instead of a shape error deep inside torch.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
 
 __all__ = [
     "check_choice",
+    "check_device",
     "check_finite",
     "check_positive",
     "check_probability",
     "check_range",
+    "check_seed",
     "check_tensor",
 ]
 
@@ -48,7 +51,7 @@ def check_range(
     """Check a scalar lies in an interval (bounds ``None`` mean unbounded); NaN is rejected."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}={_fmt(value)} must be a real number")
-    if math.isnan(value):
+    if not isinstance(value, int) and math.isnan(value):  # an int may be too large for float
         raise ValueError(f"{name}=nan is not allowed")
     ok = True
     if low is not None:
@@ -62,6 +65,50 @@ def check_range(
         hb = "]" if high_inclusive and high is not None else ")"
         raise ValueError(f"{name}={value!r} is out of range; allowed {lb}{lo}, {hi}{hb}")
     return value
+
+
+def check_seed(name: str, value: object) -> int | None:
+    """``None`` or an integer seed in ``[0, 2**63 - 1]`` (numpy integers accepted).
+
+    A float such as ``1.5`` is refused rather than truncated: two different seeds must not
+    silently give the same run.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={_fmt(value)} is not allowed; expected None or an integer")
+    value = int(value)
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{name}={value!r} is out of range; allowed [0, 2**63 - 1]")
+    return value
+
+
+def check_device(name: str, device: object) -> torch.device:
+    """A torch device that exists on this machine; raise naming ``name`` otherwise.
+
+    ``torch.device("cuda")`` is accepted by torch even without a GPU, and the failure then
+    comes from deep inside the first allocation; this says what is missing instead.
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"{name}={_fmt(device)} is not allowed; expected a device such as 'cpu'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{name}={device!r} is not a torch device: {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name}={device!r} is not available: torch.cuda.is_available() is False on "
+                f"this machine (torch {torch.__version__}); use 'cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r} is not available: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={device!r} is not available on this machine; use 'cpu'")
+    return dev
 
 
 def check_positive(name: str, value: float) -> float:

@@ -63,6 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    device = getattr(args, "device", None)
+    if isinstance(device, str) and device != "auto":
+        # Every subcommand with --device builds worlds or models there: refuse a device
+        # this machine lacks now, with the reason, instead of from inside the first tensor.
+        from agentcomm._checks import check_device
+
+        try:
+            check_device("--device", device)
+        except ValueError as err:
+            parser.error(str(err))
     return int(importlib.import_module(args._module).main(args) or 0)
 
 

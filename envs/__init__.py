@@ -50,9 +50,15 @@ def make_vec(
     """The batched world: ``num_envs`` parallel copies of ``env_id`` as ``[B, N, ...]`` tensors.
 
     ``config`` holds overrides of the scenario's config fields (nested dicts for
-    ``sensing``, ``channel`` and ``comm``).
+    ``sensing``, ``channel`` and ``comm``). ``seed`` must be ``None`` or an integer, and
+    ``device`` one this machine has (``"cuda"`` without CUDA is refused here, by name).
     """
-    return env_class(env_id)(config, num_envs=num_envs, device=device, seed=seed)
+    from agentcomm._checks import check_device, check_seed
+
+    cls = env_class(env_id)
+    seed = check_seed("seed", seed)
+    device = check_device("device", device)
+    return cls(config, num_envs=num_envs, device=device, seed=seed)
 
 
 def make(env_id: str, render_mode: str | None = None, **config: Any):
@@ -79,7 +85,10 @@ def _register_gymnasium() -> None:
                 id=gym_id,
                 entry_point="agentcomm.envs.adapters.gymnasium:CentralizedGymEnv",
                 vector_entry_point="agentcomm.envs.adapters.gymnasium:BatchedGymVectorEnv",
-                kwargs={"env_id": env_id},
+                # ``registered_id`` pins the scenario to the id: gymnasium.make merges the
+                # caller's kwargs over these, so an ``env_id=`` of another scenario would
+                # otherwise build that scenario under this id.
+                kwargs={"env_id": env_id, "registered_id": env_id},
                 disable_env_checker=False,
             )
 

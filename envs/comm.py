@@ -1,9 +1,10 @@
 r"""The communication step of the batched world: links, messages, fusion.
 
 Shape legend: ``B`` worlds, ``N`` agents, ``S`` the shape of one belief payload
-(``(H, W)`` for grid log-odds), ``M`` messages actually put on the air in one
-exchange (only linked pairs with a positive budget, gathered with ``nonzero`` so
-no work is spent on silent links).
+(``(H, W)`` for grid log-odds, ``n`` cells), ``M`` messages actually put on the air in
+one exchange (only linked pairs with a positive budget, gathered with ``nonzero``: the
+random draws of an exchange are one per message, so their number must be known), ``W``
+the most cells a cell codec sends in one message.
 
 Every message has two parts, coded separately:
 
@@ -25,12 +26,21 @@ loses both parts. Accounting is exact (:mod:`agentcomm.codecs.base`): the channe
 of a message are the header's plus what the codec occupied, never more than the budget;
 its capacity is what those uses could carry on their fade, and what it delivers never
 exceeds it.
+
+Two implementations compute the same exchange bit for bit. :meth:`CommStack.send` is the
+general one (any codec and channel, validated inputs, dense ``[M, *S]`` estimates).
+:meth:`CommStack.exchange`, what the world calls every step, takes a fast path for block
+fading with a cell codec (quantized, top-k) or no payload: per-budget tables replace the
+header and codec arithmetic, the capacity is computed once per fade for header and
+payload, and payloads stay sparse (``[M, W]`` cells and levels instead of ``[M, n]``
+estimates, which the fusion rules that need them materialize on demand). Inputs there
+come from the world itself, so nothing is re-validated.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -50,9 +60,6 @@ class Exchange:
     Attributes:
         env, src, dst: long ``[M]``; world index, sender, receiver (``dst = -1`` for the
             fusion centre on an uplink, ``src = -1`` on a downlink).
-        estimate: ``[M, *S]``, the decoded payload (the prior where nothing arrived).
-        informative: bool ``[M, *S]``, cells that arrived and differ from the prior by more
-            than half the codec's quantization step (see :func:`fuse_grid`).
         header_ok: bool ``[M]``, the intent header arrived.
         payload_ok: bool ``[M]``, the payload arrived.
         channel_uses: long ``[M]``, complex channel uses (header + payload).
@@ -66,13 +73,21 @@ class Exchange:
             fade the message saw, :math:`\sum_{i \le c} \log_2(1 + |h_i|^2 \mathrm{SNR})`;
             ``bits_delivered <= capacity_bits`` per message, and its mean over fades is the
             ergodic capacity of the uses.
+        cells, values, carried, informative_cells: the sparse payload of a cell codec
+            (:meth:`CommStack.exchange`), ``None`` otherwise: long ``[M, W]`` cells, their
+            decoded levels ``[M, W]``, bool ``[M, W]`` the cell arrived (sent and the
+            payload delivered), and bool ``[M, W]`` it arrived and differs from the prior by
+            more than half a quantization step. Every other cell decodes to ``prior``.
+        prior: the receivers' prior value of a cell (sparse payloads).
+        source_shape: ``S`` (sparse payloads).
+
+    :attr:`estimate` and :attr:`informative` are the dense views, built on first use from
+    the sparse payload when there is one.
     """
 
     env: torch.Tensor
     src: torch.Tensor
     dst: torch.Tensor
-    estimate: torch.Tensor
-    informative: torch.Tensor
     header_ok: torch.Tensor
     payload_ok: torch.Tensor
     channel_uses: torch.Tensor
@@ -80,6 +95,47 @@ class Exchange:
     intent_bits: torch.Tensor
     bits_delivered: torch.Tensor
     capacity_bits: torch.Tensor
+    dense_estimate: torch.Tensor | None = None
+    dense_informative: torch.Tensor | None = None
+    cells: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    carried: torch.Tensor | None = None
+    informative_cells: torch.Tensor | None = None
+    prior: float = 0.0
+    source_shape: tuple[int, ...] = field(default=())
+
+    @property
+    def estimate(self) -> torch.Tensor:
+        """``[M, *S]``, the decoded payload (the prior where nothing arrived); ``[M, 0]``
+        when no payload was sent."""
+        if self.dense_estimate is None:
+            m = self.env.shape[0]
+            if self.cells is None:
+                self.dense_estimate = torch.zeros((m, 0), device=self.env.device)
+            else:
+                n = math.prod(self.source_shape)
+                full = torch.full((m, n), self.prior, dtype=self.values.dtype, device=self.device)
+                full.scatter_(1, self.cells, torch.where(self.carried, self.values, self.prior))
+                self.dense_estimate = full.view(m, *self.source_shape)
+        return self.dense_estimate
+
+    @property
+    def informative(self) -> torch.Tensor:
+        """bool ``[M, *S]``, cells that arrived and differ from the prior by more than half
+        the codec's quantization step (see :func:`fuse_grid`)."""
+        if self.dense_informative is None:
+            if self.cells is None:
+                self.dense_informative = self.estimate.bool()
+            else:
+                m, n = self.env.shape[0], math.prod(self.source_shape)
+                full = torch.zeros((m, n), dtype=torch.bool, device=self.device)
+                full.scatter_(1, self.cells, self.informative_cells)
+                self.dense_informative = full.view(m, *self.source_shape)
+        return self.dense_informative
+
+    @property
+    def device(self) -> torch.device:
+        return self.env.device
 
 
 class CommStack:
@@ -123,6 +179,19 @@ class CommStack:
         # with no evidence about the cell would send: fusion must not count it as evidence.
         quantizer = getattr(self.codec, "quantizer", None)
         self.resolution = 0.5 * quantizer.step if quantizer is not None else 0.0
+        # The exchange's fast path (module docstring): one coefficient per packet, so no
+        # draw depends on how many uses a message occupies, and a cell codec or none.
+        self.fast = self.channel.block and (self.codec is None or self.codec.cell_codec)
+        self._plans: dict[int, _Plan] = {}
+        # Per-step constants, built once.
+        self._eye = torch.eye(config.num_agents, dtype=torch.bool, device=device)
+        self._p_tx = torch.tensor(ch.tx_power_dbm, dtype=torch.float32, device=device)
+        self._noise = torch.tensor(ch.noise_floor_dbm, dtype=torch.float32, device=device)
+        bits = torch.arange(cm.intent_bits + 1, device=device)
+        levels = torch.exp2(bits.to(torch.float32))
+        #: ``[intent_bits + 1, 2]`` float32: per header resolution, the quantization step of
+        #: :meth:`quantize_intent` and its highest cell index (its own arithmetic, tabled).
+        self._intent_steps = torch.stack([float(config.grid_size) / levels, levels - 1], 1)
 
     # ------------------------------------------------------------------ links
     def link_snr(
@@ -138,17 +207,31 @@ class CommStack:
         """
         ch = self.config.channel
         scale = ch.cell_size_m
+        n = pos.shape[1]
+        if ch.shadowing_std_db == 0:
+            # No draws: peers and the fusion centre in one pass, [B, N, N + 1] (the same
+            # elementwise arithmetic as two).
+            ends = torch.cat([pos, fc_pos.expand(pos.shape[0], 1, 2)], dim=1)
+            dist = (pos.unsqueeze(2) - ends.unsqueeze(1)).norm(dim=-1) * scale
+            snr = self.pathloss._snr_db(dist, self._p_tx, self._noise, generator)
+            eye = self._eye if n == self._eye.shape[0] else torch.eye(n, dtype=torch.bool)
+            return snr[..., :n].masked_fill(eye.to(pos.device), -math.inf), snr[..., n]
         diff = pos.unsqueeze(2) - pos.unsqueeze(1)
         dist = diff.norm(dim=-1) * scale
         fc_dist = (pos - fc_pos).norm(dim=-1) * scale
-        peer = self.pathloss.snr_db(dist, ch.tx_power_dbm, ch.noise_floor_dbm, generator)
+        # Distances are finite and >= 0 by construction: the unvalidated path loss.
+        peer = self.pathloss._snr_db(dist, self._p_tx, self._noise, generator)
         if ch.shadowing_std_db > 0:
             # Reciprocal links: one shadowing draw per unordered pair.
             peer = torch.triu(peer, 1)
             peer = peer + peer.transpose(1, 2)
-        eye = torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        eye = (
+            self._eye
+            if pos.shape[1] == self._eye.shape[0]
+            else torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+        )
         peer = peer.masked_fill(eye, -math.inf)
-        fc = self.pathloss.snr_db(fc_dist, ch.tx_power_dbm, ch.noise_floor_dbm, generator)
+        fc = self.pathloss._snr_db(fc_dist, self._p_tx, self._noise, generator)
         return peer, fc
 
     # ------------------------------------------------------------------ messages
@@ -179,6 +262,13 @@ class CommStack:
         step = g / levels
         idx = torch.floor(intent / step).clamp(max=levels - 1)
         return (idx + 0.5) * step
+
+    def _quantize_intent(self, intent: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """:meth:`quantize_intent` for float32 ``intent [..., 2]`` and ``bits`` of the shape
+        ``[...]`` in ``[0, intent_bits]``: the step and top index come from a table, the rest
+        is the same arithmetic (the same values bit for bit)."""
+        step, top = self._intent_steps[bits].unsqueeze(-2).unbind(-1)
+        return (torch.floor(intent / step).clamp(max=top) + 0.5) * step
 
     def send(
         self,
@@ -223,7 +313,7 @@ class CommStack:
             hdr_bits, hdr_uses, self.channel, snr64, generator, h
         )
         erased = (
-            self.erasure.sample((m,), generator)
+            self.erasure.sample((m,), generator, device=dev)
             if self.erasure is not None
             else torch.zeros(m, dtype=torch.bool, device=dev)
         )
@@ -233,13 +323,10 @@ class CommStack:
         delivered_bits = torch.where(header_ok, bits, 0.0)
         payload_ok = torch.zeros_like(sent)
         if payload is None or self.codec is None:
-            est = torch.zeros((m, 0), device=dev)
             return Exchange(
                 env,
                 src,
                 dst,
-                est,
-                est.bool(),
                 header_ok,
                 payload_ok,
                 uses,
@@ -247,6 +334,7 @@ class CommStack:
                 q,
                 delivered_bits,
                 capacity,
+                dense_estimate=torch.zeros((m, 0), device=dev),
             )
 
         prior_t = torch.as_tensor(prior, dtype=payload.dtype, device=payload.device)
@@ -281,8 +369,6 @@ class CommStack:
             env,
             src,
             dst,
-            estimate,
-            informative,
             header_ok,
             payload_ok,
             uses,
@@ -290,7 +376,178 @@ class CommStack:
             q,
             delivered_bits,
             capacity,
+            dense_estimate=estimate,
+            dense_informative=informative,
         )
+
+    def exchange(
+        self,
+        env: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        budget: torch.Tensor,
+        snr_db: torch.Tensor,
+        payload: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None,
+        prior: float,
+        generator: torch.Generator,
+        *,
+        intents: int = 1,
+        goal: torch.Tensor | None = None,
+    ) -> Exchange:
+        """:meth:`send` as the world calls it: the same exchange, bit for bit, and the same
+        random draws, on the fast path where it applies (module docstring).
+
+        Inputs are trusted (they come from the world): ``budget`` in
+        ``[0, comm.budget]`` (0 sends nothing), ``snr_db`` finite float32, ``prior`` a float.
+
+        Args:
+            payload: ``[M, *S]``, or ``(source [R, *S], rows [M])`` for message ``m`` carrying
+                ``source[rows[m]]`` (no ``[M, *S]`` copy is made), or ``None``.
+            goal: float ``[M, 2]`` receivers' goals on cell centres (integer coordinates
+                inside the grid), or ``None``.
+        Returns:
+            :class:`Exchange`; sparse (``cells`` set) on the fast path with a payload.
+        """
+        if not self.fast:
+            if isinstance(payload, tuple):
+                payload = payload[0][payload[1]]
+            return self.send(
+                env,
+                src,
+                dst,
+                budget,
+                snr_db,
+                payload,
+                prior,
+                generator,
+                intents=intents,
+                intent=goal,
+            )
+        plan = self._plan(intents)
+        q, hdr_uses, uses, count, pay = plan.counts[budget].unbind(1)
+        hdr_bits64, hdr_uses64, hdr_need, pay_bits64, pay_uses64, pay_need = plan.bits[
+            budget
+        ].unbind(1)
+        m = budget.shape[0]
+        dev = budget.device
+        f64 = torch.float64
+        # The draws of send(): one block coefficient per packet, then the erasures.
+        h = self.channel.generate((m, 1), generator, dtype=torch.complex128, device=dev)
+        gain = torch.view_as_real(h).square().sum(-1)  # |h|^2 as re^2 + im^2, exactly
+        snr64 = snr_db.to(f64)
+        # log2(1 + |h|^2 SNR) per use (capacity_of_uses' arithmetic), shared by header and
+        # payload, which see one fade.
+        per_use = torch.log2(1.0 + gain * torch.pow(10.0, snr64.unsqueeze(-1) / 10.0))[:, 0]
+        capacity = hdr_uses64 * per_use
+        # b <= C and b > 0 (capacity_delivery) as one comparison: need = inf where b = 0.
+        header_ok = hdr_need <= capacity
+        if self.erasure is not None:
+            erased = self.erasure.sample((m,), generator, device=dev)
+            header_ok = header_ok & ~erased
+        if payload is None or self.codec is None:
+            return Exchange(
+                env,
+                src,
+                dst,
+                header_ok,
+                torch.zeros_like(header_ok),
+                hdr_uses,
+                hdr_bits64,
+                q,
+                torch.where(header_ok, hdr_bits64, 0.0),
+                capacity,
+            )
+        # send() evaluates the payload's capacity on the messages that carry one, as their
+        # own [M'] batch: torch's vectorized pow differs from its scalar tail in the last
+        # bit, so the same batch is formed here unless it is every message.
+        idx = pay.nonzero().squeeze(1)
+        if idx.numel() == m:
+            pay_cap = pay_uses64 * per_use
+        else:
+            sub = torch.pow(10.0, snr64[idx].unsqueeze(-1) / 10.0)
+            sub = torch.log2(1.0 + gain[idx] * sub)[:, 0]
+            pay_cap = torch.zeros(m, dtype=f64, device=dev).index_put_(
+                (idx,), pay_uses64[idx] * sub
+            )
+        payload_ok = pay_need <= pay_cap
+        if self.erasure is not None:
+            payload_ok = payload_ok & ~erased
+        source, rows = (
+            payload if isinstance(payload, tuple) else (payload, torch.arange(m, device=dev))
+        )
+        cells, levels = self.codec.encode_cells(source, rows, plan.width, goal, prior)
+        carried = (plan.cols < count.unsqueeze(1)) & payload_ok.unsqueeze(1)
+        informative = carried & ((levels - prior).abs() > self.resolution)
+        return Exchange(
+            env,
+            src,
+            dst,
+            header_ok,
+            payload_ok,
+            uses,
+            hdr_bits64 + pay_bits64,
+            q,
+            torch.where(header_ok, hdr_bits64, 0.0) + torch.where(payload_ok, pay_bits64, 0.0),
+            capacity + pay_cap,
+            cells=cells,
+            values=levels,
+            carried=carried,
+            informative_cells=informative,
+            prior=prior,
+            source_shape=tuple(source.shape[1:]),
+        )
+
+    def _plan(self, intents: int) -> _Plan:
+        """The per-budget message plan of :meth:`send`'s arithmetic, tabled once per
+        ``intents`` for budgets ``0..K`` (:class:`_Plan`)."""
+        plan = self._plans.get(intents)
+        if plan is not None:
+            return plan
+        rate = self.config.comm.header_rate
+        k = torch.arange(self.config.comm.budget + 1, device=self.device)
+        q = self.header_bits(k, intents)
+        hdr_bits = 2 * intents * q
+        hdr_uses = torch.ceil(hdr_bits.to(torch.float64) / rate - 1e-9).to(torch.long)
+        room = k - hdr_uses
+        pay = (q > 0) & (room > 0)
+        if self.codec is not None:
+            count, bits, uses = self.codec.cell_plan(room.clamp_min(1))
+        else:
+            count = bits = uses = torch.zeros_like(k)
+        count, bits, uses = (torch.where(pay, x, 0) for x in (count, bits, uses))
+        f64 = [x.to(torch.float64) for x in (hdr_bits, hdr_uses, bits, uses)]
+        inf = torch.tensor(torch.inf, dtype=torch.float64, device=self.device)
+        hdr_need = torch.where(hdr_bits > 0, f64[0], inf)
+        pay_need = torch.where(bits > 0, f64[2], inf)
+        width = max(int(count.max()), 1)
+        plan = _Plan(
+            counts=torch.stack([q, hdr_uses, hdr_uses + uses, count, pay.long()], 1),
+            bits=torch.stack([f64[0], f64[1], hdr_need, f64[2], f64[3], pay_need], 1),
+            width=width,
+            cols=torch.arange(width, device=self.device),
+        )
+        self._plans[intents] = plan
+        return plan
+
+
+@dataclass
+class _Plan:
+    """What a message of each budget ``k = 0..K`` puts on the air (:meth:`CommStack._plan`).
+
+    Attributes:
+        counts: long ``[K + 1, 5]``: header bits per intent coordinate, header channel uses,
+            channel uses (header + payload), payload cells, whether a payload is sent (0/1).
+        bits: float64 ``[K + 1, 6]``: header bits, header uses, header bits needed (``inf``
+            for no header, so ``need <= C`` is the capacity rule's ``0 < b <= C``), payload
+            bits, payload uses, payload bits needed (``inf`` for none).
+        width: ``W``, the most payload cells of any budget.
+        cols: ``arange(W)``.
+    """
+
+    counts: torch.Tensor
+    bits: torch.Tensor
+    width: int
+    cols: torch.Tensor
 
 
 def fuse_grid(

@@ -8,6 +8,7 @@ complex channel uses per link per step.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,18 +17,28 @@ from agentcomm.config import Config, choices, rng
 __all__ = ["ChannelConfig", "CommConfig", "SensingConfig", "WorldConfig"]
 
 CODECS = ("raw", "quantized", "topk", "dct", "linear", "jscc", "jscc+cddm", "jscc+diffcom")
+#: Codecs whose models are loaded from a decoder bundle (``codec_params["checkpoint"]`` or the
+#: shipped one for the payload shape).
+LEARNED_CODECS = ("jscc", "jscc+cddm", "jscc+diffcom")
 
 
 @dataclass
 class SensingConfig(Config):
     """A binary detector over grid cells inside a disk around the agent."""
 
-    radius: float = field(default=2.0, metadata=rng(0.0, None, low_inclusive=False))
-    """Sensing radius, in cells."""
-    pd: float = field(default=0.9, metadata=rng(0.0, 1.0, low_inclusive=False))
-    """Detection probability of an occupied cell in range."""
-    pfa: float = field(default=0.05, metadata=rng(0.0, 1.0, high_inclusive=False))
-    """False-alarm probability of an empty cell in range (must be < pd)."""
+    radius: float = field(default=2.0, metadata=rng(0.0, 64.0, low_inclusive=False))
+    """Sensing radius, in cells, at most 64: the grid scenarios evaluate the sensor on its
+    disk window, whose tables grow with radius**3 (about 13 MB at 64, 7 GB at 512)."""
+    pd: float = field(
+        default=0.9, metadata=rng(0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    )
+    """Detection probability of an occupied cell in range, in (0, 1): a perfect detector
+    (1) would make one miss infinitely informative (finite log-odds need pd < 1)."""
+    pfa: float = field(
+        default=0.05, metadata=rng(0.0, 1.0, low_inclusive=False, high_inclusive=False)
+    )
+    """False-alarm probability of an empty cell in range, in (0, pd) (0 would make one
+    detection infinitely informative)."""
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -47,18 +58,19 @@ class ChannelConfig(Config):
         metadata=choices("awgn", "rayleigh_block", "rayleigh_fast", "rician"),
     )
     """Channel model applied to every message."""
-    k_factor: float = field(default=4.0, metadata=rng(0.0, None))
-    """Rician K-factor (linear), used only by ``rician``."""
+    k_factor: float = field(default=4.0, metadata=rng(0.0, 1e6))
+    """Rician K-factor (linear), used only by ``rician``; 1e6 (60 dB) is already AWGN."""
     csi: str = field(default="perfect", metadata=choices("perfect", "estimated", "none"))
     """Receiver channel knowledge."""
     pilot_snr_db: float = field(default=20.0, metadata=rng(-30.0, 100.0))
     tx_power_dbm: float = field(default=20.0, metadata=rng(-50.0, 60.0))
     noise_floor_dbm: float = field(default=-90.0, metadata=rng(-200.0, 0.0))
     pathloss_exponent: float = field(default=3.0, metadata=rng(1.0, 8.0))
-    ref_distance_m: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
+    ref_distance_m: float = field(default=1.0, metadata=rng(1e-3, 1e6))
+    """Reference distance of the path-loss law, metres."""
     ref_loss_db: float = field(default=40.0, metadata=rng(0.0, 200.0))
     shadowing_std_db: float = field(default=0.0, metadata=rng(0.0, 30.0))
-    cell_size_m: float = field(default=10.0, metadata=rng(0.0, None, low_inclusive=False))
+    cell_size_m: float = field(default=10.0, metadata=rng(1e-3, 1e6))
     """Metres per grid cell, for path loss."""
     link_threshold_db: float = field(default=0.0, metadata=rng(-50.0, 60.0))
     """Links whose mean SNR falls below this drop out of the topology."""
@@ -95,7 +107,7 @@ class CommConfig(Config):
     """Fusion centre position in cells; ``None`` puts it at the centre of the area."""
     logodds_clip: float = field(default=6.0, metadata=rng(0.0, 50.0, low_inclusive=False))
     """Beliefs are clipped to [-clip, clip] log-odds (keeps them revisable and codable)."""
-    cost_per_channel_use: float = field(default=0.0, metadata=rng(0.0, None))
+    cost_per_channel_use: float = field(default=0.0, metadata=rng(0.0, 1e6))
     """Team reward penalty per complex channel use spent in the step."""
 
 
@@ -108,8 +120,9 @@ class WorldConfig(Config):
     """Side of the square area, in cells."""
     max_steps: int = field(default=60, metadata=rng(1, 100_000))
     """Episode length (truncation)."""
-    max_speed: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
-    """Cells per step at full velocity action."""
+    max_speed: float = field(default=1.0, metadata=rng(1e-3, 1e3))
+    """Cells per step at full velocity action (observations divide by it, so it is kept
+    well away from 0)."""
     team_reward_weight: float = field(default=1.0, metadata=rng(0.0, 1.0))
     """Reward credit: agent ``i`` receives ``w r_team + (1 - w) N r_i`` with ``r_i`` its own
     share of the team reward (the scenario's attribution: what it rescued, sensed, covered,
@@ -123,6 +136,12 @@ class WorldConfig(Config):
     sensing: SensingConfig = field(default_factory=SensingConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     comm: CommConfig = field(default_factory=CommConfig)
+
+    def payload_shape(self) -> tuple[int, ...] | None:
+        """Shape of one belief message, what ``comm.codec`` is built for; ``None`` when the
+        scenario sends intents only (no codec). The default is the belief grid; a scenario
+        with another payload overrides this together with its world's ``_payload_shape``."""
+        return (self.grid_size, self.grid_size)
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -138,3 +157,54 @@ class WorldConfig(Config):
             raise ValueError(
                 f"{prefix}comm.fc_position={fc!r} must be two coordinates in [0, {self.grid_size}]"
             )
+        self._check_codec(prefix)
+
+    def _check_codec(self, prefix: str) -> None:
+        """Refuse codec parameters the codec would refuse, naming ``comm.codec_params``.
+
+        The world builds its codec from ``comm`` and the payload shape; checking here means
+        a bad parameter is reported against the config key instead of from inside the codec.
+        Learned codecs are not built (that loads models): their parameter names are checked,
+        and without a ``checkpoint`` a shipped model must exist for the payload shape.
+        """
+        shape = self.payload_shape()
+        cm = self.comm
+        if shape is None:
+            return
+        from agentcomm.codecs.registry import codec_class, make_codec
+
+        key = f"{prefix}comm.codec_params"
+        params = dict(cm.codec_params)
+        if cm.codec in LEARNED_CODECS:
+            if self.channel.csi == "none":
+                raise ValueError(
+                    f"{prefix}channel.csi='none' is not allowed with {prefix}comm.codec="
+                    f"{cm.codec!r}: the JSCC decoder equalizes with the channel estimate; use "
+                    "csi 'perfect' or 'estimated', or a codec that needs no CSI"
+                )
+            allowed = list(inspect.signature(codec_class(cm.codec)).parameters)[1:]
+            unknown = sorted(set(params) - set(allowed))
+            if unknown:
+                raise ValueError(
+                    f"{key}={params!r} is not allowed: codec {cm.codec!r} takes no "
+                    f"parameter(s) {unknown}; allowed: {allowed}"
+                )
+            if params.get("checkpoint") is None:
+                from agentcomm.decoders.bundle import default_bundle_dir
+
+                try:
+                    default_bundle_dir(shape)
+                except ValueError as err:
+                    raise ValueError(
+                        f"{prefix}comm.codec={cm.codec!r} needs a trained model for payloads "
+                        f"of shape {shape}: {err}; or choose one of "
+                        f"{[c for c in CODECS if c not in LEARNED_CODECS]}"
+                    ) from None
+            return
+        try:
+            make_codec(cm.codec, shape, **params)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"{key}={params!r} is not allowed for codec {cm.codec!r} on payloads of "
+                f"shape {shape}: {err}"
+            ) from None

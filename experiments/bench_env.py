@@ -1,33 +1,41 @@
 """Throughput of agentcomm's batched world against MPE2 and VMAS, on one CPU thread.
 
-Workloads, every one with uniform random actions drawn before timing (so action sampling is
-not timed) and finished episodes reset inside the timed loop (resetting is part of an
+Every figure is a median over interleaved repeats: all configurations are built first, then
+each round times one block of every configuration in turn, so a phase in which the shared
+machine is busy slows every configuration of that round alike instead of one of them, and
+each ratio compares peers measured in the same run.
+
+Configurations (uniform random actions drawn before timing, so action sampling is not
+timed; finished episodes are reset inside the timed loop, as resetting is part of an
 environment's cost):
 
-* ``agentcomm``: ``agentcomm.make_vec(env_id, num_envs=B)`` for each ``B`` and ``N``, with
-  the communication stack on (the scenario's default ``comm``: distributed, quantized codec,
-  64 channel uses per link) and off (``comm={"budget": 0}``: no messages at all). Finished
-  worlds are reset with ``world.reset_at(terminated | truncated)``.
-* ``mpe2``: PettingZoo MPE2 ``simple_spread_v3`` parallel env (one world, ``B = 1``), the
-  same ``N``, continuous actions, ``max_cycles`` equal to the agentcomm scenario's
-  ``max_steps``; reset when every agent is done.
-* ``vmas``: VMAS ``simple_spread`` for every ``B``, the same ``N``, continuous actions,
-  ``max_steps`` equal to the scenario's; finished worlds reset (all at once when all are
-  done, as they are with a common horizon; one by one with ``reset_at`` otherwise).
+* ``SearchRescue-v0``, ``N = 4``, default communication (distributed, quantized codec, 64
+  channel uses per link), at ``B = 1`` and at ``B = --large-batch`` (4096); the same with
+  communication off (``comm={"budget": 0}``); each coordination mode (``centralized``,
+  ``hybrid``; ``distributed`` is the default); ``N = 16`` centralized against ``N = 4``
+  centralized (the cost per agent-step); ``IntentCoverage-v0`` and ``TargetTracking-v0``
+  with their default communication. Worlds are built with ``agentcomm.make_vec`` and
+  finished ones reset with ``world.reset_at(terminated | truncated)``.
+* MPE2 ``simple_spread_v3`` parallel env (one world, ``B = 1``), ``N = 4``, continuous
+  actions, ``max_cycles`` equal to SearchRescue's ``max_steps``; reset when every agent is
+  done.
+* VMAS ``simple_spread`` at ``B = --large-batch``, ``N = 4``, continuous actions, the same
+  ``max_steps``; finished worlds reset.
 
-Each configuration runs ``--repeats`` timed blocks of ``--steps`` steps (default: enough for
-about ``--target-s`` seconds per block, measured on the warm-up steps); the median block
-gives env-steps/s (``B`` worlds advanced by one step count ``B``) and agent-steps/s
-(``B * N``). A configuration that runs out of memory (the process's address space is capped
-at ``--max-memory-gb`` above what it holds at start) or whose warm-up step takes longer than
-``--max-step-s`` is reported as skipped, and the run goes on.
+Each block runs enough steps for about ``--target-s`` seconds (at least 2, set on the
+warm-up steps); env-steps/s counts ``B`` per batched step. A configuration that runs out of
+memory (the address space is capped at ``--max-memory-gb`` above what the process holds
+at start) or whose warm-up step takes longer than ``--max-step-s`` is reported as skipped.
 
 Usage::
 
-    .venv/bin/python experiments/bench_env.py --repeats 3
-    .venv/bin/python experiments/bench_env.py --quick        # smoke run, < 30 s
+    .venv/bin/python experiments/bench_env.py --repeats 5
+    .venv/bin/python experiments/bench_env.py --quick        # smoke run, B = 64, < 1 min
 
-The last line printed is ``RESULT key=value ...`` with the headline figures.
+The last line printed is ``RESULT key=value ...``: ``ratio_b1_vs_mpe2`` and
+``ratio_b<L>_vs_vmas`` (agentcomm env-steps/s over the peer's, > 1: agentcomm faster),
+``n16_over_n4_per_agent_cost`` (at ``B = L``; 1 means linear in ``N``), the other
+scenarios' and modes' env-steps/s over SearchRescue's default, and the absolute rates.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -68,7 +76,7 @@ class Skipped(Exception):
 
 @dataclass
 class Measurement:
-    """Median throughput of one configuration.
+    """Median throughput of one configuration over the interleaved rounds.
 
     Attributes:
         env_steps_per_s: worlds advanced by one step per second (``B`` per batched step).
@@ -78,6 +86,7 @@ class Measurement:
         cpu_env_steps_per_s: the same rate on this process's CPU time (user + system) instead
             of wall time: with one thread it leaves out the time other processes held the
             core, so it is the steadier figure on a shared machine.
+        spread: (max - min) / median of the blocks' wall-time rates.
     """
 
     env_steps_per_s: float
@@ -85,51 +94,54 @@ class Measurement:
     ms_per_step: float
     steps: int
     cpu_env_steps_per_s: float
+    spread: float
+
+
+@dataclass
+class Case:
+    """One configuration: its label, how to build it, and once built, its timed state."""
+
+    label: str
+    build: Callable[[], tuple[StepFn, int, int]]
+    step: StepFn | None = None
+    worlds: int = 0
+    agents: int = 0
+    steps: int = 0
+    rates: list[float] = field(default_factory=list)
+    cpu_rates: list[float] = field(default_factory=list)
+
+    def result(self) -> Measurement | None:
+        if not self.rates:
+            return None
+        rate, cpu = statistics.median(self.rates), statistics.median(self.cpu_rates)
+        spread = (max(self.rates) - min(self.rates)) / rate
+        b, n = self.worlds, self.agents
+        return Measurement(rate * b, rate * b * n, 1e3 / rate, self.steps, cpu * b, spread)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-
-    def int_list(text: str) -> list[int]:
-        values = [int(v) for v in text.split(",") if v.strip()]
-        if not values or any(v < 1 for v in values):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected positive ints, comma-separated")
-        return values
-
-    def str_list(text: str) -> list[str]:
-        return [v.strip() for v in text.split(",") if v.strip()]
-
-    parser.add_argument("--envs", type=str_list, default=["SearchRescue-v0"],
-                        help="agentcomm env ids, comma-separated")  # fmt: skip
-    parser.add_argument("--batch-sizes", type=int_list, default=[1, 64, 1024, 4096])
-    parser.add_argument("--agents", type=int_list, default=[4, 16])
-    parser.add_argument("--steps", type=int, default=0,
-                        help="steps per timed block; 0: about --target-s seconds")  # fmt: skip
-    parser.add_argument("--target-s", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--large-batch", type=int, default=4096,
+                        help="B of the batched comparisons (VMAS, scaling)")  # fmt: skip
+    parser.add_argument("--target-s", type=float, default=0.5, help="seconds per timed block")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=3,
-                        help="untimed steps before each configuration, >= 2")  # fmt: skip
-    parser.add_argument("--max-step-s", type=float, default=20.0,
+                        help="untimed steps before timing, >= 2")  # fmt: skip
+    parser.add_argument("--max-step-s", type=float, default=30.0,
                         help="skip a configuration whose warm-up step takes longer")  # fmt: skip
     parser.add_argument("--max-memory-gb", type=float, default=8.0,
                         help="address space the benchmark may add to what it holds at start")  # fmt: skip
     parser.add_argument("--no-baselines", action="store_true", help="skip MPE2 and VMAS")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: B in {1, 64}, N = 4, one short block")  # fmt: skip
+                        help="smoke run: B = 64, 2 short rounds")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch_sizes = [b for b in args.batch_sizes if b <= 64] or [1]
-        args.agents = [min(args.agents)]
-        args.repeats, args.warmup, args.target_s = 1, 2, 0.2
-        args.max_step_s = min(args.max_step_s, 2.0)
-    if args.repeats < 1 or args.warmup < 2 or args.steps < 0:
-        parser.error("--repeats must be >= 1, --warmup >= 2 and --steps >= 0")
-    for env_id in args.envs:
-        if env_id not in agentcomm.list_envs():
-            parser.error(
-                f"--envs: {env_id!r} is not registered; choose from {agentcomm.list_envs()}"
-            )
+        args.large_batch = min(args.large_batch, 64)
+        args.repeats, args.warmup, args.target_s = 2, 2, 0.1
+        args.max_step_s = min(args.max_step_s, 5.0)
+    if args.repeats < 1 or args.warmup < 2 or args.large_batch < 1:
+        parser.error("--repeats must be >= 1, --warmup >= 2 and --large-batch >= 1")
     return args
 
 
@@ -143,32 +155,6 @@ def cap_memory(extra_gb: float) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def time_steps(step: StepFn, worlds: int, agents: int, args: argparse.Namespace) -> Measurement:
-    """Warm up, pick the block length, and return the median of ``args.repeats`` blocks."""
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    if first > args.max_step_s:
-        raise Skipped(f"one step took {first:.1f} s > --max-step-s {args.max_step_s}")
-    # The first step pays one-off costs (lazy imports, caches); the block length is set
-    # from one more step.
-    t0 = time.perf_counter()
-    step()
-    per_step = time.perf_counter() - t0
-    for _ in range(args.warmup - 2):
-        step()
-    steps = args.steps or max(2, min(2000, math.ceil(args.target_s / max(per_step, 1e-6))))
-    rates, cpu_rates = [], []
-    for _ in range(args.repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            step()
-        rates.append(steps / (time.perf_counter() - t0))
-        cpu_rates.append(steps / max(time.process_time() - c0, 1e-9))
-    rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
-    return Measurement(rate * worlds, rate * worlds * agents, 1e3 / rate, steps, cpu_rate * worlds)
 
 
 def action_pool(shape: tuple[int, ...], steps: int, seed: int) -> torch.Tensor:
@@ -260,45 +246,81 @@ def make_vmas(batch: int, agents: int, max_steps: int, seed: int) -> StepFn:
     return step
 
 
-def measure(label: str, build: Callable[[], tuple[StepFn, int, int]], args) -> Measurement | None:
-    """Build, time and print one configuration; ``None`` when it was skipped."""
-    try:
-        step, worlds, agents = build()
-        result = time_steps(step, worlds, agents, args)
-    except Skipped as why:
-        print(f"  {label:<44} skipped ({why})", flush=True)
-        return None
-    except (RuntimeError, MemoryError) as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "memory" not in text.lower() and "allocate" not in text.lower():
-            raise
-        print(f"  {label:<44} skipped (out of memory: {text[:80]})", flush=True)
-        return None
-    finally:
-        gc.collect()
-    print(
-        f"  {label:<44} {result.env_steps_per_s:>12,.0f} env-steps/s "
-        f"{result.agent_steps_per_s:>13,.0f} agent-steps/s {result.ms_per_step:>10.3f} ms/step "
-        f"[cpu-time: {result.cpu_env_steps_per_s:>12,.0f} env-steps/s] "
-        f"({result.steps} steps x {args.repeats})",
-        flush=True,
-    )
-    return result
+def suite(args: argparse.Namespace) -> dict[str, Case]:
+    """Every configuration, keyed by a short name (``b<L>``: the large batch)."""
+    big = args.large_batch
+    sr = "SearchRescue-v0"
+    max_steps = env_class(sr).config_cls().max_steps
+    cases: dict[str, Case] = {}
+
+    def world(key: str, env_id: str, b: int, n: int, comm: dict[str, Any] | None) -> None:
+        def build() -> tuple[StepFn, int, int]:
+            step, w = make_agentcomm(env_id, b, n, comm, args.seed)
+            return step, b, w.num_agents
+
+        what = "default comm" if comm is None else ", ".join(f"{k}={v}" for k, v in comm.items())
+        cases[key] = Case(f"{env_id} B={b} N={n} {what}", build)
+
+    for b, tag in ((1, "b1"), (big, f"b{big}")):
+        world(f"sr_{tag}", sr, b, 4, None)
+        world(f"sr_nocomm_{tag}", sr, b, 4, {"budget": 0})
+        for mode in ("centralized", "hybrid"):
+            world(f"sr_{mode}_{tag}", sr, b, 4, {"mode": mode})
+        world(f"sr_centralized_n16_{tag}", sr, b, 16, {"mode": "centralized"})
+        world(f"ic_{tag}", "IntentCoverage-v0", b, 4, None)
+        world(f"tt_{tag}", "TargetTracking-v0", b, 4, None)
+    if not args.no_baselines:
+        cases["mpe2"] = Case(
+            "mpe2 simple_spread_v3 B=1 N=4", lambda: (make_mpe2(4, max_steps, args.seed), 1, 4)
+        )
+        cases[f"vmas_b{big}"] = Case(
+            f"vmas simple_spread B={big} N=4",
+            lambda: (make_vmas(big, 4, max_steps, args.seed), big, 4),
+        )
+    return cases
+
+
+def _skip_reason(err: BaseException) -> str | None:
+    """Why a configuration is skipped (out of memory), or ``None`` to re-raise ``err``."""
+    if isinstance(err, Skipped):
+        return str(err)
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, MemoryError) or "memory" in text.lower() or "allocate" in text.lower():
+        return f"out of memory: {text[:80]}"
+    return None
+
+
+def prepare(case: Case, args: argparse.Namespace) -> None:
+    """Build ``case``, warm it up and set its block length from the last warm-up step."""
+    step, case.worlds, case.agents = case.build()
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    if first > args.max_step_s:
+        raise Skipped(f"one step took {first:.1f} s > --max-step-s {args.max_step_s}")
+    per_step = first
+    for _ in range(args.warmup - 1):
+        t0 = time.perf_counter()
+        step()
+        per_step = time.perf_counter() - t0
+    case.steps = max(2, min(5000, math.ceil(args.target_s / max(per_step, 1e-6))))
+    case.step = step
+
+
+def run_block(case: Case) -> None:
+    """Time one block of ``case.steps`` steps and record its rates."""
+    step = case.step
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(case.steps):
+        step()
+    case.rates.append(case.steps / (time.perf_counter() - t0))
+    case.cpu_rates.append(case.steps / max(time.process_time() - c0, 1e-9))
 
 
 def fmt(value: float | None) -> str:
     if value is None:
-        return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def ratio(a: Measurement | None, b: Measurement | None, cpu: bool = False) -> float | None:
-    """``a / b`` in env-steps/s (wall time, or CPU time with ``cpu``); ``None`` if either is."""
-    if a is None or b is None:
-        return None
-    if cpu:
-        return a.cpu_env_steps_per_s / b.cpu_env_steps_per_s
-    return a.env_steps_per_s / b.env_steps_per_s
+        return "nan"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -307,97 +329,73 @@ def main(argv: list[str] | None = None) -> None:
     threads = torch.get_num_threads()
     print(
         f"torch {torch.__version__}, threads={threads}, OMP_NUM_THREADS="
-        f"{os.environ['OMP_NUM_THREADS']}, repeats={args.repeats}, "
-        f"memory cap +{args.max_memory_gb} GB",
+        f"{os.environ['OMP_NUM_THREADS']}, rounds={args.repeats}, block ~{args.target_s} s, "
+        f"large batch {args.large_batch}, memory cap +{args.max_memory_gb} GB",
         flush=True,
     )
-    comm_modes: dict[str, dict[str, Any] | None] = {"comm": None, "nocomm": {"budget": 0}}
-    results: dict[tuple, Measurement | None] = {}
-    max_steps = None
-    for env_id in args.envs:
-        for n in args.agents:
-            for b in args.batch_sizes:
-                for mode, comm in comm_modes.items():
+    cases = suite(args)
+    ready: list[Case] = []
+    for case in cases.values():
+        try:
+            prepare(case, args)
+            ready.append(case)
+        except (Skipped, RuntimeError, MemoryError) as err:
+            reason = _skip_reason(err)
+            if reason is None:
+                raise
+            print(f"  {case.label:<58} skipped ({reason})", flush=True)
+        gc.collect()
+    for r in range(args.repeats if ready else 0):
+        # Rotate the order each round, so no configuration always runs first or last.
+        for case in ready[r % len(ready) :] + ready[: r % len(ready)]:
+            run_block(case)
+    print(f"\n{'configuration':<58} {'env-steps/s':>12} {'ms/step':>10} {'cpu env-steps/s':>15} "
+          f"{'spread':>7} {'steps':>6}")  # fmt: skip
+    res: dict[str, Measurement | None] = {}
+    for key, case in cases.items():
+        m = res[key] = case.result()
+        if m is None:
+            continue
+        print(
+            f"{case.label:<58} {m.env_steps_per_s:>12,.0f} {m.ms_per_step:>10.3f} "
+            f"{m.cpu_env_steps_per_s:>15,.0f} {m.spread:>7.1%} {m.steps:>6}"
+        )
 
-                    def build(env_id=env_id, b=b, n=n, comm=comm):
-                        step, world = make_agentcomm(env_id, b, n, comm, args.seed)
-                        return step, b, world.num_agents
-
-                    label = f"{env_id} B={b} N={n} {mode}"
-                    results[(env_id, mode, b, n)] = measure(label, build, args)
-        if max_steps is None:
-            max_steps = env_class(env_id).config_cls().max_steps
-    if not args.no_baselines:
-        for n in args.agents:
-            label = f"mpe2 simple_spread_v3 B=1 N={n}"
-            results[("mpe2", 1, n)] = measure(
-                label, lambda n=n: (make_mpe2(n, max_steps, args.seed), 1, n), args
-            )
-            for b in args.batch_sizes:
-                label = f"vmas simple_spread B={b} N={n}"
-                results[("vmas", b, n)] = measure(
-                    label, lambda b=b, n=n: (make_vmas(b, n, max_steps, args.seed), b, n), args
-                )
-
-    print(
-        "\nenv-steps/s, median of the blocks (wall time); ratios are agentcomm / baseline "
-        "(> 1: agentcomm faster), the baseline being MPE2 at B = 1 and VMAS otherwise;\n"
-        "'cpu' ratios use each process's CPU time instead of wall time"
-    )
-    print(
-        f"{'env':<18} {'N':>3} {'B':>6} {'comm on':>10} {'comm off':>10} {'mpe2':>8} "
-        f"{'vmas':>10} {'on/base':>8} {'off/base':>8} {'on/base cpu':>11} {'off/base cpu':>12}"
-    )
-    for env_id in args.envs:
-        for n in args.agents:
-            for b in args.batch_sizes:
-                on = results.get((env_id, "comm", b, n))
-                off = results.get((env_id, "nocomm", b, n))
-                mpe = results.get(("mpe2", 1, n)) if b == 1 else None
-                vm = results.get(("vmas", b, n))
-                base = mpe if b == 1 else vm
-                cells = [ratio(on, base), ratio(off, base)]
-                cells += [ratio(on, base, cpu=True), ratio(off, base, cpu=True)]
-                print(
-                    f"{env_id:<18} {n:>3} {b:>6} {fmt(on and on.env_steps_per_s):>10} "
-                    f"{fmt(off and off.env_steps_per_s):>10} {fmt(mpe and mpe.env_steps_per_s):>8} "
-                    f"{fmt(vm and vm.env_steps_per_s):>10} {fmt(cells[0]):>8} {fmt(cells[1]):>8} "
-                    f"{fmt(cells[2]):>11} {fmt(cells[3]):>12}"
-                )
-    print(f"threads={threads}")
-
-    env_id, n = args.envs[0], min(args.agents)
-    b_min, b_max = min(args.batch_sizes), max(args.batch_sizes)
-    on_min, on_max = (
-        results.get((env_id, "comm", b_min, n)),
-        results.get((env_id, "comm", b_max, n)),
-    )
-    off_min = results.get((env_id, "nocomm", b_min, n))
-    off_max = results.get((env_id, "nocomm", b_max, n))
-    mpe, vm = results.get(("mpe2", 1, n)), results.get(("vmas", b_max, n))
-
-    def rate(m: Measurement | None) -> float | None:
+    def rate(key: str) -> float | None:
+        m = res.get(key)
         return None if m is None else m.env_steps_per_s
 
+    def over(a: str, b: str) -> float | None:
+        ra, rb = rate(a), rate(b)
+        return None if ra is None or rb is None else ra / rb
+
+    def cost_ratio(tag: str) -> float | None:
+        # Cost per agent-step at N = 16 over N = 4 (both centralized): 1 is linear in N.
+        r16, r4 = rate(f"sr_centralized_n16_{tag}"), rate(f"sr_centralized_{tag}")
+        return None if r16 is None or r4 is None else (r4 * 4) / (r16 * 16)
+
+    big = f"b{args.large_batch}"
     fields = {
-        f"b{b_min}_n{n}_comm_steps_per_s": rate(on_min),
-        f"b{b_min}_n{n}_nocomm_steps_per_s": rate(off_min),
-        f"mpe2_n{n}_steps_per_s": rate(mpe),
-        f"ratio_b{b_min}_vs_mpe2": ratio(on_min, mpe),
-        f"ratio_b{b_min}_nocomm_vs_mpe2": ratio(off_min, mpe),
-        f"ratio_b{b_min}_vs_mpe2_cpu": ratio(on_min, mpe, cpu=True),
-        f"b{b_max}_n{n}_comm_steps_per_s": rate(on_max),
-        f"b{b_max}_n{n}_nocomm_steps_per_s": rate(off_max),
-        f"vmas_b{b_max}_n{n}_steps_per_s": rate(vm),
-        f"ratio_b{b_max}_vs_vmas": ratio(on_max, vm),
-        f"ratio_b{b_max}_nocomm_vs_vmas": ratio(off_max, vm),
-        f"ratio_b{b_max}_vs_vmas_cpu": ratio(on_max, vm, cpu=True),
+        "ratio_b1_vs_mpe2": over("sr_b1", "mpe2"),
+        f"ratio_{big}_vs_vmas": over(f"sr_{big}", f"vmas_{big}"),
+        "n16_over_n4_per_agent_cost": cost_ratio(big),
+        "n16_over_n4_per_agent_cost_b1": cost_ratio("b1"),
     }
-    parts = [
-        f"{k}={'nan' if v is None else (f'{v:.0f}' if v >= 100 else f'{v:.4g}')}"
-        for k, v in fields.items()
-    ]
-    print("RESULT " + " ".join(parts) + f" threads={threads}")
+    for tag in ("b1", big):
+        fields[f"ic_over_sr_{tag}"] = over(f"ic_{tag}", f"sr_{tag}")
+        fields[f"tt_over_sr_{tag}"] = over(f"tt_{tag}", f"sr_{tag}")
+        fields[f"centralized_over_distributed_{tag}"] = over(f"sr_centralized_{tag}", f"sr_{tag}")
+        fields[f"hybrid_over_distributed_{tag}"] = over(f"sr_hybrid_{tag}", f"sr_{tag}")
+        fields[f"nocomm_over_comm_{tag}"] = over(f"sr_nocomm_{tag}", f"sr_{tag}")
+    fields.update(
+        {
+            "sr_b1_steps_per_s": rate("sr_b1"),
+            "mpe2_steps_per_s": rate("mpe2"),
+            f"sr_{big}_steps_per_s": rate(f"sr_{big}"),
+            f"vmas_{big}_steps_per_s": rate(f"vmas_{big}"),
+        }
+    )
+    print("RESULT " + " ".join(f"{k}={fmt(v)}" for k, v in fields.items()) + f" threads={threads}")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
 The world's stage functions are wrapped (in this process only, nothing in ``envs/`` is
 edited) with wall-clock timers; torch runs CPU ops synchronously, so wall time per stage
-is the stage's cost. Stages nest (``exchange`` holds ``send``, which holds the codec's
-``encode``/``deliver``/``decode``); each is reported with its *self* time (its own time less
+is the stage's cost. Stages nest (``exchange`` holds ``CommStack.exchange``, which holds the codec's
+``encode_cells`` on the fast path, or ``send`` and the codec's ``encode``/``deliver``/``decode``
+on the general path); each is reported with its *self* time (its own time less
 its timed children) and its share of the whole step loop, including ``reset_at``.
-``step (rest)`` is what :meth:`CommWorld.step` does itself: act, move, the cost and
-done bookkeeping.
+``step (rest)`` is what :meth:`CommWorld.step` does itself: act, move, the sensor
+increments, the cost and done bookkeeping.
 
 Optionally (``--torch-profiler``) the aten ops with the largest self CPU time and the number
 of top-level torch ops per step (what bounds ``B = 1``: each op costs microseconds of
@@ -86,20 +87,21 @@ class StageTimer:
 STAGES: list[tuple[Any, str, str]] = [
     (CommWorld, "step", "step (rest)"),
     (CommWorld, "reset_at", "reset_at"),
-    (CommWorld, "check_actions", "check_actions"),
+    (CommWorld, "_step_input", "step input checks"),
     (CommWorld, "_scenario_step", "scenario (rescue/move targets)"),
-    (world_module, "sense_window", "sense: sense_window"),
-    (world_module, "bayes_update_window", "sense: bayes_update_window x2"),
+    (world_module, "_sense_window", "sense: sense window"),
+    (world_module, "_add_window_increment", "sense: Bayes update (local, belief)"),
     (CommWorld, "_update_links", "links"),
     (CommWorld, "_exchange", "exchange (rest: ages, intents, budgets)"),
-    (CommWorld, "_peer_round", "exchange: peer round (rest: nonzero, gathers)"),
+    (CommWorld, "_peer_round", "exchange: peer round (rest: nonzero, intents)"),
     (CommWorld, "_centralized", "exchange: centralized (rest)"),
-    (CommStack, "send", "exchange: send (rest: header, estimate)"),
-    (Codec, "encode", "codec: encode (incl. intent order sort)"),
-    (Codec, "deliver", "codec: deliver (capacity rule)"),
-    (Codec, "decode", "codec: decode"),
+    (CommStack, "exchange", "exchange: CommStack.exchange (header, capacity)"),
+    (CommStack, "send", "exchange: send, general path (rest)"),
+    (Codec, "encode", "codec: encode (general path)"),
+    (Codec, "deliver", "codec: deliver (general path)"),
+    (Codec, "decode", "codec: decode (general path)"),
     (CommWorld, "_account", "exchange: accounting"),
-    (world_module, "metropolis_weights", "fuse: metropolis_weights"),
+    (world_module, "_metropolis_weights", "fuse: metropolis_weights"),
     (CommWorld, "_fuse_peer", "fuse: peer store / fuse_grid"),
     (CommWorld, "_fc_ingest", "fuse: fc ingest"),
     (CommWorld, "_apply_downlink", "fuse: downlink"),
@@ -112,9 +114,14 @@ STAGES: list[tuple[Any, str, str]] = [
 
 
 def install(timer: StageTimer, world: CommWorld) -> None:
-    """Wrap every stage; scenario overrides are wrapped on the world's own class."""
+    """Wrap every stage; scenario overrides are wrapped on the world's own class, and the
+    codec's sparse encoder (the fast path's) on the codec's class."""
     cls = type(world)
-    for owner, attr, name in STAGES:
+    stages = list(STAGES)
+    codec = world.comm.codec
+    if codec is not None and codec.cell_codec:
+        stages.append((type(codec), "encode_cells", "codec: encode_cells (fast path)"))
+    for owner, attr, name in stages:
         if owner is CommWorld and attr in vars(cls):
             owner = cls
         setattr(owner, attr, timer.wrap(name, getattr(owner, attr)))

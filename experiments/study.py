@@ -18,6 +18,7 @@ as ``comm.budget``) plus explicit ``points``, all on top of ``overrides``::
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = ["ExperimentConfig", "expand_points", "load_experiment", "nest"]
 @dataclass
 class ExperimentConfig(Config):
     name: str = "experiment"
+    """Names the results folder (``results/<name>``): letters, digits, ``_``, ``-`` and ``.``
+    only, so it cannot point outside ``results/``."""
     env_id: str = "SearchRescue-v0"
     policies: tuple[str, ...] = ("expert",)
     """``expert``, ``random`` or policy checkpoint directories."""
@@ -45,13 +48,27 @@ class ExperimentConfig(Config):
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
+        if not _NAME.fullmatch(self.name) or set(self.name) == {"."}:
+            raise ValueError(
+                f"{prefix}name={self.name!r} is not allowed; it names the folder results/<name>, "
+                "so use letters, digits, '_', '-' and '.' only (no '/', no '..')"
+            )
         if not self.seeds:
             raise ValueError(f"{prefix}seeds is empty; give at least one seed")
+        for i, seed in enumerate(self.seeds):
+            if not 0 <= seed < 2**31:
+                raise ValueError(
+                    f"{prefix}seeds[{i}]={seed!r} is out of range; seeds are integers in "
+                    "[0, 2**31 - 1]"
+                )
         if not self.policies:
             raise ValueError(f"{prefix}policies is empty; give at least one policy")
         for key, values in self.axes.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{prefix}axes.{key}={values!r} must be a non-empty list")
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -7,16 +7,67 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["add_arguments", "check_ray_address", "main"]
+
+#: Seconds to wait for a TCP connection to ``--address`` before giving up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _workers(text: str) -> int:
+    """``--workers``: an integer >= 1 (0 or a negative count is a mistake, not "in-process")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers={text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--workers={value} is not allowed; expected an integer >= 1 (1 runs in-process)"
+        )
+    return value
+
+
+def check_ray_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse a ``--address`` with nothing listening, within ``timeout_s`` seconds.
+
+    ``ray.init(address=...)`` retries an unreachable head node for minutes without a word;
+    a plain TCP connection to the same ``host:port`` says at once whether anything is
+    there. ``"auto"``/``"local"`` (Ray finds or starts the cluster itself) are not checked,
+    and a listening port that is not a Ray head is left to Ray.
+
+    Raises:
+        ValueError: naming the address, the reason and what to do.
+    """
+    text = address.strip()
+    if text in ("auto", "local"):
+        return
+    hostport = text.split("://", 1)[1] if "://" in text else text
+    host, sep, port_text = hostport.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(
+            f"--address={address!r} is not allowed; expected HOST:PORT (e.g. 10.0.0.5:6379), "
+            "ray://HOST:PORT or 'auto'"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"--address={address!r}: cannot reach a Ray cluster there within {timeout_s:g} s "
+            f"({err.strerror or err}); start one with `ray start --head` and pass the address "
+            "it prints, or drop --address to run on a local Ray instance (--workers)"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--out", default=None, help="results folder (default: results/<name>)")
-    parser.add_argument("--workers", type=int, default=2, help="local Ray workers (1: in-process)")
+    parser.add_argument(
+        "--workers", type=_workers, default=2, help="local Ray workers, >= 1 (1: in-process)"
+    )
     parser.add_argument("--address", default=None, help="address of a running Ray cluster")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -28,6 +79,10 @@ def main(args: argparse.Namespace) -> int:
     from .study import load_experiment
 
     cfg = load_experiment(args.config)
+    if isinstance(args.workers, bool) or not isinstance(args.workers, int) or args.workers < 1:
+        raise ValueError(f"workers={args.workers!r} is not allowed; expected an integer >= 1")
+    if args.address is not None:
+        check_ray_address(args.address)
     out = Path(args.out or f"results/{cfg.name}")
     out.mkdir(parents=True, exist_ok=True)
     rows = run_experiments(

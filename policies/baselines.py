@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from agentcomm._checks import check_choice, check_range
 from agentcomm.policies.ppo_common import (
@@ -203,7 +203,8 @@ def save_gaussian_actor(
     hidden: Sequence[int],
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Export a Gaussian policy's weights (``model.safetensors``) and ``config.json``.
+    """Export a Gaussian policy's weights (``model.safetensors``) and ``config.json``
+    (which records the weights' SHA-256, checked by :func:`load_gaussian_actor`).
 
     Args:
         path_dir: Directory (created).
@@ -215,6 +216,7 @@ def save_gaussian_actor(
     Returns:
         The directory.
     """
+    from agentcomm._integrity import WEIGHTS_HASH_KEY, sha256_file
     from agentcomm.config import atomic_write_text
 
     check_choice("kind", kind, ("rllib", "sb3"))
@@ -230,22 +232,29 @@ def save_gaussian_actor(
         "action_dim": int(action_dim),
         "hidden": [int(h) for h in hidden],
         "metadata": dict(metadata or {}),
+        WEIGHTS_HASH_KEY: sha256_file(path / _WEIGHTS),
     }
     atomic_write_text(path / _CONFIG, json.dumps(meta, indent=2, sort_keys=True))
     return path
 
 
 def load_gaussian_actor(path_dir: str | os.PathLike) -> GaussianActor:
-    """Rebuild an exported Gaussian policy (see :func:`save_gaussian_actor`), in eval mode."""
+    """Rebuild an exported Gaussian policy (see :func:`save_gaussian_actor`), in eval mode.
+
+    A damaged ``config.json`` or weights file (one whose SHA-256 differs from the recorded
+    one) raises ``ValueError`` naming the file."""
+    from agentcomm._integrity import check_sha256, load_tensors, read_json_file
+
     path = Path(path_dir)
     if not (path / _CONFIG).is_file():
         raise ValueError(f"path_dir={str(path)!r} holds no {_CONFIG}")
-    meta = json.loads((path / _CONFIG).read_text())
+    meta = read_json_file(path / _CONFIG, "policy config")
     kind = str(meta.get("kind", ""))
     check_choice("kind", kind, ("gaussian-rllib", "gaussian-sb3"))
     build = _rllib_module if kind == "gaussian-rllib" else _sb3_policy
     net = build(meta["obs_dim"], meta["action_dim"], meta["hidden"])
-    state = load_file(str(path / _WEIGHTS))
+    check_sha256(path / _WEIGHTS, path / _CONFIG, meta)
+    state = load_tensors(path / _WEIGHTS)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -5,10 +5,13 @@ Layout of a checkpoint directory::
     model.safetensors   every weight; a DPPO export holds ``base.*`` (frozen) and
                         ``actor_ft.*`` (fine-tuned) together, plus ``eval_noise``
     config.json         {"format_version": 1, "kind": "diffusion" | "dppo",
-                         "policy": DiffusionConfig fields, "metadata": caller's dict}
+                         "policy": DiffusionConfig fields, "metadata": caller's dict,
+                         "weights_sha256": SHA-256 of model.safetensors}
 
 Both files are written to a temporary file in the same directory and moved into place
 with ``os.replace`` (atomic on POSIX), so a crash never leaves a half-written checkpoint.
+Loading checks the weights against ``weights_sha256`` first, so a damaged or swapped
+weights file is refused by name (:mod:`agentcomm._integrity`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from agentcomm._integrity import (
+    WEIGHTS_HASH_KEY,
+    check_sha256,
+    load_tensors,
+    read_json_file,
+    sha256_file,
+)
 from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy, DPPOPolicy
 
 __all__ = [
@@ -102,25 +112,27 @@ def save_policy(
     kind = _kind_of(policy)
     path = Path(path_dir)
     path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    _atomic_write(path / _WEIGHTS, lambda tmp: save_file(tensors, tmp))
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "policy": policy.config.to_dict(),
         "metadata": dict(config or {}),
+        WEIGHTS_HASH_KEY: sha256_file(path / _WEIGHTS),
     }
     text = json.dumps(meta, indent=2, sort_keys=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    _atomic_write(path / _WEIGHTS, lambda tmp: save_file(tensors, tmp))
     _atomic_write(path / _CONFIG, lambda tmp: Path(tmp).write_text(text))
     return path
 
 
 def read_config(path_dir: str | os.PathLike) -> dict[str, object]:
-    """Read a checkpoint's ``config.json`` (``kind``, ``policy``, ``metadata``)."""
+    """Read a checkpoint's ``config.json`` (``kind``, ``policy``, ``metadata``); a damaged
+    file raises ``ValueError`` naming it."""
     path = Path(path_dir) / _CONFIG
     if not path.is_file():
         raise ValueError(f"path_dir={str(path_dir)!r} holds no {_CONFIG}; not a policy checkpoint")
-    meta = json.loads(path.read_text())
+    meta = read_json_file(path, "policy config")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"checkpoint format_version={meta.get('format_version')!r}; "
@@ -147,9 +159,13 @@ def load_policy(
 
     Raises:
         ValueError: If the checkpoint's values differ from ``expected_config`` (naming
-            every differing key), a key is unknown, or the weights do not fit the config.
+            every differing key), a key is unknown, the weights file is damaged (its
+            SHA-256 is not the one ``config.json`` records; the message names the file),
+            or the weights do not fit the config.
     """
     meta = read_config(path_dir)
+    weights = Path(path_dir) / _WEIGHTS
+    check_sha256(weights, Path(path_dir) / _CONFIG, meta)
     stored = {"kind": meta["kind"], **meta["policy"]}
     if expected_config:
         unknown = sorted(set(expected_config) - set(stored))
@@ -165,7 +181,7 @@ def load_policy(
     policy = (
         DiffusionPolicy.from_config(config) if meta["kind"] == "diffusion" else DPPOPolicy(config)
     )
-    state = load_file(str(Path(path_dir) / _WEIGHTS))
+    state = load_tensors(weights)
     try:
         policy.load_state_dict(state, strict=True)
     except RuntimeError as err:

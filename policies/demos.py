@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from agentcomm._checks import check_range
@@ -189,18 +189,18 @@ def save_demos(path: str | os.PathLike, demos: Demonstrations) -> Path:
 
 
 def load_demos(path: str | os.PathLike) -> Demonstrations:
-    """Read demonstrations written by :func:`save_demos`."""
-    from safetensors import safe_open
+    """Read demonstrations written by :func:`save_demos`; a damaged file raises
+    ``ValueError`` naming it."""
+    from agentcomm._integrity import load_tensors, tensors_metadata
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path={str(path)!r} is not a file")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = tensors_metadata(path)
     missing = sorted({"env_id", "env_config", "seed", "episodes", "successes"} - set(meta))
     if missing:
         raise ValueError(f"{str(path)!r} is not a demonstrations file (metadata lacks {missing})")
-    tensors = load_file(str(path))
+    tensors = load_tensors(path)
     return Demonstrations(
         obs=tensors["obs"],
         actions=tensors["actions"],

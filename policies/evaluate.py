@@ -78,9 +78,10 @@ class EvalResult:
         success_stderr: Binomial standard error ``sqrt(p (1 - p) / episodes)``.
         return_mean, return_std: Team return (sum of the shared per-step reward).
         length_mean: Steps per episode.
-        channel_uses_per_agent_step: Complex channel uses per agent per step (peer and
-            uplink messages the agents sent; the fusion centre's downlinks excluded).
-        bits_per_agent_step: Bits per agent per step.
+        channel_uses_per_agent_step: Complex channel uses per agent per step: peer messages,
+            uplinks and the fusion centre's downlinks (the world's ``channel_uses``).
+        bits_per_agent_step: Information bits per agent per step, over the same messages
+            (an analog message's: the capacity of the uses it spent).
     """
 
     episodes: int

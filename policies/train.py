@@ -489,11 +489,87 @@ def _module_ids(config: TrainConfig) -> list[str]:
 
 
 def _latest_checkpoint(out: Path) -> tuple[int, Path] | None:
+    """``(iteration, directory)`` that ``rllib/LATEST.json`` names, or ``None`` without one;
+    a damaged pointer, or one naming a missing directory, raises ``ValueError`` naming it."""
+    from agentcomm._integrity import read_json_file
+
     pointer = out / "rllib" / _LATEST
     if not pointer.is_file():
         return None
-    info = json.loads(pointer.read_text())
-    return int(info["iteration"]), out / "rllib" / info["path"]
+    info = read_json_file(pointer, "checkpoint pointer")
+    iteration, name = info.get("iteration"), info.get("path")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or not isinstance(name, str):
+        raise ValueError(
+            f'{pointer} must hold {{"iteration": N, "path": "iter_..."}}; got {info!r}'
+        )
+    path = out / "rllib" / name
+    if not path.is_dir():
+        raise ValueError(f"{pointer} names {name!r}, but {path} does not exist")
+    return iteration, path
+
+
+#: TrainConfig keys a resumed run may change: how long it runs, what it prints, where it
+#: computes and how it is evaluated afterwards. Any other difference from the run's
+#: ``train_config.yaml`` would make the checkpoint and its recorded config disagree.
+_RESUME_MAY_CHANGE = frozenset(
+    {"iterations", "time_budget_s", "progress", "device", "eval_episodes", "eval_split"}
+)
+
+
+def _check_resume(config: TrainConfig, out: Path) -> None:
+    """Refuse a resume that would lose or misdescribe a run, before anything is written.
+
+    A resume needs the run's ``train_config.yaml`` and a complete checkpoint (RLlib:
+    ``rllib/LATEST.json``; SB3: ``sb3/model.zip``); without one the run would restart from
+    iteration 0 and overwrite ``progress.csv`` and the checkpoints. ``config`` may differ
+    from the recorded config only in :data:`_RESUME_MAY_CHANGE`.
+    """
+    recorded = out / "train_config.yaml"
+    if not recorded.is_file():
+        raise ValueError(
+            f"resume: {out} holds no train_config.yaml, so it is not a training run directory "
+            "(or not one this run wrote); pass the --out of the run to resume"
+        )
+    stored = TrainConfig.load(recorded)
+    new, old = config.to_dict(), stored.to_dict()
+    conflicts = sorted(k for k in new if k not in _RESUME_MAY_CHANGE and new[k] != old.get(k))
+    if conflicts:
+        detail = ", ".join(f"{k}: run has {old.get(k)!r}, given {new[k]!r}" for k in conflicts)
+        raise ValueError(
+            f"resume: the overrides conflict with {recorded} ({detail}); a resumed run may "
+            f"change only {sorted(_RESUME_MAY_CHANGE)}. Drop those overrides, or start a "
+            "new run with another --out"
+        )
+    if config.algo == "sb3-ppo":
+        if not (out / "sb3" / "model.zip").is_file():
+            found = (
+                sorted(p.name for p in (out / "sb3").iterdir()) if (out / "sb3").is_dir() else []
+            )
+            raise ValueError(
+                f"resume: {out / 'sb3' / 'model.zip'} does not exist (found in sb3/: {found}); "
+                "there is nothing to resume from, and restarting would overwrite "
+                "sb3/progress.csv. Start a new run with another --out"
+            )
+        return
+    pointer = out / "rllib" / _LATEST
+    if _latest_checkpoint(out) is None:
+        root = out / "rllib"
+        found = sorted(p.name for p in root.glob("iter_*") if p.is_dir()) if root.is_dir() else []
+        if found:
+            newest = found[-1]
+            hint = (
+                f"checkpoints found: {found}. To resume from one, write {pointer} as "
+                f'{{"iteration": {int(newest.split("_")[-1])}, "path": "{newest}"}} (the newest '
+                "may be incomplete if the run was killed while saving it: then name the one "
+                "before it)"
+            )
+        else:
+            hint = f"no checkpoints found under {root}"
+        raise ValueError(
+            f"resume: {pointer} is missing, so no checkpoint is known to be complete; "
+            "refusing to restart from iteration 0 (that would overwrite progress.csv and the "
+            f"checkpoints). {hint}; or start a new run with another --out"
+        )
 
 
 def _save_checkpoint(algo: Any, out: Path, iteration: int) -> None:
@@ -703,6 +779,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if resume and config.algo == "bc":
         raise ValueError("resume is supported for algo 'dppo', 'ppo' and 'sb3-ppo', not 'bc'")
     out = Path(config.out)
+    if resume:
+        _check_resume(config, out)  # before train_config.yaml is rewritten
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "train_config.yaml")
     torch.manual_seed(config.seed)
@@ -749,7 +827,22 @@ def main(args: argparse.Namespace) -> int:
     import yaml
 
     if args.resume is not None:
-        base = TrainConfig.load(Path(args.resume) / "train_config.yaml")
+        recorded = Path(args.resume) / "train_config.yaml"
+        if args.config is not None:
+            raise ValueError(
+                f"--config and --resume exclude each other: a resumed run reads its own {recorded}"
+            )
+        if args.out is not None and Path(args.out) != Path(args.resume):
+            raise ValueError(
+                f"--out={args.out!r} conflicts with --resume={args.resume!r}: a run resumes "
+                "in its own directory"
+            )
+        if not recorded.is_file():
+            raise ValueError(
+                f"--resume={args.resume!r}: {recorded} does not exist; pass the output "
+                "directory of the run to resume"
+            )
+        base = TrainConfig.load(recorded)
     elif args.config is not None:
         base = TrainConfig.load(args.config)
     else:

@@ -236,19 +236,32 @@ def _combine(means: torch.Tensor, info: torch.Tensor, omega: torch.Tensor) -> Ga
     return GaussianBelief(mean=mean, cov=cov.expand(*mean.shape, mean.shape[-1]))
 
 
-def _ci_objective(info: torch.Tensor, omega: torch.Tensor, criterion: str) -> torch.Tensor:
-    """``tr P(omega)`` or ``log det P(omega)``, ``P(omega)^{-1} = sum_m omega_m info_m``."""
-    j = (omega[..., None, None] * info).sum(dim=-3)
+def _ci_objective(
+    info: torch.Tensor,
+    omega: torch.Tensor,
+    criterion: str,
+    j: torch.Tensor | None = None,
+    p: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``tr P(omega)`` or ``log det P(omega)``, ``P(omega)^{-1} = sum_m omega_m info_m``;
+    ``j`` (that sum) and ``p`` (its inverse) when the caller has them."""
+    if j is None:
+        j = (omega[..., None, None] * info).sum(dim=-3)
     if criterion == "trace":
-        return torch.linalg.inv(j).diagonal(dim1=-2, dim2=-1).sum(-1)
+        p = torch.linalg.inv(j) if p is None else p
+        return p.diagonal(dim1=-2, dim2=-1).sum(-1)
     return -torch.linalg.slogdet(j).logabsdet
 
 
-def _ci_gradient(info: torch.Tensor, omega: torch.Tensor, criterion: str) -> torch.Tensor:
+def _ci_gradient(
+    info: torch.Tensor, omega: torch.Tensor, criterion: str, p: torch.Tensor | None = None
+) -> torch.Tensor:
     r""":math:`\partial f/\partial\omega_m`: :math:`-\mathrm{tr}(P I_m P)` (trace) or
-    :math:`-\mathrm{tr}(P I_m)` (log det), ``[..., M]``."""
-    j = (omega[..., None, None] * info).sum(dim=-3)
-    p = torch.linalg.inv(j).unsqueeze(-3)
+    :math:`-\mathrm{tr}(P I_m)` (log det), ``[..., M]``; ``p``: :math:`P(\omega)` when the
+    caller has it."""
+    if p is None:
+        p = torch.linalg.inv((omega[..., None, None] * info).sum(dim=-3))
+    p = p.unsqueeze(-3)
     weight = p @ p if criterion == "trace" else p
     return -(info * weight.transpose(-1, -2)).sum(dim=(-2, -1))
 
@@ -345,16 +358,23 @@ def _mirror_descent_omega(
 ) -> torch.Tensor:
     inv_tr = 1.0 / covs.diagonal(dim1=-2, dim2=-1).sum(-1)
     omega = inv_tr / inv_tr.sum(dim=-1, keepdim=True)
-    best, best_f = omega, _ci_objective(info, omega, criterion)
+    # Each iterate's information sum (and, for the trace, its inverse) serves both its
+    # objective and the next step's gradient: the very tensors _ci_objective and
+    # _ci_gradient would compute, formed once.
+    j = (omega[..., None, None] * info).sum(dim=-3)
+    p = torch.linalg.inv(j)
+    best, best_f = omega, _ci_objective(info, omega, criterion, j, p)
     for t in range(iterations):
-        g = _ci_gradient(info, omega, criterion)
+        g = _ci_gradient(info, omega, criterion, p)
         # Only the gradient's differences matter on the simplex; dividing by its spread makes
         # the step scale-free (covariances in m^2 or km^2 behave the same).
         g = g - g.mean(dim=-1, keepdim=True)
         g = g / g.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
         step = 1.0 / math.sqrt(t + 1.0)
         omega = torch.softmax(torch.log(omega.clamp_min(1e-30)) - step * g, dim=-1)
-        fo = _ci_objective(info, omega, criterion)
+        j = (omega[..., None, None] * info).sum(dim=-3)
+        p = torch.linalg.inv(j)
+        fo = _ci_objective(info, omega, criterion, j, p)
         better = fo < best_f
         best = torch.where(better.unsqueeze(-1), omega, best)
         best_f = torch.where(better, fo, best_f)

@@ -231,6 +231,19 @@ def sense_window(
         :class:`WindowObservation`; feed it to :func:`bayes_update_window`.
     """
     _check_sense_inputs(true_map, pos, radius, pd, pfa)
+    return _sense_window(true_map, pos, radius, pd, pfa, generator)
+
+
+def _sense_window(
+    true_map: torch.Tensor,
+    pos: torch.Tensor,
+    radius: float,
+    pd: float,
+    pfa: float,
+    generator: torch.Generator | None,
+) -> WindowObservation:
+    """:func:`sense_window` without validation (the batched world's inputs are valid by
+    construction); the same operations and draws."""
     b, height, width = true_map.shape
     n = pos.shape[1]
     select, offsets, span = _window_tables(radius, pos.device, pos.dtype)
@@ -238,24 +251,38 @@ def sense_window(
     # toward the grid, which never increases the distance to an on-grid cell centre, and the
     # offsets hold for any point of the closed anchor cell, so agents on the border
     # (pos == H) or off the grid still get every in-range cell among their candidates.
-    row_d2, row_anchor = _strip(pos[..., 0], span, height)
-    col_d2, col_anchor = _strip(pos[..., 1], span, width)
+    if height == width:
+        # Both axes in one pass: the same elementwise arithmetic as two _strip calls.
+        d2, anchors = _strip(pos, span, height)
+        strips = d2.reshape(b, n, -1)
+        row_anchor, col_anchor = anchors.unbind(-1)
+    else:
+        row_d2, row_anchor = _strip(pos[..., 0], span, height)
+        col_d2, col_anchor = _strip(pos[..., 1], span, width)
+        strips = torch.cat([row_d2, col_d2], dim=-1)
     # Squared distances are separable: computed on the [B, N, R] strips of the window's
     # bounding box, then combined for the K disk cells by a product with a fixed 0/1 matrix,
     # which on CPU is ~4x faster than advanced indexing. Each output is dr^2 + dc^2 plus exact
     # zeros, so it is bit-identical to the dense path's value.
-    strips = torch.cat([row_d2, col_d2], dim=-1)
     in_range = (strips @ select) <= radius * radius
     anchor = (row_anchor * width + col_anchor).long()
-    cells = (anchor.unsqueeze(-1) + (offsets[:, 0] * width + offsets[:, 1])).clamp_(
+    cells = (anchor.unsqueeze(-1) + _flat_offsets(radius, width, pos.device)).clamp_(
         0, height * width - 1
     )
     occupied = true_map.reshape(b, height * width).gather(-1, cells.view(b, -1)).view(b, n, -1)
     u = torch.rand(cells.shape, generator=generator, device=pos.device)
-    hit = torch.where(occupied, u < pd, u < pfa)
+    # u < pd where occupied, u < pfa elsewhere (the probabilities compared as float32).
+    hit = u < torch.where(occupied, pd, pfa)
     return WindowObservation(
         cells=cells, in_range=in_range, detections=hit & in_range, height=height, width=width
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _flat_offsets(radius: float, width: int, device: torch.device) -> torch.Tensor:
+    """long ``[K]``: the window offsets of :func:`window_offsets` as flat cell steps."""
+    offsets = _window_tables(radius, device, torch.float32)[1]
+    return offsets[:, 0] * width + offsets[:, 1]
 
 
 @functools.lru_cache(maxsize=32)
@@ -276,11 +303,12 @@ def _window_tables(
 
 
 def _strip(coord: torch.Tensor, span: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One axis of the window around each agent.
+    """One axis of the window around each agent (``coord [...]``: any leading shape, e.g.
+    ``[B, N]`` for one axis or ``[B, N, 2]`` for both axes of a square grid).
 
-    Returns the squared distance to each strip cell's centre ``[B, N, R]`` (the dtype's largest
+    Returns the squared distance to each strip cell's centre ``[..., R]`` (the dtype's largest
     finite value off the grid, never inf, so that the selection product cannot form
-    ``inf * 0``) and the anchor cell index ``[B, N]`` (integer-valued float).
+    ``inf * 0``) and the anchor cell index ``[...]`` (integer-valued float).
     """
     anchor = coord.floor().clamp(0, size - 1)
     idx = anchor.unsqueeze(-1) + span.to(coord.dtype)
@@ -381,9 +409,23 @@ def bayes_update_window(
     )
     _check_clamp(clamp)
     hit, miss = sensor_increments(pd, pfa)
-    b, n, _ = obs.cells.shape
     inc = torch.where(obs.in_range, _increment(obs.detections, hit, miss, logodds), 0.0)
-    out = logodds.clone()
+    return _add_window_increment(logodds, obs, inc, clamp)
+
+
+def _add_window_increment(
+    logodds: torch.Tensor,
+    obs: WindowObservation,
+    inc: torch.Tensor,
+    clamp: float | None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """The update of :func:`bayes_update_window` from its increments ``inc [B, N, K]`` (0
+    outside the range), unvalidated, so a caller updating two beliefs with one scan computes
+    the increments once: a new tensor, or ``logodds`` itself updated with ``inplace``
+    (contiguous; the same values)."""
+    b, n, _ = obs.cells.shape
+    out = logodds if inplace else logodds.clone()
     flat = out.view(b, n, obs.height * obs.width)
     # Off-grid candidates add 0.0 to some on-grid cell: exact no-ops.
     flat.scatter_add_(-1, obs.cells, inc)
@@ -486,8 +528,10 @@ def kl_to_truth(
         float bits, ``[B, N, H, W]`` or ``[B, N]``.
     """
     truth = _truth_like(logodds, true_map)
-    signed = torch.where(truth, -logodds, logodds)
-    return _reduce(torch.nn.functional.softplus(signed) / _LN2, reduction)
+    # -l where occupied, l elsewhere: a product with the (broadcast) sign is exact and
+    # passes over the beliefs once.
+    sign = torch.where(truth, -1.0, 1.0).to(logodds.dtype)
+    return _reduce(torch.nn.functional.softplus(logodds * sign) / _LN2, reduction)
 
 
 def mse_to_truth(

@@ -63,14 +63,19 @@ class LogDistancePathLoss:
             raise ValueError(
                 f"distance holds {int((distance < 0).sum())} negative value(s); must be >= 0"
             )
+        if self.shadowing_std_db > 0.0 and generator is None:
+            raise ValueError(
+                f"generator=None but shadowing_std_db={self.shadowing_std_db} > 0; "
+                "pass a torch.Generator for the shadowing draw"
+            )
+        return self._loss_db(distance, generator)
+
+    def _loss_db(self, distance: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """:meth:`loss_db` without validation, for callers whose distances are finite and
+        non-negative by construction (the batched world's per-step links)."""
         ratio = distance.clamp_min(self.ref_distance) / self.ref_distance
         loss = self.ref_loss_db + 10.0 * self.exponent * torch.log10(ratio)
         if self.shadowing_std_db > 0.0:
-            if generator is None:
-                raise ValueError(
-                    f"generator=None but shadowing_std_db={self.shadowing_std_db} > 0; "
-                    "pass a torch.Generator for the shadowing draw"
-                )
             shadow = torch.randn(
                 distance.shape, generator=generator, dtype=distance.dtype, device=distance.device
             )
@@ -101,6 +106,17 @@ class LogDistancePathLoss:
         check_finite("tx_power_dbm", p_tx)
         check_finite("noise_floor_dbm", noise)
         return p_tx - loss - noise
+
+    def _snr_db(
+        self,
+        distance: torch.Tensor,
+        p_tx: torch.Tensor,
+        noise: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """:meth:`snr_db` without validation; ``p_tx`` and ``noise`` are 0-d tensors in the
+        distances' dtype (the same arithmetic, so the same values bit for bit)."""
+        return p_tx - self._loss_db(distance, generator) - noise
 
     def __repr__(self) -> str:
         return (

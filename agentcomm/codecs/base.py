@@ -212,6 +212,10 @@ class Codec(ABC):
 
     name: ClassVar[str]
     digital: ClassVar[bool]
+    #: Digital codecs that send a subset of cells at quantized levels (quantized, top-k) also
+    #: offer :meth:`cell_plan` and :meth:`encode_cells`, a sparse form of encode + decode
+    #: that the batched world's exchange uses instead of ``[M, n]`` estimates.
+    cell_codec: ClassVar[bool] = False
 
     def __init__(self, source_shape: Sequence[int]) -> None:
         if (
@@ -351,6 +355,41 @@ class Codec(ABC):
     @abstractmethod
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
         """Return the ``[M, n]`` estimate assuming delivery; ``prior`` is ``[M, n]``."""
+
+    # ------------------------------------------------------------------ sparse cell codecs
+    def cell_plan(self, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cell codecs (:attr:`cell_codec`): int64 ``[K]`` each, for budgets ``[K]`` (>= 1):
+        the cells sent, the bits and the channel uses, exactly as :meth:`encode` counts them."""
+        raise NotImplementedError(f"{self.name!r} is not a cell codec")
+
+    def encode_cells(
+        self,
+        source: torch.Tensor,
+        rows: torch.Tensor,
+        width: int,
+        goal: torch.Tensor | None,
+        prior: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell codecs: the first ``width`` cells each message would send and the levels its
+        receiver decodes there, without validation or ``[M, n]`` estimates.
+
+        Message ``m`` carries ``source[rows[m]]``; where :meth:`encode` sends ``v`` cells, they
+        are the first ``v`` of the returned ones (``width`` must be at least the largest
+        ``v``), and a delivered message decodes to those levels there and to ``prior``
+        elsewhere, bit for bit what :meth:`decode` gives.
+
+        Args:
+            source: float ``[R, *S]``, contiguous.
+            rows: int64 ``[M]``, rows of ``source``.
+            width: ``W``, cells per message to return.
+            goal: float ``[M, 2]`` receivers' goals on cell centres (integer coordinates
+                inside the grid, as the world sends them), or ``None``.
+            prior: the receivers' prior value of every cell.
+        Returns:
+            ``cells`` int64 ``[M, W]`` (distinct per row) and ``levels`` ``[M, W]`` (the
+            dtype of ``source``).
+        """
+        raise NotImplementedError(f"{self.name!r} is not a cell codec")
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -76,13 +76,20 @@ def intent_order(source_shape: Sequence[int], intent: torch.Tensor) -> torch.Ten
         & (intent[:, 1] >= 0).all()
         & (intent[:, 1] < w).all()
     )
-    if bool(on_cell) and intent.shape[0] > 0:
+    if bool(on_cell) and intent.shape[0] > 0 and (h * w) ** 2 <= _TABLE_MAX_ENTRIES:
         # Goals at cell centres (what the environments send) take their order from a table
         # built by the very same sort, once per grid: a gather instead of an [M, H*W] sort.
+        # The table is quadratic in the cells, so large grids sort per message instead
+        # (memory linear in the cells; the same stable sort, so the same order).
         table = _cell_order_table(h, w, intent.dtype, str(intent.device))
         cell = intent[:, 0].long() * w + intent[:, 1].long()
         return table[cell]
     return torch.sort(squared, dim=1, stable=True).indices
+
+
+#: Largest table of :func:`_cell_order_table` (entries, int64): 64 x 64 grids (128 MiB).
+#: A 256 x 256 grid would need 34 GB.
+_TABLE_MAX_ENTRIES = (64 * 64) ** 2
 
 
 @functools.lru_cache(maxsize=8)

@@ -8,7 +8,7 @@ import torch
 
 from agentcomm._checks import check_positive, check_range
 from agentcomm.codecs.base import Codec, Message, Received
-from agentcomm.codecs.intent import selection_order
+from agentcomm.codecs.intent import intent_order, selection_order
 
 __all__ = ["QuantizedCodec", "UniformQuantizer", "scatter_sent_levels"]
 
@@ -57,6 +57,26 @@ class UniformQuantizer:
         """Reconstruction levels (cell midpoints) of ``indices``, in ``dtype``."""
         return (self.lo + (indices.to(torch.float64) + 0.5) * self.step).to(dtype)
 
+    def reconstruct(self, values: torch.Tensor) -> torch.Tensor:
+        """``dequantize(quantize(values), values.dtype)``, the same values bit for bit: the
+        quantization's float64 arithmetic in place on one copy, and the levels from a
+        table (up to 2**16 levels), which is several times faster on large batches."""
+        if self.bits > _TABLE_MAX_BITS:
+            return self.dequantize(self.quantize(values), values.dtype)
+        x = values.to(torch.float64, copy=True)
+        index = x.sub_(self.lo).div_(self.step).floor_().clamp_(0, self.levels - 1).long()
+        key = (str(values.device), values.dtype)
+        tables = self.__dict__.setdefault("_levels", {})
+        if key not in tables:
+            tables[key] = self.dequantize(
+                torch.arange(self.levels, device=values.device), values.dtype
+            )
+        return tables[key].take(index)
+
+
+#: :meth:`UniformQuantizer.reconstruct` tables the levels of up to 2**16.
+_TABLE_MAX_BITS = 16
+
 
 def scatter_sent_levels(
     prior: torch.Tensor,
@@ -104,6 +124,7 @@ class QuantizedCodec(Codec):
 
     name = "quantized"
     digital = True
+    cell_codec = True
 
     def __init__(
         self,
@@ -116,6 +137,7 @@ class QuantizedCodec(Codec):
         self.quantizer = UniformQuantizer(bits_per_value, range)
         self.rate = float(check_positive("rate", rate))
         self._params = {"bits_per_value": bits_per_value, "rate": self.rate, "range": range}
+        self._goal_tables: dict[tuple[int, str], torch.Tensor] = {}
 
     def _encode(
         self,
@@ -147,3 +169,48 @@ class QuantizedCodec(Codec):
             msg.payload["indices"],
             self.quantizer,
         )
+
+    def cell_plan(self, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        count, bits = self._cells_that_fit(budget, self.rate, self.quantizer.bits)
+        return count, bits, self._uses_for_bits(bits, self.rate)
+
+    def encode_cells(
+        self,
+        source: torch.Tensor,
+        rows: torch.Tensor,
+        width: int,
+        goal: torch.Tensor | None,
+        prior: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        order = self._goal_order(goal, rows.shape[0], width, source.device)
+        values = source.take((rows * self.n).unsqueeze(1) + order)
+        return order, self.quantizer.reconstruct(values)
+
+    def _goal_order(
+        self, goal: torch.Tensor | None, m: int, width: int, device: torch.device
+    ) -> torch.Tensor:
+        """int64 ``[M, W]``: the first ``W`` cells of :func:`selection_order` (goals on cell
+        centres), from a ``[H*W, W]`` table per width and device built once by
+        :func:`~agentcomm.codecs.intent.intent_order` itself (one gather per exchange)."""
+        if goal is None:
+            return torch.arange(width, device=device).expand(m, width)
+        h, w = self.source_shape
+        if h * w > _GOAL_TABLE_MAX_CELLS:
+            return intent_order(self.source_shape, goal)[:, :width]
+        key = (width, str(device))
+        table = self._goal_tables.get(key)
+        if table is None:
+            rows, cols = torch.meshgrid(
+                torch.arange(h, dtype=goal.dtype, device=device),
+                torch.arange(w, dtype=goal.dtype, device=device),
+                indexing="ij",
+            )
+            goals = torch.stack([rows.reshape(-1), cols.reshape(-1)], 1)
+            table = intent_order(self.source_shape, goals)[:, :width].contiguous()
+            self._goal_tables[key] = table
+        return table[goal[:, 0].long() * w + goal[:, 1].long()]
+
+
+#: Grids above this many cells sort per message instead of keeping a goal table
+#: (:meth:`QuantizedCodec._goal_order`; the order is the same stable sort either way).
+_GOAL_TABLE_MAX_CELLS = 64 * 64

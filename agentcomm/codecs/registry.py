@@ -19,7 +19,7 @@ from agentcomm.codecs.quantized import QuantizedCodec
 from agentcomm.codecs.raw import RawCodec
 from agentcomm.codecs.topk import TopKCodec
 
-__all__ = ["available_codecs", "make_codec", "register_codec"]
+__all__ = ["available_codecs", "codec_class", "make_codec", "register_codec"]
 
 _REGISTRY: dict[str, type[Codec] | str] = {
     "raw": RawCodec,
@@ -73,6 +73,13 @@ def _resolve(name: str) -> type[Codec]:
         if not (inspect.isclass(entry) and issubclass(entry, Codec)):
             raise ValueError(f"codec {name!r} points to {entry!r}, which is not a Codec subclass")
     return entry
+
+
+def codec_class(name: str) -> type[Codec]:
+    """The class registered as ``name`` (a lazy entry point is imported now)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"codec={name!r} is not registered; choose one of {available_codecs()}")
+    return _resolve(name)
 
 
 def make_codec(name: str, source_shape: Sequence[int], **params: Any) -> Codec:

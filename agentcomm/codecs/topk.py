@@ -46,6 +46,7 @@ class TopKCodec(Codec):
 
     name = "topk"
     digital = True
+    cell_codec = True
 
     def __init__(
         self,
@@ -96,6 +97,28 @@ class TopKCodec(Codec):
             payload={"cells": cells, "indices": self.quantizer.quantize(values.gather(1, cells))},
             context={"count": count},
         )
+
+    def cell_plan(self, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        count, bits = self._cells_that_fit(budget, self.rate, self.bits_per_cell)
+        return count, bits, self._uses_for_bits(bits, self.rate)
+
+    def encode_cells(
+        self,
+        source: torch.Tensor,
+        rows: torch.Tensor,
+        width: int,
+        goal: torch.Tensor | None,
+        prior: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The scores need every cell: the rows are gathered whole ([M, n]).
+        values = source.reshape(source.shape[0], self.n)[rows]
+        score = (values - prior).abs()
+        if goal is not None:
+            score = score * intent_weight(self.source_shape, goal, self.intent_scale).to(
+                score.dtype
+            )
+        cells = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :width]
+        return cells, self.quantizer.reconstruct(values.gather(1, cells))
 
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
         msg = received.message

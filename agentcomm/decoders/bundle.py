@@ -11,7 +11,8 @@ the largest ``k <= b``; below the smallest ``k`` nothing is sent.
 Layout of a bundle folder (written by :meth:`DecoderBundle.save`, by
 ``agentcomm train-decoder``)::
 
-    bundle.json          grid, clip, the k values, receiver settings, training config
+    bundle.json          grid, clip, the k values, receiver settings, training config,
+                         the SHA-256 of each cddm.safetensors (calibration_sha256)
     prior/               model.safetensors + config.json   (DiffusionPrior)
     k16/                 model.safetensors + config.json   (JSCC, channel_uses=16)
                          cddm.safetensors                  (CDDM calibration table)
@@ -33,8 +34,9 @@ from typing import Any, Literal
 import torch
 
 from agentcomm._checks import check_tensor
+from agentcomm._integrity import check_sha256, read_json_file, sha256_file
 from agentcomm.config import atomic_write_text
-from agentcomm.decoders.cddm import CDDMReceiver
+from agentcomm.decoders.cddm import CALIBRATION_FILE, CDDMReceiver
 from agentcomm.decoders.diffcom import DiffComReceiver
 from agentcomm.decoders.jscc import JSCC, JSCCConfig, load_checkpoint, save_checkpoint
 from agentcomm.decoders.prior import DiffusionPrior, PriorConfig
@@ -144,6 +146,9 @@ class DecoderBundle:
             "width": c.width,
             "clip": c.clip,
             "channel_uses": list(self.channel_uses),
+            "calibration_sha256": {
+                str(k): sha256_file(out / f"k{k}" / CALIBRATION_FILE) for k in self.jscc
+            },
             "cddm_steps": {str(k): r.steps for k, r in self.cddm.items()},
             "diffcom_zeta": {str(k): z for k, z in self.zeta.items()},
             "diffcom_steps": self.diffcom_steps,
@@ -157,8 +162,10 @@ def load_bundle(directory: str | os.PathLike[str] | resources.abc.Traversable) -
     """Read a bundle written by :meth:`DecoderBundle.save`.
 
     Raises:
-        ValueError: no ``bundle.json``, another format version, or parts that disagree
-            (each checkpoint is checked against its own config by :func:`load_checkpoint`).
+        ValueError: no ``bundle.json``, a damaged file (named in the message: each model's
+            weights are checked against the SHA-256 in its ``config.json`` by
+            :func:`load_checkpoint`, each calibration table against ``bundle.json``),
+            another format version, or parts that disagree.
     """
     src = Path(str(directory))
     meta_path = src / BUNDLE_FILE
@@ -167,13 +174,22 @@ def load_bundle(directory: str | os.PathLike[str] | resources.abc.Traversable) -
             f"checkpoint={str(src)!r} holds no {BUNDLE_FILE}; pass a folder written by "
             "`agentcomm train-decoder` (DecoderBundle.save)"
         )
-    doc = json.loads(meta_path.read_text())
+    doc = read_json_file(meta_path, "decoder bundle")
     if doc.get("format") != _FORMAT:
         raise ValueError(f"{meta_path} has format {doc.get('format')!r}; expected {_FORMAT}")
     prior = load_checkpoint(DiffusionPrior, PriorConfig, src / "prior")
     jscc, cddm, zeta = {}, {}, {}
+    hashes = doc.get("calibration_sha256")
+    if not isinstance(hashes, dict):
+        raise ValueError(
+            f"{meta_path} records no calibration_sha256, so the cddm tables cannot be checked; "
+            "save the bundle again with this version"
+        )
     for k in doc["channel_uses"]:
         model = load_checkpoint(JSCC, JSCCConfig, src / f"k{k}")
+        table = src / f"k{k}" / CALIBRATION_FILE
+        key = f"calibration_sha256.{k}"
+        check_sha256(table, meta_path, {key: hashes.get(str(k))}, key=key)
         jscc[k] = model
         cddm[k] = CDDMReceiver.from_calibration(model, prior, src / f"k{k}")
         zeta[k] = float(doc["diffcom_zeta"][str(k)])
@@ -207,7 +223,7 @@ def default_bundle_dir(grid_shape: tuple[int, ...]) -> Path:
     """
     found = {}
     for name, path in shipped_bundles().items():
-        doc = json.loads((path / BUNDLE_FILE).read_text())
+        doc = read_json_file(path / BUNDLE_FILE, "decoder bundle")
         found[name] = (doc["height"], doc["width"])
         if tuple(grid_shape) == found[name]:
             return path

@@ -54,10 +54,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from agentcomm._checks import check_range, check_tensor
+from agentcomm._integrity import load_tensors, tensors_metadata
 from agentcomm.channels.base import Channel, ChannelOutput
 from agentcomm.decoders.data import _check_maps, from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
@@ -211,15 +211,14 @@ class CDDMReceiver:
         path = Path(directory) / CALIBRATION_FILE
         if not path.is_file():
             raise ValueError(f"directory={str(directory)!r} holds no {CALIBRATION_FILE}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        meta = tensors_metadata(path)
         k = jscc.config.channel_uses
         if meta.get("channel_uses") != str(k):
             raise ValueError(
                 f"{path} was calibrated for channel_uses={meta.get('channel_uses')}; "
                 f"the given jscc uses {k}"
             )
-        table = load_file(str(path))
+        table = load_tensors(path)
         return cls(
             jscc,
             prior,

@@ -43,11 +43,18 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from agentcomm._checks import check_choice, check_positive, check_range, check_tensor
+from agentcomm._integrity import (
+    WEIGHTS_HASH_KEY,
+    check_sha256,
+    load_tensors,
+    read_json_file,
+    sha256_file,
+    tensors_metadata,
+)
 from agentcomm.channels.base import Channel, ChannelOutput, power_normalize
 from agentcomm.decoders.data import _check_maps, from_unit, to_unit
 
@@ -415,7 +422,8 @@ def save_checkpoint(
 
     Writes ``model.safetensors`` (weights; its metadata holds the class name and
     the config, so weights and config can never be paired wrongly) and
-    ``config.json`` (the same config, for people), each atomically.
+    ``config.json`` (the same config, for people, and the weights file's SHA-256, which
+    :func:`load_checkpoint` checks), each atomically.
 
     Args:
         model: e.g. :class:`JSCC` or :class:`~agentcomm.decoders.prior.DiffusionPrior`.
@@ -440,7 +448,11 @@ def save_checkpoint(
         for k, v in model.state_dict().items()
     }
     _atomic_write(out / _WEIGHTS, lambda p: save_file(tensors, p, metadata=meta))
-    doc = {"class": type(model).__name__, "config": json.loads(cfg_json)}
+    doc = {
+        "class": type(model).__name__,
+        "config": json.loads(cfg_json),
+        WEIGHTS_HASH_KEY: sha256_file(out / _WEIGHTS),
+    }
     _atomic_write(out / _CONFIG, lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
     return out
 
@@ -461,20 +473,31 @@ def load_checkpoint(
             saved one raises ``ValueError`` naming the differing keys.
     Returns:
         The model in eval mode with the saved weights.
+    Raises:
+        ValueError: a missing or damaged file (named in the message: a ``config.json``
+            cut short, weights whose SHA-256 differs from the one it records), another
+            class, or a config that differs from ``config``.
     """
     src = Path(directory)
     weights = src / _WEIGHTS
     if not weights.is_file():
         raise ValueError(f"directory={str(src)!r} holds no {_WEIGHTS}")
-    with safe_open(str(weights), framework="pt") as f:
-        meta = f.metadata() or {}
+    side = src / _CONFIG
+    if not side.is_file():
+        raise ValueError(
+            f"directory={str(src)!r} holds no {_CONFIG} (it records the weights' SHA-256)"
+        )
+    side_doc = read_json_file(side, "model config")
+    check_sha256(weights, side, side_doc)
+    meta = tensors_metadata(weights)
     if meta.get("class") != cls.__name__:
         raise ValueError(
             f"checkpoint {str(src)!r} holds a {meta.get('class')!r}; expected {cls.__name__!r}"
         )
+    if "config" not in meta:
+        raise ValueError(f"weights file {weights} holds no config in its metadata")
     saved = json.loads(meta["config"])
-    side = src / _CONFIG
-    if side.is_file() and json.loads(side.read_text()).get("config") != saved:
+    if side_doc.get("config") != saved:
         raise ValueError(f"{side} disagrees with the config stored in {weights}")
     try:
         loaded_cfg = config_cls(**saved)
@@ -490,7 +513,7 @@ def load_checkpoint(
             raise ValueError(f"config mismatch with checkpoint {str(src)!r}: {detail}")
     model = cls(loaded_cfg)
     try:
-        model.load_state_dict(load_file(str(weights)), strict=True)
+        model.load_state_dict(load_tensors(weights), strict=True)
     except RuntimeError as exc:
         raise ValueError(f"weights in {weights} do not fit {cls.__name__}: {exc}") from exc
     return model.eval()

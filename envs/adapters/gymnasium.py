@@ -33,6 +33,19 @@ def _joint_spaces(world: CommWorld) -> tuple[spaces.Box, spaces.Box]:
     return obs, act
 
 
+def _check_registered(env_id: str, registered_id: str | None) -> None:
+    """Refuse an ``env_id`` that contradicts the Gymnasium id the env is made under.
+
+    ``gymnasium.make("agentcomm/A", env_id="B")`` merges ``env_id="B"`` over the registered
+    kwargs; building ``B`` under the id ``A`` would mislabel every result.
+    """
+    if registered_id is not None and env_id != registered_id:
+        raise ValueError(
+            f"env_id={env_id!r} is not allowed for the Gymnasium id 'agentcomm/{registered_id}' "
+            f"(which builds {registered_id!r}); make 'agentcomm/{env_id}' instead"
+        )
+
+
 def _joint_actions(actions: Any, world: CommWorld) -> torch.Tensor:
     """``[B, N * 6]`` joint actions -> float32 ``[B, N, 6]``; raises naming the shape."""
     b, n = world.num_envs, world.num_agents
@@ -83,7 +96,9 @@ class CentralizedGymEnv(gymnasium.Env):
 
     ## Arguments
     ``env_id`` (a registered id), ``render_mode`` (``None`` or ``"rgb_array"``), and
-    overrides of the scenario's config fields as keyword arguments.
+    overrides of the scenario's config fields as keyword arguments. ``registered_id`` is
+    set by the Gymnasium registration (the scenario of ``agentcomm/<id>``); an ``env_id``
+    that differs from it is refused.
 
     ## Version History
     * v0: initial release.
@@ -97,7 +112,14 @@ class CentralizedGymEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, env_id: str, render_mode: str | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        render_mode: str | None = None,
+        registered_id: str | None = None,
+        **config: Any,
+    ) -> None:
+        _check_registered(env_id, registered_id)
         self.render_mode = check_render_mode(render_mode)
         self.world = make_vec(env_id, num_envs=1, **config)
         self.env_id = env_id
@@ -166,6 +188,8 @@ class BatchedGymVectorEnv(gymnasium.vector.VectorEnv):
         device: torch device of the world.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns one frame per world).
         autoreset_mode: ``"same_step"`` or ``"disabled"``.
+        registered_id: set by the Gymnasium registration; an ``env_id`` that differs from
+            it is refused.
         **config: overrides of the scenario's config fields.
     """
 
@@ -176,8 +200,10 @@ class BatchedGymVectorEnv(gymnasium.vector.VectorEnv):
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
         autoreset_mode: Literal["same_step", "disabled"] = "same_step",
+        registered_id: str | None = None,
         **config: Any,
     ) -> None:
+        _check_registered(env_id, registered_id)
         modes = {"same_step": AutoresetMode.SAME_STEP, "disabled": AutoresetMode.DISABLED}
         if autoreset_mode not in modes:
             raise ValueError(

@@ -70,10 +70,14 @@ __all__ = ["IntentCoverage", "IntentCoverageConfig"]
 @dataclass
 class IntentCoverageConfig(WorldConfig):
     max_steps: int = field(default=40, metadata=rng(1, 100_000))
-    site_radius: float = field(default=0.75, metadata=rng(0.0, None, low_inclusive=False))
+    site_radius: float = field(default=0.75, metadata=rng(0.0, 512.0, low_inclusive=False))
     """An agent within this distance (cells) of a site occupies it."""
-    conflict_penalty: float = field(default=0.1, metadata=rng(0.0, None))
-    success_reward: float = field(default=10.0, metadata=rng(0.0, None))
+    conflict_penalty: float = field(default=0.1, metadata=rng(0.0, 1e6))
+    success_reward: float = field(default=10.0, metadata=rng(0.0, 1e6))
+
+    def payload_shape(self) -> tuple[int, ...] | None:
+        """Intents only: no belief payload, so no codec is built."""
+        return None
 
 
 class IntentCoverage(CommWorld):

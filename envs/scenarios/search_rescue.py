@@ -62,11 +62,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agentcomm.beliefs import entropy
+from agentcomm.beliefs.grid import _LN2
 from agentcomm.config import rng
 
 from ..config import WorldConfig
-from ..world import CommWorld
+from ..world import CommWorld, _blocked_softplus, _put_where, _with_scratch
 
 __all__ = ["SearchRescue", "SearchRescueConfig"]
 
@@ -75,10 +75,10 @@ __all__ = ["SearchRescue", "SearchRescueConfig"]
 class SearchRescueConfig(WorldConfig):
     max_steps: int = field(default=30, metadata=rng(1, 100_000))
     num_victims: int = field(default=3, metadata=rng(1, 1024))
-    rescue_radius: float = field(default=1.0, metadata=rng(0.0, None, low_inclusive=False))
+    rescue_radius: float = field(default=1.0, metadata=rng(0.0, 512.0, low_inclusive=False))
     """Distance in cells within which an agent rescues a victim."""
-    rescue_reward: float = field(default=10.0, metadata=rng(0.0, None))
-    info_gain_weight: float = field(default=0.05, metadata=rng(0.0, None))
+    rescue_reward: float = field(default=10.0, metadata=rng(0.0, 1e6))
+    info_gain_weight: float = field(default=0.05, metadata=rng(0.0, 1e6))
     """Reward per bit of mean belief-entropy reduction."""
     base: tuple[float, float] | None = None
     """Start position of every agent in cells; ``None``: the area's centre."""
@@ -125,20 +125,24 @@ class SearchRescue(CommWorld):
         self.victim_pos = torch.zeros(b, v, 2, device=dev)
         self.rescued = torch.zeros(b, v, dtype=torch.bool, device=dev)
         r = self.config.crop_size // 2
-        d = torch.arange(-r, r + 1, device=dev)
-        self._crop_offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)
+        # Offsets of the crop's rows (and columns) from the agent's cell; crop cell (i, j)
+        # is row i, column j of the window, row-major.
+        self._crop_span = torch.arange(-r, r + 1, device=dev)
+        # Reset constants: the base, the cell centres, the cells too near the base.
+        g, cfg = self.grid, self.config
+        self._base = torch.tensor(cfg.base if cfg.base is not None else (g / 2, g / 2), device=dev)
+        self._centres = self._cell_centres()
+        self._near_base = (self._centres - self._base).norm(dim=-1) <= cfg.rescue_radius + 0.5
 
     # ------------------------------------------------------------------ reset
     def _reset_scenario(self, mask: torch.Tensor) -> None:
         cfg, g, dev = self.config, self.grid, self.device
         b, n, v = self.num_envs, self.num_agents, cfg.num_victims
-        base = torch.tensor(cfg.base if cfg.base is not None else (g / 2, g / 2), device=dev)
+        base, centres, near_base = self._base, self._centres, self._near_base
         jitter = torch.rand(b, n, 2, generator=self.generator, device=dev) - 0.5
         pos = (base + jitter).clamp(0.0, g - 1e-4)
-        centres = self._cell_centres()
         # Distinct victim cells away from the base: top-V of random keys, excluded cells last.
         keys = torch.rand(b, g * g, generator=self.generator, device=dev)
-        near_base = (centres - base).norm(dim=-1) <= cfg.rescue_radius + 0.5
         keys = keys.masked_fill(near_base, -1.0)
         cells = keys.topk(v, dim=1).indices
         m1 = mask.view(-1, 1)
@@ -168,9 +172,7 @@ class SearchRescue(CommWorld):
         self.rescued = self.rescued | new
         # A rescue is announced to the whole team (the victim's beacon): every belief, and the
         # fusion centre's copies, mark the cell clear, so no stale evidence pulls agents back.
-        if bool(new.any()):
-            e, k = new.nonzero(as_tuple=True)
-            self.clear_cells(e, self.victim_cell[e, k])
+        self._clear_where(self.victim_cell, new)
         return cfg.rescue_reward * new.sum(1).float()
 
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
@@ -178,7 +180,7 @@ class SearchRescue(CommWorld):
         w = self.config.info_gain_weight
         if w == 0:
             return torch.zeros(self.num_envs, device=self.device)
-        drop = entropy(before, reduction="sum") - entropy(after, reduction="sum")  # [B, N]
+        drop = self._belief_entropy(before) - self._belief_entropy(after)  # [B, N]
         self._entropy_drop = drop  # each agent's own information term, for reward shares
         return w * drop.mean(1)
 
@@ -194,6 +196,18 @@ class SearchRescue(CommWorld):
             shares = shares + w * self._entropy_drop / self.num_agents
         return shares
 
+    def _belief_error(self, truth: torch.Tensor | None = None) -> torch.Tensor:
+        """``kl_to_truth(belief, truth, "mean")`` bit for bit, from the belief's softplus that
+        the entropy reward computed already: the KL of an empty cell is softplus(l) / ln 2,
+        of an occupied one softplus(-l) / ln 2, evaluated here for the victims' cells only."""
+        softplus = self._belief_summary(self.belief, "softplus")["softplus"]
+        kl = torch.div(softplus, _LN2, out=_with_scratch(tuple(softplus.shape), self.device))
+        # [B, N, V] flat cells of the victims
+        pos = self._row_starts(self.num_agents) + self.victim_cell.unsqueeze(1)
+        occupied = _blocked_softplus(-self.belief.take(pos)) / _LN2
+        _put_where(kl, pos, ~self.rescued.unsqueeze(1).expand(pos.shape), occupied)
+        return kl.mean(dim=(-2, -1))
+
     def _success(self) -> torch.Tensor:
         return self.rescued.all(1)
 
@@ -203,10 +217,13 @@ class SearchRescue(CommWorld):
 
     def _scenario_obs(self) -> torch.Tensor:
         b, n, g = self.num_envs, self.num_agents, self.grid
-        cell = self.pos.floor().long()  # [B, N, 2]
-        idx = cell.unsqueeze(2) + self._crop_offsets  # [B, N, C, 2]
-        inside = ((idx >= 0) & (idx < g)).all(-1)
-        flat = (idx[..., 0].clamp(0, g - 1) * g + idx[..., 1].clamp(0, g - 1)).view(b, n, -1)
+        # The crop is separable: rows and columns of the window, [B, N, 2, S] (S = side).
+        idx = self.pos.floor().long().unsqueeze(-1) + self._crop_span
+        clamped = idx.clamp(0, g - 1)
+        ok = clamped == idx
+        rows, cols = clamped.unbind(2)
+        flat = ((rows * g).unsqueeze(-1) + cols.unsqueeze(-2)).view(b, n, -1)  # row * g + col
+        inside = (ok[:, :, 0].unsqueeze(-1) & ok[:, :, 1].unsqueeze(-2)).view(b, n, -1)
         prob = torch.sigmoid(self.belief.view(b, n, g * g).gather(2, flat))
         crop = torch.where(inside, prob * 2 - 1, -1.0)
         frac = self.rescued.float().mean(1).view(b, 1, 1).expand(b, n, 1)

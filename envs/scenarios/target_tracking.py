@@ -86,18 +86,24 @@ def _tracking_comm() -> CommConfig:
 class TargetTrackingConfig(WorldConfig):
     max_steps: int = field(default=60, metadata=rng(1, 100_000))
     num_targets: int = field(default=2, metadata=rng(1, 64))
-    target_max_speed: float = field(default=0.4, metadata=rng(0.0, None, low_inclusive=False))
-    """Cells per step."""
-    accel_std: float = field(default=0.05, metadata=rng(0.0, None, low_inclusive=False))
-    """Std of the targets' random acceleration, cells per step squared."""
-    meas_std: float = field(default=0.5, metadata=rng(0.0, None, low_inclusive=False))
+    target_max_speed: float = field(default=0.4, metadata=rng(1e-3, 256.0))
+    """Cells per step (observations divide by it, so it is kept away from 0; 256 crosses
+    the largest area in one step)."""
+    accel_std: float = field(default=0.05, metadata=rng(1e-4, 256.0))
+    """Std of the targets' random acceleration, cells per step squared (its square is the
+    filters' process noise, which must stay a normal float32)."""
+    meas_std: float = field(default=0.5, metadata=rng(1e-3, 256.0))
     """Position measurement noise std, cells."""
-    error_threshold: float = field(default=1.5, metadata=rng(0.0, None, low_inclusive=False))
+    error_threshold: float = field(default=1.5, metadata=rng(0.0, 1e6, low_inclusive=False))
     """Team-mean position error (cells) below which a step counts as tracked."""
     success_fraction: float = field(default=0.6, metadata=rng(0.0, 1.0, low_inclusive=False))
     """Fraction of ``max_steps`` that must be tracked for success."""
     sensing: SensingConfig = field(default_factory=lambda: SensingConfig(radius=3.0))
     comm: CommConfig = field(default_factory=_tracking_comm)
+
+    def payload_shape(self) -> tuple[int, ...] | None:
+        """One row of 8 normalized track values per target (:class:`TargetTracking`)."""
+        return (self.num_targets, 8)
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -194,7 +200,7 @@ class TargetTracking(CommWorld):
     def _errors(self) -> torch.Tensor:
         return (self.track_mean[..., :2] - self.target[:, None, :, :2]).norm(dim=-1)
 
-    def _belief_error(self) -> torch.Tensor:
+    def _belief_error(self, truth: torch.Tensor | None = None) -> torch.Tensor:
         return self._errors().mean(-1)
 
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:

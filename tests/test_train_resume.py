@@ -1,0 +1,152 @@
+"""No run is lost: ``agentcomm train --resume DIR`` refuses what would overwrite a run.
+
+A resume without a complete checkpoint would restart from iteration 0 and overwrite
+``progress.csv`` and the checkpoints; a resume whose overrides contradict the run's
+``train_config.yaml`` would rewrite it to describe a run that never happened. Both are
+refused before anything in ``DIR`` is written. The run directories here are laid out by
+hand (no training), and the training functions are replaced by ones that fail the test
+if they are reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    from agentcomm.policies.train import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Reaching a training loop fails the test (it would start over / rewrite the run)."""
+    import agentcomm.policies.train as train_mod
+
+    def reached(*args, **kwargs):
+        raise AssertionError("training started: the run would be overwritten")
+
+    monkeypatch.setattr(train_mod, "_train_rllib", reached)
+    monkeypatch.setattr(train_mod, "_train_sb3", reached)
+    monkeypatch.setattr(train_mod, "_train_bc", reached)
+
+
+def _run_dir(tmp_path: Path, algo: str = "ppo", latest: bool = False) -> Path:
+    from agentcomm.policies.train import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(algo=algo, out=str(run), iterations=4, eval_episodes=0).save(
+        run / "train_config.yaml"
+    )
+    (run / "progress.csv").write_text("iteration,episode_return_mean\n1,1.0\n2,2.0\n")
+    for it in (1, 2):
+        ckpt = run / "rllib" / f"iter_{it:05d}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "state.pkl").write_bytes(b"checkpoint %d" % it)
+    if latest:
+        (run / "rllib" / "LATEST.json").write_text(
+            json.dumps({"iteration": 2, "path": "iter_00002"})
+        )
+    return run
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_resume_without_latest_refuses_and_says_how_to_recover(tmp_path, no_training):
+    from agentcomm.policies.train import main
+
+    run = _run_dir(tmp_path)
+    before = _snapshot(run)
+    with pytest.raises(ValueError) as info:
+        main(_args(["--resume", str(run), "--quiet"]))
+    msg = str(info.value)
+    assert "LATEST.json is missing" in msg and "refusing to restart from iteration 0" in msg
+    assert "['iter_00001', 'iter_00002']" in msg
+    assert '{"iteration": 2, "path": "iter_00002"}' in msg  # how to recover
+    assert _snapshot(run) == before  # progress.csv, config and checkpoints untouched
+
+
+def test_sb3_resume_without_its_checkpoint_refuses(tmp_path, no_training):
+    from agentcomm.policies.train import main
+
+    run = _run_dir(tmp_path, algo="sb3-ppo")
+    (run / "sb3").mkdir()
+    (run / "sb3" / "progress.csv").write_text("time/total_timesteps\n64\n")
+    before = _snapshot(run)
+    with pytest.raises(ValueError, match=r"sb3/model\.zip does not exist"):
+        main(_args(["--resume", str(run), "--quiet"]))
+    assert _snapshot(run) == before
+
+
+def test_a_damaged_latest_pointer_is_named(tmp_path, no_training):
+    from agentcomm.policies.train import main
+
+    run = _run_dir(tmp_path)
+    (run / "rllib" / "LATEST.json").write_text('{"iteration": 2, "pa')
+    before = _snapshot(run)
+    with pytest.raises(ValueError, match=r"LATEST\.json is damaged"):
+        main(_args(["--resume", str(run)]))
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--set", "lr=0.5"], r"lr: run has 0\.0001, given 0\.5"),
+        (["--algo", "dppo"], r"algo: run has 'ppo', given 'dppo'"),
+        (["--seed", "3"], r"seed: run has 0, given 3"),
+        (["--set", "env_config={comm: {budget: 4}}"], r"env_config: run has \{\}"),
+    ],
+)
+def test_a_conflicting_override_fails_before_rewriting_the_config(
+    tmp_path, no_training, argv, match
+):
+    from agentcomm.policies.train import main
+
+    run = _run_dir(tmp_path, latest=True)
+    before = _snapshot(run)
+    with pytest.raises(ValueError, match=match):
+        main(_args(["--resume", str(run), *argv]))
+    assert _snapshot(run) == before  # train_config.yaml was not rewritten
+
+
+def test_resume_refuses_another_out_or_a_config_file(tmp_path, no_training):
+    from agentcomm.policies.train import main
+
+    run = _run_dir(tmp_path, latest=True)
+    with pytest.raises(ValueError, match=r"--out=.* conflicts with --resume"):
+        main(_args(["--resume", str(run), "--out", str(tmp_path / "elsewhere")]))
+    with pytest.raises(ValueError, match=r"--config and --resume exclude each other"):
+        main(_args(["--resume", str(run), "--config", str(run / "train_config.yaml")]))
+    with pytest.raises(ValueError, match=r"train_config\.yaml does not exist"):
+        main(_args(["--resume", str(tmp_path / "nothing")]))
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "nothing").exists()
+
+
+def test_a_resume_may_extend_the_run(tmp_path, monkeypatch):
+    """``--iterations`` and ``--quiet`` are what a resume is for: it reaches training with
+    ``resume=True``, and the recorded config then says how long the run is."""
+    import agentcomm.policies.train as train_mod
+    from agentcomm.policies.train import TrainConfig, TrainResult, main
+
+    calls = []
+
+    def fake(config, out, resume):
+        calls.append((config.iterations, config.progress, resume))
+        return TrainResult(str(out), str(out / "policy"), [], None)
+
+    monkeypatch.setattr(train_mod, "_train_rllib", fake)
+    run = _run_dir(tmp_path, latest=True)
+    assert main(_args(["--resume", str(run), "--iterations", "6", "--quiet"])) == 0
+    assert calls == [(6, False, True)]
+    assert TrainConfig.load(run / "train_config.yaml").iterations == 6
