@@ -57,7 +57,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from agentcomm._checks import check_tensor
+from agentcomm._checks import check_seed, check_tensor
 from agentcomm.beliefs import entropy, kl_to_truth
 from agentcomm.beliefs.grid import (
     _LN2,
@@ -327,7 +327,9 @@ class CommWorld:
         self._own_bits = torch.where(self._eye, self.config.comm.intent_bits, 0)
 
     def seed(self, seed: int) -> None:
-        self.generator.manual_seed(int(seed))
+        """Reseed the world's generator; ``seed``: an integer in ``[0, 2**63)`` (a float such
+        as 1.5 is refused, not truncated)."""
+        self.generator.manual_seed(check_seed("seed", seed))
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every world. Returns observations ``[B, N, Do]``."""

@@ -149,10 +149,11 @@ def _per_agent_actor(actors: list[Actor]) -> Actor:
 def _load_policy_dir(
     path: Path, device: str, sampler: str | None, stochastic: bool, generator: Any
 ) -> tuple[Actor, dict]:
+    from agentcomm._integrity import read_json_file
     from agentcomm.policies.baselines import load_gaussian_actor
     from agentcomm.policies.checkpoint import load_policy, read_config
 
-    meta = json.loads((path / "config.json").read_text())
+    meta = read_json_file(path / "config.json", "policy config")
     if str(meta.get("kind", "")).startswith("gaussian-"):
         actor = load_gaussian_actor(path).to(device)
         return policy_actor(actor, stochastic=stochastic, generator=generator), dict(

@@ -353,3 +353,17 @@ def test_any_config_is_refused_at_the_door_or_runs(env_id):
     check()
     # Both halves of the property were exercised.
     assert outcomes["refused"] >= 10 and outcomes["ran"] >= 10, outcomes
+
+
+def test_world_reseed_refuses_a_float_seed():
+    world = agentcomm.make_vec("SearchRescue-v0", num_envs=1)
+    with pytest.raises(ValueError, match=r"seed=1\.5"):
+        world.reset(seed=1.5)
+
+
+def test_eval_names_a_damaged_policy_config(tmp_path):
+    from agentcomm.policies.evaluate import load_actor
+
+    (tmp_path / "config.json").write_text('{"kind": "gauss')
+    with pytest.raises(ValueError, match="config.json"):
+        load_actor(str(tmp_path))
