@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 
 # One thread, set before torch is imported: with 2 threads on a shared machine torch
-# ran 20-40x slower (NOTES.md).
+# ran many times slower whenever another process used a core.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 

@@ -17,8 +17,7 @@ product of the Gaussian likelihoods of the last ``K'`` denoising steps.
 
 Schedules (``betas``, ``alphas_cumprod``, DDIM timesteps) come from diffusers; the step
 means and standard deviations are computed here from precomputed tables because diffusers'
-``step()`` returns neither the mean nor the std, and rejects per-sample timesteps
-(NOTES.md). The DDPM step is Ho et al. (2020), Eq. 6-7; the DDIM step is Song et al.
+``step()`` returns neither the mean nor the std, and rejects per-sample timesteps. The DDPM step is Ho et al. (2020), Eq. 6-7; the DDIM step is Song et al.
 (2021), Eq. 12 and 16, with ``eps`` re-derived from the clipped ``x0`` (diffusers'
 ``use_clipped_model_output=True``).
 """

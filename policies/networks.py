@@ -34,7 +34,7 @@ module's ``forward`` agree bit for bit.
 - ``UNet1DFiLMDenoiser``: a small 1-D temporal U-Net over the chunk ``[B, Ta, Da]`` with
   FiLM conditioning on the observation and the step (Chi et al., "Diffusion Policy",
   RSS 2023, Sec. IV-A), for action chunks. It is written here because diffusers'
-  ``UNet1DModel`` has no global conditioning input (NOTES.md).
+  ``UNet1DModel`` has no global conditioning input.
 """
 
 from __future__ import annotations

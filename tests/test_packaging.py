@@ -64,3 +64,15 @@ def test_cli_help_lists_subcommands():
     ).stdout
     for cmd in ("run", "sweep", "train", "eval", "train-decoder", "render"):
         assert cmd in out
+
+
+def test_sources_cite_no_file_outside_the_project():
+    """Comments and docstrings cite files of this repository only (a note kept outside
+    it is not there for the reader)."""
+    cited = [
+        f"{path.relative_to(ROOT)}"
+        for folder in ("agentcomm", "envs", "policies", "experiments")
+        for path in (ROOT / folder).rglob("*.py")
+        if "NOTES.md" in path.read_text()
+    ]
+    assert not cited, cited

@@ -26,8 +26,7 @@ sensor model in place of an inverse sensor model):
     \log\frac{1-p_D}{1-p_{FA}} & \text{miss}\end{cases}\qquad\text{(in range only).}
 
 Two implementations give identical in-range masks and identical updates for identical
-detections: the *dense* reference touches every cell (``[B, N, H, W]`` work, what the
-naive prototype in NOTES.md did), the *window* path touches only the ``K`` cells whose centre
+detections: the *dense* reference touches every cell (``[B, N, H, W]`` work), the *window* path touches only the ``K`` cells whose centre
 can be within ``radius`` of a point of the agent's own cell (``[B, N, K]`` work, gathers and
 scatters on the flattened grid). Their detections are drawn from different uniforms (the
 window path draws ``K`` numbers per agent, not ``H*W``), so they agree in distribution,

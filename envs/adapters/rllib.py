@@ -162,7 +162,8 @@ def register_rllib_envs() -> list[str]:
     Each creator takes RLlib's ``env_config`` (config overrides plus the
     :data:`ADAPTER_KEYS` other than ``env_id``) and returns a :class:`CommMultiAgentEnv`.
     The creators are module-level partials, so remote env runners can unpickle them
-    (the package must be importable there, see NOTES.md).
+    (the package must be importable there: installed, or on ``PYTHONPATH`` before
+    ``ray.init``).
 
     Returns:
         the registered names.
