@@ -1,6 +1,6 @@
 """Typed dataclass configs that validate themselves and round-trip to YAML/JSON.
 
-A config is a plain ``@dataclass`` that inherits :class:`Config`. Constraints
+A config is a plain ``@dataclass`` (frozen or not) that inherits :class:`Config`. Constraints
 live beside each field, in its metadata, so the rule and the field cannot
 drift apart::
 
@@ -20,6 +20,9 @@ input is refused when the config is built, not deep inside a step:
   a list or tuple whose items are checked the same way; ``dict`` fields take a mapping;
 * a nested config takes a mapping of its fields (or an instance), never a bare value.
 
+Rules that tie several fields together go in an override of :meth:`Config.validate` that
+calls ``super().validate(prefix)`` first and names each key as ``f"{prefix}key"``.
+
 Unknown keys, wrong types and out-of-range values raise ``ValueError`` naming the key
 (with its dotted path for nested configs), the value, and what is allowed. YAML is read
 with ``yaml.safe_load`` only: a config never runs code.
@@ -34,7 +37,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -45,8 +47,9 @@ import numpy as np
 import yaml
 
 from agentcomm._checks import check_choice, check_range
+from agentcomm.io import atomic_write_text
 
-__all__ = ["Config", "atomic_write_text", "choices", "rng"]
+__all__ = ["Config", "atomic_write_text", "check_type", "choices", "rng"]
 
 C = TypeVar("C", bound="Config")
 
@@ -78,23 +81,6 @@ def choices(*allowed: str) -> dict[str, Any]:
     return {"choices": tuple(allowed)}
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _is_config_type(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, Config)
 
@@ -117,7 +103,8 @@ class Config:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             name = f"{prefix}{f.name}"
             value = _check_type(name, getattr(self, f.name), hints[f.name], f.metadata)
-            setattr(self, f.name, value)
+            # object.__setattr__: a frozen config normalizes its own fields the same way.
+            object.__setattr__(self, f.name, value)
             if isinstance(value, Config):
                 value.validate(prefix=f"{name}.")
                 continue
@@ -344,6 +331,20 @@ def _check_type(name: str, value: Any, tp: Any, meta: Mapping[str, Any] | None =
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
         raise refuse()
+    return value
+
+
+def check_type(name: str, value: Any, tp: Any, meta: Mapping[str, Any] | None = None) -> Any:
+    """``value`` checked against the annotation ``tp`` (and :func:`rng` / :func:`choices`
+    metadata) as a config field is, with the same message; returns it normalized. For
+    arguments that mirror a config field outside a config."""
+    value = _check_type(name, value, tp, meta)
+    meta = meta or {}
+    if value is not None and "range" in meta:
+        lo, hi, lo_inc, hi_inc = meta["range"]
+        check_range(name, value, lo, hi, low_inclusive=lo_inc, high_inclusive=hi_inc)
+    if value is not None and "choices" in meta:
+        check_choice(name, value, meta["choices"])
     return value
 
 

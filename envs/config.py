@@ -12,11 +12,15 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentcomm.channels.registry import CHANNELS
+from agentcomm.codecs.registry import available_codecs
 from agentcomm.config import Config, choices, rng
 
 __all__ = ["ChannelConfig", "CommConfig", "SensingConfig", "WorldConfig"]
 
-CODECS = ("raw", "quantized", "topk", "dct", "linear", "jscc", "jscc+cddm", "jscc+diffcom")
+#: Codec names, read from the codec registry (the learned ones are registered there as lazy
+#: entry points, so reading the names loads no model).
+CODECS = available_codecs()
 #: Codecs whose models are loaded from a decoder bundle (``codec_params["checkpoint"]`` or the
 #: shipped one for the payload shape).
 LEARNED_CODECS = ("jscc", "jscc+cddm", "jscc+diffcom")
@@ -55,7 +59,7 @@ class ChannelConfig(Config):
 
     name: str = field(
         default="rayleigh_block",
-        metadata=choices("awgn", "rayleigh_block", "rayleigh_fast", "rician"),
+        metadata=choices(*CHANNELS),
     )
     """Channel model applied to every message."""
     k_factor: float = field(default=4.0, metadata=rng(0.0, 1e6))

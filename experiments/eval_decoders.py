@@ -51,9 +51,10 @@ import agentcomm.decoders  # noqa: E402,F401  (registers the learned codecs)
 from agentcomm.channels import AWGN, RayleighBlockFading  # noqa: E402
 from agentcomm.codecs import make_codec, transmit  # noqa: E402
 from agentcomm.codecs.base import Received  # noqa: E402
-from agentcomm.decoders import collect_env_beliefs, default_bundle_dir, load_bundle  # noqa: E402
+from agentcomm.decoders import default_bundle_dir, load_bundle  # noqa: E402
 from agentcomm.decoders.data import to_unit  # noqa: E402
 from agentcomm.experiments.runner import write_csv  # noqa: E402
+from agentcomm.policies.receiver_training import collect_env_beliefs  # noqa: E402
 
 CLIP = 6.0
 METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom")

@@ -31,13 +31,13 @@ import time
 import typing
 from typing import Any
 
-__all__ = ["classify", "generate", "main"]
+__all__ = ["CAPPED", "CODEC_PARAMS", "ENV_IDS", "JUNK", "classify", "generate", "main"]
 
 ENV_IDS = ("IntentCoverage-v0", "SearchRescue-v0", "TargetTracking-v0")
 
 # Valid values for fields whose documented range would allow costly worlds (the fuzz
 # tests validation, not scale); other fields draw from their documented range.
-_CAPPED: dict[str, tuple[Any, ...]] = {
+CAPPED: dict[str, tuple[Any, ...]] = {
     "grid_size": (4, 8, 12, 16, 24, 32),
     "num_agents": (1, 2, 3, 4, 6),
     "obs_map_size": (1, 2, 4, 8),
@@ -50,14 +50,14 @@ _CAPPED: dict[str, tuple[Any, ...]] = {
     "intent_max_age": (1, 5, 10),
     "intent_bits": (1, 4, 6, 12, 24),
 }
-_CODEC_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
+CODEC_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
     "quantized": ({"bits_per_value": 2}, {"rate": 1.0}, {"range": (-4.0, 4.0)}),
     "topk": ({"value_bits": 3}, {"intent_scale": 2.0}),
     "dct": ({"scale_bits": 12},),
     "linear": ({"scale_bits": 16},),
     "raw": ({},),
 }
-_JUNK: tuple[Any, ...] = ("abc", "", [1, 2], {"x": 1}, (), object, 1 + 2j, b"x")
+JUNK: tuple[Any, ...] = ("abc", "", [1, 2], {"x": 1}, (), object, 1 + 2j, b"x")
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -74,10 +74,10 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
 
 def _valid(r: random.Random, name: str, tp: Any, meta: Any, section: str) -> Any:
     """A value the field's documentation allows (not always one the cross-field rules do)."""
-    if name in _CAPPED:
-        return r.choice(_CAPPED[name])
+    if name in CAPPED:
+        return r.choice(CAPPED[name])
     if name == "codec_params":
-        return dict(r.choice(_CODEC_PARAMS["quantized"])) if r.random() < 0.3 else {}
+        return dict(r.choice(CODEC_PARAMS["quantized"])) if r.random() < 0.3 else {}
     tp, optional = _strip_optional(tp)
     if optional and r.random() < 0.3:
         return None
@@ -131,7 +131,7 @@ def _bad(r: random.Random, name: str, tp: Any, meta: Any) -> tuple[str, Any]:
     if kind == "none":
         return kind, None
     if kind == "type":
-        return kind, r.choice(_JUNK)
+        return kind, r.choice(JUNK)
     if kind == "inf":
         return kind, r.choice([math.inf, -math.inf])
     if kind == "nan":
@@ -195,7 +195,7 @@ def generate(r: random.Random) -> tuple[str, int, Any, dict[str, Any]]:
     # Codec choice and its parameters go together more often than chance would pair them.
     comm = cfg.get("comm")
     if isinstance(comm, dict) and isinstance(comm.get("codec"), str) and r.random() < 0.5:
-        params = _CODEC_PARAMS.get(comm["codec"])
+        params = CODEC_PARAMS.get(comm["codec"])
         if params:
             comm["codec_params"] = dict(r.choice(params))
         elif r.random() < p_bad:

@@ -6,27 +6,45 @@ The same config gives the same CSV."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["add_arguments", "check_ray_address", "main"]
+__all__ = ["add_arguments", "check_ray_address", "int_at_least", "main", "positive_float"]
 
 #: Seconds to wait for a TCP connection to ``--address`` before giving up.
 CONNECT_TIMEOUT_S = 10.0
 
 
-def _workers(text: str) -> int:
-    """``--workers``: an integer >= 1 (0 or a negative count is a mistake, not "in-process")."""
+def int_at_least(low: int, note: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= low`` (``note`` says what the lowest means)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                f"{value} is not allowed; expected an integer >= {low}"
+                + (f" ({note})" if note else "")
+            )
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers={text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"--workers={value} is not allowed; expected an integer >= 1 (1 runs in-process)"
-        )
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; expected a finite number > 0")
     return value
 
 
@@ -66,7 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--out", default=None, help="results folder (default: results/<name>)")
     parser.add_argument(
-        "--workers", type=_workers, default=2, help="local Ray workers, >= 1 (1: in-process)"
+        "--workers",
+        type=int_at_least(1, "1 runs in-process"),
+        default=2,
+        help="local Ray workers, >= 1 (1: in-process)",
     )
     parser.add_argument("--address", default=None, help="address of a running Ray cluster")
     parser.add_argument("--no-progress", action="store_true")

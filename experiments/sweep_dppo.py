@@ -42,6 +42,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from agentcomm.experiments.runner import init_local_ray, write_csv  # noqa: E402
+from agentcomm.experiments.sweep import int_at_least, positive_float  # noqa: E402
 from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 
 ENV = "SearchRescue-v0"
@@ -285,12 +286,14 @@ def _eval_start(name: str, pretrained: str, episodes: int, seed: int) -> dict[st
     return {"start": name, "success": res.success_rate, "success_stderr": res.success_stderr}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpus", type=int, default=2, help="trials run at once")
-    parser.add_argument("--minutes", type=float, default=7.0, help="training budget per trial")
-    parser.add_argument("--eval-episodes", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpus", type=int_at_least(1), default=2, help="trials run at once, >= 1")
+    parser.add_argument(
+        "--minutes", type=positive_float, default=7.0, help="training budget per trial, > 0"
+    )
+    parser.add_argument("--eval-episodes", type=int_at_least(1), default=512)
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument(
         "--trials",
         nargs="+",
@@ -305,7 +308,7 @@ def main() -> None:
         "(a save_policy directory, such as `agentcomm train --algo bc` writes)",
     )
     parser.add_argument("--out", default="results/sweep_dppo")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import ray
 

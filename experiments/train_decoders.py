@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from agentcomm.decoders.ray_train import DecoderTrainConfig, train_decoders  # noqa: E402
+from agentcomm.policies.receiver_training import DecoderTrainConfig, train_decoders  # noqa: E402
 
 #: The config of the shipped bundle.
 SHIPPED = DecoderTrainConfig(

@@ -14,7 +14,6 @@ Weights of every baseline are exported to safetensors with a JSON config beside 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -23,15 +22,16 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from agentcomm._checks import check_choice, check_range
+from agentcomm.io import atomic_write, load_model_tensors, read_model_config, save_model_files
 from agentcomm.policies.ppo_common import (
-    LrSchedule,
+    MultiAgentMode,
     annealed_lr,
+    check_multi_agent,
     multi_agent_policies,
+    ppo_settings,
     ppo_skeleton,
-    skeleton_args,
 )
 
 __all__ = [
@@ -42,69 +42,44 @@ __all__ = [
     "train_sb3_ppo",
 ]
 
-_CONFIG = "config.json"
-_WEIGHTS = "model.safetensors"
-
 
 def gaussian_ppo_config(
-    env: str,
+    env: str | type,
     *,
-    env_config: Mapping[str, Any] | None = None,
-    multi_agent: Literal["shared", "independent"] | None = None,
+    multi_agent: MultiAgentMode | None = None,
     agent_ids: Sequence[str] | None = None,
     hidden: Sequence[int] = (256, 256),
-    num_env_runners: int = 0,
-    num_envs_per_env_runner: int = 1,
-    rollout_fragment_length: int | Literal["auto"] = "auto",
-    num_learners: int = 0,
-    num_gpus_per_learner: float = 0,
-    train_batch_size: int = 2048,
-    minibatch_size: int = 256,
-    num_epochs: int = 5,
-    lr: LrSchedule = 3e-4,
-    gamma: float = 0.99,
-    lambda_: float = 0.95,
-    clip_param: float = 0.2,
     entropy_coeff: float = 0.0,
-    vf_loss_coeff: float = 0.5,
-    vf_clip_param: float = 1e4,
-    grad_clip: float | None = 0.5,
-    seed: int = 0,
+    **ppo: Any,
 ):
     """RLlib PPO with its default Gaussian MLP module (separate actor and critic towers).
 
     Args:
         env: Registered env name (``"agentcomm/<EnvId>"``).
-        env_config: Passed to the env creator (scenario overrides, adapter keys).
         multi_agent: ``None``: single-agent config, one module ``"default_policy"`` (the
             batched runner, where every ``(world, agent)`` is an episode); ``"shared"``:
             every agent of a ``MultiAgentEnv`` maps to module ``"shared"``;
-            ``"independent"``: one module per id of ``agent_ids``.
-        agent_ids: Agent ids, required for ``"independent"``.
+            ``"per_agent"``: one module per id of ``agent_ids``
+            (:func:`~agentcomm.policies.ppo_common.check_multi_agent`).
+        agent_ids: Agent ids, required for ``"per_agent"``.
         hidden: Hidden widths of the actor and critic MLPs (tanh).
-        num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
-        num_learners, num_gpus_per_learner: Learner scale-out.
-        train_batch_size, minibatch_size, num_epochs: PPO batch sizes (RLlib env steps).
-        lr, gamma, lambda_, clip_param, entropy_coeff, vf_loss_coeff, vf_clip_param,
-        grad_clip: PPO hyperparameters (``lr`` a rate or an RLlib schedule,
-            :func:`~agentcomm.policies.ppo_common.annealed_lr`). ``vf_clip_param`` clamps
-            each sample's squared value error; it must exceed the squared scale of the
-            returns (RLlib's default 10 gives no critic gradient once a return errs by more
-            than 3.2).
-        seed: RLlib seed.
+        entropy_coeff: Weight of the policy's entropy bonus.
+        **ppo: The settings both PPO builders share (``env_config``, sampling, learners,
+            batch sizes, ``lr``, ``gamma``, ``lambda_``, ``clip_param``, the value loss,
+            ``grad_clip``, ``seed``): see :func:`~agentcomm.policies.ppo_common.ppo_skeleton`,
+            whose defaults apply.
 
     Returns:
         A ``PPOConfig``.
     """
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    if multi_agent is not None:
-        check_choice("multi_agent", multi_agent, ("shared", "independent"))
+    multi_agent = check_multi_agent(multi_agent)
     check_range("entropy_coeff", entropy_coeff, 0.0)
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden={hidden!r} must be a non-empty list of widths >= 1")
-    config = ppo_skeleton(**skeleton_args(locals()))
+    config = ppo_skeleton(env, **ppo_settings(ppo, {}))
     config = config.training(entropy_coeff=entropy_coeff).rl_module(
         model_config=DefaultModelConfig(
             fcnet_hiddens=hidden, fcnet_activation="tanh", vf_share_layers=False
@@ -112,7 +87,7 @@ def gaussian_ppo_config(
     )
     if multi_agent is None:
         return config
-    ids, mapping = multi_agent_policies(multi_agent, agent_ids, per_agent="independent")
+    ids, mapping = multi_agent_policies(multi_agent, agent_ids)
     return config.multi_agent(policies=set(ids), policy_mapping_fn=mapping)
 
 
@@ -216,26 +191,16 @@ def save_gaussian_actor(
     Returns:
         The directory.
     """
-    from agentcomm._integrity import WEIGHTS_HASH_KEY, sha256_file
-    from agentcomm.config import atomic_write_text
-
     check_choice("kind", kind, ("rllib", "sb3"))
-    path = Path(path_dir)
-    path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = path / f".{_WEIGHTS}.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path / _WEIGHTS)
     meta = {
         "kind": f"gaussian-{kind}",
         "obs_dim": int(obs_dim),
         "action_dim": int(action_dim),
         "hidden": [int(h) for h in hidden],
         "metadata": dict(metadata or {}),
-        WEIGHTS_HASH_KEY: sha256_file(path / _WEIGHTS),
     }
-    atomic_write_text(path / _CONFIG, json.dumps(meta, indent=2, sort_keys=True))
-    return path
+    return save_model_files(path_dir, tensors, meta)
 
 
 def load_gaussian_actor(path_dir: str | os.PathLike) -> GaussianActor:
@@ -243,18 +208,13 @@ def load_gaussian_actor(path_dir: str | os.PathLike) -> GaussianActor:
 
     A damaged ``config.json`` or weights file (one whose SHA-256 differs from the recorded
     one) raises ``ValueError`` naming the file."""
-    from agentcomm._integrity import check_sha256, load_tensors, read_json_file
-
     path = Path(path_dir)
-    if not (path / _CONFIG).is_file():
-        raise ValueError(f"path_dir={str(path)!r} holds no {_CONFIG}")
-    meta = read_json_file(path / _CONFIG, "policy config")
+    meta = read_model_config(path, "policy")
     kind = str(meta.get("kind", ""))
     check_choice("kind", kind, ("gaussian-rllib", "gaussian-sb3"))
     build = _rllib_module if kind == "gaussian-rllib" else _sb3_policy
     net = build(meta["obs_dim"], meta["action_dim"], meta["hidden"])
-    check_sha256(path / _WEIGHTS, path / _CONFIG, meta)
-    state = load_tensors(path / _WEIGHTS)
+    state = load_model_tensors(path, meta)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -265,7 +225,7 @@ def load_gaussian_actor(path_dir: str | os.PathLike) -> GaussianActor:
 
 def _atomic_save(path: Path):
     """An SB3 callback that saves the model after each rollout's update and at the end,
-    atomically (written beside ``path``, then renamed). Built here because SB3 is imported
+    atomically (:func:`agentcomm.io.atomic_write`). Built here because SB3 is imported
     lazily."""
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -282,9 +242,8 @@ def _atomic_save(path: Path):
             self._save()
 
         def _save(self) -> None:
-            tmp = path.with_name(f".{path.stem}.tmp.zip")
-            self.model.save(tmp)
-            os.replace(tmp, path)
+            # The temporary name ends in ".tmp", so SB3 writes it as given (no ".zip" added).
+            atomic_write(path, self.model.save)
 
     return AtomicSave()
 

@@ -8,29 +8,23 @@ Layout of a checkpoint directory::
                          "policy": DiffusionConfig fields, "metadata": caller's dict,
                          "weights_sha256": SHA-256 of model.safetensors}
 
-Both files are written to a temporary file in the same directory and moved into place
-with ``os.replace`` (atomic on POSIX), so a crash never leaves a half-written checkpoint.
-Loading checks the weights against ``weights_sha256`` first, so a damaged or swapped
-weights file is refused by name (:mod:`agentcomm._integrity`).
+Both files are written atomically and the weights are checked against ``weights_sha256``
+before loading, so a crash never leaves a half-written checkpoint and a damaged or
+swapped weights file is refused by name (:mod:`agentcomm.io`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from safetensors.torch import save_file
-
-from agentcomm._integrity import (
-    WEIGHTS_HASH_KEY,
-    check_sha256,
-    load_tensors,
-    read_json_file,
-    sha256_file,
+from agentcomm.io import (
+    check_config_match,
+    load_model_tensors,
+    read_model_config,
+    save_model_files,
 )
 from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy, DPPOPolicy
 
@@ -44,8 +38,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_WEIGHTS = "model.safetensors"
-_CONFIG = "config.json"
 PolicyKind = Literal["diffusion", "dppo"]
 _KINDS: dict[PolicyKind, type] = {"diffusion": DiffusionPolicy, "dppo": DPPOPolicy}
 
@@ -82,17 +74,6 @@ def _kind_of(policy: DiffusionPolicy | DPPOPolicy) -> PolicyKind:
     )
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_policy(
     path_dir: str | os.PathLike,
     policy: DiffusionPolicy | DPPOPolicy,
@@ -110,29 +91,20 @@ def save_policy(
         The checkpoint directory.
     """
     kind = _kind_of(policy)
-    path = Path(path_dir)
-    path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    _atomic_write(path / _WEIGHTS, lambda tmp: save_file(tensors, tmp))
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "policy": policy.config.to_dict(),
         "metadata": dict(config or {}),
-        WEIGHTS_HASH_KEY: sha256_file(path / _WEIGHTS),
     }
-    text = json.dumps(meta, indent=2, sort_keys=True)
-    _atomic_write(path / _CONFIG, lambda tmp: Path(tmp).write_text(text))
-    return path
+    return save_model_files(path_dir, tensors, meta)
 
 
 def read_config(path_dir: str | os.PathLike) -> dict[str, object]:
     """Read a checkpoint's ``config.json`` (``kind``, ``policy``, ``metadata``); a damaged
     file raises ``ValueError`` naming it."""
-    path = Path(path_dir) / _CONFIG
-    if not path.is_file():
-        raise ValueError(f"path_dir={str(path_dir)!r} holds no {_CONFIG}; not a policy checkpoint")
-    meta = read_json_file(path, "policy config")
+    meta = read_model_config(path_dir, "policy checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"checkpoint format_version={meta.get('format_version')!r}; "
@@ -158,30 +130,24 @@ def load_policy(
         The policy on CPU, in eval mode.
 
     Raises:
-        ValueError: If the checkpoint's values differ from ``expected_config`` (naming
-            every differing key), a key is unknown, the weights file is damaged (its
+        ValueError: If the checkpoint's values differ from ``expected_config``
+            (:class:`~agentcomm.io.ConfigMismatchError`, naming every differing key), a
+            key is unknown, the weights file is damaged (its
             SHA-256 is not the one ``config.json`` records; the message names the file),
             or the weights do not fit the config.
     """
     meta = read_config(path_dir)
-    weights = Path(path_dir) / _WEIGHTS
-    check_sha256(weights, Path(path_dir) / _CONFIG, meta)
+    state = load_model_tensors(path_dir, meta)
     stored = {"kind": meta["kind"], **meta["policy"]}
     if expected_config:
         unknown = sorted(set(expected_config) - set(stored))
         if unknown:
             raise ValueError(f"expected_config has unknown key(s) {unknown}")
-        diff = {k: (v, stored[k]) for k, v in expected_config.items() if stored[k] != v}
-        if diff:
-            detail = ", ".join(
-                f"{k}: expected {e!r}, checkpoint has {s!r}" for k, (e, s) in diff.items()
-            )
-            raise ValueError(f"checkpoint at {str(path_dir)!r} does not match ({detail})")
+        check_config_match(path_dir, stored, expected_config)
     config = DiffusionConfig.from_dict(meta["policy"])
     policy = (
         DiffusionPolicy.from_config(config) if meta["kind"] == "diffusion" else DPPOPolicy(config)
     )
-    state = load_tensors(weights)
     try:
         policy.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from agentcomm._checks import check_range
+from agentcomm.io import atomic_write
 
 __all__ = ["Demonstrations", "collect_demos", "load_demos", "save_demos"]
 
@@ -166,7 +167,6 @@ def save_demos(path: str | os.PathLike, demos: Demonstrations) -> Path:
         The written path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "env_id": demos.env_id,
         "env_config": json.dumps(demos.env_config, sort_keys=True),
@@ -174,17 +174,12 @@ def save_demos(path: str | os.PathLike, demos: Demonstrations) -> Path:
         "episodes": str(demos.episodes),
         "successes": str(demos.successes),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(
-        {
-            "obs": demos.obs.contiguous(),
-            "actions": demos.actions.contiguous(),
-            "returns": demos.returns.contiguous(),
-        },
-        str(tmp),
-        metadata=meta,
-    )
-    os.replace(tmp, path)
+    tensors = {
+        "obs": demos.obs.contiguous(),
+        "actions": demos.actions.contiguous(),
+        "returns": demos.returns.contiguous(),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
 
 

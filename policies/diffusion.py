@@ -15,11 +15,12 @@ which is what DPPO (Ren et al., "Diffusion Policy Policy Optimization", ICLR 202
 treats as an inner MDP: the policy-gradient likelihood of an environment action is the
 product of the Gaussian likelihoods of the last ``K'`` denoising steps.
 
-Schedules (``betas``, ``alphas_cumprod``, DDIM timesteps) come from diffusers; the step
-means and standard deviations are computed here from precomputed tables because diffusers'
-``step()`` returns neither the mean nor the std, and rejects per-sample timesteps. The DDPM step is Ho et al. (2020), Eq. 6-7; the DDIM step is Song et al.
-(2021), Eq. 12 and 16, with ``eps`` re-derived from the clipped ``x0`` (diffusers'
-``use_clipped_model_output=True``).
+Schedules (``betas``, ``alphas_cumprod``, DDIM timesteps) come from diffusers and the step
+equations (DDPM: Ho et al. 2020, Eq. 6-7; DDIM: Song et al. 2021, Eq. 12 and 16, with
+``eps`` re-derived from the clipped ``x0``) from :mod:`agentcomm.diffusion`; the step means
+and standard deviations are evaluated here from tables precomputed per chain position,
+because diffusers' ``step()`` returns neither the mean nor the std, and rejects per-sample
+timesteps.
 """
 
 from __future__ import annotations
@@ -28,14 +29,23 @@ import abc
 import math
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
 from agentcomm._checks import check_choice, check_range, check_tensor
+from agentcomm.config import Config, check_type, choices, rng
+from agentcomm.diffusion import (
+    BETA_SCHEDULES,
+    BetaSchedule,
+    ddim_coefficients,
+    ddim_sigma,
+    ddim_uniform_timesteps,
+    ddpm_posterior,
+    ddpm_scheduler,
+)
 from agentcomm.policies.networks import BoundDenoiser, ResidualMLPDenoiser, UNet1DFiLMDenoiser
 
 __all__ = [
@@ -53,7 +63,6 @@ __all__ = [
 
 SamplerMode = Literal["ddpm", "ddim"]
 LogprobReduction = Literal["sum", "mean"]
-BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
 NetworkKind = Literal["mlp", "unet1d"]
 
 #: Config keys that define the network and the training schedule; a fine-tuned copy must
@@ -84,9 +93,8 @@ def _parameter_key(modules: Iterable[nn.Module]) -> tuple:
     """``(data pointer, dtype, version)`` of every parameter of ``modules``, in a fixed order.
 
     Walks ``_modules``/``_parameters`` directly: ``Module.parameters()`` (recursive
-    generators and a de-duplicating set) took ~0.1 ms for a 3-block denoiser, a tenth of a
-    batch-1 sampling call. A parameter shared by two submodules appears twice, which a key
-    does not mind.
+    generators and a de-duplicating set) costs a noticeable part of a batch-1 sampling
+    call. A parameter shared by two submodules appears twice, which a key does not mind.
     """
     key = []
     stack = list(modules)
@@ -100,7 +108,7 @@ def _parameter_key(modules: Iterable[nn.Module]) -> tuple:
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(Config):
     """Configuration of a diffusion policy; round-trips through ``to_dict``/``from_dict``.
 
     Attributes:
@@ -145,103 +153,65 @@ class DiffusionConfig:
         action_horizon: ``Ta``, actions per predicted chunk; the first is executed.
     """
 
-    obs_dim: int
-    action_dim: int
-    denoising_steps: int = 20
-    ddim_steps: int = 5
-    ft_denoising_steps: int = 5
-    beta_schedule: BetaSchedule = "squaredcos_cap_v2"
-    hidden: int = 256
-    depth: int = 3
-    time_embed_dim: int = 32
-    min_sampling_std: float = 0.1
-    min_logprob_std: float = 0.1
-    noise_clip: float = 3.0
-    ddim_eta: float = 1.0
-    eval_noise_seed: int = 0
-    exploration: Literal["chain", "around_eval"] = "chain"
-    network: NetworkKind = "mlp"
-    action_horizon: int = 1
-    logprob_reduction: LogprobReduction = "sum"
+    obs_dim: int = field(metadata=rng(1))
+    action_dim: int = field(metadata=rng(1))
+    denoising_steps: int = field(default=20, metadata=rng(1))
+    ddim_steps: int = field(default=5, metadata=rng(1))
+    ft_denoising_steps: int = field(default=5, metadata=rng(1))
+    beta_schedule: BetaSchedule = field(
+        default="squaredcos_cap_v2", metadata=choices(*BETA_SCHEDULES)
+    )
+    hidden: int = field(default=256, metadata=rng(1))
+    depth: int = field(default=3, metadata=rng(0))
+    time_embed_dim: int = field(default=32, metadata=rng(2))
+    min_sampling_std: float = field(default=0.1, metadata=rng(0.0))
+    min_logprob_std: float = field(default=0.1, metadata=rng(0.0, low_inclusive=False))
+    noise_clip: float = field(default=3.0, metadata=rng(0.0, low_inclusive=False))
+    ddim_eta: float = field(default=1.0, metadata=rng(0.0, 1.0))
+    eval_noise_seed: int = field(default=0, metadata=rng(0))
+    exploration: Literal["chain", "around_eval"] = field(
+        default="chain", metadata=choices("chain", "around_eval")
+    )
+    network: NetworkKind = field(default="mlp", metadata=choices(*NetworkKind.__args__))
+    action_horizon: int = field(default=1, metadata=rng(1))
+    logprob_reduction: LogprobReduction = field(default="sum", metadata=choices("sum", "mean"))
     logprob_min: float | None = None
     logprob_max: float | None = None
 
-    def __post_init__(self) -> None:
-        for name in (
-            "obs_dim",
-            "action_dim",
-            "denoising_steps",
-            "ddim_steps",
-            "ft_denoising_steps",
-        ):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("hidden", self.hidden, 1)
-        _check_int("depth", self.depth, 0)
-        _check_int("time_embed_dim", self.time_embed_dim, 2)
-        _check_int("eval_noise_seed", self.eval_noise_seed, 0)
-        _check_int("action_horizon", self.action_horizon, 1)
-        check_choice("network", self.network, NetworkKind.__args__)
-        check_choice("exploration", self.exploration, ("chain", "around_eval"))
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
         if self.network == "unet1d" and self.hidden % _UNET_GROUPS:
             raise ValueError(
-                f"hidden={self.hidden!r} must be a multiple of {_UNET_GROUPS} for "
-                "network='unet1d' (GroupNorm groups)"
+                f"{prefix}hidden={self.hidden!r} must be a multiple of {_UNET_GROUPS} for "
+                f"{prefix}network='unet1d' (GroupNorm groups)"
             )
-        check_range("ddim_steps", self.ddim_steps, 1, self.denoising_steps)
-        check_range("ft_denoising_steps", self.ft_denoising_steps, 1, self.denoising_steps)
-        check_choice("beta_schedule", self.beta_schedule, BetaSchedule.__args__)
-        check_range("min_sampling_std", self.min_sampling_std, 0.0)
-        check_range("min_logprob_std", self.min_logprob_std, 0.0, low_inclusive=False)
-        check_range("noise_clip", self.noise_clip, 0.0, low_inclusive=False)
-        check_range("ddim_eta", self.ddim_eta, 0.0, 1.0)
+        check_range(f"{prefix}ddim_steps", self.ddim_steps, 1, self.denoising_steps)
+        check_range(f"{prefix}ft_denoising_steps", self.ft_denoising_steps, 1, self.denoising_steps)
         check_logprob_form(self.logprob_reduction, self.logprob_min, self.logprob_max)
         if self.time_embed_dim % 2:
-            raise ValueError(f"time_embed_dim={self.time_embed_dim!r} must be even")
+            raise ValueError(f"{prefix}time_embed_dim={self.time_embed_dim!r} must be even")
 
     @property
     def chunk_dim(self) -> int:
         """``Ta * Da``, the size of the flat latent the chain denoises."""
         return self.action_horizon * self.action_dim
 
-    def to_dict(self) -> dict[str, object]:
-        """Plain JSON-serialisable dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> DiffusionConfig:
-        """Build from a dict; unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown DiffusionConfig key(s) {unknown}; allowed {sorted(known)}")
-        return cls(**data)
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}={value!r} must be an int")
-    check_range(name, value, low)
-
 
 def check_logprob_form(
     reduction: object, low: object = None, high: object = None
 ) -> tuple[str, float | None, float | None]:
     """Validate a step-likelihood form (``logprob_reduction``, ``logprob_min``,
-    ``logprob_max``); returns it with the bounds as floats."""
-    check_choice("logprob_reduction", reduction, ("sum", "mean"))
+    ``logprob_max``) as :class:`DiffusionConfig` does; returns it with the bounds as floats."""
+    reduction = check_type("logprob_reduction", reduction, str, choices("sum", "mean"))
     bounds = []
     for name, value in (("logprob_min", low), ("logprob_max", high)):
-        if value is not None:
-            check_range(name, value)
-            if not math.isfinite(value):
-                raise ValueError(f"{name}={value!r} must be finite or None")
-            value = float(value)
-        bounds.append(value)
+        value = check_type(name, value, float | None)
+        bounds.append(None if value is None else float(value))
     if bounds[0] is not None and bounds[1] is not None and bounds[0] >= bounds[1]:
         raise ValueError(
             f"logprob_min={low!r} must be below logprob_max={high!r} (an empty clamp range)"
         )
-    return str(reduction), bounds[0], bounds[1]
+    return reduction, bounds[0], bounds[1]
 
 
 def gaussian_logprob(
@@ -298,8 +268,13 @@ class SampleOutput:
 
 
 @dataclass(frozen=True)
-class _Step(abc.ABC):
+class _Step:
     """Scalars of the reverse step at one chain position, as 0-dim float32 CPU tensors.
+
+    Both samplers' steps have the form of :mod:`agentcomm.diffusion`'s folded tables:
+    ``x0 = clip(x0_from_xt * x + x0_from_eps * eps, -1, 1)``, then the mean
+    ``coef_x0 * x0 + coef_xt * x`` (DDPM: Ho et al. 2020, Eq. 15 and 7; DDIM: Song et al.
+    2021, Eq. 12 with ``eps`` re-derived from the clipped ``x0``), in five fused ops.
 
     Held per position rather than indexed from a table at each step (an indexing op per
     coefficient costs as much as the arithmetic at batch 1), and as 0-dim tensors rather
@@ -310,49 +285,19 @@ class _Step(abc.ABC):
     Attributes:
         t: DDPM timestep denoised at this position.
         sampling_std: Step std floored by ``min_sampling_std``.
+        x0_from_xt, x0_from_eps, coef_x0, coef_xt: The folded coefficients.
     """
 
     t: int
     sampling_std: Tensor
+    x0_from_xt: Tensor
+    x0_from_eps: Tensor
+    coef_x0: Tensor
+    coef_xt: Tensor
 
-    @abc.abstractmethod
     def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Mean of ``x^(k-1)`` given ``x = x^(k)`` and the predicted noise, both ``[B, Ta*Da]``."""
-
-
-@dataclass(frozen=True)
-class _DDPMStep(_Step):
-    """Ho et al. (2020): ``x0 = clip(x / sqrt(a_t) - sqrt(1/a_t - 1) eps)`` (Eq. 15), then the
-    posterior mean ``coef_x0 * x0 + coef_xt * x`` (Eq. 7)."""
-
-    sqrt_recip_acp: Tensor
-    neg_sqrt_recipm1_acp: Tensor
-    coef_x0: Tensor
-    coef_xt: Tensor
-
-    def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        # Fused multiply-adds: five ops where the written formula takes seven.
-        x0 = torch.addcmul(self.sqrt_recip_acp * x, self.neg_sqrt_recipm1_acp, eps).clamp(-1, 1)
-        return torch.addcmul(self.coef_x0 * x0, self.coef_xt, x)
-
-
-@dataclass(frozen=True)
-class _DDIMStep(_Step):
-    """Song et al. (2021), Eq. 12: ``x0 = clip((x - sqrt(1 - a_t) eps) / sqrt(a_t))``, ``eps``
-    re-derived from the clipped ``x0``, mean ``sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) eps``.
-
-    With ``a = sqrt(a_t)``, ``b = sqrt(1 - a_t)``, ``c = sqrt(a_prev)``, ``d = sqrt(1 - a_prev -
-    s^2)`` the re-derived ``eps = (x - a x0) / b`` makes the mean ``(c - d a / b) x0 + (d / b)
-    x``: the coefficients are folded in float64 once (``coef_x0``, ``coef_xt``) and a step
-    takes five ops instead of nine (at batch 1 each op costs more than its arithmetic)."""
-
-    recip_sqrt_acp: Tensor
-    neg_eps_coef: Tensor
-    coef_x0: Tensor
-    coef_xt: Tensor
-
-    def mean(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        x0 = torch.addcmul(self.recip_sqrt_acp * x, self.neg_eps_coef, eps).clamp(-1, 1)
+        x0 = torch.addcmul(self.x0_from_xt * x, self.x0_from_eps, eps).clamp(-1, 1)
         return torch.addcmul(self.coef_x0 * x0, self.coef_xt, x)
 
 
@@ -366,50 +311,24 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         super().__init__()
         self.config = config
         k = config.denoising_steps
-        ddpm = DDPMScheduler(
-            num_train_timesteps=k, beta_schedule=config.beta_schedule, clip_sample=True
-        )
-        betas = ddpm.betas.double()
+        ddpm = ddpm_scheduler(k, config.beta_schedule)
         acp = ddpm.alphas_cumprod.double()
-        acp_prev = torch.cat([torch.ones(1, dtype=torch.float64), acp[:-1]])
-        # Ho et al. (2020) Eq. 7: posterior q(x_{t-1} | x_t, x0) mean coefficients and variance.
         # Rows are chain positions i = 0..K-1, which denoise t = K-1-i.
         ddpm_t = torch.arange(k - 1, -1, -1)
-        post_var = betas * (1.0 - acp_prev) / (1.0 - acp)
-        ddpm_tables = {
-            "sqrt_recip_acp": acp.rsqrt(),
-            "neg_sqrt_recipm1_acp": -(1.0 / acp - 1.0).sqrt(),
-            "coef_x0": acp_prev.sqrt() * betas / (1.0 - acp),
-            "coef_xt": (1.0 - betas).sqrt() * (1.0 - acp_prev) / (1.0 - acp),
-        }
+        ddpm_tables = ddpm_posterior(ddpm.betas.double(), acp)
+        post_std = ddpm_tables.pop("variance").sqrt()[ddpm_t]
         ddpm_tables = {name: table[ddpm_t] for name, table in ddpm_tables.items()}
-        ddim = DDIMScheduler(
-            num_train_timesteps=k,
-            beta_schedule=config.beta_schedule,
-            clip_sample=True,
-            set_alpha_to_one=True,
-        )
-        ddim.set_timesteps(config.ddim_steps)
-        ddim_t = ddim.timesteps.long()
-        prev_t = ddim_t - k // config.ddim_steps
+        ddim_t, prev_t = ddim_uniform_timesteps(k, config.ddim_steps)
         a_t = acp[ddim_t]
         a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], torch.ones_like(a_t))
-        # Song et al. (2021) Eq. 16: sigma_t(eta).
-        ddim_std = config.ddim_eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
-        sqrt_acp, sqrt_1m_acp = a_t.sqrt(), (1 - a_t).sqrt()
-        dir_coef = (1 - a_prev - ddim_std.square()).clamp(min=0).sqrt()
-        ddim_tables = {
-            "recip_sqrt_acp": 1 / sqrt_acp,
-            "neg_eps_coef": -sqrt_1m_acp / sqrt_acp,
-            "coef_x0": a_prev.sqrt() - dir_coef * sqrt_acp / sqrt_1m_acp,
-            "coef_xt": dir_coef / sqrt_1m_acp,
-        }
+        ddim_std = ddim_sigma(a_t, a_prev, config.ddim_eta)
+        ddim_tables = ddim_coefficients(a_t, a_prev, ddim_std)
         self._steps = {
-            "ddpm": self._chain_steps(_DDPMStep, ddpm_t, post_var.sqrt()[ddpm_t], ddpm_tables),
-            "ddim": self._chain_steps(_DDIMStep, ddim_t, ddim_std, ddim_tables),
+            "ddpm": self._chain_steps(ddpm_t, post_std, ddpm_tables),
+            "ddim": self._chain_steps(ddim_t, ddim_std, ddim_tables),
         }
         # Per chain position, the step std floored by min_logprob_std, [S] float32.
-        for mode, std in (("ddpm", post_var.sqrt()[ddpm_t]), ("ddim", ddim_std)):
+        for mode, std in (("ddpm", post_std), ("ddim", ddim_std)):
             floored = std.float().clamp(min=config.min_logprob_std)
             self.register_buffer(f"{mode}_logprob_std", floored, persistent=False)
         self.register_buffer("acp", acp.float(), persistent=False)
@@ -418,7 +337,6 @@ class _DiffusionSampler(nn.Module, abc.ABC):
 
     def _chain_steps(
         self,
-        cls: type[_Step],
         timesteps: torch.Tensor,
         std: torch.Tensor,
         tables: dict[str, torch.Tensor],
@@ -427,7 +345,7 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         sampling_std = std.float().clamp(min=self.config.min_sampling_std)
         columns = {name: table.float() for name, table in tables.items()}
         return tuple(
-            cls(
+            _Step(
                 t=int(t),
                 sampling_std=sampling_std[i].clone(),
                 **{name: column[i].clone() for name, column in columns.items()},
@@ -471,8 +389,8 @@ class _DiffusionSampler(nn.Module, abc.ABC):
         calls, in a side table keyed weakly by this object, and rebuilt when any parameter
         of the denoisers was replaced or updated in place (its storage pointer, dtype or
         version counter changed; optimizers, ``load_state_dict`` and EMA updates all bump
-        the counter, writes through ``param.data`` do not): at batch 1 binding costs about
-        a fifth of a 5-step chain. The side table (not an attribute) keeps closures out of
+        the counter, writes through ``param.data`` do not): at batch 1 binding costs a
+        sizeable part of a short chain. The side table (not an attribute) keeps closures out of
         pickles and deep copies.
         """
         num_steps = self.num_steps(mode)
@@ -686,61 +604,23 @@ class DiffusionPolicy(_DiffusionSampler):
     """A diffusion policy: one noise predictor for every denoising step.
 
     Args:
-        obs_dim, action_dim, denoising_steps, ddim_steps, ft_denoising_steps,
-        beta_schedule, hidden, depth, time_embed_dim, min_sampling_std, min_logprob_std,
-        noise_clip, ddim_eta, eval_noise_seed, exploration, network, action_horizon,
-        logprob_reduction, logprob_min, logprob_max: see ``DiffusionConfig``.
+        obs_dim, action_dim: ``Do`` and ``Da``.
         generator: Optional CPU generator for the weight initialisation.
+        **config: Any other :class:`DiffusionConfig` field (``denoising_steps``,
+            ``hidden``, ...); an unknown name raises ``ValueError`` naming it.
     """
 
     def __init__(
         self,
         obs_dim: int,
         action_dim: int,
-        denoising_steps: int = 20,
-        ddim_steps: int = 5,
-        ft_denoising_steps: int = 5,
-        beta_schedule: BetaSchedule = "squaredcos_cap_v2",
-        hidden: int = 256,
-        depth: int = 3,
-        time_embed_dim: int = 32,
-        min_sampling_std: float = 0.1,
-        min_logprob_std: float = 0.1,
-        noise_clip: float = 3.0,
-        ddim_eta: float = 1.0,
-        eval_noise_seed: int = 0,
-        exploration: Literal["chain", "around_eval"] = "chain",
-        network: NetworkKind = "mlp",
-        action_horizon: int = 1,
-        logprob_reduction: LogprobReduction = "sum",
-        logprob_min: float | None = None,
-        logprob_max: float | None = None,
+        *,
         generator: torch.Generator | None = None,
+        **config: Any,
     ) -> None:
-        config = DiffusionConfig(
-            obs_dim=obs_dim,
-            action_dim=action_dim,
-            denoising_steps=denoising_steps,
-            ddim_steps=ddim_steps,
-            ft_denoising_steps=ft_denoising_steps,
-            beta_schedule=beta_schedule,
-            hidden=hidden,
-            depth=depth,
-            time_embed_dim=time_embed_dim,
-            min_sampling_std=min_sampling_std,
-            min_logprob_std=min_logprob_std,
-            noise_clip=noise_clip,
-            ddim_eta=ddim_eta,
-            eval_noise_seed=eval_noise_seed,
-            exploration=exploration,
-            network=network,
-            action_horizon=action_horizon,
-            logprob_reduction=logprob_reduction,
-            logprob_min=logprob_min,
-            logprob_max=logprob_max,
-        )
-        super().__init__(config)
-        self.denoiser = _build_denoiser(config, generator)
+        cfg = DiffusionConfig.from_dict({"obs_dim": obs_dim, "action_dim": action_dim, **config})
+        super().__init__(cfg)
+        self.denoiser = _build_denoiser(cfg, generator)
 
     @classmethod
     def from_config(

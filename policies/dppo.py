@@ -40,12 +40,14 @@ from agentcomm.policies.ppo_common import (
     CRITIC_INPUTS,
     SHARED_MODULE_ID,
     LrSchedule,
+    MultiAgentMode,
+    check_multi_agent,
     multi_agent_policies,
+    ppo_settings,
     ppo_skeleton,
-    skeleton_args,
 )
 
-__all__ = ["SHARED_MODULE_ID", "dppo_config"]
+__all__ = ["DPPO_PPO_DEFAULTS", "SHARED_MODULE_ID", "dppo_config"]
 
 
 def _with_state_observations(
@@ -64,6 +66,12 @@ def _with_state_observations(
     return {**(env_config or {}), "centralized_critic": True}
 
 
+#: DPPO's own defaults for the settings both PPO builders share (the rest are
+#: :func:`~agentcomm.policies.ppo_common.ppo_skeleton`'s): fine-tuning a pretrained policy
+#: takes small actor steps and a tight clip (Ren et al. 2025, Sec. 5).
+DPPO_PPO_DEFAULTS: dict[str, Any] = {"lr": 1e-4, "clip_param": 0.01, "grad_clip": 1.0}
+
+
 def dppo_config(
     env: str | type,
     *,
@@ -73,21 +81,9 @@ def dppo_config(
     sampler: Literal["ddpm", "ddim"] = "ddpm",
     critic_hidden: Sequence[int] = (256, 256),
     critic_input: Literal["obs", "state", "obs+state"] = "obs",
-    multi_agent: Literal["shared", "per_agent"] | None = None,
+    multi_agent: MultiAgentMode | None = None,
     agent_ids: Sequence[str] | None = None,
-    num_env_runners: int = 0,
-    num_envs_per_env_runner: int = 1,
-    rollout_fragment_length: int | Literal["auto"] = "auto",
-    num_learners: int = 0,
-    num_gpus_per_learner: float = 0,
-    train_batch_size: int = 2048,
-    minibatch_size: int = 256,
-    num_epochs: int = 5,
-    lr: LrSchedule = 1e-4,
     critic_lr: LrSchedule = 1e-3,
-    gamma: float = 0.99,
-    lambda_: float = 0.95,
-    clip_param: float = 0.01,
     clip_param_min: float = 0.001,
     clip_rate: float = 3.0,
     gamma_denoise: float = 0.99,
@@ -95,10 +91,7 @@ def dppo_config(
     logprob_reduction: Literal["sum", "mean"] = "sum",
     logprob_min: float | None = None,
     logprob_max: float | None = None,
-    vf_clip_param: float = 1e4,
-    vf_loss_coeff: float = 0.5,
-    grad_clip: float | None = 1.0,
-    seed: int = 0,
+    **ppo: Any,
 ) -> PPOConfig:
     """Build a PPOConfig that fine-tunes diffusion policies with DPPO.
 
@@ -116,17 +109,13 @@ def dppo_config(
             observations with keys ``"obs"`` and ``"state"``). For this package's envs
             (``env`` a string ``"agentcomm/<EnvId>"``) ``env_config["centralized_critic"]``
             is set to match; other envs must provide the Dict themselves.
-        multi_agent: ``None`` for a single-agent env, ``"shared"`` or ``"per_agent"``.
+        multi_agent: ``None`` for a single-agent env, ``"shared"`` or ``"per_agent"``
+            (:func:`~agentcomm.policies.ppo_common.check_multi_agent`).
         agent_ids: Agent ids, required for ``multi_agent="per_agent"``.
-        num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
-        num_learners, num_gpus_per_learner: Learner scale-out (0 learners: local learner).
-        train_batch_size, minibatch_size, num_epochs: PPO batch sizes (agent-steps).
-        lr: Actor (``actor_ft``) learning rate, or an RLlib schedule
-            (:func:`~agentcomm.policies.ppo_common.annealed_lr`). critic_lr: Critic
-            learning rate (or schedule).
-        gamma, lambda_: Env-level discount and GAE lambda.
-        clip_param, clip_param_min, clip_rate: Per-denoising-step clip schedule
-            (``DPPOTorchLearner``); ``clip_param`` is the clip at the last step.
+        critic_lr: Critic learning rate (or schedule); ``lr`` (in ``**ppo``) is the actor's
+            (``actor_ft``).
+        clip_param_min, clip_rate: Per-denoising-step clip schedule (``DPPOTorchLearner``);
+            ``clip_param`` (in ``**ppo``) is the clip at the last step.
         gamma_denoise: Denoising discount in ``(0, 1]``.
         critic_warmup_steps: Env steps sampled (lifetime; agent-steps for the batched
             runner) during which only the critic is trained.
@@ -136,12 +125,11 @@ def dppo_config(
             reference implementation's), each dimension first clamped to
             ``[logprob_min, logprob_max]`` where given (the reference: ``"mean"``, -5, 2).
             Set here, not in ``policy``.
-        vf_clip_param, vf_loss_coeff: Clamp on each sample's squared value error, and the
-            value loss weight. A sample past the clamp gives the critic no gradient, so it
-            must exceed the squared scale of the returns (RLlib's default 10 froze the
-            critic on SearchRescue-v0, whose returns span 5-30).
-        grad_clip: Global-norm gradient clip, or ``None``.
-        seed: Weight-init seed of the modules and RLlib's seed for env runners.
+        **ppo: The settings both PPO builders share (sampling, learners, batch sizes,
+            ``lr``, ``gamma``, ``lambda_``, ``clip_param``, the value loss, ``grad_clip``,
+            ``seed``, which also seeds the modules' weights): see
+            :func:`~agentcomm.policies.ppo_common.ppo_skeleton`, with
+            :data:`DPPO_PPO_DEFAULTS` over its defaults.
 
     Returns:
         A ``PPOConfig``; call ``.build_algo()`` on it.
@@ -161,9 +149,10 @@ def dppo_config(
             "likelihood form is set in one place)"
         )
     env_config = _with_state_observations(env, env_config, critic_input)
-    if multi_agent is not None:
-        check_choice("multi_agent", multi_agent, ("shared", "per_agent"))
-    config = ppo_skeleton(**skeleton_args(locals()))
+    multi_agent = check_multi_agent(multi_agent)
+    settings = {**ppo_settings(ppo, DPPO_PPO_DEFAULTS), "env_config": env_config}
+    seed = settings["seed"]
+    config = ppo_skeleton(env, **settings)
     config = config.learners(
         learner_class=DPPOTorchLearner,
         learner_config_dict={
@@ -193,7 +182,7 @@ def dppo_config(
         if isinstance(pretrained, Mapping):
             raise ValueError("pretrained must be a single path when multi_agent is None")
         return config.rl_module(rl_module_spec=module_spec(None))
-    ids, mapping = multi_agent_policies(multi_agent, agent_ids, per_agent="per_agent")
+    ids, mapping = multi_agent_policies(multi_agent, agent_ids)
     if isinstance(pretrained, Mapping):
         missing = sorted(set(ids) - set(pretrained))
         if missing:

@@ -86,9 +86,6 @@ from ray.rllib.utils.metrics import (
     WEIGHTS_SEQ_NO,
 )
 
-from agentcomm._checks import check_choice
-from agentcomm.envs.adapters.rllib import ENV_PREFIX
-
 __all__ = [
     "BatchedCommEnvRunner",
     "CHANNEL_USES_PER_AGENT_STEP",
@@ -106,36 +103,26 @@ CHANNEL_USES_PER_AGENT_STEP = "channel_uses_per_agent_step"
 
 
 def parse_env(env: Any, env_config: dict[str, Any] | None) -> tuple[str, dict[str, Any], bool, str]:
-    """Split an RLlib env spec into what the batched world needs.
+    """Split an RLlib env spec into what the batched world needs, by the adapter's rule
+    (:func:`agentcomm.envs.adapters.rllib.parse_env_config`).
 
     Args:
         env: ``"agentcomm/<EnvId>"`` or ``"<EnvId>"`` (a registered scenario id).
-        env_config: Scenario overrides plus the reserved keys ``"env_id"``,
-            ``"centralized_critic"`` and ``"device"``.
+        env_config: Scenario overrides plus the reserved keys
+            (:data:`~agentcomm.envs.adapters.rllib.ADAPTER_KEYS`); ``render_mode`` is
+            accepted and unused (the batched runner does not render).
 
     Returns:
         ``(env_id, overrides, centralized_critic, device)``.
     """
-    from agentcomm.envs import list_envs
+    from agentcomm.envs.adapters.rllib import parse_env_config
 
-    if not isinstance(env, str):
+    if env is None:
         raise ValueError(
-            f"env={env!r} is not supported by BatchedCommEnvRunner; pass 'agentcomm/<EnvId>' "
-            f"with EnvId one of {list_envs()}"
+            "env=None is not supported by BatchedCommEnvRunner; pass 'agentcomm/<EnvId>'"
         )
-    env_id = env[len(ENV_PREFIX) :] if env.startswith(ENV_PREFIX) else env
-    check_choice("env", env_id, list_envs())
-    cfg = dict(env_config or {})
-    given = cfg.pop("env_id", env_id)
-    if given != env_id:
-        raise ValueError(f"env_config['env_id']={given!r} contradicts env={env!r}")
-    centralized = bool(cfg.pop("centralized_critic", False))
-    device = str(cfg.pop("device", "cpu"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-        raise ValueError(f"env_config['device']={device!r}; allowed 'cpu', 'cuda[:i]', 'auto'")
-    return env_id, cfg, centralized, device
+    spec = parse_env_config(env_config, env)
+    return spec.env_id, spec.overrides, spec.centralized_critic, spec.device
 
 
 def _to_numpy(x: Any) -> Any:

@@ -31,8 +31,8 @@ Layering: it imports RLlib and :mod:`agentcomm.envs`, so it lives with the train
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 import gymnasium as gym
@@ -49,7 +49,7 @@ from torch import nn
 
 from agentcomm._checks import check_positive, check_range
 from agentcomm.channels.registry import CHANNELS, make_channel
-from agentcomm.decoders.data import _check_maps, to_unit
+from agentcomm.decoders.data import check_maps, to_unit
 from agentcomm.decoders.jscc import JSCC, JSCCConfig
 from agentcomm.envs.adapters.rllib import CommMultiAgentEnv
 from agentcomm.policies.baselines import gaussian_ppo_config
@@ -152,7 +152,7 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
     def setup(self) -> None:
         """Build the JSCC codec and the channel from ``model_config``."""
         cfg = dict((self.model_config or {}).get("receiver", {}))
-        fields = set(JSCCConfig.__dataclass_fields__)
+        fields = {f.name for f in dataclasses.fields(JSCCConfig)}
         extra = {"channel", "snr_range_db", "seed", "stat_momentum", "prior_logodds"}
         unknown = sorted(set(cfg) - fields - extra)
         if unknown:
@@ -165,7 +165,7 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
         # learner and each runner, and between runs), so copies start identical.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.jscc = JSCC(JSCCConfig(**{k: v for k, v in cfg.items() if k in fields}))
+            self.jscc = JSCC(JSCCConfig.from_dict({k: v for k, v in cfg.items() if k in fields}))
         self.channel = make_channel(str(cfg.get("channel", "awgn")))
         lo, hi = (float(s) for s in cfg.get("snr_range_db", (0.0, 20.0)))
         check_range("snr_range_db[1]", hi, lo, None)
@@ -197,7 +197,7 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
 
     def _transmit(self, maps: torch.Tensor, snr_db: torch.Tensor | None) -> dict[str, Any]:
         c = self.jscc.config
-        _check_maps(BELIEF, maps, c.height, c.width)
+        check_maps(BELIEF, maps, c.height, c.width)
         gen = self._rng(maps.device)
         if snr_db is None:
             lo, hi = self.snr_range_db
@@ -397,7 +397,7 @@ def online_receiver_config(
         action_space=probe.action_spaces[probe.possible_agents[0]],
         model_config={
             "receiver": {
-                **asdict(receiver),
+                **receiver.to_dict(),
                 "channel": channel,
                 "snr_range_db": [float(s) for s in snr_range_db],
                 "seed": seed,

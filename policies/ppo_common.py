@@ -2,31 +2,46 @@
 
 Both algorithms are RLlib's PPO with the same sampling, learner scale-out and batch
 settings; they differ in the module, the learner and a few loss settings, which each
-builder adds to the config this returns. Validating here gives both the same error
-messages for the same bad value.
+builder adds to the config this returns. The shared settings are the keyword arguments of
+:func:`ppo_skeleton`, documented and validated there once: each builder forwards its
+``**ppo`` keywords with its own defaults (:func:`ppo_settings`), so both give the same
+error message for the same bad value. Both builders name their multi-agent modes the same
+way (:data:`MULTI_AGENT_MODES`).
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from agentcomm._checks import check_positive, check_range
+from agentcomm._checks import check_choice, check_positive, check_range
 
 __all__ = [
     "CRITIC_INPUTS",
+    "MULTI_AGENT_MODES",
+    "PPO_SETTINGS",
     "SHARED_MODULE_ID",
     "LrSchedule",
+    "MultiAgentMode",
     "annealed_lr",
     "check_lr",
+    "check_multi_agent",
     "multi_agent_policies",
+    "ppo_settings",
     "ppo_skeleton",
-    "skeleton_args",
 ]
 
 #: Module id of the parameter-shared policy.
 SHARED_MODULE_ID = "shared"
+
+MultiAgentMode = Literal["shared", "per_agent"]
+#: ``"shared"``: every agent maps to one module (:data:`SHARED_MODULE_ID`, parameter
+#: sharing); ``"per_agent"``: one module per agent id.
+MULTI_AGENT_MODES: tuple[str, ...] = MultiAgentMode.__args__
+#: Earlier spellings still accepted, with a warning.
+_MULTI_AGENT_ALIASES = {"independent": "per_agent"}
 
 #: What the DPPO critic may read: the local observation, the global state, or both. Here
 #: rather than in the RLlib module so that ``TrainConfig`` can validate it without Ray.
@@ -92,28 +107,46 @@ def _per_agent_mapping(agent_id: Any, episode: Any, **kwargs: Any) -> str:
 def ppo_skeleton(
     env: str | type,
     *,
-    env_config: Mapping[str, Any] | None,
-    num_env_runners: int,
-    num_envs_per_env_runner: int,
-    rollout_fragment_length: int | Literal["auto"],
-    num_learners: int,
-    num_gpus_per_learner: float,
-    train_batch_size: int,
-    minibatch_size: int,
-    num_epochs: int,
-    lr: LrSchedule,
-    gamma: float,
-    lambda_: float,
-    clip_param: float,
-    vf_clip_param: float,
-    vf_loss_coeff: float,
-    grad_clip: float | None,
-    seed: int,
+    env_config: Mapping[str, Any] | None = None,
+    num_env_runners: int = 0,
+    num_envs_per_env_runner: int = 1,
+    rollout_fragment_length: int | Literal["auto"] = "auto",
+    num_learners: int = 0,
+    num_gpus_per_learner: float = 0,
+    train_batch_size: int = 2048,
+    minibatch_size: int = 256,
+    num_epochs: int = 5,
+    lr: LrSchedule = 3e-4,
+    gamma: float = 0.99,
+    lambda_: float = 0.95,
+    clip_param: float = 0.2,
+    vf_clip_param: float = 1e4,
+    vf_loss_coeff: float = 0.5,
+    grad_clip: float | None = 0.5,
+    seed: int = 0,
 ):
     """A validated ``PPOConfig`` with the environment, sampling, learner scale-out, batch
     sizes and the PPO loss settings both algorithms take (no KL penalty; the global-norm
-    gradient clip). ``train_batch_size`` is the total over learners; ``lr`` is a rate or an
-    :data:`LrSchedule` (:func:`annealed_lr`)."""
+    gradient clip).
+
+    Args:
+        env: Registered env name (``"agentcomm/<EnvId>"``) or env class.
+        env_config: Passed to the env creator (scenario overrides and the adapter's keys,
+            :data:`agentcomm.envs.adapters.rllib.ADAPTER_KEYS`).
+        num_env_runners, num_envs_per_env_runner, rollout_fragment_length: Sampling.
+        num_learners, num_gpus_per_learner: Learner scale-out (0 learners: local learner).
+        train_batch_size, minibatch_size, num_epochs: PPO batch sizes (env steps;
+            agent-steps on the batched runner); ``train_batch_size`` is the total over
+            learners.
+        lr: Learning rate, or an RLlib schedule (:data:`LrSchedule`, :func:`annealed_lr`).
+        gamma, lambda_: Discount and GAE lambda.
+        clip_param: PPO's ratio clip.
+        vf_clip_param, vf_loss_coeff: Clamp on each sample's squared value error, and the
+            value loss weight. A sample past the clamp gives the critic no gradient, so it
+            must exceed the squared scale of the returns.
+        grad_clip: Global-norm gradient clip, or ``None``.
+        seed: RLlib's seed.
+    """
     from ray.rllib.algorithms.ppo import PPOConfig
 
     check_range("num_env_runners", num_env_runners, 0)
@@ -164,20 +197,46 @@ def ppo_skeleton(
     )
 
 
-def skeleton_args(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments of :func:`ppo_skeleton` picked from a builder's ``locals()`` (both
-    builders take them under the same names)."""
-    return {name: namespace[name] for name in inspect.signature(ppo_skeleton).parameters}
+#: The keyword arguments of :func:`ppo_skeleton` a builder forwards (all but ``env``), with
+#: their defaults.
+PPO_SETTINGS: dict[str, Any] = {
+    name: p.default for name, p in list(inspect.signature(ppo_skeleton).parameters.items())[1:]
+}
+
+
+def ppo_settings(ppo: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Every setting of :func:`ppo_skeleton`: a builder's ``**ppo`` keywords over its own
+    ``defaults`` over the skeleton's; a keyword that is not a setting raises ``ValueError``
+    naming it."""
+    unknown = sorted(set(ppo) - set(PPO_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown PPO setting(s) {unknown}; allowed: {sorted(PPO_SETTINGS)}")
+    return {**PPO_SETTINGS, **defaults, **ppo}
+
+
+def check_multi_agent(multi_agent: str | None) -> MultiAgentMode | None:
+    """``None`` or one of :data:`MULTI_AGENT_MODES`; ``"independent"`` (an earlier name of
+    ``"per_agent"``) is read as ``"per_agent"`` with a ``FutureWarning``."""
+    if multi_agent is None:
+        return None
+    if multi_agent in _MULTI_AGENT_ALIASES:
+        new = _MULTI_AGENT_ALIASES[multi_agent]
+        warnings.warn(
+            f"multi_agent={multi_agent!r} is deprecated; use multi_agent={new!r}",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return new  # type: ignore[return-value]
+    return check_choice("multi_agent", multi_agent, MULTI_AGENT_MODES)  # type: ignore[return-value]
 
 
 def multi_agent_policies(
-    multi_agent: str, agent_ids: Sequence[str] | None, *, per_agent: str
+    multi_agent: MultiAgentMode, agent_ids: Sequence[str] | None
 ) -> tuple[list[str], Any]:
     """Module ids and the policy mapping function of a multi-agent config:
-    ``[SHARED_MODULE_ID]`` for parameter sharing, one module per agent id when
-    ``multi_agent == per_agent`` (the name the calling builder gives that choice)."""
-    if multi_agent != per_agent:
+    ``[SHARED_MODULE_ID]`` for ``"shared"``, one module per agent id for ``"per_agent"``."""
+    if multi_agent == "shared":
         return [SHARED_MODULE_ID], _shared_mapping
     if not agent_ids:
-        raise ValueError(f"multi_agent={per_agent!r} needs agent_ids (e.g. ['agent_0', ...])")
+        raise ValueError("multi_agent='per_agent' needs agent_ids (e.g. ['agent_0', ...])")
     return [str(a) for a in agent_ids], _per_agent_mapping

@@ -455,32 +455,56 @@ def test_bundle_errors_are_clear(jscc, prior, maps, tmp_path):
         CDDMReceiver.from_calibration(bundle.jscc[4], bundle.prior, tmp_path / "c")
 
 
-def test_sync_grads_hook_sees_every_step(maps):
-    calls = []
-    model = JSCC(JSCCConfig(height=H, width=W, channel_uses=4, hidden=16, depth=1))
-    train_jscc(
-        model,
-        maps[0],
-        AWGN(),
-        torch.Generator().manual_seed(0),
-        steps=3,
-        batch_size=8,
-        sync_grads=lambda m: calls.append(all(p.grad is not None for p in m.parameters())),
-    )
-    pr = DiffusionPrior(PriorConfig(height=H, width=W, hidden=16, depth=1))
-    train_prior(
-        pr,
-        maps[0],
-        torch.Generator().manual_seed(0),
-        steps=2,
-        batch_size=8,
-        sync_grads=lambda m: calls.append(m is pr),
-    )
-    assert calls == [True] * 5
+class _CountingWrapper(torch.nn.Module):
+    """Stands in for DistributedDataParallel: every step's loss must pass its forward."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, step: int) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(step)
+
+
+@pytest.mark.parametrize("kind", ["jscc", "prior"])
+def test_data_parallel_wrapper_carries_every_step(maps, kind):
+    """The wrapper gets a module holding exactly the model's parameters, every step's loss
+    passes through its forward, every parameter gets a gradient (DDP needs that), and an
+    identity wrapper changes nothing."""
+
+    def train(parallel=None):
+        torch.manual_seed(0)
+        g = torch.Generator().manual_seed(0)
+        if kind == "jscc":
+            model = JSCC(JSCCConfig(height=H, width=W, channel_uses=4, hidden=16, depth=1))
+            losses = train_jscc(model, maps[0], AWGN(), g, steps=3, batch_size=8, parallel=parallel)
+        else:
+            model = DiffusionPrior(PriorConfig(height=H, width=W, hidden=16, depth=1))
+            losses = train_prior(model, maps[0], g, steps=3, batch_size=8, parallel=parallel)
+        return model, losses
+
+    wrappers = []
+
+    def wrap(module):
+        wrappers.append(_CountingWrapper(module))
+        return wrappers[-1]
+
+    model, losses = train(wrap)
+    (wrapper,) = wrappers
+    assert wrapper.calls == 3
+    assert {id(p) for p in wrapper.parameters()} == {id(p) for p in model.parameters()}
+    assert all(p.grad is not None for p in model.parameters())
+    plain, plain_losses = train()
+    assert losses == plain_losses
+    for a, b in zip(model.state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_shipped_bundle_is_the_default_small_and_better_than_the_prior():
-    from agentcomm.decoders import collect_env_beliefs, default_bundle_dir
+    from agentcomm.decoders import default_bundle_dir
+    from agentcomm.policies.receiver_training import collect_env_beliefs
 
     path = default_bundle_dir((16, 16))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -12,8 +12,8 @@ import torch
 import agentcomm.channels as channels
 from agentcomm.codecs.base import transmit
 from agentcomm.codecs.registry import make_codec
-from agentcomm.decoders import collect_env_beliefs, load_bundle
-from agentcomm.decoders.ray_train import DecoderTrainConfig
+from agentcomm.decoders import load_bundle
+from agentcomm.policies.receiver_training import DecoderTrainConfig, collect_env_beliefs
 
 # A config small enough to train end to end in seconds (the models are useless).
 TINY = {

@@ -116,6 +116,21 @@ def test_denoising_weights_discount_early_steps():
 # ---------------------------------------------------------------- module (no Ray)
 
 
+def _sampled_batch(module, advantages: torch.Tensor, value_targets: torch.Tensor) -> dict:
+    """A learner batch: ``len(advantages)`` observations in ``[-1, 1]^3`` (seed 0), the
+    module's exploration chains and step log-likelihoods on them, and the given targets."""
+    n = advantages.shape[0]
+    obs = torch.rand(n, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = module.forward_exploration({Columns.OBS: obs})
+    return {
+        Columns.OBS: obs,
+        DPPO_CHAIN: out[DPPO_CHAIN],
+        DPPO_LOGP_STEPS: out[DPPO_LOGP_STEPS],
+        Postprocessing.ADVANTAGES: advantages,
+        Postprocessing.VALUE_TARGETS: value_targets,
+    }
+
+
 def test_module_outputs_and_ratio_is_one_before_update():
     module = _module()
     obs = torch.rand(32, 3) * 2 - 1
@@ -244,16 +259,8 @@ def test_learner_loss_on_fresh_samples_has_unit_ratio_and_skips_base():
     learner = _bandit_config(policy=SMALL, critic_hidden=(16,)).build_learner(env=TargetBandit())
     mid = "default_policy"
     module = learner.module[mid]
-    obs = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    out = module.forward_exploration({Columns.OBS: obs})
     gen = torch.Generator().manual_seed(1)
-    batch = {
-        Columns.OBS: obs,
-        DPPO_CHAIN: out[DPPO_CHAIN],
-        DPPO_LOGP_STEPS: out[DPPO_LOGP_STEPS],
-        Postprocessing.ADVANTAGES: torch.randn(64, generator=gen),
-        Postprocessing.VALUE_TARGETS: torch.randn(64, generator=gen),
-    }
+    batch = _sampled_batch(module, torch.randn(64, generator=gen), torch.randn(64, generator=gen))
     loss = learner.compute_loss_for_module(
         module_id=mid,
         config=learner.config.get_config_for_module(mid),
@@ -281,15 +288,7 @@ def test_critic_learns_from_returns_far_from_its_values():
     learner = _bandit_config(policy=SMALL, critic_hidden=(16,)).build_learner(env=TargetBandit())
     mid = "default_policy"
     module = learner.module[mid]
-    obs = torch.rand(32, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    out = module.forward_exploration({Columns.OBS: obs})
-    batch = {
-        Columns.OBS: obs,
-        DPPO_CHAIN: out[DPPO_CHAIN],
-        DPPO_LOGP_STEPS: out[DPPO_LOGP_STEPS],
-        Postprocessing.ADVANTAGES: torch.zeros(32),
-        Postprocessing.VALUE_TARGETS: torch.full((32,), 30.0),
-    }
+    batch = _sampled_batch(module, torch.zeros(32), torch.full((32,), 30.0))
     loss = learner.compute_loss_for_module(
         module_id=mid,
         config=learner.config.get_config_for_module(mid),
@@ -586,7 +585,8 @@ def test_policy_clamp_matches_the_per_dimension_formula(generator):
 def test_mean_form_reaches_the_learner_through_dppo_config_and_train_config():
     """dppo_config writes the form into the module's policy; the learner's ratios on fresh
     samples are 1 in it; TrainConfig's fields reach dppo_config."""
-    from agentcomm.policies.train import TrainConfig, _rllib_config
+    from agentcomm.policies.rllib_run import rllib_config
+    from agentcomm.policies.train import TrainConfig
 
     form = {"logprob_reduction": "mean", "logprob_min": -5.0, "logprob_max": 2.0}
     learner = _bandit_config(critic_hidden=(16,), **form).build_learner(env=TargetBandit())
@@ -594,15 +594,8 @@ def test_mean_form_reaches_the_learner_through_dppo_config_and_train_config():
     module = learner.module[mid]
     cfg = module.policy.config
     assert (cfg.logprob_reduction, cfg.logprob_min, cfg.logprob_max) == ("mean", -5.0, 2.0)
-    obs = torch.rand(32, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    out = module.forward_exploration({Columns.OBS: obs})
-    batch = {
-        Columns.OBS: obs,
-        DPPO_CHAIN: out[DPPO_CHAIN],
-        DPPO_LOGP_STEPS: out[DPPO_LOGP_STEPS],
-        Postprocessing.ADVANTAGES: torch.randn(32, generator=torch.Generator().manual_seed(1)),
-        Postprocessing.VALUE_TARGETS: torch.zeros(32),
-    }
+    advantages = torch.randn(32, generator=torch.Generator().manual_seed(1))
+    batch = _sampled_batch(module, advantages, torch.zeros(32))
     learner.compute_loss_for_module(
         module_id=mid,
         config=learner.config.get_config_for_module(mid),
@@ -611,7 +604,7 @@ def test_mean_form_reaches_the_learner_through_dppo_config_and_train_config():
     )
     assert float(learner.metrics.peek((mid, "dppo_ratio_max"))) == 1.0
     train = TrainConfig(algo="dppo", pretrained="shipped:searchrescue-bc", **form)
-    rl = _rllib_config(train, None)
+    rl = rllib_config(train, None)
     assert {k: rl.rl_module_spec.model_config["policy"][k] for k in form} == form
 
 
@@ -620,8 +613,8 @@ def test_mean_form_reaches_the_learner_through_dppo_config_and_train_config():
     [
         ({"logprob_reduction": "median"}, r"logprob_reduction='median' is not allowed"),
         ({"logprob_min": float("nan")}, r"logprob_min=nan"),
-        ({"logprob_max": float("inf")}, r"logprob_max=inf must be finite"),
-        ({"logprob_min": "low"}, r"logprob_min='low' must be a real number"),
+        ({"logprob_max": float("inf")}, r"logprob_max=inf is not allowed; expected a finite"),
+        ({"logprob_min": "low"}, r"logprob_min='low' is not allowed; expected a finite real"),
         ({"logprob_min": 2.0, "logprob_max": -5.0}, r"logprob_min=2.0 must be below"),
     ],
 )

@@ -77,3 +77,27 @@ def test_an_address_with_nothing_listening_fails_fast(workdir):
     assert not (workdir / "results").exists()
     with pytest.raises(ValueError, match=r"expected HOST:PORT"):
         main(["sweep", "--config", cfg, "--address", "nonsense", "--no-progress"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--cpus", "0"], "--cpus"),
+        (["--cpus", "-2"], "--cpus"),
+        (["--minutes", "0"], "--minutes"),
+        (["--minutes", "nan"], "--minutes"),
+        (["--minutes", "-1"], "--minutes"),
+        (["--eval-episodes", "0"], "--eval-episodes"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_the_dppo_sweep_refuses_counts_and_budgets_it_cannot_run(workdir, capsys, argv, flag):
+    """``--cpus 0`` would start Ray with no CPU and wait forever for the first trial."""
+    from agentcomm.experiments.sweep_dppo import main as sweep_dppo
+
+    with pytest.raises(SystemExit) as info:
+        sweep_dppo([*argv, "--out", str(workdir / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}:" in err and "is not allowed" in err
+    assert not (workdir / "out").exists()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
@@ -28,14 +30,14 @@ def _args(argv: list[str]) -> argparse.Namespace:
 @pytest.fixture
 def no_training(monkeypatch):
     """Reaching a training loop fails the test (it would start over / rewrite the run)."""
-    import agentcomm.policies.train as train_mod
+    from agentcomm.policies import bc_run, rllib_run, sb3_run
 
     def reached(*args, **kwargs):
         raise AssertionError("training started: the run would be overwritten")
 
-    monkeypatch.setattr(train_mod, "_train_rllib", reached)
-    monkeypatch.setattr(train_mod, "_train_sb3", reached)
-    monkeypatch.setattr(train_mod, "_train_bc", reached)
+    monkeypatch.setattr(rllib_run, "train_rllib_run", reached)
+    monkeypatch.setattr(sb3_run, "train_sb3_run", reached)
+    monkeypatch.setattr(bc_run, "train_bc_run", reached)
 
 
 def _run_dir(tmp_path: Path, algo: str = "ppo", latest: bool = False) -> Path:
@@ -136,17 +138,102 @@ def test_resume_refuses_another_out_or_a_config_file(tmp_path, no_training):
 def test_a_resume_may_extend_the_run(tmp_path, monkeypatch):
     """``--iterations`` and ``--quiet`` are what a resume is for: it reaches training with
     ``resume=True``, and the recorded config then says how long the run is."""
-    import agentcomm.policies.train as train_mod
+    from agentcomm.policies import rllib_run
     from agentcomm.policies.train import TrainConfig, TrainResult, main
 
     calls = []
 
-    def fake(config, out, resume):
+    def fake(config, out, resume, pretrained):
         calls.append((config.iterations, config.progress, resume))
         return TrainResult(str(out), str(out / "policy"), [], None)
 
-    monkeypatch.setattr(train_mod, "_train_rllib", fake)
+    monkeypatch.setattr(rllib_run, "train_rllib_run", fake)
     run = _run_dir(tmp_path, latest=True)
     assert main(_args(["--resume", str(run), "--iterations", "6", "--quiet"])) == 0
     assert calls == [(6, False, True)]
     assert TrainConfig.load(run / "train_config.yaml").iterations == 6
+
+
+def _tiny(algo: str, out: Path, **extra) -> dict:
+    config = {
+        "algo": algo,
+        "env": "SearchRescue-v0",
+        "out": str(out),
+        "seed": 3,
+        "iterations": 4,
+        "num_envs": 2,
+        "train_batch_size": 64,
+        "minibatch_size": 32,
+        "num_epochs": 2,
+        "hidden": [16],
+        "critic_hidden": [16],
+        "eval_episodes": 0,
+        "progress": False,
+        # 8 world steps per iteration, 6-step episodes: the kill falls inside episodes.
+        "env_config": {"max_steps": 6},
+    }
+    if algo == "dppo":
+        config.update(pretrained="shipped:searchrescue-bc", policy={"ft_denoising_steps": 2})
+    return {**config, **extra}
+
+
+def _rows_without_time(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(
+    ("algo", "runners"),
+    [("ppo", 0), ("dppo", 0), pytest.param("ppo", 1, marks=pytest.mark.slow)],
+)
+def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(
+    ray_session, tmp_path, monkeypatch, algo, runners
+):
+    """Killed right after iteration 2's checkpoint, then resumed: every progress.csv row
+    (but the wall-clock seconds) and every exported weight equal the uninterrupted run's,
+    bit for bit: the worlds, ongoing episodes and generators are in the checkpoint, and a
+    remote env runner samples the first resumed iteration with the restored weights."""
+    from safetensors.torch import load_file
+
+    import agentcomm.policies.run_dir as run_dir
+    from agentcomm.policies.train import TrainConfig, train
+
+    extra = {"num_env_runners": runners}
+    train(TrainConfig.from_dict(_tiny(algo, tmp_path / "straight", **extra)))
+
+    class Killed(BaseException):
+        pass
+
+    save = run_dir.save_checkpoint
+
+    def save_then_die(algo_, out, iteration):
+        save(algo_, out, iteration)
+        if iteration == 2:
+            raise Killed
+
+    monkeypatch.setattr(run_dir, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(TrainConfig.from_dict(_tiny(algo, tmp_path / "killed", **extra)))
+    monkeypatch.setattr(run_dir, "save_checkpoint", save)
+    assert len(_rows_without_time(tmp_path / "killed" / "progress.csv")) == 2
+    train(TrainConfig.from_dict(_tiny(algo, tmp_path / "killed", **extra)), resume=True)
+
+    straight = _rows_without_time(tmp_path / "straight" / "progress.csv")
+    resumed = _rows_without_time(tmp_path / "killed" / "progress.csv")
+    assert len(straight) == 4 and resumed == straight
+    a = load_file(tmp_path / "straight" / "policy" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "policy" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_damaged_resume_state_is_named(tmp_path):
+    from agentcomm.policies.resume_state import STATE_FILE, restore_resume_state
+
+    # An algorithm without remote env runners: nothing to wait for before the file is read.
+    algo = SimpleNamespace(env_runner_group=SimpleNamespace(num_remote_env_runners=lambda: 0))
+    (tmp_path / STATE_FILE).write_bytes(b"\x80\x05 not a pickle")
+    with pytest.raises(ValueError, match=STATE_FILE.replace(".", r"\.") + " is damaged"):
+        restore_resume_state(algo, tmp_path)

@@ -2,15 +2,19 @@
 
 * :mod:`~agentcomm.decoders.data`: synthetic belief maps (Bayes log-odds over random walks).
 * :mod:`~agentcomm.decoders.jscc`: SNR-adaptive deep JSCC encoder/decoder, training, checkpoints.
-* :mod:`~agentcomm.decoders.prior`: a DDPM prior over belief maps with a batched DDIM sampler.
+* :mod:`~agentcomm.decoders.prior`: a DDPM prior over belief maps, sampled with the per-map
+  DDIM step of :mod:`agentcomm.diffusion`.
+* :mod:`~agentcomm.decoders.optimize`: the optimisation loop both models train with
+  (data-parallel through a wrapper such as Ray Train's ``prepare_model``).
 * :mod:`~agentcomm.decoders.cddm`: receiver A, denoising from the SNR-matched step (CDDM).
 * :mod:`~agentcomm.decoders.diffcom`: receiver B, posterior sampling guided by ``y`` (DiffCom/DPS).
 * :mod:`~agentcomm.decoders.bundle`: a trained set (prior + JSCC per budget + calibration) on
   disk, and the bundles shipped in ``agentcomm/models/decoders/``.
 * :mod:`~agentcomm.decoders.codec`: the ``"jscc"``, ``"jscc+cddm"`` and ``"jscc+diffcom"`` codecs,
   registered with :func:`agentcomm.codecs.register_codec` when this package is imported.
-* :mod:`~agentcomm.decoders.ray_train`: offline training with Ray Train (``agentcomm
-  train-decoder``, :mod:`~agentcomm.decoders.cli`); imported on demand, it needs Ray.
+* :mod:`~agentcomm.decoders.cli`: ``agentcomm train-decoder``, offline training with Ray Train
+  on environment rollouts; the training itself lives above the communication stack, in
+  :mod:`agentcomm.policies.receiver_training`, since it needs the environments and Ray.
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from agentcomm.decoders.codec import (
 from agentcomm.decoders.data import (
     BeliefMapConfig,
     BeliefMaps,
-    collect_env_beliefs,
+    check_maps,
     from_unit,
     prior_logodds,
     simulate_belief_maps,
     to_unit,
 )
-from agentcomm.decoders.diffcom import DiffComReceiver
+from agentcomm.decoders.diffcom import DiffComReceiver, select_zeta
 from agentcomm.decoders.jscc import (
     JSCC,
     JSCCConfig,
@@ -64,7 +68,7 @@ __all__ = [
     "JSCCDiffComCodec",
     "PriorConfig",
     "ddim_step",
-    "collect_env_beliefs",
+    "check_maps",
     "ddim_timesteps",
     "default_bundle_dir",
     "effective_snr_db",
@@ -75,6 +79,7 @@ __all__ = [
     "prior_logodds",
     "register_decoder_codecs",
     "save_checkpoint",
+    "select_zeta",
     "simulate_belief_maps",
     "to_unit",
     "train_jscc",

@@ -35,11 +35,11 @@ import torch
 
 from agentcomm._checks import check_tensor
 from agentcomm._integrity import check_sha256, read_json_file, sha256_file
-from agentcomm.config import atomic_write_text
 from agentcomm.decoders.cddm import CALIBRATION_FILE, CDDMReceiver
 from agentcomm.decoders.diffcom import DiffComReceiver
 from agentcomm.decoders.jscc import JSCC, JSCCConfig, load_checkpoint, save_checkpoint
 from agentcomm.decoders.prior import DiffusionPrior, PriorConfig
+from agentcomm.io import atomic_write_text
 
 __all__ = [
     "BUNDLE_FILE",

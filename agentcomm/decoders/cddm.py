@@ -26,8 +26,7 @@ The price is a modelling approximation: the decoder error
 Gaussian nor independent of :math:`u`). Since the JSCC decoder is trained for
 MSE it approximates :math:`E[u \mid y]`, so no post-processing of its output
 can lower the MSE much; what CDDM adds is maps that look like belief maps
-(the prior's support), not a lower MSE. The measured numbers are in the
-package's report.
+(the prior's support), not a lower MSE (measurements: ``docs/receivers.md``).
 
 SNR matching
 ------------
@@ -59,9 +58,10 @@ from safetensors.torch import save_file
 from agentcomm._checks import check_range, check_tensor
 from agentcomm._integrity import load_tensors, tensors_metadata
 from agentcomm.channels.base import Channel, ChannelOutput
-from agentcomm.decoders.data import _check_maps, from_unit, to_unit
+from agentcomm.decoders.data import check_maps, from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
 from agentcomm.decoders.prior import DiffusionPrior
+from agentcomm.io import atomic_write
 
 __all__ = ["CALIBRATION_FILE", "CDDMReceiver", "check_compatible", "interp_log"]
 
@@ -162,7 +162,7 @@ class CDDMReceiver:
             normalized maps at each grid SNR.
         """
         c = jscc.config
-        _check_maps("maps", maps, c.height, c.width)
+        check_maps("maps", maps, c.height, c.width)
         grid = torch.arange(-5.0, 30.5, 1.0) if snr_grid_db is None else snr_grid_db.float()
         u = to_unit(maps, c.clip)
         err = []
@@ -183,11 +183,10 @@ class CDDMReceiver:
             The path of the written file.
         """
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
         meta = {"steps": str(self.steps), "channel_uses": str(self.jscc.config.channel_uses)}
         tensors = {"snr_grid_db": self.snr_grid_db.cpu(), "error_var": self.error_var_table.cpu()}
         path = out / CALIBRATION_FILE
-        save_file(tensors, str(path), metadata=meta)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
         return path
 
     @classmethod

@@ -3,18 +3,28 @@
 Examples::
 
     agentcomm train-decoder --env SearchRescue-v0 --out runs/decoders
-    agentcomm train-decoder --config experiments/configs/decoders.yaml --out runs/decoders
-    agentcomm train-decoder --config cfg.yaml --num-workers 8 --use-gpu   # a Ray cluster
+    agentcomm train-decoder --config decoders.yaml --out runs/decoders
+    agentcomm train-decoder --config decoders.yaml --num-workers 8 --use-gpu   # a Ray cluster
 
-Command-line flags override the config file; the config used is written beside
-the models (``train_config.yaml``).
+``--config`` takes a YAML or JSON file of
+:class:`~agentcomm.policies.receiver_training.DecoderTrainConfig` fields (the one
+``agentcomm train-decoder`` writes beside its models, ``train_config.yaml``, is one).
+Command-line flags override the config file.
+
+The training needs the environments and Ray, which the communication stack does not
+import: :func:`main` loads :mod:`agentcomm.policies.receiver_training` by name when the
+command runs, as the top-level command line loads every subcommand.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["TRAINER", "add_arguments", "main"]
+
+#: Module holding ``DecoderTrainConfig`` and ``train_decoders``.
+TRAINER = "agentcomm.policies.receiver_training"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the training; returns the exit status."""
-    from agentcomm.decoders.ray_train import DecoderTrainConfig, train_decoders
-
-    cfg = DecoderTrainConfig.load(args.config) if args.config else DecoderTrainConfig()
+    trainer = importlib.import_module(TRAINER)
+    config_cls = trainer.DecoderTrainConfig
+    cfg = config_cls.load(args.config) if args.config else config_cls()
     changes = {
         key: value
         for key, value in (
@@ -43,6 +53,6 @@ def main(args: argparse.Namespace) -> int:
         if value is not None
     }
     cfg = cfg.replace(**changes)
-    out = train_decoders(cfg, args.out)
+    out = trainer.train_decoders(cfg, args.out)
     print(f"wrote {out}")
     return 0

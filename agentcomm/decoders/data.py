@@ -19,28 +19,28 @@ occupancy-grid form, Thrun et al., *Probabilistic Robotics*, 2005, eq. 9.7):
 with :math:`V` victims. Clipping at :math:`\pm L` keeps the map able to
 change its mind, as occupancy grids do.
 
-:func:`collect_env_beliefs` gathers the same kind of data from the batched
-environments instead (every agent's fused belief at every step of expert
-rollouts): the default training data of the shipped receivers, since it is
-what the codecs see in the environment.
+:func:`agentcomm.policies.receiver_training.collect_env_beliefs` gathers the same kind of
+data from the batched environments instead (every agent's fused belief at every step of
+expert rollouts): the default training data of the shipped receivers, since it is what
+the codecs see in the environment.
 
-Shape legend: ``D`` maps, ``A`` agents, ``H x W`` grid, ``B`` worlds, ``N`` agents, ``T`` steps.
+Shape legend: ``D`` maps, ``A`` agents, ``H x W`` grid.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 
-from agentcomm._checks import check_positive, check_probability, check_range, check_tensor
+from agentcomm._checks import check_range, check_tensor
+from agentcomm.config import Config, rng
 
 __all__ = [
     "BeliefMapConfig",
     "BeliefMaps",
-    "collect_env_beliefs",
+    "check_maps",
     "from_unit",
     "prior_logodds",
     "simulate_belief_maps",
@@ -49,7 +49,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class BeliefMapConfig:
+class BeliefMapConfig(Config):
     """How synthetic belief maps are generated.
 
     Attributes:
@@ -64,28 +64,25 @@ class BeliefMapConfig:
         clip: log-odds clipping bound ``L`` (nats).
     """
 
-    height: int = 16
-    width: int = 16
-    n_victims: int = 3
-    n_agents: int = 3
-    max_steps: int = 30
-    sensing_radius: float = 2.5
-    pd: float = 0.9
-    pfa: float = 0.1
-    clip: float = 6.0
+    height: int = field(default=16, metadata=rng(1))
+    width: int = field(default=16, metadata=rng(1))
+    n_victims: int = field(default=3, metadata=rng(1))
+    n_agents: int = field(default=3, metadata=rng(1))
+    max_steps: int = field(default=30, metadata=rng(1))
+    sensing_radius: float = field(default=2.5, metadata=rng(0.0, low_inclusive=False))
+    pd: float = field(default=0.9, metadata=rng(0.0, 1.0))
+    pfa: float = field(default=0.1, metadata=rng(0.0, 1.0))
+    clip: float = field(default=6.0, metadata=rng(0.0, low_inclusive=False))
 
-    def __post_init__(self) -> None:
-        check_range("height", self.height, 1, None)
-        check_range("width", self.width, 1, None)
-        check_range("n_victims", self.n_victims, 1, self.height * self.width - 1)
-        check_range("n_agents", self.n_agents, 1, None)
-        check_range("max_steps", self.max_steps, 1, None)
-        check_positive("sensing_radius", self.sensing_radius)
-        check_probability("pd", self.pd)
-        check_probability("pfa", self.pfa)
-        check_range("pfa", self.pfa, 0.0, self.pd, low_inclusive=False, high_inclusive=False)
-        check_range("pd", self.pd, self.pfa, 1.0, low_inclusive=False, high_inclusive=False)
-        check_positive("clip", self.clip)
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        check_range(f"{prefix}n_victims", self.n_victims, 1, self.height * self.width - 1)
+        check_range(
+            f"{prefix}pfa", self.pfa, 0.0, self.pd, low_inclusive=False, high_inclusive=False
+        )
+        check_range(
+            f"{prefix}pd", self.pd, self.pfa, 1.0, low_inclusive=False, high_inclusive=False
+        )
 
 
 @dataclass
@@ -172,53 +169,8 @@ def simulate_belief_maps(
     return BeliefMaps(logodds=logodds.float(), truth=truth)
 
 
-def collect_env_beliefs(
-    env_id: str, num_envs: int, steps: int, seed: int, **overrides: Any
-) -> BeliefMaps:
-    """Belief maps of every agent at every step of expert rollouts in a batched grid world.
-
-    The world is driven by :func:`agentcomm.envs.experts.expert_actions`; finished worlds
-    are reset in place, so the data covers whole episodes from fresh to well explored.
-    After each step the fused beliefs ``world.belief [B, N, H, W]`` (log-odds, clipped to
-    ``comm.logodds_clip``) are kept with what the sensors detect, ``world.true_map()``
-    ``[B, H, W]``, repeated per agent.
-
-    Args:
-        env_id: a grid-belief scenario, e.g. ``"SearchRescue-v0"``.
-        num_envs: parallel worlds ``B``.
-        steps: environment steps ``T``.
-        seed: seeds the world's generator (the only randomness).
-        **overrides: scenario config overrides, as for :func:`agentcomm.make_vec`.
-    Returns:
-        :class:`BeliefMaps` with ``D = T * B * N`` maps: ``logodds`` float32 ``[D, H, W]``
-        (nats), ``truth`` bool ``[D, H, W]``, ordered by step, then world, then agent.
-    """
-    from agentcomm.envs import make_vec
-    from agentcomm.envs.experts import expert_actions
-
-    check_range("num_envs", num_envs, 1, None)
-    check_range("steps", steps, 1, None)
-    world = make_vec(env_id, num_envs=num_envs, seed=int(seed), **overrides)
-    if world.belief_kind != "grid":
-        raise ValueError(
-            f"env_id={env_id!r} has belief_kind={world.belief_kind!r}; "
-            "collect_env_beliefs needs a grid-belief scenario"
-        )
-    world.reset(seed=int(seed))
-    logodds, truth = [], []
-    n = world.num_agents
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = world.step(expert_actions(world))
-        logodds.append(world.belief.float().flatten(0, 1).clone())
-        truth.append(world.true_map().unsqueeze(1).expand(-1, n, -1, -1).flatten(0, 1).clone())
-        done = terminated | truncated
-        if bool(done.any()):
-            world.reset_at(done)
-    return BeliefMaps(logodds=torch.cat(logodds), truth=torch.cat(truth).bool())
-
-
-def _check_maps(name: str, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Validate a log-odds batch ``[M, H, W]`` of real floats (shared by the decoders)."""
+def check_maps(name: str, maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Validate a log-odds batch ``[M, H, W]`` of real floats (every receiver takes these)."""
     check_tensor(
         name,
         maps,

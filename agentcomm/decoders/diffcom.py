@@ -41,13 +41,14 @@ from __future__ import annotations
 import torch
 
 from agentcomm._checks import check_range
+from agentcomm.channels.awgn import AWGN
 from agentcomm.channels.base import ChannelOutput
 from agentcomm.decoders.cddm import CDDMReceiver, check_compatible
-from agentcomm.decoders.data import from_unit
+from agentcomm.decoders.data import from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, _snr_vector
 from agentcomm.decoders.prior import DiffusionPrior, ddim_step
 
-__all__ = ["DiffComReceiver"]
+__all__ = ["DiffComReceiver", "select_zeta"]
 
 
 class DiffComReceiver:
@@ -143,3 +144,48 @@ class DiffComReceiver:
 
         x0 = self.prior.denoise(x_t, t_start, self.steps, guidance=guided_step)
         return from_unit(x0, c.clip).detach()
+
+
+@torch.no_grad()
+def _mse(est: torch.Tensor, maps: torch.Tensor, clip: float) -> float:
+    return float((to_unit(est, clip) - to_unit(maps, clip)).square().mean())
+
+
+def select_zeta(
+    jscc: JSCC,
+    prior: DiffusionPrior,
+    start: CDDMReceiver,
+    maps: torch.Tensor,
+    zeta_grid: tuple[float, ...],
+    snr_db: tuple[float, ...],
+    steps: int,
+    generator: torch.Generator,
+) -> tuple[float, dict[float, float]]:
+    """Pick the DiffCom guidance step with the lowest MSE on validation maps (AWGN).
+
+    Every candidate sees the same channel realizations (the generator state is
+    restored per candidate), so differences are due to ``zeta`` alone.
+
+    Args:
+        jscc, prior, start: the receiver's parts (``start`` gives the SNR-matched start).
+        maps: float ``[D, H, W]`` validation log-odds (nats), not used in training.
+        zeta_grid: candidates (>= 0).
+        snr_db: SNRs (dB) the MSE is averaged over.
+        steps: DDIM steps of the receiver.
+        generator: source of the channel noise.
+    Returns:
+        ``(best zeta, {zeta: mean MSE on normalized maps})``.
+    """
+    clip = jscc.config.clip
+    state = generator.get_state()
+    scores = {}
+    for zeta in zeta_grid:
+        generator.set_state(state)
+        rx = DiffComReceiver(jscc, prior, steps=steps, zeta=zeta, start=start)
+        errs = []
+        for snr in snr_db:
+            with torch.no_grad():
+                out = AWGN().apply(jscc.encode(maps, snr), snr, generator)
+            errs.append(_mse(rx.decode(out, snr), maps, clip))
+        scores[float(zeta)] = sum(errs) / len(errs)
+    return min(scores, key=scores.__getitem__), scores

@@ -26,37 +26,36 @@ stack of similar quality, and its receptive field is the whole map.
 
 Shape legend: ``M`` messages, ``H x W`` grid, ``k`` complex channel uses.
 
-This module also holds the checkpoint format shared by every decoder model:
-a ``model.safetensors`` file whose metadata carries the class name and the
-config JSON, and a human-readable ``config.json`` beside it.
+This module also holds the checkpoint format shared by every decoder model, written
+through :mod:`agentcomm.io`: a ``model.safetensors`` file whose metadata carries the class
+name and the config JSON, and a human-readable ``config.json`` beside it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from agentcomm._checks import check_choice, check_positive, check_range, check_tensor
-from agentcomm._integrity import (
-    WEIGHTS_HASH_KEY,
-    check_sha256,
-    load_tensors,
-    read_json_file,
-    sha256_file,
-    tensors_metadata,
-)
+from agentcomm._integrity import check_sha256, load_tensors, tensors_metadata
 from agentcomm.channels.base import Channel, ChannelOutput, power_normalize
-from agentcomm.decoders.data import _check_maps, from_unit, to_unit
+from agentcomm.config import Config, rng
+from agentcomm.decoders.data import check_maps, from_unit, to_unit
+from agentcomm.decoders.optimize import fit
+from agentcomm.io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    check_config_match,
+    read_model_config,
+    save_model_files,
+)
 
 __all__ = [
     "JSCC",
@@ -74,7 +73,7 @@ _SNR_SCALE_DB = 20.0  # SNRs in dB are divided by this before entering a network
 
 
 @dataclass(frozen=True)
-class JSCCConfig:
+class JSCCConfig(Config):
     """Architecture of a :class:`JSCC` codec.
 
     Attributes:
@@ -86,20 +85,12 @@ class JSCCConfig:
         depth: number of FiLM-conditioned hidden layers in the encoder and in the decoder.
     """
 
-    height: int = 16
-    width: int = 16
-    channel_uses: int = 32
-    clip: float = 6.0
-    hidden: int = 256
-    depth: int = 2
-
-    def __post_init__(self) -> None:
-        check_range("height", self.height, 1, None)
-        check_range("width", self.width, 1, None)
-        check_range("channel_uses", self.channel_uses, 1, None)
-        check_positive("clip", self.clip)
-        check_range("hidden", self.hidden, 1, None)
-        check_range("depth", self.depth, 1, None)
+    height: int = field(default=16, metadata=rng(1))
+    width: int = field(default=16, metadata=rng(1))
+    channel_uses: int = field(default=32, metadata=rng(1))
+    clip: float = field(default=6.0, metadata=rng(0.0, low_inclusive=False))
+    hidden: int = field(default=256, metadata=rng(1))
+    depth: int = field(default=2, metadata=rng(1))
 
 
 class _FiLMMLP(nn.Module):
@@ -236,7 +227,7 @@ class JSCC(nn.Module):
     def encode(self, logodds: torch.Tensor, snr_db: torch.Tensor | float) -> torch.Tensor:
         """Belief maps float ``[M, H, W]`` (nats) at nominal SNR (dB, scalar or ``[M]``) -> complex64 ``[M, k]``."""
         c = self.config
-        _check_maps("logodds", logodds, c.height, c.width)
+        check_maps("logodds", logodds, c.height, c.width)
         return self.encoder(logodds, _snr_vector(snr_db, logodds.shape[0]))
 
     def decode(self, out: ChannelOutput) -> torch.Tensor:
@@ -304,7 +295,7 @@ def train_jscc(
     lr: float = 2e-3,
     snr_range_db: tuple[float, float] = (0.0, 20.0),
     progress: Callable[[int, float], None] | None = None,
-    sync_grads: Callable[[nn.Module], None] | None = None,
+    parallel: Callable[[nn.Module], nn.Module] | None = None,
 ) -> list[float]:
     """Train encoder and decoder end to end through a differentiable channel.
 
@@ -322,20 +313,17 @@ def train_jscc(
         lr: Adam learning rate (cosine-decayed to zero).
         snr_range_db: ``(low, high)`` SNR range in dB.
         progress: optional callback ``(step, loss)``.
-        sync_grads: optional hook called with the model between ``backward`` and the
-            optimizer step (data-parallel training averages gradients across workers there).
+        parallel: optional data-parallel wrapper (:func:`~agentcomm.decoders.optimize.fit`).
     Returns:
         The training loss of every step (``steps`` floats).
     """
     c = model.config
-    _check_maps("maps", maps, c.height, c.width)
+    check_maps("maps", maps, c.height, c.width)
     check_range("steps", steps, 1, None)
     check_range("batch_size", batch_size, 1, None)
     check_positive("lr", lr)
     lo, hi = snr_range_db
     check_range("snr_range_db[1]", hi, lo, None)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     target_all = to_unit(maps, c.clip).float()
     with torch.no_grad():
         flat = target_all.flatten(1)
@@ -345,23 +333,16 @@ def train_jscc(
         ):
             mean.copy_(flat.mean(0))
             std.copy_(flat.std(0).clamp_min(1e-3))
-    losses = []
-    model.train()
-    for step, idx in enumerate(_batches(maps.shape[0], batch_size, steps, generator)):
+    batches = _batches(maps.shape[0], batch_size, steps, generator)
+
+    def loss_at(step: int) -> torch.Tensor:
+        idx = batches[step]
         snr = lo + (hi - lo) * torch.rand(batch_size, generator=generator, device=generator.device)
         out = channel.apply(model.encode(maps[idx], snr), snr, generator)
-        loss = nn.functional.mse_loss(model._decode_unit(out), target_all[idx].flatten(1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if sync_grads is not None:
-            sync_grads(model)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress(step, losses[-1])
-    model.eval()
-    return losses
+        return nn.functional.mse_loss(model._decode_unit(out), target_all[idx].flatten(1))
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return fit(model, opt, steps, loss_at, progress=progress, parallel=parallel)
 
 
 @torch.no_grad()
@@ -391,26 +372,7 @@ def evaluate_jscc(
 
 # --- checkpoints -------------------------------------------------------------------------
 
-_WEIGHTS = "model.safetensors"
-_CONFIG = "config.json"
 ModelT = TypeVar("ModelT", bound=nn.Module)
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a temporary file in the same folder and ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _config_to_json(config: Any) -> str:
-    return json.dumps(asdict(config), sort_keys=True)
 
 
 def save_checkpoint(
@@ -418,12 +380,12 @@ def save_checkpoint(
     directory: str | os.PathLike[str],
     dtype: Literal["float32", "float16"] = "float32",
 ) -> Path:
-    """Save a decoder model (any module with a dataclass ``config``) to ``directory``.
+    """Save a decoder model (any module with a ``config`` that has ``to_dict``) to ``directory``.
 
     Writes ``model.safetensors`` (weights; its metadata holds the class name and
     the config, so weights and config can never be paired wrongly) and
     ``config.json`` (the same config, for people, and the weights file's SHA-256, which
-    :func:`load_checkpoint` checks), each atomically.
+    :func:`load_checkpoint` checks), each atomically (:func:`agentcomm.io.save_model_files`).
 
     Args:
         model: e.g. :class:`JSCC` or :class:`~agentcomm.decoders.prior.DiffusionPrior`.
@@ -435,42 +397,38 @@ def save_checkpoint(
         The directory as a :class:`~pathlib.Path`.
     """
     config = getattr(model, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        raise ValueError(f"model {type(model).__name__} has no dataclass `config` to save")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_json = _config_to_json(config)
-    meta = {"class": type(model).__name__, "config": cfg_json}
+    if not isinstance(config, Config):
+        raise ValueError(f"model {type(model).__name__} has no Config `config` to save")
     check_choice("dtype", dtype, ("float32", "float16"))
+    cfg_json = json.dumps(config.to_dict(), sort_keys=True)
     store = getattr(torch, dtype)
     tensors = {
         k: (v.detach().to(store) if v.is_floating_point() else v.detach()).contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    _atomic_write(out / _WEIGHTS, lambda p: save_file(tensors, p, metadata=meta))
-    doc = {
-        "class": type(model).__name__,
-        "config": json.loads(cfg_json),
-        WEIGHTS_HASH_KEY: sha256_file(out / _WEIGHTS),
-    }
-    _atomic_write(out / _CONFIG, lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
-    return out
+    return save_model_files(
+        directory,
+        tensors,
+        {"class": type(model).__name__, "config": json.loads(cfg_json)},
+        metadata={"class": type(model).__name__, "config": cfg_json},
+    )
 
 
 def load_checkpoint(
     cls: type[ModelT],
-    config_cls: type,
+    config_cls: type[Config],
     directory: str | os.PathLike[str],
-    config: Any | None = None,
+    config: Config | None = None,
 ) -> ModelT:
     """Load a model saved by :func:`save_checkpoint`.
 
     Args:
         cls: the model class, e.g. :class:`JSCC`; must match the saved class name.
-        config_cls: its config dataclass, e.g. :class:`JSCCConfig`.
+        config_cls: its config class, e.g. :class:`JSCCConfig`.
         directory: the checkpoint folder.
         config: if given, the config the caller expects; any difference from the
-            saved one raises ``ValueError`` naming the differing keys.
+            saved one raises :class:`~agentcomm.io.ConfigMismatchError` naming the
+            differing keys.
     Returns:
         The model in eval mode with the saved weights.
     Raises:
@@ -479,16 +437,9 @@ def load_checkpoint(
             class, or a config that differs from ``config``.
     """
     src = Path(directory)
-    weights = src / _WEIGHTS
-    if not weights.is_file():
-        raise ValueError(f"directory={str(src)!r} holds no {_WEIGHTS}")
-    side = src / _CONFIG
-    if not side.is_file():
-        raise ValueError(
-            f"directory={str(src)!r} holds no {_CONFIG} (it records the weights' SHA-256)"
-        )
-    side_doc = read_json_file(side, "model config")
-    check_sha256(weights, side, side_doc)
+    side_doc = read_model_config(src, "model")
+    weights = src / WEIGHTS_FILE
+    check_sha256(weights, src / CONFIG_FILE, side_doc)
     meta = tensors_metadata(weights)
     if meta.get("class") != cls.__name__:
         raise ValueError(
@@ -498,19 +449,11 @@ def load_checkpoint(
         raise ValueError(f"weights file {weights} holds no config in its metadata")
     saved = json.loads(meta["config"])
     if side_doc.get("config") != saved:
-        raise ValueError(f"{side} disagrees with the config stored in {weights}")
-    try:
-        loaded_cfg = config_cls(**saved)
-    except TypeError as exc:
-        raise ValueError(f"checkpoint config does not fit {config_cls.__name__}: {exc}") from exc
+        raise ValueError(f"{src / CONFIG_FILE} disagrees with the config stored in {weights}")
+    loaded_cfg = config_cls.from_dict(saved)
     if config is not None:
-        want = json.loads(_config_to_json(config))
-        diff = sorted(k for k in set(want) | set(saved) if want.get(k) != saved.get(k))
-        if diff:
-            detail = ", ".join(
-                f"{k}: saved {saved.get(k)!r} vs given {want.get(k)!r}" for k in diff
-            )
-            raise ValueError(f"config mismatch with checkpoint {str(src)!r}: {detail}")
+        want = json.loads(json.dumps(config.to_dict()))
+        check_config_match(src, saved, want)
     model = cls(loaded_cfg)
     try:
         model.load_state_dict(load_tensors(weights), strict=True)

@@ -1,34 +1,17 @@
-r"""A diffusion prior over belief maps, and the DDIM sampler every receiver shares.
+r"""A diffusion prior over belief maps.
 
 The prior is a DDPM (Ho et al., NeurIPS 2020) over normalized log-odds maps
-:math:`x_0 = \mathrm{clip}(\ell, -L, L)/L \in [-1, 1]^{H \times W}`, with the
-forward process
-
-.. math::
-    x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,
-    \qquad \epsilon \sim \mathcal N(0, I),
-
-(Ho et al., eq. 4) and a network that predicts :math:`v` (default), :math:`\epsilon` or
-:math:`x_0` (see :class:`PriorConfig`), from which :math:`\epsilon_\theta(x_t, t)`
-follows. The schedule :math:`\bar\alpha_t` and the forward noising
-come from diffusers' :class:`~diffusers.DDPMScheduler`.
-
-Sampling uses deterministic DDIM (Song et al., ICLR 2021, eq. 12 with
-:math:`\sigma_t = 0`):
-
-.. math::
-    \hat x_0 = \frac{x_t - \sqrt{1 - \bar\alpha_t}\,\epsilon_\theta}{\sqrt{\bar\alpha_t}},\qquad
-    x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1 - \bar\alpha_{t'}}\,\epsilon_\theta .
-
-The DDIM update is written here rather than taken from
-:class:`~diffusers.DDIMScheduler.step` because the receivers start every message
-from its own SNR-matched step, and ``step`` takes one timestep for the whole
-batch; a test checks :func:`ddim_step` against ``DDIMScheduler.step``.
+:math:`x_0 = \mathrm{clip}(\ell, -L, L)/L \in [-1, 1]^{H \times W}`, with a network that
+predicts :math:`v` (default), :math:`\epsilon` or :math:`x_0` (see :class:`PriorConfig`),
+from which :math:`\epsilon_\theta(x_t, t)` follows. The schedule, the forward noising and
+the DDIM reverse step (deterministic, per map, so that every message can start from its
+own SNR-matched step) come from :mod:`agentcomm.diffusion`, where the equations are
+written out; :func:`ddim_step` and :func:`ddim_timesteps` are re-exported here for the
+receivers.
 
 Denoisers: ``"mlp"`` (a residual MLP with a sinusoidal time embedding; fast at
-batch 1, the default) or ``"unet"`` (a tiny diffusers :class:`~diffusers.UNet2DModel`;
-about 4 ms per forward at batch 1 on one CPU thread, so 10 steps exceed a
-10 ms latency budget).
+batch 1, the default) or ``"unet"`` (a tiny diffusers :class:`~diffusers.UNet2DModel`,
+several times slower per forward at batch 1 on a CPU).
 
 Shape legend: ``M`` maps, ``H x W`` grid, ``S`` sampling steps.
 """
@@ -36,16 +19,28 @@ Shape legend: ``M`` maps, ``H x W`` grid, ``S`` sampling steps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import UNet2DModel
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
-from agentcomm._checks import check_choice, check_positive, check_range
-from agentcomm.decoders.data import _check_maps, from_unit, to_unit
+from agentcomm._checks import check_positive, check_range
+from agentcomm.config import Config, choices, rng
+from agentcomm.decoders.data import check_maps, from_unit, to_unit
+from agentcomm.decoders.optimize import fit
+from agentcomm.diffusion import (
+    BETA_SCHEDULES,
+    PREDICTIONS,
+    BetaSchedule,
+    Prediction,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_scheduler,
+    eps_from_prediction,
+)
 
 __all__ = [
     "DiffusionPrior",
@@ -56,12 +51,10 @@ __all__ = [
 ]
 
 Backbone = Literal["mlp", "unet"]
-BetaSchedule = Literal["squaredcos_cap_v2", "linear", "scaled_linear"]
-Prediction = Literal["epsilon", "sample", "v_prediction"]
 
 
 @dataclass(frozen=True)
-class PriorConfig:
+class PriorConfig(Config):
     r"""Architecture and noise schedule of a :class:`DiffusionPrior`.
 
     Attributes:
@@ -74,47 +67,42 @@ class PriorConfig:
         unet_channels: ``block_out_channels`` of the UNet (``H`` and ``W`` must be
             divisible by ``2 ** (len - 1)``).
         num_train_timesteps: diffusion steps ``T``.
-        beta_schedule: a diffusers beta schedule (``"squaredcos_cap_v2"`` is the cosine
-            schedule of Nichol & Dhariwal, ICML 2021).
+        beta_schedule: a diffusers beta schedule
+            (:data:`agentcomm.diffusion.BETA_SCHEDULES`).
         prediction: what the network outputs: ``"epsilon"`` (Ho et al.), ``"sample"``
             (:math:`x_0` directly) or ``"v_prediction"``
             (:math:`v = \sqrt{\bar\alpha_t}\epsilon - \sqrt{1-\bar\alpha_t}x_0`, Salimans &
-            Ho, ICLR 2022; the default: with 10 DDIM steps on 8x8 maps it matched the data's
-            mean occupancy within 6%, where epsilon overshot it 5-fold and sample regressed
-            to the mean), each trained by MSE on its own target. Either way
+            Ho, ICLR 2022; the default), each trained by MSE on its own target. Either way
             :meth:`DiffusionPrior.eps` returns the implied noise
             :math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\hat x_0)/\sqrt{1-\bar\alpha_t}`.
     """
 
-    height: int = 16
-    width: int = 16
-    clip: float = 6.0
-    backbone: Backbone = "mlp"
-    hidden: int = 512
-    depth: int = 3
+    height: int = field(default=16, metadata=rng(1))
+    width: int = field(default=16, metadata=rng(1))
+    clip: float = field(default=6.0, metadata=rng(0.0, low_inclusive=False))
+    backbone: Backbone = field(default="mlp", metadata=choices("mlp", "unet"))
+    hidden: int = field(default=512, metadata=rng(1))
+    depth: int = field(default=3, metadata=rng(1))
     unet_channels: tuple[int, ...] = (32, 64)
-    num_train_timesteps: int = 1000
-    beta_schedule: BetaSchedule = "squaredcos_cap_v2"
-    prediction: Prediction = "v_prediction"
+    num_train_timesteps: int = field(default=1000, metadata=rng(2))
+    beta_schedule: BetaSchedule = field(
+        default="squaredcos_cap_v2", metadata=choices(*BETA_SCHEDULES)
+    )
+    prediction: Prediction = field(default="v_prediction", metadata=choices(*PREDICTIONS))
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "unet_channels", tuple(self.unet_channels))
-        check_range("height", self.height, 1, None)
-        check_range("width", self.width, 1, None)
-        check_positive("clip", self.clip)
-        check_choice("backbone", self.backbone, ("mlp", "unet"))
-        check_range("hidden", self.hidden, 1, None)
-        check_range("depth", self.depth, 1, None)
-        check_range("num_train_timesteps", self.num_train_timesteps, 2, None)
-        check_choice(
-            "beta_schedule", self.beta_schedule, ("squaredcos_cap_v2", "linear", "scaled_linear")
-        )
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if not self.unet_channels or min(self.unet_channels) < 1:
+            raise ValueError(
+                f"{prefix}unet_channels={self.unet_channels!r} is not allowed; expected a "
+                "non-empty list of integers >= 1"
+            )
         if self.backbone == "unet":
             f = 2 ** (len(self.unet_channels) - 1)
             if self.height % f or self.width % f:
                 raise ValueError(
-                    f"height={self.height}, width={self.width} must be divisible by {f} "
-                    f"for unet_channels={self.unet_channels}"
+                    f"{prefix}height={self.height}, {prefix}width={self.width} must be "
+                    f"divisible by {f} for {prefix}unet_channels={self.unet_channels}"
                 )
 
 
@@ -160,52 +148,6 @@ class _UNetDenoiser(nn.Module):
         return self.unet(x.unsqueeze(1), t).sample.squeeze(1)
 
 
-def ddim_timesteps(t_start: torch.Tensor, steps: int) -> torch.Tensor:
-    """Per-map DDIM grids from ``t_start`` down towards 0, evenly spaced.
-
-    :math:`\\tau_j = \\lfloor t_{start} (S - j) / S \\rfloor`, ``j = 0..S-1``; the step after
-    :math:`\\tau_{S-1}` goes to :math:`\\bar\\alpha = 1` (the clean sample).
-
-    Args:
-        t_start: long ``[M]``, the first timestep of each map.
-        steps: ``S >= 1``.
-    Returns:
-        long ``[S, M]``, non-increasing along the first axis.
-    """
-    check_range("steps", steps, 1, None)
-    j = torch.arange(steps, device=t_start.device).unsqueeze(1)
-    return torch.div(t_start.unsqueeze(0) * (steps - j), steps, rounding_mode="floor")
-
-
-def ddim_step(
-    x_t: torch.Tensor,
-    eps: torch.Tensor,
-    abar_t: torch.Tensor,
-    abar_prev: torch.Tensor,
-    clip_x0: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One deterministic DDIM step (Song et al. 2021, eq. 12, :math:`\\eta = 0`).
-
-    Args:
-        x_t: float ``[M, H, W]``.
-        eps: float ``[M, H, W]``, the predicted noise :math:`\\epsilon_\\theta(x_t, t)`.
-        abar_t: float ``[M]``, :math:`\\bar\\alpha_t`.
-        abar_prev: float ``[M]``, :math:`\\bar\\alpha_{t'}` of the next (less noisy) step.
-        clip_x0: clip :math:`\\hat x_0` to ``[-1, 1]`` (the data range) before re-noising;
-            :math:`\\epsilon` is then re-derived from the clipped :math:`\\hat x_0`, as
-            diffusers does.
-    Returns:
-        ``(x_prev [M, H, W], x0_hat [M, H, W])``.
-    """
-    a_t = abar_t.view(-1, 1, 1)
-    a_p = abar_prev.view(-1, 1, 1)
-    x0 = (x_t - (1.0 - a_t).sqrt() * eps) / a_t.sqrt()
-    if clip_x0:
-        x0 = x0.clamp(-1.0, 1.0)
-        eps = (x_t - a_t.sqrt() * x0) / (1.0 - a_t).sqrt()
-    return a_p.sqrt() * x0 + (1.0 - a_p).sqrt() * eps, x0
-
-
 class DiffusionPrior(nn.Module):
     """:math:`p_\\theta(x_0)` over normalized belief maps, with an :math:`\\epsilon`-predictor.
 
@@ -224,11 +166,8 @@ class DiffusionPrior(nn.Module):
         if not isinstance(config, PriorConfig):
             raise ValueError(f"config must be a PriorConfig, got {type(config).__name__}")
         self.config = config
-        self.scheduler = DDPMScheduler(
-            num_train_timesteps=config.num_train_timesteps,
-            beta_schedule=config.beta_schedule,
-            prediction_type=config.prediction,
-            clip_sample=True,
+        self.scheduler = ddpm_scheduler(
+            config.num_train_timesteps, config.beta_schedule, config.prediction
         )
         # Derived from the config, so not saved with the weights.
         self.register_buffer(
@@ -250,10 +189,7 @@ class DiffusionPrior(nn.Module):
         out = self.net(x_t, t)
         if self.config.prediction == "epsilon":
             return out
-        a = self.alphas_cumprod[t].view(-1, 1, 1)
-        if self.config.prediction == "v_prediction":
-            return (1.0 - a).sqrt() * x_t + a.sqrt() * out
-        return (x_t - a.sqrt() * out) / (1.0 - a).sqrt()
+        return eps_from_prediction(out, x_t, self.alphas_cumprod[t], self.config.prediction)
 
     def noise_to_signal(self) -> torch.Tensor:
         """:math:`(1 - \\bar\\alpha_t)/\\bar\\alpha_t` for ``t = 0..T-1``: float32 ``[T]``, increasing."""
@@ -343,7 +279,7 @@ def train_prior(
     batch_size: int = 256,
     lr: float = 1e-3,
     progress: Callable[[int, float], None] | None = None,
-    sync_grads: Callable[[nn.Module], None] | None = None,
+    parallel: Callable[[nn.Module], nn.Module] | None = None,
 ) -> list[float]:
     """Fit the prior to belief maps by denoising score matching.
 
@@ -355,34 +291,22 @@ def train_prior(
         batch_size: maps per step.
         lr: AdamW learning rate (cosine-decayed to zero).
         progress: optional callback ``(step, loss)``.
-        sync_grads: optional hook called with the prior between ``backward`` and the
-            optimizer step (data-parallel training averages gradients across workers there).
+        parallel: optional data-parallel wrapper (:func:`~agentcomm.decoders.optimize.fit`).
     Returns:
         The loss of every step (``steps`` floats).
     """
     c = prior.config
-    _check_maps("maps", maps, c.height, c.width)
+    check_maps("maps", maps, c.height, c.width)
     check_range("steps", steps, 1, None)
     check_range("batch_size", batch_size, 1, None)
     check_positive("lr", lr)
     x0_all = to_unit(maps, c.clip).float()
-    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    losses = []
-    prior.train()
-    for step in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         idx = torch.randint(
             0, maps.shape[0], (batch_size,), generator=generator, device=generator.device
         )
-        loss = prior.loss(x0_all[idx], generator)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if sync_grads is not None:
-            sync_grads(prior)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress(step, losses[-1])
-    prior.eval()
-    return losses
+        return prior.loss(x0_all[idx], generator)
+
+    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.0)
+    return fit(prior, opt, steps, loss_at, progress=progress, parallel=parallel)

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from agentcomm._checks import check_choice, check_device
 
 from .. import list_envs, make_vec
 from ..render import render_frame
@@ -32,7 +36,14 @@ from ..world import ACTION_DIM
 from . import agent_infos, info_to_numpy, reset_info, stack_agent_actions
 from .pettingzoo import check_render_mode
 
-__all__ = ["ADAPTER_KEYS", "ENV_PREFIX", "CommMultiAgentEnv", "register_rllib_envs"]
+__all__ = [
+    "ADAPTER_KEYS",
+    "ENV_PREFIX",
+    "CommMultiAgentEnv",
+    "RLlibEnvConfig",
+    "parse_env_config",
+    "register_rllib_envs",
+]
 
 #: Prefix of the names under which ``register_rllib_envs`` registers every scenario
 #: (``"agentcomm/<EnvId>"``); the batched EnvRunner and ``dppo_config`` read it too.
@@ -40,6 +51,78 @@ ENV_PREFIX = "agentcomm/"
 
 #: ``env_config`` keys the adapter reads itself; every other key overrides the scenario config.
 ADAPTER_KEYS = ("env_id", "centralized_critic", "render_mode", "device")
+
+
+@dataclass(frozen=True)
+class RLlibEnvConfig:
+    """RLlib's ``env_config`` split into the :data:`ADAPTER_KEYS` and the scenario overrides.
+
+    Attributes:
+        env_id: a registered scenario id, e.g. ``"SearchRescue-v0"``.
+        overrides: every other key, for the scenario's config (nested dicts for
+            ``sensing``, ``channel`` and ``comm``).
+        centralized_critic: observations carry the global state for a centralized critic.
+        render_mode: ``None`` or ``"rgb_array"``.
+        device: torch device of the world (``"auto"`` resolved to ``"cuda"`` when a GPU is
+            available, else ``"cpu"``).
+    """
+
+    env_id: str
+    overrides: dict[str, Any]
+    centralized_critic: bool = False
+    render_mode: str | None = None
+    device: str = "cpu"
+
+
+def parse_env_config(env_config: Mapping[str, Any] | None, env: Any = None) -> RLlibEnvConfig:
+    """Read the :data:`ADAPTER_KEYS` of an RLlib ``env_config``, the one rule for every
+    RLlib entry point (this adapter and the batched EnvRunner).
+
+    Args:
+        env_config: scenario overrides plus ``"env_id"``, ``"centralized_critic"`` (bool,
+            default False), ``"render_mode"`` and ``"device"`` (``"cpu"``, ``"cuda[:i]"``
+            or ``"auto"``; default ``"cpu"``).
+        env: the RLlib env name, ``"agentcomm/<EnvId>"`` or ``"<EnvId>"``; ``None`` when
+            the caller has none, and then ``env_config["env_id"]`` is required.
+    Raises:
+        ValueError: naming the key: no scenario id, an unknown one, ``env_config['env_id']``
+            contradicting ``env``, a non-bool ``centralized_critic``, an unknown render
+            mode or a device this machine lacks.
+    """
+    if env_config is not None and not isinstance(env_config, Mapping):
+        raise ValueError(f"env_config={env_config!r} is not allowed; expected a mapping")
+    overrides = dict(env_config or {})
+    given = overrides.pop("env_id", None)
+    if env is not None:
+        if not isinstance(env, str):
+            raise ValueError(
+                f"env={env!r} is not allowed; expected '{ENV_PREFIX}<EnvId>' with EnvId one "
+                f"of {list_envs()}"
+            )
+        env_id = env.removeprefix(ENV_PREFIX)
+        if given is not None and given != env_id:
+            raise ValueError(f"env_config['env_id']={given!r} contradicts env={env!r}")
+    elif given is None:
+        raise ValueError(
+            f"env_config['env_id'] is required; choose one of {list_envs()} (or use the "
+            "names registered by register_rllib_envs())"
+        )
+    else:
+        env_id = given
+    name = "env" if env is not None else "env_config['env_id']"
+    check_choice(name, env_id, list_envs())
+    centralized = overrides.pop("centralized_critic", False)
+    if not isinstance(centralized, bool):
+        raise ValueError(
+            f"env_config['centralized_critic']={centralized!r} is not allowed; expected "
+            "true or false"
+        )
+    render_mode = check_render_mode(overrides.pop("render_mode", None))
+    device = overrides.pop("device", "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(check_device("env_config['device']", device))
+    return RLlibEnvConfig(env_id, overrides, centralized, render_mode, device)
 
 
 class CommMultiAgentEnv(MultiAgentEnv):
@@ -73,20 +156,11 @@ class CommMultiAgentEnv(MultiAgentEnv):
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        overrides = dict(config or {})
-        env_id = overrides.pop("env_id", None)
-        if env_id is None:
-            raise ValueError(
-                f"config['env_id'] is required; choose one of {list_envs()} (or use the "
-                "names registered by register_rllib_envs())"
-            )
-        centralized = overrides.pop("centralized_critic", False)
-        if not isinstance(centralized, bool):
-            raise ValueError(f"config['centralized_critic']={centralized!r} must be a bool")
-        self.render_mode = check_render_mode(overrides.pop("render_mode", None))
-        device = overrides.pop("device", "cpu")
-        self.world = make_vec(env_id, num_envs=1, device=device, **overrides)
-        self.env_id = env_id
+        spec = parse_env_config(config)
+        centralized = spec.centralized_critic
+        self.render_mode = spec.render_mode
+        self.world = make_vec(spec.env_id, num_envs=1, device=spec.device, **spec.overrides)
+        self.env_id = spec.env_id
         self.centralized_critic = centralized
         self.possible_agents = list(self.world.agents)
         self.agents = list(self.possible_agents)
@@ -148,11 +222,7 @@ class CommMultiAgentEnv(MultiAgentEnv):
 
 
 def _create(env_id: str, env_config: Mapping[str, Any]) -> CommMultiAgentEnv:
-    given = env_config.get("env_id", env_id)
-    if given != env_id:
-        raise ValueError(
-            f"env_config['env_id']={given!r} contradicts the registered name {ENV_PREFIX}{env_id}"
-        )
+    parse_env_config(env_config, f"{ENV_PREFIX}{env_id}")  # env_config['env_id'] must agree
     return CommMultiAgentEnv({**env_config, "env_id": env_id})
 
 

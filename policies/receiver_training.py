@@ -1,16 +1,17 @@
-r"""Offline training of the learned receivers with Ray Train.
+r"""Offline training of the learned receivers with Ray Train, on data from the environments.
 
 One command trains everything a :class:`~agentcomm.decoders.bundle.DecoderBundle`
 holds, from expert rollouts of a batched environment:
 
-1. every worker collects its own belief maps
-   (:func:`~agentcomm.decoders.data.collect_env_beliefs`, seed ``seed + rank``);
+1. every worker collects its own belief maps (:func:`collect_env_beliefs`, seed
+   ``seed + rank``);
 2. the diffusion prior (:func:`~agentcomm.decoders.prior.train_prior`), then one JSCC
    per ``k`` in ``channel_uses`` (:func:`~agentcomm.decoders.jscc.train_jscc`),
    data-parallel: gradients are averaged across workers after every backward pass;
 3. rank 0 collects a *validation* split (another seed), calibrates each CDDM receiver
    on it (so loading needs no recalibration) and picks the DiffCom guidance step
-   :math:`\zeta` per ``k`` from ``zeta_grid`` by the lowest validation MSE at
+   :math:`\zeta` per ``k`` from ``zeta_grid``
+   (:func:`~agentcomm.decoders.diffcom.select_zeta`) by the lowest validation MSE at
    ``zeta_snr_db`` (never on test data);
 4. rank 0 saves the bundle and the loss history as a Ray Train checkpoint; the
    driver copies it to ``out_dir`` and draws the loss curves.
@@ -18,10 +19,13 @@ holds, from expert rollouts of a batched environment:
 Scale by config alone: :class:`DecoderTrainConfig` ``num_workers`` and ``use_gpu``
 go to Ray Train's :class:`~ray.train.ScalingConfig`; on this machine one CPU worker
 on a local Ray instance (``ray.init(num_cpus=2, include_dashboard=False)``), on a
-cluster the same command with GPU workers. Gradient averaging is done by hand
-rather than with ``DistributedDataParallel`` because the training loops call the
-models' ``encode``/``decode``/``loss`` methods, and DDP synchronizes only through
-``forward``.
+cluster the same command with GPU workers. Gradients are averaged across workers by
+Ray Train's ``prepare_model`` (``DistributedDataParallel``); the training loops route
+each step's loss through the wrapped module's ``forward``
+(:func:`agentcomm.decoders.optimize.fit`), since they call the models' ``encode``,
+``decode`` and ``loss`` methods.
+
+``agentcomm train-decoder`` (:mod:`agentcomm.decoders.cli`) runs :func:`train_decoders`.
 
 Outputs in ``out_dir``: the bundle (``bundle.json``, ``prior/``, ``k<k>/``),
 ``losses.csv`` (``phase,step,loss``), ``losses.png``, ``train_config.yaml``.
@@ -42,16 +46,24 @@ from typing import Any
 import torch
 from torch import nn
 
+from agentcomm._checks import check_range
 from agentcomm.channels import AWGN, make_channel
 from agentcomm.config import Config, choices, rng
 from agentcomm.decoders.bundle import DecoderBundle
 from agentcomm.decoders.cddm import CDDMReceiver
-from agentcomm.decoders.data import collect_env_beliefs, to_unit
-from agentcomm.decoders.diffcom import DiffComReceiver
+from agentcomm.decoders.data import BeliefMaps
+from agentcomm.decoders.diffcom import select_zeta
 from agentcomm.decoders.jscc import JSCC, JSCCConfig, train_jscc
 from agentcomm.decoders.prior import DiffusionPrior, PriorConfig, train_prior
+from agentcomm.envs import env_class, make_vec
+from agentcomm.envs.experts import expert_actions
 
-__all__ = ["DecoderTrainConfig", "select_zeta", "train_decoders"]
+__all__ = [
+    "DecoderTrainConfig",
+    "collect_env_beliefs",
+    "plot_losses",
+    "train_decoders",
+]
 
 
 @dataclass
@@ -130,68 +142,62 @@ class DecoderTrainConfig(Config):
             raise ValueError(f"{prefix}zeta_snr_db must hold at least one SNR (dB)")
 
 
-def _average_gradients(module: nn.Module) -> None:
-    """All-reduce and average the gradients of ``module`` across the Ray Train workers."""
-    import torch.distributed as dist
+def _data_parallel(module: nn.Module) -> nn.Module:
+    """Ray Train's ``prepare_model`` (``DistributedDataParallel`` with more than one worker;
+    the module as it is with one). The model is already on the worker's device. Each worker
+    keeps the input statistics of its own data in its buffers, so DDP does not overwrite
+    them with rank 0's."""
+    from ray.train.torch import prepare_model
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    n = dist.get_world_size()
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= n
-
-
-@torch.no_grad()
-def _mse(est: torch.Tensor, maps: torch.Tensor, clip: float) -> float:
-    return float((to_unit(est, clip) - to_unit(maps, clip)).square().mean())
+    return prepare_model(
+        module, move_to_device=False, parallel_strategy_kwargs={"broadcast_buffers": False}
+    )
 
 
-def select_zeta(
-    jscc: JSCC,
-    prior: DiffusionPrior,
-    start: CDDMReceiver,
-    maps: torch.Tensor,
-    zeta_grid: tuple[float, ...],
-    snr_db: tuple[float, ...],
-    steps: int,
-    generator: torch.Generator,
-) -> tuple[float, dict[float, float]]:
-    """Pick the DiffCom guidance step with the lowest MSE on validation maps (AWGN).
+def collect_env_beliefs(
+    env_id: str, num_envs: int, steps: int, seed: int, **overrides: Any
+) -> BeliefMaps:
+    """Belief maps of every agent at every step of expert rollouts in a batched grid world.
 
-    Every candidate sees the same channel realizations (the generator state is
-    restored per candidate), so differences are due to ``zeta`` alone.
+    The world is driven by :func:`agentcomm.envs.experts.expert_actions`; finished worlds
+    are reset in place, so the data covers whole episodes from fresh to well explored.
+    After each step the fused beliefs ``world.belief [B, N, H, W]`` (log-odds, clipped to
+    ``comm.logodds_clip``) are kept with what the sensors detect, ``world.true_map()``
+    ``[B, H, W]``, repeated per agent.
 
     Args:
-        jscc, prior, start: the receiver's parts (``start`` gives the SNR-matched start).
-        maps: float ``[D, H, W]`` validation log-odds (nats), not used in training.
-        zeta_grid: candidates (>= 0).
-        snr_db: SNRs (dB) the MSE is averaged over.
-        steps: DDIM steps of the receiver.
-        generator: source of the channel noise.
+        env_id: a grid-belief scenario, e.g. ``"SearchRescue-v0"``.
+        num_envs: parallel worlds ``B``.
+        steps: environment steps ``T``.
+        seed: seeds the world's generator (the only randomness).
+        **overrides: scenario config overrides, as for :func:`agentcomm.make_vec`.
     Returns:
-        ``(best zeta, {zeta: mean MSE on normalized maps})``.
+        :class:`BeliefMaps` with ``D = T * B * N`` maps: ``logodds`` float32 ``[D, H, W]``
+        (nats), ``truth`` bool ``[D, H, W]``, ordered by step, then world, then agent.
     """
-    clip = jscc.config.clip
-    state = generator.get_state()
-    scores = {}
-    for zeta in zeta_grid:
-        generator.set_state(state)
-        rx = DiffComReceiver(jscc, prior, steps=steps, zeta=zeta, start=start)
-        errs = []
-        for snr in snr_db:
-            with torch.no_grad():
-                out = AWGN().apply(jscc.encode(maps, snr), snr, generator)
-            errs.append(_mse(rx.decode(out, snr), maps, clip))
-        scores[float(zeta)] = sum(errs) / len(errs)
-    return min(scores, key=scores.__getitem__), scores
+    check_range("num_envs", num_envs, 1, None)
+    check_range("steps", steps, 1, None)
+    world = make_vec(env_id, num_envs=num_envs, seed=int(seed), **overrides)
+    if world.belief_kind != "grid":
+        raise ValueError(
+            f"env_id={env_id!r} has belief_kind={world.belief_kind!r}; "
+            "collect_env_beliefs needs a grid-belief scenario"
+        )
+    world.reset(seed=int(seed))
+    logodds, truth = [], []
+    n = world.num_agents
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = world.step(expert_actions(world))
+        logodds.append(world.belief.float().flatten(0, 1).clone())
+        truth.append(world.true_map().unsqueeze(1).expand(-1, n, -1, -1).flatten(0, 1).clone())
+        done = terminated | truncated
+        if bool(done.any()):
+            world.reset_at(done)
+    return BeliefMaps(logodds=torch.cat(logodds), truth=torch.cat(truth).bool())
 
 
 def _logodds_clip(cfg: DecoderTrainConfig) -> float:
     """The environment's log-odds bound ``L`` (``comm.logodds_clip``) under the overrides."""
-    from agentcomm.envs import env_class
-
     return float(env_class(cfg.env_id).config_cls.from_dict(cfg.env_overrides).comm.logodds_clip)
 
 
@@ -242,7 +248,7 @@ def _train_loop(raw: dict[str, Any]) -> None:
         batch_size=cfg.prior_batch,
         lr=cfg.prior_lr,
         progress=progress("prior", cfg.prior_steps),
-        sync_grads=_average_gradients,
+        parallel=_data_parallel,
     )
     channel = make_channel(cfg.train_channel, csi="perfect")
     models = {}
@@ -267,7 +273,7 @@ def _train_loop(raw: dict[str, Any]) -> None:
             lr=cfg.jscc_lr,
             snr_range_db=(cfg.snr_low_db, cfg.snr_high_db),
             progress=progress(f"jscc_k{k}", cfg.jscc_steps),
-            sync_grads=_average_gradients,
+            parallel=_data_parallel,
         )
 
     metrics: dict[str, float] = {"maps_per_worker": float(d)}
