@@ -27,14 +27,14 @@ of a message are the header's plus what the codec occupied, never more than the 
 its capacity is what those uses could carry on their fade, and what it delivers never
 exceeds it.
 
-Two implementations compute the same exchange bit for bit. :meth:`CommStack.send` is the
-general one (any codec and channel, validated inputs, dense ``[M, *S]`` estimates).
-:meth:`CommStack.exchange`, what the world calls every step, takes a fast path for block
-fading with a cell codec (quantized, top-k) or no payload: per-budget tables replace the
+:meth:`CommStack.send` is the one exchange path. For block fading with a cell codec
+(quantized, top-k) or no payload it takes a fast path: per-budget tables replace the
 header and codec arithmetic, the capacity is computed once per fade for header and
 payload, and payloads stay sparse (``[M, W]`` cells and levels instead of ``[M, n]``
-estimates, which the fusion rules that need them materialize on demand). Inputs there
-come from the world itself, so nothing is re-validated.
+estimates, which the fusion rules that need them materialize on demand). Other codecs and
+channels (analog payloads, fast fading) go through each codec's own ``transmit``
+(:meth:`CommStack._send_general`), with the same draws. Inputs come from the world itself,
+so nothing is re-validated.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from agentcomm.codecs.base import capacity_delivery
 
 from .config import WorldConfig
 
-__all__ = ["CommStack", "Exchange", "fuse_grid"]
+__all__ = ["CommStack", "Exchange"]
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Exchange:
             ``bits_delivered <= capacity_bits`` per message, and its mean over fades is the
             ergodic capacity of the uses.
         cells, values, carried, informative_cells: the sparse payload of a cell codec
-            (:meth:`CommStack.exchange`), ``None`` otherwise: long ``[M, W]`` cells, their
+            (:meth:`CommStack.send`'s fast path), ``None`` otherwise: long ``[M, W]`` cells, their
             decoded levels ``[M, W]``, bool ``[M, W]`` the cell arrived (sent and the
             payload delivered), and bool ``[M, W]`` it arrived and differs from the prior by
             more than half a quantization step. Every other cell decodes to ``prior``.
@@ -122,7 +122,8 @@ class Exchange:
     @property
     def informative(self) -> torch.Tensor:
         """bool ``[M, *S]``, cells that arrived and differ from the prior by more than half
-        the codec's quantization step (see :func:`fuse_grid`)."""
+        the codec's quantization step
+        (:func:`agentcomm.beliefs.fusion.fuse_received_logodds`)."""
         if self.dense_informative is None:
             if self.cells is None:
                 self.dense_informative = self.estimate.bool()
@@ -145,6 +146,9 @@ class CommStack:
         config: the world's config.
         source_shape: the belief payload shape ``S``, or ``None`` when only intents are sent.
         device: where tensors live.
+        value_range: ``(low, high)`` of every payload value, the range a quantizing codec
+            covers unless ``comm.codec_params`` names one; ``None``: the log-odds clip
+            ``(-logodds_clip, logodds_clip)`` of a grid belief.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class CommStack:
         config: WorldConfig,
         source_shape: tuple[int, ...] | None,
         device: torch.device,
+        value_range: tuple[float, float] | None = None,
     ) -> None:
         ch, cm = config.channel, config.comm
         self.config = config
@@ -170,10 +175,10 @@ class CommStack:
         if source_shape:
             params = dict(cm.codec_params)
             if cm.codec in ("quantized", "topk") and "range" not in params:
-                # Quantize exactly the values that can occur: grids are clipped log-odds,
-                # vector payloads are normalized to [-1, 1] by their scenario.
-                lim = cm.logodds_clip if len(source_shape) == 2 else 1.0
-                params["range"] = (-lim, lim)
+                # Quantize exactly the values that can occur: the payload's own range.
+                if value_range is None:
+                    value_range = (-cm.logodds_clip, cm.logodds_clip)
+                params["range"] = (float(value_range[0]), float(value_range[1]))
             self.codec = make_codec(cm.codec, source_shape, **params)
         # A decoded value within half a quantization step of the prior is what an agent
         # with no evidence about the cell would send: fusion must not count it as evidence.
@@ -184,7 +189,6 @@ class CommStack:
         self.fast = self.channel.block and (self.codec is None or self.codec.cell_codec)
         self._plans: dict[int, _Plan] = {}
         # Per-step constants, built once.
-        self._eye = torch.eye(config.num_agents, dtype=torch.bool, device=device)
         self._p_tx = torch.tensor(ch.tx_power_dbm, dtype=torch.float32, device=device)
         self._noise = torch.tensor(ch.noise_floor_dbm, dtype=torch.float32, device=device)
         bits = torch.arange(cm.intent_bits + 1, device=device)
@@ -192,47 +196,6 @@ class CommStack:
         #: ``[intent_bits + 1, 2]`` float32: per header resolution, the quantization step of
         #: :meth:`quantize_intent` and its highest cell index (its own arithmetic, tabled).
         self._intent_steps = torch.stack([float(config.grid_size) / levels, levels - 1], 1)
-
-    # ------------------------------------------------------------------ links
-    def link_snr(
-        self, pos: torch.Tensor, fc_pos: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean link SNRs from positions (path loss and shadowing, no fading).
-
-        Args:
-            pos: ``[B, N, 2]`` in cells.
-            fc_pos: ``[2]`` fusion centre position in cells.
-        Returns:
-            ``peer_snr_db [B, N, N]`` (diagonal ``-inf``) and ``fc_snr_db [B, N]``, in dB.
-        """
-        ch = self.config.channel
-        scale = ch.cell_size_m
-        n = pos.shape[1]
-        if ch.shadowing_std_db == 0:
-            # No draws: peers and the fusion centre in one pass, [B, N, N + 1] (the same
-            # elementwise arithmetic as two).
-            ends = torch.cat([pos, fc_pos.expand(pos.shape[0], 1, 2)], dim=1)
-            dist = (pos.unsqueeze(2) - ends.unsqueeze(1)).norm(dim=-1) * scale
-            snr = self.pathloss._snr_db(dist, self._p_tx, self._noise, generator)
-            eye = self._eye if n == self._eye.shape[0] else torch.eye(n, dtype=torch.bool)
-            return snr[..., :n].masked_fill(eye.to(pos.device), -math.inf), snr[..., n]
-        diff = pos.unsqueeze(2) - pos.unsqueeze(1)
-        dist = diff.norm(dim=-1) * scale
-        fc_dist = (pos - fc_pos).norm(dim=-1) * scale
-        # Distances are finite and >= 0 by construction: the unvalidated path loss.
-        peer = self.pathloss._snr_db(dist, self._p_tx, self._noise, generator)
-        if ch.shadowing_std_db > 0:
-            # Reciprocal links: one shadowing draw per unordered pair.
-            peer = torch.triu(peer, 1)
-            peer = peer + peer.transpose(1, 2)
-        eye = (
-            self._eye
-            if pos.shape[1] == self._eye.shape[0]
-            else torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
-        )
-        peer = peer.masked_fill(eye, -math.inf)
-        fc = self.pathloss._snr_db(fc_dist, self._p_tx, self._noise, generator)
-        return peer, fc
 
     # ------------------------------------------------------------------ messages
     def header_bits(self, budget: torch.Tensor, intents: int) -> torch.Tensor:
@@ -277,6 +240,134 @@ class CommStack:
         dst: torch.Tensor,
         budget: torch.Tensor,
         snr_db: torch.Tensor,
+        payload: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None,
+        prior: float,
+        generator: torch.Generator,
+        *,
+        intents: int = 1,
+        goal: torch.Tensor | None = None,
+    ) -> Exchange:
+        """Send ``M`` messages (header + payload) and decode them: the one exchange path.
+
+        Under block fading with a cell codec (or no payload) it takes the fast path of the
+        module docstring; otherwise every message goes through the codec's own
+        :func:`~agentcomm.codecs.transmit` (:meth:`_send_general`). Both make the same random
+        draws and give the same outcomes bit for bit where both apply.
+
+        Inputs are trusted (they come from the world): ``budget`` in
+        ``[0, comm.budget]`` (0 sends nothing), ``snr_db`` finite float32, ``prior`` a float.
+
+        Args:
+            env, src, dst: long ``[M]`` (bookkeeping, returned as they are).
+            budget: long ``[M]``, channel uses granted to each message.
+            snr_db: ``[M]`` mean link SNR in dB.
+            payload: ``[M, *S]``, or ``(source [R, *S], rows [M])`` for message ``m`` carrying
+                ``source[rows[m]]`` (no ``[M, *S]`` copy is made), or ``None`` to send
+                headers only.
+            prior: the receivers' prior for undelivered values.
+            generator: the world's random stream.
+            intents: intents carried by each header (1, or ``N`` on a downlink).
+            goal: float ``[M, 2]`` receivers' goals on cell centres (integer coordinates
+                inside the grid) for intent-aware codecs, or ``None``.
+        Returns:
+            :class:`Exchange`; sparse (``cells`` set) on the fast path with a payload.
+        """
+        if not self.fast:
+            if isinstance(payload, tuple):
+                payload = payload[0][payload[1]]
+            return self._send_general(
+                env,
+                src,
+                dst,
+                budget,
+                snr_db,
+                payload,
+                prior,
+                generator,
+                intents=intents,
+                intent=goal,
+            )
+        plan = self._plan(intents)
+        q, hdr_uses, uses, count, pay = plan.counts[budget].unbind(1)
+        hdr_bits64, hdr_uses64, hdr_need, pay_bits64, pay_uses64, pay_need = plan.bits[
+            budget
+        ].unbind(1)
+        m = budget.shape[0]
+        dev = budget.device
+        f64 = torch.float64
+        # The draws of _send_general(): one block coefficient per packet, then the erasures.
+        h = self.channel.generate((m, 1), generator, dtype=torch.complex128, device=dev)
+        gain = torch.view_as_real(h).square().sum(-1)  # |h|^2 as re^2 + im^2, exactly
+        snr64 = snr_db.to(f64)
+        # log2(1 + |h|^2 SNR) per use (capacity_of_uses' arithmetic), shared by header and
+        # payload, which see one fade.
+        per_use = torch.log2(1.0 + gain * torch.pow(10.0, snr64.unsqueeze(-1) / 10.0))[:, 0]
+        capacity = hdr_uses64 * per_use
+        # b <= C and b > 0 (capacity_delivery) as one comparison: need = inf where b = 0.
+        header_ok = hdr_need <= capacity
+        if self.erasure is not None:
+            erased = self.erasure.sample((m,), generator, device=dev)
+            header_ok = header_ok & ~erased
+        if payload is None or self.codec is None:
+            return Exchange(
+                env,
+                src,
+                dst,
+                header_ok,
+                torch.zeros_like(header_ok),
+                hdr_uses,
+                hdr_bits64,
+                q,
+                torch.where(header_ok, hdr_bits64, 0.0),
+                capacity,
+            )
+        # _send_general() evaluates the payload's capacity on the messages that carry one, as their
+        # own [M'] batch: torch's vectorized pow differs from its scalar tail in the last
+        # bit, so the same batch is formed here unless it is every message.
+        idx = pay.nonzero().squeeze(1)
+        if idx.numel() == m:
+            pay_cap = pay_uses64 * per_use
+        else:
+            sub = torch.pow(10.0, snr64[idx].unsqueeze(-1) / 10.0)
+            sub = torch.log2(1.0 + gain[idx] * sub)[:, 0]
+            pay_cap = torch.zeros(m, dtype=f64, device=dev).index_put_(
+                (idx,), pay_uses64[idx] * sub
+            )
+        payload_ok = pay_need <= pay_cap
+        if self.erasure is not None:
+            payload_ok = payload_ok & ~erased
+        source, rows = (
+            payload if isinstance(payload, tuple) else (payload, torch.arange(m, device=dev))
+        )
+        cells, levels = self.codec.encode_cells(source, rows, plan.width, goal, prior)
+        carried = (plan.cols < count.unsqueeze(1)) & payload_ok.unsqueeze(1)
+        informative = carried & ((levels - prior).abs() > self.resolution)
+        return Exchange(
+            env,
+            src,
+            dst,
+            header_ok,
+            payload_ok,
+            uses,
+            hdr_bits64 + pay_bits64,
+            q,
+            torch.where(header_ok, hdr_bits64, 0.0) + torch.where(payload_ok, pay_bits64, 0.0),
+            capacity + pay_cap,
+            cells=cells,
+            values=levels,
+            carried=carried,
+            informative_cells=informative,
+            prior=prior,
+            source_shape=tuple(source.shape[1:]),
+        )
+
+    def _send_general(
+        self,
+        env: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        budget: torch.Tensor,
+        snr_db: torch.Tensor,
         payload: torch.Tensor | None,
         prior: torch.Tensor | float,
         generator: torch.Generator,
@@ -284,17 +375,9 @@ class CommStack:
         intents: int = 1,
         intent: torch.Tensor | None = None,
     ) -> Exchange:
-        """Send ``M`` messages (header + payload) and decode them.
-
-        Args:
-            env, src, dst: long ``[M]`` (bookkeeping, returned as they are).
-            budget: long ``[M]``, channel uses granted to each message (> 0).
-            snr_db: ``[M]`` mean link SNR in dB.
-            payload: ``[M, *S]`` beliefs, or ``None`` to send headers only.
-            prior: the receivers' prior for undelivered values.
-            intents: intents carried by each header.
-            intent: ``[M, 2]`` the receiver's announced goal (for intent-aware codecs).
-        """
+        """:meth:`send` for any codec and channel: every message through
+        :func:`~agentcomm.codecs.transmit`, dense ``[M, *S]`` estimates (``intent``: the
+        receivers' goals, as :meth:`send`'s ``goal``)."""
         m = budget.shape[0]
         dev = budget.device
         rate = self.config.comm.header_rate
@@ -380,125 +463,8 @@ class CommStack:
             dense_informative=informative,
         )
 
-    def exchange(
-        self,
-        env: torch.Tensor,
-        src: torch.Tensor,
-        dst: torch.Tensor,
-        budget: torch.Tensor,
-        snr_db: torch.Tensor,
-        payload: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None,
-        prior: float,
-        generator: torch.Generator,
-        *,
-        intents: int = 1,
-        goal: torch.Tensor | None = None,
-    ) -> Exchange:
-        """:meth:`send` as the world calls it: the same exchange, bit for bit, and the same
-        random draws, on the fast path where it applies (module docstring).
-
-        Inputs are trusted (they come from the world): ``budget`` in
-        ``[0, comm.budget]`` (0 sends nothing), ``snr_db`` finite float32, ``prior`` a float.
-
-        Args:
-            payload: ``[M, *S]``, or ``(source [R, *S], rows [M])`` for message ``m`` carrying
-                ``source[rows[m]]`` (no ``[M, *S]`` copy is made), or ``None``.
-            goal: float ``[M, 2]`` receivers' goals on cell centres (integer coordinates
-                inside the grid), or ``None``.
-        Returns:
-            :class:`Exchange`; sparse (``cells`` set) on the fast path with a payload.
-        """
-        if not self.fast:
-            if isinstance(payload, tuple):
-                payload = payload[0][payload[1]]
-            return self.send(
-                env,
-                src,
-                dst,
-                budget,
-                snr_db,
-                payload,
-                prior,
-                generator,
-                intents=intents,
-                intent=goal,
-            )
-        plan = self._plan(intents)
-        q, hdr_uses, uses, count, pay = plan.counts[budget].unbind(1)
-        hdr_bits64, hdr_uses64, hdr_need, pay_bits64, pay_uses64, pay_need = plan.bits[
-            budget
-        ].unbind(1)
-        m = budget.shape[0]
-        dev = budget.device
-        f64 = torch.float64
-        # The draws of send(): one block coefficient per packet, then the erasures.
-        h = self.channel.generate((m, 1), generator, dtype=torch.complex128, device=dev)
-        gain = torch.view_as_real(h).square().sum(-1)  # |h|^2 as re^2 + im^2, exactly
-        snr64 = snr_db.to(f64)
-        # log2(1 + |h|^2 SNR) per use (capacity_of_uses' arithmetic), shared by header and
-        # payload, which see one fade.
-        per_use = torch.log2(1.0 + gain * torch.pow(10.0, snr64.unsqueeze(-1) / 10.0))[:, 0]
-        capacity = hdr_uses64 * per_use
-        # b <= C and b > 0 (capacity_delivery) as one comparison: need = inf where b = 0.
-        header_ok = hdr_need <= capacity
-        if self.erasure is not None:
-            erased = self.erasure.sample((m,), generator, device=dev)
-            header_ok = header_ok & ~erased
-        if payload is None or self.codec is None:
-            return Exchange(
-                env,
-                src,
-                dst,
-                header_ok,
-                torch.zeros_like(header_ok),
-                hdr_uses,
-                hdr_bits64,
-                q,
-                torch.where(header_ok, hdr_bits64, 0.0),
-                capacity,
-            )
-        # send() evaluates the payload's capacity on the messages that carry one, as their
-        # own [M'] batch: torch's vectorized pow differs from its scalar tail in the last
-        # bit, so the same batch is formed here unless it is every message.
-        idx = pay.nonzero().squeeze(1)
-        if idx.numel() == m:
-            pay_cap = pay_uses64 * per_use
-        else:
-            sub = torch.pow(10.0, snr64[idx].unsqueeze(-1) / 10.0)
-            sub = torch.log2(1.0 + gain[idx] * sub)[:, 0]
-            pay_cap = torch.zeros(m, dtype=f64, device=dev).index_put_(
-                (idx,), pay_uses64[idx] * sub
-            )
-        payload_ok = pay_need <= pay_cap
-        if self.erasure is not None:
-            payload_ok = payload_ok & ~erased
-        source, rows = (
-            payload if isinstance(payload, tuple) else (payload, torch.arange(m, device=dev))
-        )
-        cells, levels = self.codec.encode_cells(source, rows, plan.width, goal, prior)
-        carried = (plan.cols < count.unsqueeze(1)) & payload_ok.unsqueeze(1)
-        informative = carried & ((levels - prior).abs() > self.resolution)
-        return Exchange(
-            env,
-            src,
-            dst,
-            header_ok,
-            payload_ok,
-            uses,
-            hdr_bits64 + pay_bits64,
-            q,
-            torch.where(header_ok, hdr_bits64, 0.0) + torch.where(payload_ok, pay_bits64, 0.0),
-            capacity + pay_cap,
-            cells=cells,
-            values=levels,
-            carried=carried,
-            informative_cells=informative,
-            prior=prior,
-            source_shape=tuple(source.shape[1:]),
-        )
-
     def _plan(self, intents: int) -> _Plan:
-        """The per-budget message plan of :meth:`send`'s arithmetic, tabled once per
+        """The per-budget message plan of :meth:`_send_general`'s arithmetic, tabled once per
         ``intents`` for budgets ``0..K`` (:class:`_Plan`)."""
         plan = self._plans.get(intents)
         if plan is not None:
@@ -548,71 +514,3 @@ class _Plan:
     bits: torch.Tensor
     width: int
     cols: torch.Tensor
-
-
-def fuse_grid(
-    own: torch.Tensor,
-    ex: Exchange,
-    weights: torch.Tensor,
-    rule: str,
-    prior: float,
-) -> torch.Tensor:
-    r"""Fuse received grid beliefs into each receiver's own, batched over all messages.
-
-    Only *informative* cells take part: cells that arrived and differ from the
-    prior (and, for ``average``, the receiver's own cells that differ from it). A
-    cell at the prior (not sent, or never observed) carries no evidence, and
-    averaging it in would drag the fused belief back to the prior.
-
-    Rules, for receiver :math:`j` with received maps :math:`\hat\ell_i` and
-    weights :math:`w_{ji}` (Metropolis, :math:`w_{jj}` for itself):
-
-    * ``average`` (conservative, a weighted geometric mean of the densities;
-      the consensus step): :math:`\ell_j \leftarrow \frac{w_{jj} c_j \ell_j + \sum_i w_{ji}
-      c_i \hat\ell_i}{w_{jj} c_j + \sum_i w_{ji} c_i}` per cell, :math:`c` the informative
-      masks (unchanged where no party is informed).
-    * ``sum`` (independent log-odds product):
-      :math:`\ell_j \leftarrow \ell_j + \sum_i c_i(\hat\ell_i - \ell_0)`. Exact for
-      independent evidence, but double counts what was exchanged before.
-    * ``max``: per cell, the most confident of :math:`\ell_j` and the :math:`\hat\ell_i`
-      (largest :math:`|\ell - \ell_0|`); idempotent, so repeated exchange never inflates it.
-
-    Args:
-        own: ``[B, N, H, W]`` receivers' log-odds.
-        ex: the exchange; ``ex.dst`` indexes receivers.
-        weights: ``[B, N, N]`` fusion weights ``w[b, j, i]`` (receiver ``j``, sender ``i``).
-        rule: ``"average"``, ``"sum"`` or ``"max"``.
-        prior: :math:`\ell_0`.
-    Returns:
-        ``[B, N, H, W]``.
-    """
-    b, n = own.shape[:2]
-    cells = own[0, 0].numel()
-    flat_own = own.reshape(b * n, cells)
-    recv = ex.env * n + ex.dst
-    est = ex.estimate.reshape(-1, cells)
-    mask = ex.informative.reshape(-1, cells)
-    if rule == "sum":
-        inc = torch.where(mask, est - prior, 0.0)
-        out = flat_own.index_add(0, recv, inc)
-    elif rule == "average":
-        w = weights[ex.env, ex.dst, ex.src].unsqueeze(1).to(own.dtype)
-        w_self = torch.diagonal(weights, dim1=1, dim2=2).reshape(b * n, 1).to(own.dtype)
-        w_self = torch.where(flat_own != prior, w_self, 0.0)
-        num = (flat_own * w_self).index_add(0, recv, torch.where(mask, w * est, 0.0))
-        den = w_self.index_add(0, recv, torch.where(mask, w, 0.0))
-        out = torch.where(den > 0, num / den.clamp_min(1e-12), flat_own)
-    elif rule == "max":
-        conf = torch.where(mask, (est - prior).abs(), -1.0)
-        idx = recv.unsqueeze(1).expand_as(conf)
-        best = torch.full_like(flat_own, -1.0).scatter_reduce(0, idx, conf, "amax")
-        # The winning message's value for each (receiver, cell): scatter values whose
-        # confidence equals the best; ties hold equal confidence, take the largest value.
-        win = mask & (conf == best[recv])
-        cand = torch.where(win, est, -math.inf)
-        val = torch.full_like(flat_own, -math.inf).scatter_reduce(0, idx, cand, "amax")
-        take = best > (flat_own - prior).abs()
-        out = torch.where(take, val, flat_own)
-    else:
-        raise ValueError(f"rule={rule!r} is not allowed; choose one of ['average', 'max', 'sum']")
-    return out.reshape(own.shape)

@@ -105,7 +105,7 @@ class CommConfig(Config):
     """Fusion of received beliefs. Grids: ``latest`` (peers send their own evidence and
     receivers keep the latest copy of each: exact, no double counting, one hop),
     ``average`` (consensus on fused maps, conservative, multi-hop over rounds), ``sum``
-    (double counts) or ``max`` (:func:`agentcomm.envs.comm.fuse_grid`). Gaussian tracks:
+    (double counts) or ``max`` (:func:`agentcomm.beliefs.fusion.fuse_received_logodds`). Gaussian tracks:
     ``ci`` (covariance intersection), ``average`` (consensus) or ``sum`` (overconfident)."""
     fc_position: tuple[float, float] | None = None
     """Fusion centre position in cells; ``None`` puts it at the centre of the area."""
@@ -144,7 +144,8 @@ class WorldConfig(Config):
     def payload_shape(self) -> tuple[int, ...] | None:
         """Shape of one belief message, what ``comm.codec`` is built for; ``None`` when the
         scenario sends intents only (no codec). The default is the belief grid; a scenario
-        with another payload overrides this together with its world's ``_payload_shape``."""
+        with another payload overrides this together with its world's belief store
+        (``_make_beliefs``)."""
         return (self.grid_size, self.grid_size)
 
     def validate(self, prefix: str = "") -> None:

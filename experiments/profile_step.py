@@ -2,9 +2,9 @@
 
 The world's stage functions are wrapped (in this process only, nothing in ``envs/`` is
 edited) with wall-clock timers; torch runs CPU ops synchronously, so wall time per stage
-is the stage's cost. Stages nest (``exchange`` holds ``CommStack.exchange``, which holds the codec's
-``encode_cells`` on the fast path, or ``send`` and the codec's ``encode``/``deliver``/``decode``
-on the general path); each is reported with its *self* time (its own time less
+is the stage's cost. Stages nest (``exchange`` holds ``CommStack.send``, which holds the
+codec's ``encode_cells`` on the fast path, or ``_send_general`` and the codec's
+``encode``/``deliver``/``decode`` on the general path); each is reported with its *self* time (its own time less
 its timed children) and its share of the whole step loop, including ``reset_at``.
 ``step (rest)`` is what :meth:`CommWorld.step` does itself: act, move, the sensor
 increments, the cost and done bookkeeping.
@@ -37,7 +37,9 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from agentcomm.beliefs import store as store_module  # noqa: E402
 from agentcomm.codecs.base import Codec  # noqa: E402
+from agentcomm.envs import exchange as exchange_module  # noqa: E402
 from agentcomm.envs import world as world_module  # noqa: E402
 from agentcomm.envs.comm import CommStack  # noqa: E402
 from agentcomm.envs.world import CommWorld  # noqa: E402
@@ -83,29 +85,31 @@ class StageTimer:
 
 
 #: (owner, attribute, stage name): what gets a timer. Module-level functions are patched in
-#: ``envs.world``'s namespace, where the step looks them up.
+#: the namespace where the step looks them up; ``BELIEFS`` stands for the world's belief
+#: store class (grids or tracks).
+BELIEFS = object()
 STAGES: list[tuple[Any, str, str]] = [
     (CommWorld, "step", "step (rest)"),
     (CommWorld, "reset_at", "reset_at"),
-    (CommWorld, "_step_input", "step input checks"),
+    (world_module, "step_input", "step input checks"),
     (CommWorld, "_scenario_step", "scenario (rescue/move targets)"),
     (world_module, "_sense_window", "sense: sense window"),
-    (world_module, "_add_window_increment", "sense: Bayes update (local, belief)"),
+    (store_module, "_add_window_increment", "sense: Bayes update (local, belief)"),
     (CommWorld, "_update_links", "links"),
-    (CommWorld, "_exchange", "exchange (rest: ages, intents, budgets)"),
-    (CommWorld, "_peer_round", "exchange: peer round (rest: nonzero, intents)"),
-    (CommWorld, "_centralized", "exchange: centralized (rest)"),
-    (CommStack, "exchange", "exchange: CommStack.exchange (header, capacity)"),
-    (CommStack, "send", "exchange: send, general path (rest)"),
+    (world_module, "run_exchange", "exchange (rest: ages, intents, plan)"),
+    (exchange_module, "_peer_round", "exchange: peer round (rest: nonzero, intents)"),
+    (exchange_module, "_centralized", "exchange: centralized (rest)"),
+    (CommStack, "send", "exchange: CommStack.send (header, capacity)"),
+    (CommStack, "_send_general", "exchange: general path (rest)"),
     (Codec, "encode", "codec: encode (general path)"),
     (Codec, "deliver", "codec: deliver (general path)"),
     (Codec, "decode", "codec: decode (general path)"),
-    (CommWorld, "_account", "exchange: accounting"),
-    (world_module, "_metropolis_weights", "fuse: metropolis_weights"),
-    (CommWorld, "_fuse_peer", "fuse: peer store / fuse_grid"),
-    (CommWorld, "_fc_ingest", "fuse: fc ingest"),
-    (CommWorld, "_apply_downlink", "fuse: downlink"),
-    (CommWorld, "_refresh_belief", "refresh belief"),
+    (exchange_module, "_account", "exchange: accounting"),
+    (exchange_module, "_metropolis_weights", "fuse: metropolis_weights"),
+    (BELIEFS, "receive_peer", "fuse: peer messages"),
+    (BELIEFS, "receive_uplink", "fuse: centre ingest"),
+    (BELIEFS, "receive_downlink", "fuse: downlink"),
+    (BELIEFS, "refresh", "fuse: refresh belief"),
     (CommWorld, "_belief_reward", "reward: entropy drop"),
     (CommWorld, "_belief_error", "reward: belief_error (KL)"),
     (CommWorld, "_success", "reward: success"),
@@ -114,14 +118,19 @@ STAGES: list[tuple[Any, str, str]] = [
 
 
 def install(timer: StageTimer, world: CommWorld) -> None:
-    """Wrap every stage; scenario overrides are wrapped on the world's own class, and the
-    codec's sparse encoder (the fast path's) on the codec's class."""
+    """Wrap every stage; scenario overrides are wrapped on the world's own class, the store's
+    methods on its class, and the codec's sparse encoder (the fast path's) on the codec's
+    class."""
     cls = type(world)
     stages = list(STAGES)
     codec = world.comm.codec
     if codec is not None and codec.cell_codec:
         stages.append((type(codec), "encode_cells", "codec: encode_cells (fast path)"))
     for owner, attr, name in stages:
+        if owner is BELIEFS:
+            owner = type(world.beliefs)
+            if not hasattr(owner, attr):
+                continue
         if owner is CommWorld and attr in vars(cls):
             owner = cls
         setattr(owner, attr, timer.wrap(name, getattr(owner, attr)))

@@ -22,11 +22,9 @@ from agentcomm.beliefs import (
     weighted_logodds_average,
 )
 from agentcomm.beliefs.fusion import _ci_objective
-from agentcomm.topology import (
-    is_connected,
-    metropolis_weights,
-    second_largest_eigenvalue_modulus,
-)
+from agentcomm.topology import metropolis_weights
+from agentcomm.topology.coordination import second_largest_eigenvalue_modulus
+from agentcomm.topology.graph import is_connected
 
 F64 = torch.float64
 

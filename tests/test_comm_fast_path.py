@@ -1,7 +1,7 @@
-"""The exchange's fast path (:meth:`CommStack.exchange`) against the general one
-(:meth:`CommStack.send`): the same outcomes, accounting and estimates bit for bit, and the
-same random draws, for the cell codecs on block-fading channels; and the codec helpers it
-relies on against the codecs' own encode and decode."""
+"""The exchange's fast path (:meth:`CommStack.send` on block fading with a cell codec)
+against the general one (:meth:`CommStack._send_general`): the same outcomes, accounting
+and estimates bit for bit, and the same random draws, for the cell codecs on block-fading
+channels; and the codec helpers it relies on against the codecs' own encode and decode."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from agentcomm.codecs.base import Received
 from agentcomm.codecs.quantized import UniformQuantizer
 from agentcomm.envs.comm import CommStack
 from agentcomm.envs.config import WorldConfig
+from agentcomm.topology.links import _link_snr_db
 
 _FIELDS = (
     "header_ok",
@@ -61,10 +62,10 @@ def test_fast_exchange_is_send_bit_for_bit(codec, channel, erasure, intents):
         idx = torch.arange(m)
         prior = -1.25
         g_fast, g_ref = (torch.Generator().manual_seed(seed + 100) for _ in range(2))
-        fast = stack.exchange(
+        fast = stack.send(
             idx, idx, idx, k, snr, (source, rows), prior, g_fast, intents=intents, goal=goals
         )
-        ref = stack.send(
+        ref = stack._send_general(
             idx, idx, idx, k, snr, source[rows], prior, g_ref, intents=intents, intent=goals
         )
         assert fast.cells is not None
@@ -81,8 +82,8 @@ def test_fast_exchange_without_payload_is_send(shape):
     k = torch.arange(1, 10).repeat(5)
     snr = torch.linspace(-5, 25, k.shape[0])
     idx = torch.arange(k.shape[0])
-    fast = stack.exchange(idx, idx, idx, k, snr, None, 0.0, torch.Generator().manual_seed(1))
-    ref = stack.send(idx, idx, idx, k, snr, None, 0.0, torch.Generator().manual_seed(1))
+    fast = stack.send(idx, idx, idx, k, snr, None, 0.0, torch.Generator().manual_seed(1))
+    ref = stack._send_general(idx, idx, idx, k, snr, None, 0.0, torch.Generator().manual_seed(1))
     for name in _FIELDS:
         assert torch.equal(getattr(fast, name), getattr(ref, name)), name
 
@@ -94,13 +95,13 @@ def test_vector_payloads_take_the_fast_path_too():
     k, snr, source, rows, _ = _messages(50, 64, 5, False, (2, 8))
     source = source / 7
     idx = torch.arange(50)
-    fast = stack.exchange(idx, idx, idx, k, snr, source[rows], 0.0, torch.Generator())
-    ref = stack.send(idx, idx, idx, k, snr, source[rows], 0.0, torch.Generator())
+    fast = stack.send(idx, idx, idx, k, snr, source[rows], 0.0, torch.Generator())
+    ref = stack._send_general(idx, idx, idx, k, snr, source[rows], 0.0, torch.Generator())
     for name in _FIELDS:
         assert torch.equal(getattr(fast, name), getattr(ref, name)), name
 
 
-def test_non_block_channels_and_analog_codecs_use_send():
+def test_non_block_channels_and_analog_codecs_take_the_general_path():
     for comm, channel in [({"codec": "quantized"}, "rayleigh_fast"), ({"codec": "dct"}, "awgn")]:
         cfg = WorldConfig.from_dict({"comm": comm, "channel": {"name": channel}})
         assert not CommStack(cfg, (16, 16), torch.device("cpu")).fast
@@ -152,8 +153,10 @@ def test_one_pass_links_are_the_path_loss_of_each_link(n, b):
     stack = CommStack(cfg, (16, 16), torch.device("cpu"))
     pos = torch.rand(b, n, 2, generator=torch.Generator().manual_seed(b + n)) * 16
     fc = torch.tensor([8.0, 8.0])
-    peer, fc_snr = stack.link_snr(pos, fc, None)
     ch, scale = cfg.channel, cfg.channel.cell_size_m
+    peer, fc_snr = _link_snr_db(
+        pos, fc, stack.pathloss._snr_db, stack._p_tx, stack._noise, None, False, scale
+    )
     dist = (pos.unsqueeze(2) - pos.unsqueeze(1)).norm(dim=-1) * scale
     expected = stack.pathloss.snr_db(dist, ch.tx_power_dbm, ch.noise_floor_dbm)
     expected = expected.masked_fill(torch.eye(n, dtype=torch.bool), -torch.inf)

@@ -1,4 +1,4 @@
-"""Link budgets, link graphs, coordination message plans, cluster heads, graph spectra."""
+"""Link budgets, link graphs, coordination message plans, graph spectra."""
 
 from __future__ import annotations
 
@@ -13,17 +13,13 @@ from agentcomm.channels.pathloss import LogDistancePathLoss
 from agentcomm.topology import (
     COORDINATION_MODES,
     adjacency,
-    algebraic_connectivity,
-    cluster_heads,
-    is_connected,
-    laplacian,
     link_snr_db,
     message_plan,
     metropolis_weights,
-    pairwise_distance,
-    second_largest_eigenvalue_modulus,
-    to_networkx,
 )
+from agentcomm.topology.coordination import second_largest_eigenvalue_modulus
+from agentcomm.topology.graph import algebraic_connectivity, is_connected, laplacian, to_networkx
+from agentcomm.topology.links import pairwise_distance
 
 F64 = torch.float64
 
@@ -140,10 +136,7 @@ def test_message_counts_equal_their_formulas(generator: torch.Generator) -> None
     b, n = fc_ok.shape
     assert 0 < int(fc_ok.sum()) < b * n  # some centre links up, some down
     k = 3
-    clusters = cluster_heads(pos, adj, 2, snr_db=lb.peer_snr_db)
-    plans = {
-        m: message_plan(m, adj, fc_ok, rounds=k, clusters=clusters) for m in COORDINATION_MODES
-    }
+    plans = {m: message_plan(m, adj, fc_ok, rounds=k, budget=8) for m in COORDINATION_MODES}
     cen, dis, hyb = plans["centralized"], plans["distributed"], plans["hybrid"]
     assert torch.equal(cen.total, 2 * fc_ok.sum(-1))
     all_up = message_plan("centralized", adj, torch.ones(b, n, dtype=torch.bool))
@@ -155,58 +148,38 @@ def test_message_counts_equal_their_formulas(generator: torch.Generator) -> None
         * k
         * torch.tensor([nx.number_of_edges(to_networkx(adj, batch_index=i)) for i in range(b)]),
     )
-    heads_up = (clusters.is_head & fc_ok).sum(-1)
-    members = clusters.attached.sum(-1)
-    assert torch.equal(hyb.total, 2 * members + 2 * heads_up)
-    assert torch.equal(hyb.num_cluster, 2 * members)
+    # Hybrid with half of 8 uses each way: the star and the mesh together.
+    assert torch.equal(hyb.total, cen.total + dis.total)
+    assert bool((hyb.uplink_budget[hyb.uplink] == 4).all())
+    assert bool((hyb.peer_budget == 4).all())
     for plan in plans.values():
         # Every transmission is counted once: by its agent, or as the centre's downlink.
         assert torch.equal(plan.sent_by_agent.sum(-1) + plan.num_downlink, plan.total)
-    # Hybrid exchanges only over existing links, from members to their own head.
-    assert not bool((hyb.to_head & ~adj).any())
-    assert torch.equal(hyb.to_head.sum(-1), clusters.attached.long())
-    assert bool(clusters.is_head.gather(1, hyb.to_head.float().argmax(-1))[clusters.attached].all())
-    assert torch.equal(hyb.from_head, hyb.to_head.transpose(1, 2))
-    assert not bool((hyb.uplink & ~clusters.is_head).any())
+        assert not bool((plan.peer & ~adj).any())
+        assert not bool(((plan.uplink | plan.downlink) & ~fc_ok).any())
 
 
-def test_cluster_head_rules() -> None:
-    # Two 4-cliques joined by the edge 3-4: the greedy rule picks one head per clique.
-    n = 8
-    adj = torch.zeros(1, n, n, dtype=torch.bool)
-    adj[0, :4, :4] = True
-    adj[0, 4:, 4:] = True
-    adj[0, 3, 4] = adj[0, 4, 3] = True
-    adj &= ~torch.eye(n, dtype=torch.bool)
-    pos = torch.cat([torch.rand(1, 4, 2) * 5, torch.rand(1, 4, 2) * 5 + 100], dim=1)
-    for rule in ("degree", "kmeans"):
-        cl = cluster_heads(pos, adj, 2, rule=rule)
-        heads = cl.is_head[0].nonzero().flatten().tolist()
-        assert len(heads) == 2
-        assert sum(h < 4 for h in heads) == 1, (rule, heads)
-        assert bool((cl.head_of[0, :4] < 4).all()) and bool((cl.head_of[0, 4:] >= 4).all())
-    # Greedy: 3 and 4 (the bridge ends) have the largest closed neighbourhoods (5 agents);
-    # after 3, agents 4-7 each cover the 3 uncovered agents 5-7, and 4's higher degree wins.
-    cl = cluster_heads(pos, adj, 2, rule="degree")
-    assert cl.is_head[0].nonzero().flatten().tolist() == [3, 4]
-
-
-def test_members_attach_to_the_strongest_linked_head() -> None:
-    # Triangle 0-1-2 plus the edge 1-3; agent 4 is isolated.
-    adj = torch.zeros(1, 5, 5, dtype=torch.bool)
-    for i, j in ((0, 1), (0, 2), (1, 2), (1, 3)):
-        adj[0, i, j] = adj[0, j, i] = True
-    snr = torch.zeros(1, 5, 5)
-    snr[0, 2, 0], snr[0, 2, 1] = 9.0, 7.0  # agent 2 hears head 0 better than head 1
-    snr[0, 3, 0] = 20.0  # strong but no link: must not be used
-    pos = torch.zeros(1, 5, 2)
-    cl = cluster_heads(pos[:, :4], adj[:, :4, :4], 2, snr_db=snr[:, :4, :4])
-    # Greedy picks 1 (covers everyone), then the tie between 0 and 2 (degree 2) goes to 0.
-    assert cl.is_head[0].tolist() == [True, True, False, False]
-    assert cl.head_of[0].tolist() == [0, 1, 0, 1]
-    cl = cluster_heads(pos, adj, 1, snr_db=snr)
-    assert cl.head_of[0].tolist() == [1, 1, 1, 1, -1]
-    assert cl.attached[0].tolist() == [True, False, True, True, False]
+def test_hybrid_splits_each_agents_own_budget_by_its_share() -> None:
+    adj = torch.ones(1, 3, 3, dtype=torch.bool) & ~torch.eye(3, dtype=torch.bool)
+    fc_ok = torch.ones(1, 3, dtype=torch.bool)
+    transmit = torch.tensor([[1.0, 0.5, 0.0]])
+    share = torch.tensor([[0.25, 1.0, 0.5]])
+    plan = message_plan(
+        "hybrid", adj, fc_ok, rounds=2, budget=8, transmit=transmit, uplink_share=share
+    )
+    # k = floor(f * 8) = 8, 4, 0; uplink floor(s * k) = 2, 4, 0; the rest to each peer.
+    assert plan.uplink_budget.tolist() == [[2, 4, 0]]
+    assert plan.peer_budget.tolist() == [[6, 0, 0]]
+    assert plan.uplink.tolist() == [[True, True, False]]
+    assert plan.downlink.tolist() == [[True, True, True]]  # the centre serves everyone in range
+    assert plan.peer[0].tolist() == [[False, True, True], [False] * 3, [False] * 3]
+    assert plan.sent_by_agent.tolist() == [[1 + 2 * 2, 1, 0]]
+    cen = message_plan("centralized", adj, fc_ok, budget=8, transmit=transmit)
+    assert cen.uplink_budget.tolist() == [[8, 4, 0]] and not bool(cen.peer.any())
+    dis = message_plan("distributed", adj, fc_ok, budget=8, transmit=transmit)
+    assert dis.peer_budget.tolist() == [[8, 4, 0]] and not bool(dis.downlink.any())
+    silent = message_plan("hybrid", adj, fc_ok, budget=0)
+    assert int(silent.total.sum()) == 0
 
 
 # --------------------------------------------------------------------------- graph analysis
@@ -255,8 +228,10 @@ def test_bad_inputs_raise_value_errors(generator: torch.Generator) -> None:
         message_plan("mesh", adj, fc_ok)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rounds=-1"):
         message_plan("distributed", adj, fc_ok, rounds=-1)
-    with pytest.raises(ValueError, match="clusters"):
-        message_plan("hybrid", adj, fc_ok)
+    with pytest.raises(ValueError, match="transmit"):
+        message_plan("hybrid", adj, fc_ok, transmit=torch.full((2, 4), 1.5))
+    with pytest.raises(ValueError, match="budget=-1"):
+        message_plan("hybrid", adj, fc_ok, budget=-1)
     with pytest.raises(ValueError, match="fc_link_ok"):
         message_plan("centralized", adj, fc_ok[:, :3])
     directed = adj.clone()
@@ -265,12 +240,6 @@ def test_bad_inputs_raise_value_errors(generator: torch.Generator) -> None:
         metropolis_weights(directed)
     with pytest.raises(ValueError, match="self loops"):
         metropolis_weights(adj | torch.eye(4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="num_heads=0"):
-        cluster_heads(pos, adj, 0)
-    with pytest.raises(ValueError, match="num_heads=5"):
-        cluster_heads(pos, adj, 5)
-    with pytest.raises(ValueError, match="rule"):
-        cluster_heads(pos, adj, 2, rule="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fc_pos"):
         link_snr_db(pos, LogDistancePathLoss(), 20.0, -90.0, fc_pos=torch.zeros(3))
     with pytest.raises(ValueError, match="pos"):

@@ -28,8 +28,10 @@ from agentcomm._checks import check_choice, check_range, check_tensor
 from agentcomm.beliefs.gaussian import GaussianBelief
 
 __all__ = [
+    "GRID_FUSION_RULES",
     "consensus_average",
     "covariance_intersection",
+    "fuse_received_logodds",
     "fusion_centre_logodds",
     "independent_gaussian_fusion",
     "independent_logodds_sum",
@@ -82,8 +84,7 @@ def independent_logodds_sum(
             f"own {tuple(own.shape)}"
         )
     l0 = _prior_tensor(prior, own)
-    m = received.shape[-3]
-    return own + received.sum(dim=-3) - m * l0
+    return _add_increments(own, received - l0.unsqueeze(-3) if l0.ndim >= 2 else received - l0)
 
 
 def weighted_logodds_average(logodds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -153,13 +154,164 @@ def fusion_centre_logodds(
         raise ValueError(
             f"prior has shape {tuple(l0.shape)}; expected one broadcastable to [B, H, W]"
         )
-    mask = delivered[..., None, None].to(logodds.dtype)
-    count = mask.sum(dim=1)  # [B, 1, 1]
     if method == "product":
         per_agent_l0 = l0.unsqueeze(-3) if l0.ndim == 3 else l0
-        return l0 + (mask * (logodds - per_agent_l0)).sum(dim=1)
+        # An undelivered belief counts as the prior: its increment is exactly 0.
+        return _logodds_product(
+            torch.where(delivered[..., None, None], logodds, per_agent_l0), l0, per_agent_l0
+        )
+    mask = delivered[..., None, None].to(logodds.dtype)
+    count = mask.sum(dim=1)  # [B, 1, 1]
     mean = (mask * logodds).sum(dim=1) / count.clamp_min(1.0)
     return torch.where(count > 0, mean, l0)
+
+
+def _logodds_product(
+    logodds: torch.Tensor, prior: float | torch.Tensor, agent_prior: float | torch.Tensor
+) -> torch.Tensor:
+    r""":math:`\ell_0 + \sum_i (\ell_i - \ell_0)` over dim 1 of ``logodds [B, N, H, W]``,
+    without validation (the fusion centre's product of the latest copy of each agent's own
+    evidence; ``agent_prior`` is ``prior`` broadcast against ``logodds``)."""
+    return prior + (logodds - agent_prior).sum(dim=1)
+
+
+def _add_increments(
+    own: torch.Tensor, increments: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    r""":math:`\ell + \sum_m \lambda_m`: ``own [..., H, W]`` plus the increments over the
+    prior ``increments [..., M, H, W]`` (:func:`independent_logodds_sum` without
+    validation, for increments kept relative to the prior), into ``out`` when given."""
+    return torch.sum(increments, dim=-3, out=out).add_(own)
+
+
+def _rebase_logodds(
+    base: torch.Tensor,
+    own: torch.Tensor,
+    own_in_base: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""A fused map with the receiver's own evidence brought up to date:
+    :math:`\ell = \ell_{\text{base}} + (\ell_{\text{own}} - \ell_{\text{own} \in
+    \text{base}})`, cell by cell, where ``own_in_base`` is the copy of the receiver's own
+    log-odds that ``base`` already holds (the prior where it holds none). Exact for
+    independent evidence: nothing counted twice, nothing of its own dropped. Written into
+    ``out`` when given."""
+    return torch.sub(own, own_in_base, out=out).add_(base)
+
+
+def _most_confident(a: torch.Tensor, b: torch.Tensor, prior: float) -> torch.Tensor:
+    r"""Per cell, the more confident of two views of the same evidence (largest
+    :math:`|\ell - \ell_0|`, ``b`` on ties): two views that share evidence must not be added."""
+    return torch.where((a - prior).abs() > (b - prior).abs(), a, b)
+
+
+#: Rules of :func:`fuse_received_logodds`.
+GRID_FUSION_RULES: tuple[str, ...] = ("average", "max", "sum")
+
+
+def fuse_received_logodds(
+    own: torch.Tensor,
+    env: torch.Tensor,
+    dst: torch.Tensor,
+    src: torch.Tensor,
+    received: torch.Tensor,
+    informative: torch.Tensor,
+    rule: Literal["average", "max", "sum"],
+    prior: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Fuse ``M`` received grid beliefs into their receivers' own, in one batched pass.
+
+    Only *informative* cells take part: cells that arrived and differ from the prior (and,
+    for ``average``, the receiver's own cells that differ from it). A cell at the prior
+    (not sent, or never observed) carries no evidence, and averaging it in would drag the
+    fused belief back to the prior.
+
+    Rules, for receiver :math:`j` with received maps :math:`\hat\ell_i`, masks :math:`c_i`
+    and weights :math:`w_{ji}` (:math:`w_{jj}` for itself):
+
+    * ``average`` (conservative, a weighted geometric mean of the densities; the consensus
+      step, :func:`weighted_logodds_average`): :math:`\ell_j \leftarrow \frac{w_{jj} c_j
+      \ell_j + \sum_i w_{ji} c_i \hat\ell_i}{w_{jj} c_j + \sum_i w_{ji} c_i}` per cell
+      (unchanged where no party is informed).
+    * ``sum`` (independent log-odds product, :func:`independent_logodds_sum`):
+      :math:`\ell_j \leftarrow \ell_j + \sum_i c_i(\hat\ell_i - \ell_0)`. Exact for
+      independent evidence, but double counts what was exchanged before.
+    * ``max``: per cell, the most confident of :math:`\ell_j` and the :math:`\hat\ell_i`
+      (largest :math:`|\ell - \ell_0|`, the largest value among equally confident
+      messages); idempotent, so repeated exchange never inflates it.
+
+    Args:
+        own: float ``[B, N, H, W]`` receivers' log-odds.
+        env, dst, src: long ``[M]`` world, receiver and sender of each message.
+        received: float ``[M, H, W]`` decoded log-odds (the prior where nothing arrived).
+        informative: bool ``[M, H, W]``, cells that count as evidence.
+        rule: ``"average"``, ``"sum"`` or ``"max"``.
+        prior: :math:`\ell_0`.
+        weights: float ``[B, N, N]`` ``w[b, j, i]`` (receiver ``j``, sender ``i``); required
+            by ``average``.
+    Returns:
+        float ``[B, N, H, W]``.
+    """
+    check_choice("rule", rule, GRID_FUSION_RULES)
+    check_tensor("own", own, ndim=4, dtypes=_FLOAT_DTYPES)
+    b, n, h, w = own.shape
+    m = env.shape[0] if isinstance(env, torch.Tensor) else -1
+    for name, idx, high in (("env", env, b), ("dst", dst, n), ("src", src, n)):
+        check_tensor(name, idx, shape=(m,), dtypes=(torch.long,))
+        if m and bool(((idx < 0) | (idx >= high)).any()):
+            raise ValueError(f"{name} holds indices outside [0, {high}); allowed: 0 .. {high - 1}")
+    check_tensor("received", received, shape=(m, h, w), dtypes=(own.dtype,))
+    check_tensor("informative", informative, shape=(m, h, w), dtypes=(torch.bool,))
+    check_range("prior", prior, None, None)
+    if rule == "average":
+        if weights is None:
+            raise ValueError("weights=None is not allowed with rule='average'; pass [B, N, N]")
+        check_tensor("weights", weights, shape=(b, n, n), dtypes=_FLOAT_DTYPES, finite=True)
+    return _fuse_received_logodds(
+        own, env, dst, src, received, informative, rule, float(prior), weights
+    )
+
+
+def _fuse_received_logodds(
+    own: torch.Tensor,
+    env: torch.Tensor,
+    dst: torch.Tensor,
+    src: torch.Tensor,
+    received: torch.Tensor,
+    informative: torch.Tensor,
+    rule: str,
+    prior: float,
+    weights: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`fuse_received_logodds` without validation (``received`` and ``informative``
+    may be ``[M, ...]`` of any trailing shape with ``H * W`` entries)."""
+    b, n = own.shape[:2]
+    cells = own[0, 0].numel()
+    flat_own = own.reshape(b * n, cells)
+    recv = env * n + dst
+    est = received.reshape(-1, cells)
+    mask = informative.reshape(-1, cells)
+    if rule == "sum":
+        out = flat_own.index_add(0, recv, torch.where(mask, est - prior, 0.0))
+    elif rule == "average":
+        wt = weights[env, dst, src].unsqueeze(1).to(own.dtype)
+        w_self = torch.diagonal(weights, dim1=1, dim2=2).reshape(b * n, 1).to(own.dtype)
+        w_self = torch.where(flat_own != prior, w_self, 0.0)
+        num = (flat_own * w_self).index_add(0, recv, torch.where(mask, wt * est, 0.0))
+        den = w_self.index_add(0, recv, torch.where(mask, wt, 0.0))
+        out = torch.where(den > 0, num / den.clamp_min(1e-12), flat_own)
+    else:
+        conf = torch.where(mask, (est - prior).abs(), -1.0)
+        idx = recv.unsqueeze(1).expand_as(conf)
+        best = torch.full_like(flat_own, -1.0).scatter_reduce(0, idx, conf, "amax")
+        # The winning message's value for each (receiver, cell): scatter values whose
+        # confidence equals the best; ties hold equal confidence, take the largest value.
+        win = mask & (conf == best[recv])
+        cand = torch.where(win, est, -math.inf)
+        val = torch.full_like(flat_own, -math.inf).scatter_reduce(0, idx, cand, "amax")
+        out = torch.where(best > (flat_own - prior).abs(), val, flat_own)
+    return out.reshape(own.shape)
 
 
 def consensus_average(x: torch.Tensor, W: torch.Tensor, rounds: int) -> torch.Tensor:

@@ -1,23 +1,27 @@
-r"""Coordination modes: who sends what to whom in one step, consensus weights, cluster heads.
+r"""Coordination modes: who sends what to whom in one step, and consensus weights.
 
 Shape legend: ``B`` worlds, ``N`` agents, ``K`` consensus rounds.
 
-Modes (:data:`COORDINATION_MODES`):
+Each agent grants itself ``k_i = floor(f_i K_max)`` channel uses per step (``f_i`` its
+transmit fraction, ``K_max`` the budget); the mode says where they go
+(:data:`COORDINATION_MODES`):
 
 * ``"centralized"``: a star around a fusion centre (edge server). Every agent with a working
-  link to the centre sends its belief up; the centre sends the fused belief back down.
-  Messages per step: :math:`2\,|\{i : \text{fc link up}\}|` (``2N`` with every link up).
-* ``"distributed"``: no centre; ``K`` rounds of consensus in which every agent sends to each
-  neighbour of the link graph. Messages per step: :math:`K \cdot |E_{\to}|`, with
-  :math:`|E_{\to}| = \sum_{ij} A_{ij}` the number of directed edges (twice the undirected
-  ones).
-* ``"hybrid"``: cluster heads (:func:`cluster_heads`). Members send to their head, heads
-  with a working centre link exchange with the centre (uplink + downlink), heads send the
-  result back to their members. Messages per step:
-  :math:`2\,|\text{attached members}| + 2\,|\{h : \text{fc link up}\}|`.
+  link to the centre and ``k_i > 0`` sends its own evidence up (``k_i`` uses); the centre
+  sends the fused belief back down to every agent in range (``K_max`` uses each).
+  Messages per step: :math:`|\{i : k_i > 0,\ \text{fc link up}\}| + |\{i : \text{fc link
+  up}\}|` (``2N`` with every link up and everyone transmitting).
+* ``"distributed"``: no centre; ``K`` rounds in which every agent with ``k_i > 0`` sends
+  ``k_i`` uses to each neighbour of the link graph. Messages per step:
+  :math:`K \cdot |E_{\to}|`, :math:`|E_{\to}| = \sum_{ij} A_{ij}` the directed edges of
+  the transmitting agents (twice the undirected ones when all transmit).
+* ``"hybrid"``: both, each agent splitting its own ``k_i`` by its uplink share ``s_i``:
+  :math:`k^{\uparrow}_i = \lfloor s_i k_i \rfloor` to the centre,
+  :math:`k_i - k^{\uparrow}_i` to each neighbour in each round; the centre's downlinks as
+  in ``centralized``. The split is the agent's own choice, the balance a policy learns.
 
-:func:`message_plan` returns these transmissions as boolean masks so that the environment
-can account every message (channel uses, bits) and deliver it through the channel.
+:func:`message_plan` returns these transmissions as budgets and boolean masks; the batched
+world delivers and accounts every message of the plan.
 """
 
 from __future__ import annotations
@@ -28,14 +32,10 @@ from typing import Literal
 import torch
 
 from agentcomm._checks import check_choice, check_tensor
-from agentcomm.topology.links import pairwise_distance
 
 __all__ = [
-    "CLUSTER_RULES",
     "COORDINATION_MODES",
-    "ClusterAssignment",
     "MessagePlan",
-    "cluster_heads",
     "message_plan",
     "metropolis_weights",
     "second_largest_eigenvalue_modulus",
@@ -43,8 +43,6 @@ __all__ = [
 
 CoordinationMode = Literal["centralized", "distributed", "hybrid"]
 COORDINATION_MODES: tuple[str, ...] = ("centralized", "distributed", "hybrid")
-ClusterRule = Literal["degree", "kmeans"]
-CLUSTER_RULES: tuple[str, ...] = ("degree", "kmeans")
 
 
 def _check_adj(adj: torch.Tensor) -> torch.Tensor:
@@ -118,136 +116,6 @@ def second_largest_eigenvalue_modulus(W: torch.Tensor) -> torch.Tensor:
     return torch.maximum(lam[..., -2].abs(), lam[..., 0].abs())
 
 
-# --------------------------------------------------------------------------- clusters
-
-
-@dataclass
-class ClusterAssignment:
-    """Cluster heads and who belongs to which.
-
-    Attributes:
-        is_head: bool ``[B, N]``.
-        head_of: long ``[B, N]`` index of each agent's head (a head's is itself), ``-1`` for
-            an agent with no link to any head (it is left out of the cluster exchange).
-    """
-
-    is_head: torch.Tensor
-    head_of: torch.Tensor
-
-    @property
-    def attached(self) -> torch.Tensor:
-        """bool ``[B, N]``: non-head agents linked to a head."""
-        return ~self.is_head & (self.head_of >= 0)
-
-
-def cluster_heads(
-    pos: torch.Tensor,
-    adj: torch.Tensor,
-    num_heads: int,
-    rule: ClusterRule = "degree",
-    snr_db: torch.Tensor | None = None,
-    iterations: int = 10,
-) -> ClusterAssignment:
-    r"""Choose ``num_heads`` cluster heads per world and attach every other agent to one.
-
-    Rules:
-
-    * ``"degree"``: greedy dominating set (Guha & Khuller, Algorithmica 1998): repeatedly make
-      head the agent whose closed neighbourhood holds the most agents not yet covered by a
-      head; ties go to the higher degree, then the lower index. Heads end up where they
-      reach many members over working links.
-    * ``"kmeans"``: Lloyd's k-means on the positions, ``iterations`` steps, initialized by
-      farthest-point traversal from the agent nearest the centroid (deterministic, no
-      generator needed); each cluster's head is the agent nearest its centroid (distinct
-      agents, assigned in cluster order). Heads are geographic centres, ignoring links.
-
-    Members attach to the head with the strongest SNR among the heads they have a link to
-    (``snr_db``; the nearest when ``snr_db`` is ``None``); with no such link, ``head_of = -1``.
-
-    The Python loops run over ``num_heads`` greedy picks and ``iterations`` Lloyd steps, a
-    handful of configured constants; each step is a batched ``[B, N, ...]`` operation.
-
-    Args:
-        pos: float ``[B, N, 2]`` positions, metres.
-        adj: bool ``[B, N, N]`` link graph (:func:`agentcomm.topology.links.adjacency`).
-        num_heads: heads per world, ``1 <= num_heads <= N``.
-        rule: ``"degree"`` or ``"kmeans"``.
-        snr_db: float ``[B, N, N]`` link SNR in dB used to attach members; optional.
-        iterations: Lloyd iterations for ``"kmeans"``, >= 0.
-    Returns:
-        :class:`ClusterAssignment`.
-    """
-    check_choice("rule", rule, CLUSTER_RULES)
-    _check_adj(adj)
-    b, n = adj.shape[:2]
-    check_tensor("pos", pos, shape=(b, n, 2), dtypes=(torch.float32, torch.float64), finite=True)
-    _check_int("num_heads", num_heads, 1, n)
-    _check_int("iterations", iterations, 0)
-    dist = pairwise_distance(pos)
-    if snr_db is None:
-        strength = -dist
-    else:
-        check_tensor("snr_db", snr_db, shape=(b, n, n), dtypes=(torch.float32, torch.float64))
-        strength = snr_db
-    if rule == "degree":
-        is_head = _greedy_degree_heads(adj, num_heads)
-    else:
-        is_head = _kmeans_heads(pos, dist, num_heads, iterations)
-    arange = torch.arange(n, device=adj.device)
-    candidate = adj & is_head.unsqueeze(1)  # [B, i, h]: i linked to head h
-    score = torch.where(candidate, strength, -torch.inf)
-    best = score.argmax(dim=-1)
-    head_of = torch.where(candidate.any(dim=-1), best, -1)
-    head_of = torch.where(is_head, arange, head_of)
-    return ClusterAssignment(is_head=is_head, head_of=head_of)
-
-
-def _greedy_degree_heads(adj: torch.Tensor, num_heads: int) -> torch.Tensor:
-    b, n = adj.shape[:2]
-    eye = torch.eye(n, dtype=torch.bool, device=adj.device)
-    closed = adj | eye
-    degree = adj.sum(dim=-1)
-    is_head = torch.zeros(b, n, dtype=torch.bool, device=adj.device)
-    covered = torch.zeros(b, n, dtype=torch.bool, device=adj.device)
-    batch = torch.arange(b, device=adj.device)
-    for _ in range(num_heads):
-        gain = (closed & ~covered.unsqueeze(1)).sum(dim=-1)
-        # Lexicographic (gain, degree); argmax returns the first maximum, i.e. the lower index.
-        score = torch.where(is_head, -1, gain * (n + 1) + degree)
-        pick = score.argmax(dim=-1)
-        is_head[batch, pick] = True
-        covered |= closed[batch, pick]
-    return is_head
-
-
-def _kmeans_heads(
-    pos: torch.Tensor, dist: torch.Tensor, num_heads: int, iterations: int
-) -> torch.Tensor:
-    b, n = pos.shape[:2]
-    batch = torch.arange(b, device=pos.device)
-    # Farthest-point initialization from the agent nearest the centroid of all agents.
-    first = (pos - pos.mean(dim=1, keepdim=True)).norm(dim=-1).argmin(dim=-1)
-    seeds = [first]
-    nearest = dist[batch, first]
-    for _ in range(num_heads - 1):
-        nxt = nearest.argmax(dim=-1)
-        seeds.append(nxt)
-        nearest = torch.minimum(nearest, dist[batch, nxt])
-    centres = pos[batch.unsqueeze(1), torch.stack(seeds, dim=1)]  # [B, k, 2]
-    for _ in range(iterations):
-        label = torch.cdist(pos, centres).argmin(dim=-1)  # [B, N]
-        onehot = torch.nn.functional.one_hot(label, num_heads).to(pos.dtype)  # [B, N, k]
-        count = onehot.sum(dim=1).unsqueeze(-1)  # [B, k, 1]
-        mean = onehot.transpose(1, 2) @ pos / count.clamp_min(1.0)
-        centres = torch.where(count > 0, mean, centres)  # an empty cluster keeps its centre
-    to_centre = torch.cdist(centres, pos)  # [B, k, N]
-    is_head = torch.zeros(b, n, dtype=torch.bool, device=pos.device)
-    for c in range(num_heads):
-        pick = torch.where(is_head, torch.inf, to_centre[:, c]).argmin(dim=-1)
-        is_head[batch, pick] = True
-    return is_head
-
-
 # --------------------------------------------------------------------------- message plans
 
 
@@ -258,20 +126,22 @@ class MessagePlan:
     Attributes:
         mode: the coordination mode.
         rounds: consensus rounds ``K`` (``peer`` is sent once per round).
-        uplink: bool ``[B, N]``, agent ``i`` -> fusion centre (for ``"hybrid"``: heads only).
+        uplink_budget: long ``[B, N]``, channel uses of agent ``i``'s uplink.
+        peer_budget: long ``[B, N]``, channel uses of each of agent ``i``'s peer messages.
+        downlink_budget: channel uses of each downlink (the budget ``K_max``).
+        uplink: bool ``[B, N]``, agent ``i`` -> fusion centre.
         downlink: bool ``[B, N]``, fusion centre -> agent ``i``.
-        peer: bool ``[B, N, N]``, ``i -> j`` in each of the ``K`` consensus rounds.
-        to_head: bool ``[B, N, N]``, member ``i`` -> its head ``j`` (``"hybrid"``).
-        from_head: bool ``[B, N, N]``, head ``i`` -> member ``j`` (``"hybrid"``).
+        peer: bool ``[B, N, N]``, ``i -> j`` in each of the ``K`` rounds.
     """
 
     mode: str
     rounds: int
+    uplink_budget: torch.Tensor
+    peer_budget: torch.Tensor
+    downlink_budget: int
     uplink: torch.Tensor
     downlink: torch.Tensor
     peer: torch.Tensor
-    to_head: torch.Tensor
-    from_head: torch.Tensor
 
     @property
     def num_uplink(self) -> torch.Tensor:
@@ -285,28 +155,18 @@ class MessagePlan:
 
     @property
     def num_peer(self) -> torch.Tensor:
-        """long ``[B]``: consensus messages over all ``K`` rounds."""
+        """long ``[B]``: peer messages over all ``K`` rounds."""
         return self.rounds * self.peer.sum(dim=(-2, -1))
-
-    @property
-    def num_cluster(self) -> torch.Tensor:
-        """long ``[B]``: member -> head plus head -> member messages."""
-        return self.to_head.sum(dim=(-2, -1)) + self.from_head.sum(dim=(-2, -1))
 
     @property
     def total(self) -> torch.Tensor:
         """long ``[B]``: every message of the step."""
-        return self.num_uplink + self.num_downlink + self.num_peer + self.num_cluster
+        return self.num_uplink + self.num_downlink + self.num_peer
 
     @property
     def sent_by_agent(self) -> torch.Tensor:
-        """long ``[B, N]``: messages each agent transmits (the centre's downlink excluded)."""
-        return (
-            self.uplink.long()
-            + self.rounds * self.peer.sum(dim=-1)
-            + self.to_head.sum(dim=-1)
-            + self.from_head.sum(dim=-1)
-        )
+        """long ``[B, N]``: messages each agent transmits (the centre's downlinks excluded)."""
+        return self.uplink.long() + self.rounds * self.peer.sum(dim=-1)
 
 
 def message_plan(
@@ -314,9 +174,12 @@ def message_plan(
     adj: torch.Tensor,
     fc_link_ok: torch.Tensor,
     rounds: int = 1,
-    clusters: ClusterAssignment | None = None,
+    *,
+    budget: int = 1,
+    transmit: torch.Tensor | None = None,
+    uplink_share: torch.Tensor | None = None,
 ) -> MessagePlan:
-    """The transmissions of one step (module docstring gives the counts).
+    """The transmissions of one step (the module docstring gives the rules and counts).
 
     Messages are scheduled only over links that exist: agent pairs joined in ``adj`` and
     agent-centre links marked in ``fc_link_ok``. Whether a scheduled message then gets
@@ -326,8 +189,12 @@ def message_plan(
         mode: ``"centralized"``, ``"distributed"`` or ``"hybrid"``.
         adj: bool ``[B, N, N]`` symmetric link graph without self loops.
         fc_link_ok: bool ``[B, N]``, True where agent ``i``'s link to the centre is usable.
-        rounds: consensus rounds ``K >= 0`` (used by ``"distributed"``).
-        clusters: required for ``"hybrid"`` (:func:`cluster_heads`).
+        rounds: peer rounds ``K >= 0``.
+        budget: ``K_max`` channel uses per agent and step (``>= 0``).
+        transmit: float ``[B, N]`` fractions ``f_i`` in ``[0, 1]`` of the budget each agent
+            uses; ``None``: all of it.
+        uplink_share: float ``[B, N]`` fractions ``s_i`` in ``[0, 1]`` going to the uplink
+            (``hybrid``); ``None``: half.
     Returns:
         :class:`MessagePlan`.
     """
@@ -336,20 +203,47 @@ def message_plan(
     b, n = adj.shape[:2]
     check_tensor("fc_link_ok", fc_link_ok, shape=(b, n), dtypes=(torch.bool,))
     _check_int("rounds", rounds, 0)
-    none_n = torch.zeros(b, n, dtype=torch.bool, device=adj.device)
-    none_nn = torch.zeros(b, n, n, dtype=torch.bool, device=adj.device)
+    _check_int("budget", budget, 0)
+    fractions = []
+    for name, value, default in (("transmit", transmit, 1.0), ("uplink_share", uplink_share, 0.5)):
+        if value is None:
+            value = torch.full((b, n), default, device=adj.device)
+        check_tensor(name, value, shape=(b, n), dtypes=(torch.float32, torch.float64))
+        if not bool(((value >= 0) & (value <= 1)).all()):
+            raise ValueError(f"{name} holds values outside [0, 1]; allowed: fractions in [0, 1]")
+        fractions.append(value)
+    return _message_plan(mode, adj, fc_link_ok, rounds, budget, *fractions)
+
+
+def _message_plan(
+    mode: str,
+    adj: torch.Tensor,
+    fc_link_ok: torch.Tensor,
+    rounds: int,
+    budget: int,
+    transmit: torch.Tensor,
+    uplink_share: torch.Tensor,
+) -> MessagePlan:
+    """:func:`message_plan` without validation (the batched world's schedule; its inputs
+    are valid by construction). ``+ 1e-6`` keeps a fraction that is a whole number of uses
+    in float32 (e.g. ``0.75 * 8``) from flooring one below."""
+    k_total = torch.floor(transmit * budget + 1e-6).long()
+    none = torch.zeros_like(k_total)
     if mode == "centralized":
-        return MessagePlan(mode, rounds, fc_link_ok, fc_link_ok, none_nn, none_nn, none_nn)
-    if mode == "distributed":
-        return MessagePlan(mode, rounds, none_n, none_n, adj, none_nn, none_nn)
-    if clusters is None:
-        raise ValueError("mode='hybrid' needs clusters=cluster_heads(...); got clusters=None")
-    check_tensor("clusters.is_head", clusters.is_head, shape=(b, n), dtypes=(torch.bool,))
-    check_tensor("clusters.head_of", clusters.head_of, shape=(b, n), dtypes=(torch.long,))
-    attached = clusters.attached
-    to_head = (
-        attached.unsqueeze(-1)
-        & torch.nn.functional.one_hot(clusters.head_of.clamp_min(0), n).bool()
+        k_up, k_peer = k_total, none
+    elif mode == "distributed":
+        k_up, k_peer = none, k_total
+    else:
+        k_up = torch.floor(uplink_share * k_total + 1e-6).long()
+        k_peer = k_total - k_up
+    star = mode != "distributed" and budget > 0
+    return MessagePlan(
+        mode=mode,
+        rounds=rounds,
+        uplink_budget=k_up,
+        peer_budget=k_peer,
+        downlink_budget=budget,
+        uplink=fc_link_ok & (k_up > 0),
+        downlink=fc_link_ok if star else torch.zeros_like(fc_link_ok),
+        peer=adj & (k_peer > 0).unsqueeze(2),
     )
-    head_up = clusters.is_head & fc_link_ok
-    return MessagePlan(mode, rounds, head_up, head_up, none_nn, to_head, to_head.transpose(-1, -2))

@@ -8,14 +8,17 @@ Every agent pair's SNR comes from a path-loss model (duck-typed: any object with
 
 .. math:: \mathrm{SNR}_{ij}\,[\mathrm{dB}] = P_{tx,i} - \mathrm{PL}(d_{ij}) - P_{\mathrm{noise}}.
 
-**Reciprocity.** The path loss, shadowing included, is evaluated once per *unordered*
-pair ``i < j`` and copied to both directions: the propagation channel is reciprocal, so
-shadowing must not differ between ``i -> j`` and ``j -> i``. The SNR matrix is symmetric
-whenever every agent transmits at the same power.
+**Reciprocity.** The shadowing draw of each *unordered* pair ``i < j`` serves both
+directions: the propagation channel is reciprocal, so shadowing must not differ between
+``i -> j`` and ``j -> i``. The SNR matrix is symmetric whenever every agent transmits at the
+same power. The batched world computes its links with the same function
+(:func:`_link_snr_db`, the unvalidated core of :func:`link_snr_db`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -119,24 +122,73 @@ def link_snr_db(
     b, n = pos.shape[:2]
     check_range("noise_floor_dbm", noise_floor_dbm, -250.0, 100.0)
     power = _tx_power(tx_power_dbm, b, n, pos)
-    iu, ju = torch.triu_indices(n, n, offset=1, device=pos.device)
-    # One path-loss (and shadowing) draw per unordered pair, copied to both directions.
-    gain = pathloss.snr_db(dist[:, iu, ju], 0.0, noise_floor_dbm, generator)
-    peer = torch.full((b, n, n), -torch.inf, dtype=pos.dtype, device=pos.device)
-    peer[:, iu, ju] = gain
-    peer[:, ju, iu] = gain
-    peer = peer + power.unsqueeze(-1)  # the transmitter's power, row i
-    fc_snr = fc_dist = None
     if fc_pos is not None:
         check_tensor("fc_pos", fc_pos, dtypes=_FLOAT_DTYPES, finite=True)
         if fc_pos.shape not in ((2,), (b, 2)):
             raise ValueError(
                 f"fc_pos has shape {tuple(fc_pos.shape)}; expected [2] or [B, 2] = {[b, 2]}"
             )
-        centre = fc_pos.to(pos.dtype).expand(b, 2).unsqueeze(1)
-        fc_dist = (pos - centre).norm(dim=-1)
-        fc_snr = pathloss.snr_db(fc_dist, power, noise_floor_dbm, generator)
-    return LinkBudget(peer_snr_db=peer, distance=dist, fc_snr_db=fc_snr, fc_distance=fc_dist)
+        fc_pos = fc_pos.to(pos.dtype)
+    noise = torch.tensor(float(noise_floor_dbm), dtype=pos.dtype, device=pos.device)
+    shadowed = getattr(pathloss, "shadowing_std_db", 1.0) != 0
+    peer, fc = _link_snr_db(pos, fc_pos, pathloss.snr_db, power, noise, generator, shadowed)
+    fc_dist = None if fc_pos is None else (pos - fc_pos.expand(b, 2).unsqueeze(1)).norm(dim=-1)
+    return LinkBudget(peer_snr_db=peer, distance=dist, fc_snr_db=fc, fc_distance=fc_dist)
+
+
+def _link_snr_db(
+    pos: torch.Tensor,
+    fc_pos: torch.Tensor | None,
+    snr_db: Callable[..., torch.Tensor],
+    tx_power_dbm: torch.Tensor,
+    noise_floor_dbm: torch.Tensor,
+    generator: torch.Generator | None,
+    shadowed: bool,
+    scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""The link SNRs of :func:`link_snr_db` without validation (the batched world calls it
+    every step with inputs valid by construction).
+
+    Args:
+        pos: float ``[B, N, 2]`` positions, in units of ``scale`` metres.
+        fc_pos: float ``[2]`` or ``[B, 2]`` fusion centre in the same units, or ``None``.
+        snr_db: ``snr_db(distance_m, tx_power_dbm, noise_floor_dbm, generator)`` of a path-loss
+            model.
+        tx_power_dbm: a 0-d tensor (every agent) or ``[B, N]`` (per transmitter), dBm.
+        noise_floor_dbm: a 0-d tensor, dBm.
+        shadowed: whether the model draws shadowing (without it, one pass with no draws
+            serves the peers and the centre, ``[B, N, N + 1]``: the same elementwise
+            arithmetic as two).
+        scale: metres per unit of ``pos``.
+    Returns:
+        ``peer [B, N, N]`` dB (row: transmitter; diagonal ``-inf``) and ``fc [B, N]`` dB (or
+        ``None`` without a centre). Shadowing is drawn for every ordered pair and the draw
+        of ``i < j`` serves both directions (reciprocity); the centre's links draw after.
+    """
+    b, n = pos.shape[:2]
+    eye = torch.eye(n, dtype=torch.bool, device=pos.device)
+    per_tx = tx_power_dbm.ndim > 0
+    row_power = tx_power_dbm.unsqueeze(-1) if per_tx else tx_power_dbm
+    if not shadowed and fc_pos is not None:
+        ends = torch.cat([pos, fc_pos.expand(b, 2).unsqueeze(1)], dim=1)
+        dist = (pos.unsqueeze(2) - ends.unsqueeze(1)).norm(dim=-1) * scale
+        snr = snr_db(dist, row_power, noise_floor_dbm, generator)
+        return snr[..., :n].masked_fill(eye, -math.inf), snr[..., n]
+    dist = (pos.unsqueeze(2) - pos.unsqueeze(1)).norm(dim=-1) * scale
+    zero = torch.zeros((), dtype=pos.dtype, device=pos.device)
+    # With per-transmitter powers the (reciprocal) loss is made symmetric before each
+    # row's power is added.
+    peer = snr_db(dist, zero if per_tx else tx_power_dbm, noise_floor_dbm, generator)
+    if shadowed:
+        peer = torch.triu(peer, 1)
+        peer = peer + peer.transpose(1, 2)
+    if per_tx:
+        peer = peer + row_power
+    peer = peer.masked_fill(eye, -math.inf)
+    if fc_pos is None:
+        return peer, None
+    fc_dist = (pos - fc_pos.expand(b, 2).unsqueeze(1)).norm(dim=-1) * scale
+    return peer, snr_db(fc_dist, tx_power_dbm, noise_floor_dbm, generator)
 
 
 def adjacency(snr_db: torch.Tensor, threshold_db: float) -> torch.Tensor:
@@ -157,6 +209,12 @@ def adjacency(snr_db: torch.Tensor, threshold_db: float) -> torch.Tensor:
     if snr_db.shape[-2] != n:
         raise ValueError(f"snr_db has shape {tuple(snr_db.shape)}; expected [B, N, N]")
     check_range("threshold_db", threshold_db, None, None)
-    ok = snr_db >= threshold_db
     eye = torch.eye(n, dtype=torch.bool, device=snr_db.device)
-    return ok & ok.transpose(-1, -2) & ~eye
+    return _adjacency(snr_db, threshold_db) & ~eye
+
+
+def _adjacency(snr_db: torch.Tensor, threshold_db: float) -> torch.Tensor:
+    """:func:`adjacency` without validation, for an SNR matrix whose diagonal is ``-inf``
+    (:func:`_link_snr_db`), so no self loop can pass the threshold."""
+    ok = snr_db >= threshold_db
+    return ok & ok.transpose(-1, -2)

@@ -59,23 +59,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agentcomm.beliefs import (
-    GaussianBelief,
-    constant_velocity_model,
-    covariance_intersection,
-    kalman_predict,
-    kalman_update,
-    position_measurement_model,
-)
+from agentcomm.beliefs.tracks import GaussianTrackStore
 from agentcomm.config import rng
 
-from ..comm import Exchange
 from ..config import CommConfig, SensingConfig, WorldConfig
 from ..world import CommWorld
 
 __all__ = ["TargetTracking", "TargetTrackingConfig"]
-
-_LOGVAR_LO, _LOGVAR_HI = -4.0, 8.0  # log-variance range carried by a message (natural log)
 
 
 def _tracking_comm() -> CommConfig:
@@ -121,33 +111,31 @@ class TargetTracking(CommWorld):
     config_cls = TargetTrackingConfig
     config: TargetTrackingConfig
     belief_kind = "vector"
+    terminates_on_success = False
 
-    def _payload_shape(self) -> tuple[int, ...]:
-        return (self.config.num_targets, 8)
+    def _make_beliefs(self) -> GaussianTrackStore:
+        cfg = self.config
+        return GaussianTrackStore(
+            self.num_envs,
+            self.num_agents,
+            cfg.num_targets,
+            self.device,
+            float(self.grid),
+            cfg.target_max_speed,
+            cfg.accel_std,
+            cfg.meas_std,
+            cfg.comm.fusion,
+        )
 
-    def _payload_prior(self) -> float:
-        return 0.0
+    track_mean = property(lambda self: self.beliefs.track_mean, doc="``[B, N, T, 4]`` tracks.")
+    track_cov = property(lambda self: self.beliefs.track_cov, doc="``[B, N, T, 4, 4]``.")
 
     def _allocate(self) -> None:
         super()._allocate()
-        cfg = self.config
-        b, n, t, dev = self.num_envs, self.num_agents, cfg.num_targets, self.device
+        b, t, dev = self.num_envs, self.config.num_targets, self.device
         self.target = torch.zeros(b, t, 4, device=dev)
-        self.track_mean = torch.zeros(b, n, t, 4, device=dev)
-        self.track_cov = torch.zeros(b, n, t, 4, 4, device=dev)
-        self.fc_mean = torch.zeros(b, t, 4, device=dev)
-        self.fc_cov = torch.zeros(b, t, 4, 4, device=dev)
         self.tracked_steps = torch.zeros(b, dtype=torch.long, device=dev)
-        # The filters' model: unit time step; accel_std^2 is the white-acceleration PSD.
-        self._F, self._Q = constant_velocity_model(1.0, cfg.accel_std**2, device=dev)
-        self._H, self._R = position_measurement_model(cfg.meas_std, device=dev)
-        g, v = float(self.grid), cfg.target_max_speed
-        self._prior_cov = torch.diag(
-            torch.tensor([g * g / 12, g * g / 12, v * v, v * v], device=dev)
-        )
-        self._prior_mean = torch.tensor([g / 2, g / 2, 0.0, 0.0], device=dev)
 
-    # ------------------------------------------------------------------ reset
     def _reset_scenario(self, mask: torch.Tensor) -> None:
         cfg, g, dev, gen = self.config, float(self.grid), self.device, self.generator
         b, n, t = self.num_envs, self.num_agents, cfg.num_targets
@@ -156,16 +144,11 @@ class TargetTracking(CommWorld):
         angle = torch.rand(b, t, generator=gen, device=dev) * 2 * math.pi
         speed = torch.rand(b, t, generator=gen, device=dev) * cfg.target_max_speed
         tvel = torch.stack([angle.cos(), angle.sin()], -1) * speed.unsqueeze(-1)
-        m2, m3 = mask.view(-1, 1, 1), mask.view(-1, 1, 1, 1)
+        m2 = mask.view(-1, 1, 1)
         self.pos = torch.where(m2, pos.clamp(0.0, g - 1e-4), self.pos)
         self.target = torch.where(m2, torch.cat([tpos, tvel], -1), self.target)
-        self.track_mean = torch.where(m3, self._prior_mean, self.track_mean)
-        self.track_cov = torch.where(mask.view(-1, 1, 1, 1, 1), self._prior_cov, self.track_cov)
-        self.fc_mean = torch.where(m2, self._prior_mean, self.fc_mean)
-        self.fc_cov = torch.where(m3, self._prior_cov, self.fc_cov)
         self.tracked_steps = torch.where(mask, 0, self.tracked_steps)
 
-    # ------------------------------------------------------------------ dynamics
     def _scenario_step(self) -> torch.Tensor:
         cfg, g, gen, dev = self.config, float(self.grid), self.generator, self.device
         b, n, t = self.num_envs, self.num_agents, cfg.num_targets
@@ -179,26 +162,21 @@ class TargetTracking(CommWorld):
         p = torch.where(low, -p, torch.where(high, 2 * g - p, p))
         vel = torch.where(low | high, -vel, vel)
         self.target = torch.cat([p.clamp(0.0, g), vel], -1)
-        # Filters: predict, then update with the agent's own detections.
-        belief = kalman_predict(GaussianBelief(self.track_mean, self.track_cov), self._F, self._Q)
+        # Sensing: each agent detects targets in range and measures their positions.
         dist = (self.pos.unsqueeze(2) - p.unsqueeze(1)).norm(dim=-1)  # [B, N, T]
         detect = (dist <= cfg.sensing.radius) & (
             torch.rand(b, n, t, generator=gen, device=dev) < cfg.sensing.pd
         )
         z = p.unsqueeze(1) + torch.randn(b, n, t, 2, generator=gen, device=dev) * cfg.meas_std
-        belief = kalman_update(belief, z, self._H, self._R, valid_mask=detect)
-        self.track_mean, self.track_cov = belief.mean, belief.cov
-        fc = kalman_predict(GaussianBelief(self.fc_mean, self.fc_cov), self._F, self._Q)
-        self.fc_mean, self.fc_cov = fc.mean, fc.cov
+        self.beliefs.filter(z, detect)
         return torch.zeros(b, device=dev)  # the error term is added after fusion
 
     def _after_comm(self) -> None:
-        err = self._errors()  # [B, N, T]
-        tracked = err.mean(dim=(1, 2)) < self.config.error_threshold
+        tracked = self._errors().mean(dim=(1, 2)) < self.config.error_threshold
         self.tracked_steps = self.tracked_steps + tracked.long()
 
     def _errors(self) -> torch.Tensor:
-        return (self.track_mean[..., :2] - self.target[:, None, :, :2]).norm(dim=-1)
+        return self.beliefs.errors(self.target[..., :2])
 
     def _belief_error(self, truth: torch.Tensor | None = None) -> torch.Tensor:
         return self._errors().mean(-1)
@@ -215,130 +193,15 @@ class TargetTracking(CommWorld):
         need = math.ceil(self.config.success_fraction * self.config.max_steps)
         return self.tracked_steps >= need
 
-    def _terminates_on_success(self) -> bool:
-        return False
-
-    # ------------------------------------------------------------------ messages
-    def _encode_tracks(self, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-        """``[..., T, 4]``, ``[..., T, 4, 4]`` -> the ``[..., T, 8]`` payload in [-1, 1]."""
-        g, v = float(self.grid), self.config.target_max_speed
-        scale = torch.tensor([g, g, 2 * v, 2 * v], device=self.device)
-        offset = torch.tensor([0.0, 0.0, -v, -v], device=self.device)
-        m = ((mean - offset) / scale * 2 - 1).clamp(-1, 1)
-        logvar = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(1e-12).log()
-        lv = ((logvar - _LOGVAR_LO) / (_LOGVAR_HI - _LOGVAR_LO) * 2 - 1).clamp(-1, 1)
-        return torch.cat([m, lv], -1)
-
-    def _decode_tracks(self, payload: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g, v = float(self.grid), self.config.target_max_speed
-        scale = torch.tensor([g, g, 2 * v, 2 * v], device=self.device)
-        offset = torch.tensor([0.0, 0.0, -v, -v], device=self.device)
-        mean = (payload[..., :4].clamp(-1, 1) + 1) / 2 * scale + offset
-        logvar = (payload[..., 4:].clamp(-1, 1) + 1) / 2 * (_LOGVAR_HI - _LOGVAR_LO) + _LOGVAR_LO
-        # 2 diag(P) >= P for the 2x2 position-velocity blocks: a consistent upper bound.
-        cov = torch.diag_embed(2.0 * logvar.exp())
-        return mean, cov
-
-    def _peer_payload(self, env: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        return self._encode_tracks(self.track_mean[env, src], self.track_cov[env, src])
-
-    _uplink_payload = _peer_payload
-
-    def _fuse(
-        self,
-        own_mean: torch.Tensor,
-        own_cov: torch.Tensor,
-        mean: torch.Tensor,
-        cov: torch.Tensor,
-        ok: torch.Tensor,
-        weights: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fuse own tracks ``[R, T, 4]`` with up to ``S`` received ``[R, S, T, 4]`` (``ok [R, S]``).
-
-        Missing messages get zero weight (``average``/``sum``) or an uninformative
-        covariance (``ci``), so one batched call covers every receiver.
-        """
-        rule = self.config.comm.fusion
-        means = torch.cat([own_mean.unsqueeze(1), mean], 1)  # [R, 1+S, T, 4]
-        covs = torch.cat([own_cov.unsqueeze(1), cov], 1)
-        present = torch.cat([torch.ones_like(ok[:, :1]), ok], 1)  # [R, 1+S]
-        # Missing messages: an uninformative track (zero information), so no rule counts it.
-        big = torch.eye(4, device=self.device) * 1e6
-        covs = torch.where(present[..., None, None, None], covs, big)
-        if rule == "ci":
-            fused, _ = covariance_intersection(
-                means.transpose(1, 2), covs.transpose(1, 2), criterion="trace", iterations=10
-            )
-            return fused.mean, fused.cov
-        info = torch.linalg.inv(covs)
-        w = present.float() if rule == "sum" else weights * present.float()
-        if rule == "average":
-            w = w / w.sum(1, keepdim=True)
-        w = w[..., None, None, None]
-        p_inv = (w * info).sum(1)
-        cov_out = torch.linalg.inv(p_inv)
-        mean_out = (cov_out @ (w * info @ means.unsqueeze(-1)).sum(1)).squeeze(-1)
-        return mean_out, 0.5 * (cov_out + cov_out.transpose(-1, -2))
-
-    def _fuse_peer(self, ex: Exchange, weights: torch.Tensor | None) -> None:
-        b, n, t = self.num_envs, self.num_agents, self.config.num_targets
-        mean, cov = self._decode_tracks(ex.estimate)
-        rmean = torch.zeros(b, n, n, t, 4, device=self.device)
-        rcov = torch.zeros(b, n, n, t, 4, 4, device=self.device)
-        ok = torch.zeros(b, n, n, dtype=torch.bool, device=self.device)
-        rmean[ex.env, ex.dst, ex.src] = mean
-        rcov[ex.env, ex.dst, ex.src] = cov
-        ok[ex.env, ex.dst, ex.src] = ex.payload_ok
-        w_self = torch.diagonal(weights, dim1=1, dim2=2).unsqueeze(-1)
-        w = torch.cat([w_self, weights], -1).reshape(b * n, n + 1)
-        m, c = self._fuse(
-            self.track_mean.reshape(b * n, t, 4),
-            self.track_cov.reshape(b * n, t, 4, 4),
-            rmean.reshape(b * n, n, t, 4),
-            rcov.reshape(b * n, n, t, 4, 4),
-            ok.reshape(b * n, n),
-            w,
-        )
-        self.track_mean, self.track_cov = m.view(b, n, t, 4), c.view(b, n, t, 4, 4)
-
-    def _fc_ingest(self, ex: Exchange) -> None:
-        b, n, t = self.num_envs, self.num_agents, self.config.num_targets
-        mean, cov = self._decode_tracks(ex.estimate)
-        rmean = torch.zeros(b, n, t, 4, device=self.device)
-        rcov = torch.zeros(b, n, t, 4, 4, device=self.device)
-        ok = torch.zeros(b, n, dtype=torch.bool, device=self.device)
-        rmean[ex.env, ex.src] = mean
-        rcov[ex.env, ex.src] = cov
-        ok[ex.env, ex.src] = ex.payload_ok
-        w = torch.ones(b, n + 1, device=self.device)
-        self.fc_mean, self.fc_cov = self._fuse(self.fc_mean, self.fc_cov, rmean, rcov, ok, w)
-
-    def _fc_payload(self) -> torch.Tensor:
-        return self._encode_tracks(self.fc_mean, self.fc_cov)
-
-    def _apply_downlink(self, ex: Exchange) -> None:
-        mean, cov = self._decode_tracks(ex.estimate)
-        env, dst = ex.env, ex.dst
-        w = torch.ones(env.shape[0], 2, device=self.device)
-        m, c = self._fuse(
-            self.track_mean[env, dst],
-            self.track_cov[env, dst],
-            mean.unsqueeze(1),
-            cov.unsqueeze(1),
-            ex.payload_ok.unsqueeze(1),
-            w,
-        )
-        self.track_mean[env, dst], self.track_cov[env, dst] = m, c
-
-    # ------------------------------------------------------------------ observation
     def _scenario_obs_dim(self) -> int:
         return 5 * self.config.num_targets
 
     def _scenario_obs(self) -> torch.Tensor:
         b, n, g = self.num_envs, self.num_agents, float(self.grid)
-        rel = (self.track_mean[..., :2] - self.pos.unsqueeze(2)) / g
-        vel = self.track_mean[..., 2:] / self.config.target_max_speed
-        var = torch.diagonal(self.track_cov, dim1=-2, dim2=-1)[..., :2].mean(-1)
+        mean, cov = self.beliefs.track_mean, self.beliefs.track_cov
+        rel = (mean[..., :2] - self.pos.unsqueeze(2)) / g
+        vel = mean[..., 2:] / self.config.target_max_speed
+        var = torch.diagonal(cov, dim1=-2, dim2=-1)[..., :2].mean(-1)
         std = (0.5 * var.clamp_min(1e-6).log() / math.log(g)).unsqueeze(-1)
         return torch.cat([rel, vel, std], -1).reshape(b, n, -1)
 
@@ -349,6 +212,3 @@ class TargetTracking(CommWorld):
         b, g, v = self.num_envs, float(self.grid), self.config.target_max_speed
         scaled = torch.cat([self.target[..., :2] / g * 2 - 1, self.target[..., 2:] / v], -1)
         return scaled.reshape(b, -1)
-
-    def _true_map(self) -> torch.Tensor:
-        raise RuntimeError("TargetTracking has no occupancy map")

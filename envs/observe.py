@@ -1,0 +1,93 @@
+"""What the agents of the batched world observe, and the global state a critic sees.
+
+Shape legend: ``B`` worlds, ``N`` agents, ``Do`` observation size, ``Ds`` state size.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .world import CommWorld
+
+__all__ = ["obs_dim", "observation", "state", "state_dim"]
+
+
+def obs_dim(world: CommWorld) -> int:
+    """``Do``: the base layout of :func:`observation` plus the scenario's extras."""
+    n, m = world.num_agents, world.config.obs_map_size
+    grid = m * m if world.belief_kind == "grid" else 0
+    return 2 + 2 + 2 + grid + 4 * (n - 1) + 3 + world._scenario_obs_dim()
+
+
+def state_dim(world: CommWorld) -> int:
+    """``Ds`` of :func:`state`."""
+    return 4 * world.num_agents + 1 + world._scenario_state_dim()
+
+
+def own_scale(world: CommWorld) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Divisor, scale and offset of the position, velocity and intent columns."""
+    g, v = float(world.grid), world.config.max_speed
+    dev = world.device
+    return (
+        torch.tensor([g, g, v, v, g, g], device=dev),
+        torch.tensor([2.0, 2.0, 1.0, 1.0, 2.0, 2.0], device=dev),
+        torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 1.0], device=dev),
+    )
+
+
+def _scale_snr(snr_db: torch.Tensor) -> torch.Tensor:
+    return ((snr_db.clamp(-20.0, 40.0) + 20.0) / 30.0 - 1.0).nan_to_num(-1.0)
+
+
+def observation(world: CommWorld) -> torch.Tensor:
+    """``[B, N, Do]`` float32, every entry in ``[-1, 1]``.
+
+    Layout: own position (2, scaled to [-1, 1]), own velocity (2, /max_speed), own
+    intent (2, scaled), the fused belief as probabilities max-pooled to
+    ``obs_map_size`` squared (grid scenarios, scaled to [-1, 1]), then for each other
+    agent in index order: its last received intent relative to own position
+    (2, /grid_size), that intent's age (1, min(age, intent_max_age)/intent_max_age,
+    scaled), the mean link SNR to it (1, clipped to [-20, 40] dB, scaled); then
+    the fusion-centre link SNR (1), the fraction of agents in link range (1), and the
+    elapsed fraction of the episode (1); then the scenario's extras.
+    """
+    cfg = world.config
+    b, n, g = world.num_envs, world.num_agents, float(world.grid)
+    # Position, velocity, intent in one pass: x / d * s - o per column, the same
+    # arithmetic as x / g * 2 - 1 and x / max_speed (* 1 - 0 leaves it, -0.0 too).
+    own = torch.cat([world.pos, world.vel, world.intent], dim=-1)
+    d, s, o = world._own_scale
+    parts = [own / d * s - o]
+    if world.belief_kind == "grid":
+        parts.append(world.beliefs.pooled_probability(cfg.obs_map_size) * 2 - 1)
+    rel = (world.known_intent - world.pos.unsqueeze(2)) / g
+    age = world.intent_age.clamp_max(cfg.intent_max_age).float() / cfg.intent_max_age
+    # Peer and fusion-centre SNRs scaled in one pass.
+    snr = _scale_snr(torch.cat([world.peer_snr, world.fc_snr.unsqueeze(-1)], dim=-1))
+    team = torch.cat([rel, (age * 2 - 1).unsqueeze(-1), snr[..., :n, None]], dim=-1)
+    parts.append(team[:, world._off].reshape(b, n, n - 1, 4).reshape(b, n, -1))
+    frac_links = world.adj.sum(-1).float() / max(n - 1, 1)
+    elapsed = (world.t.float() / cfg.max_steps).view(b, 1).expand(b, n)
+    parts += [
+        snr[..., n:],
+        (frac_links * 2 - 1).unsqueeze(-1),
+        (elapsed * 2 - 1).unsqueeze(-1),
+        world._scenario_obs(),
+    ]
+    return torch.cat(parts, dim=-1).clamp(-1.0, 1.0)
+
+
+def state(world: CommWorld) -> torch.Tensor:
+    """``[B, Ds]`` global state for centralized critics: every agent's position and
+    velocity (scaled), the elapsed fraction, and the scenario's ground truth."""
+    b, g = world.num_envs, float(world.grid)
+    parts = [
+        (world.pos / g * 2 - 1).reshape(b, -1),
+        (world.vel / world.config.max_speed).reshape(b, -1),
+        (world.t.float() / world.config.max_steps * 2 - 1).view(b, 1),
+        world._scenario_state(),
+    ]
+    return torch.cat(parts, dim=-1)
