@@ -16,7 +16,8 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": (
         "agentcomm.experiments.run",
-        "the main job: task success versus bandwidth, SNR and coordination mode",
+        "the main job: task success versus bandwidth in every scenario, by coordination "
+        "mode and codec (summary.csv, one figure per scenario)",
     ),
     "sweep": ("agentcomm.experiments.sweep", "run one experiment YAML over seeds, in parallel"),
     "train": (
@@ -25,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "eval": (
         "agentcomm.policies.evaluate",
-        "evaluate a policy checkpoint, the expert or random actions",
+        "evaluate a policy checkpoint, the expert or random actions (the main job's evaluation)",
     ),
     "train-decoder": (
         "agentcomm.decoders.cli",

@@ -2,7 +2,8 @@
 
 They read :func:`~agentcomm.experiments.runner.summarize` rows: ``success`` is the rate
 over the ``episodes`` pooled across seeds, with its interval ``ci_low``/``ci_high`` (the
-method in ``interval``); every figure states n.
+method in ``interval``); every figure states n. :func:`plot_scenario` is the headline
+figure, one per scenario.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_bandwidth", "plot_modes", "plot_snr"]
+__all__ = ["plot_bandwidth", "plot_modes", "plot_scenario", "plot_snr"]
 
 _MODE_COLOURS = {"centralized": "tab:blue", "distributed": "tab:orange", "hybrid": "tab:green"}
 
@@ -49,11 +50,121 @@ def _yerr(rs: list[dict[str, Any]]) -> np.ndarray:
     return np.array([[r["success"] - r["ci_low"], r["ci_high"] - r["success"]] for r in rs]).T
 
 
+_CODEC_STYLE = {
+    "quantized": ("o", "-"),
+    "topk": ("v", "-"),
+    "dct": ("P", "-"),
+    "linear": ("X", "-"),
+    "jscc": ("s", "--"),
+    "jscc+cddm": ("D", ":"),
+    "jscc+diffcom": ("^", ":"),
+}
+_POLICY_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def plot_scenario(rows: list[dict[str, Any]], env_id: str, path: Path) -> None:
+    """The headline figure of one scenario: success against communication, two panels.
+
+    Left: x = channel uses per agent per step (peer messages, uplinks and fusion-centre
+    downlinks) on a log2 axis, the convention for communication volume; right: the same
+    points against the bits delivered per agent per step (log2). y: success with its
+    interval. One curve per (coordination mode, codec) of the expert (colour: mode; marker
+    and line: codec) and one per learned policy; no communication (budget 0) and perfect
+    communication (codec ``raw``, which bypasses the channel) have no place on a log axis
+    and are drawn as horizontal levels with their intervals as bands: the floor and the
+    ceiling of each mode.
+    """
+    plt = _plt()
+    mine = [r for r in rows if r["env_id"] == env_id]
+    # One row per config and policy: experiments may share points.
+    unique: dict[tuple, dict[str, Any]] = {}
+    for r in mine:
+        unique.setdefault((r["policy"], r.get("config_id", r["point"])), r)
+    # Points at another transmit power than the curves' belong to the SNR figure.
+    settings: dict[str, int] = {}
+    for r in unique.values():
+        settings[r.get("setting_id", "")] = settings.get(r.get("setting_id", ""), 0) + 1
+    main = max(settings, key=settings.__getitem__) if settings else ""
+    drawn = [r for r in unique.values() if r.get("setting_id", "") == main]
+    fig, axes = plt.subplots(1, 2, figsize=(12.0, 4.8), sharey=True)
+    policies = sorted({r["policy"] for r in drawn if r["policy"] != "expert"})
+    colour = {p: _POLICY_COLOURS[i % len(_POLICY_COLOURS)] for i, p in enumerate(policies)}
+    for ax, key, label in (
+        (axes[0], "channel_uses", "channel uses per agent per step (log2)"),
+        (axes[1], "bits_delivered", "bits delivered per agent per step (log2)"),
+    ):
+        curves: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        # (policy, raw?) -> the level rows of each mode; one line when all modes agree.
+        levels: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+        for r in drawn:
+            if r["codec"] == "raw" or int(r["budget"]) == 0:
+                levels.setdefault((r["policy"], r["codec"] == "raw"), []).append(r)
+            elif float(r[key]) > 0:
+                curves.setdefault((r["policy"], str(r["mode"]), str(r["codec"])), []).append(r)
+        for (policy, raw), rs in sorted(levels.items()):
+            who = "" if policy == "expert" else f"{policy.removeprefix('shipped:')} "
+            what = "perfect comm. (raw)" if raw else "no comm."
+            same = len({(r["success"], r["ci_low"], r["ci_high"]) for r in rs}) == 1
+            for r in rs[:1] if same and len(rs) > 1 else rs:
+                mode = "all modes" if same and len(rs) > 1 else str(r["mode"])
+                if policy != "expert":
+                    c = colour[policy]
+                else:
+                    c = "0.35" if mode == "all modes" else _MODE_COLOURS.get(mode, "k")
+                ax.axhline(
+                    r["success"],
+                    color=c,
+                    lw=1.0,
+                    ls="-." if raw else (0, (2, 2)),
+                    alpha=0.8,
+                    label=f"{who}{mode}: {what}",
+                )
+                ax.axhspan(r["ci_low"], r["ci_high"], color=c, alpha=0.06, lw=0)
+        for (policy, mode, codec), rs in sorted(curves.items()):
+            rs = sorted(rs, key=lambda r: float(r[key]))
+            marker, ls = _CODEC_STYLE.get(codec, ("o", "-"))
+            c = _MODE_COLOURS.get(mode, "k") if policy == "expert" else colour[policy]
+            who = "expert" if policy == "expert" else policy.removeprefix("shipped:")
+            ax.errorbar(
+                [float(r[key]) for r in rs],
+                [r["success"] for r in rs],
+                yerr=_yerr(rs),
+                marker=marker,
+                ls=ls,
+                color=c,
+                capsize=2,
+                label=f"{who} {mode} {codec}",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("task success (95% interval)")
+    axes[0].set_ylim(-0.02, 1.02)
+    handles, labels = axes[0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.suptitle(f"{env_id}: task success versus communication\n{_n_text(drawn)}", fontsize=10)
+    fig.legend(
+        uniq.values(),
+        uniq.keys(),
+        fontsize=7,
+        loc="upper center",
+        ncol=4,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _codec(r: dict[str, Any]) -> str:
+    return str(r.get("codec") or r["comm.codec"])
+
+
 def _by_mode(rows: list[dict[str, Any]], experiment: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["experiment"] == experiment and r["policy"] == "expert":
-            out.setdefault(str(r["comm.mode"]) or "distributed", []).append(r)
+            out.setdefault(str(r.get("mode") or r["comm.mode"] or "distributed"), []).append(r)
     return out
 
 
@@ -73,7 +184,7 @@ def plot_bandwidth(rows: list[dict[str, Any]], path: Path, experiment: str = "ba
         # Raw beliefs are the ideal reference: they bypass the channel, so they have no
         # Shannon bound and are drawn as a level (with its interval), not a point on x.
         for r in rs:
-            if r["comm.codec"] == "raw":
+            if _codec(r) == "raw":
                 ax.axhline(
                     r["success"],
                     color=c,
@@ -83,7 +194,7 @@ def plot_bandwidth(rows: list[dict[str, Any]], path: Path, experiment: str = "ba
                     label=f"{mode}: raw beliefs (ideal; band: its CI)",
                 )
                 ax.axhspan(r["ci_low"], r["ci_high"], color=c, alpha=0.07, lw=0)
-        rs = sorted((r for r in rs if r["comm.codec"] != "raw"), key=lambda r: r["bits_delivered"])
+        rs = sorted((r for r in rs if _codec(r) != "raw"), key=lambda r: r["bits_delivered"])
         if not rs:
             continue
         x = np.array([r["bits_delivered"] for r in rs])
@@ -151,7 +262,7 @@ def plot_modes(rows: list[dict[str, Any]], path: Path, experiment: str = "bandwi
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     drawn = []
     for mode, rs in sorted(_by_mode(rows, experiment).items()):
-        rs = [r for r in rs if r["comm.codec"] != "raw"]  # the ideal reference has no real cost
+        rs = [r for r in rs if _codec(r) != "raw"]  # the ideal reference has no real cost
         rs = sorted(rs, key=lambda r: r["channel_uses"])
         drawn += rs
         x = [r["channel_uses"] for r in rs]

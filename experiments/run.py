@@ -1,11 +1,32 @@
 """``agentcomm run``: the main job.
 
-Evaluates the scenario expert (and the shipped trained policies, when present)
-on the default scenario across bandwidth budgets from none to raw beliefs,
-coordination modes (centralized, distributed, hybrid) and link SNRs, over
-several seeds; prints a table and writes ``points.csv`` (every seed),
-``summary.csv`` / ``results.json`` (success over the episodes pooled across seeds,
-with n and its Wilson 95% interval) and three PNG figures. No cluster, no GPU, no download.
+Evaluates every scenario's expert (SearchRescue-v0, TargetTracking-v0, IntentCoverage-v0)
+across bandwidth budgets from none to perfect communication, in the coordination modes
+(centralized, distributed, hybrid) with the quantized digital codec, the learned codecs
+(JSCC, JSCC with a diffusion receiver) on one mode, a link-SNR sweep, and the shipped
+learned policies on the SearchRescue axes: one experiment YAML each
+(:data:`DEFAULT_EXPERIMENTS`, in ``agentcomm/experiments/configs``). Every point is
+evaluated by the one evaluation function
+(:func:`agentcomm.policies.evaluate.evaluate`) on the ``evaluation`` worlds.
+
+Writes to ``--out``:
+
+* ``summary.csv``: one row per point, the columns
+  :data:`~agentcomm.experiments.runner.SUMMARY_COLUMNS` (perfect communication is codec
+  ``raw``, no communication budget 0; success with its Wilson 95 % interval over the
+  episodes pooled across seeds);
+* ``points.csv``: every (point, policy, seed) run with all its metrics;
+* ``results.json``: the experiment configs, the summary rows with every metric, the runs,
+  the monotonicity check and each evaluation's wall time;
+* one figure per scenario (``success_<scenario>.png``: success against channel uses and
+  against delivered bits per agent per step, both on log2 axes, with the no-communication
+  floor and the perfect-communication ceiling), and ``success_vs_bits.png``
+  (SearchRescue against delivered bits with their Shannon bounds), ``success_vs_snr.png``,
+  ``modes.png``.
+
+It prints the summary table, a warning line per point where more communication scores
+worse beyond the intervals (:func:`~agentcomm.experiments.runner.check_monotone`), and ends
+with one ``RESULT key=value ...`` line. No cluster, no GPU, no download.
 """
 
 from __future__ import annotations
@@ -17,9 +38,16 @@ import time
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["DEFAULT_EXPERIMENTS", "add_arguments", "main"]
 
-DEFAULT_EXPERIMENTS = ("bandwidth.yaml", "snr.yaml", "codecs_run.yaml", "policies_run.yaml")
+DEFAULT_EXPERIMENTS = (
+    "bandwidth.yaml",
+    "codecs_run.yaml",
+    "policies_run.yaml",
+    "snr.yaml",
+    "target_tracking.yaml",
+    "intent_coverage.yaml",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default="results/run", help="results folder (default: %(default)s)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: fewer points, seeds, episodes"
+        "--quick",
+        action="store_true",
+        help="smoke run: each experiment's 'quick' changes (few points and episodes), in-process",
     )
     parser.add_argument("--device", default="cpu", help="torch device of the batched worlds")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per point and seed")
@@ -49,22 +79,9 @@ def _configs(args: argparse.Namespace):
     for name in DEFAULT_EXPERIMENTS:
         with resources.as_file(root / name) as path:
             cfg = load_experiment(path)
-        changes: dict = {"device": args.device}
         if args.quick:
-            changes |= {"episodes": 16, "seeds": (0,)}
-            args.workers = 1
-            if cfg.name == "bandwidth":
-                changes["axes"] = {
-                    "comm.mode": ["centralized", "distributed"],
-                    "comm.budget": [0, 32],
-                }
-                changes["points"] = [{"comm.mode": "distributed", "comm.codec": "raw"}]
-            elif cfg.name == "policies":
-                changes["axes"] = {"comm.budget": [64]}
-            elif cfg.name == "snr":
-                changes["axes"] = {"comm.mode": ["distributed"], "channel.tx_power_dbm": [-20, 20]}
-            else:
-                changes["axes"] = {"comm.codec": ["quantized", "jscc"]}
+            cfg = cfg.smoke()
+        changes: dict = {"device": args.device}
         if args.episodes is not None:
             changes["episodes"] = args.episodes
         if args.seeds is not None:
@@ -75,26 +92,30 @@ def _configs(args: argparse.Namespace):
 
 def _print_table(summary: list[dict]) -> None:
     head = (
-        f"{'experiment':10s} {'policy':22s} {'mode':12s} {'budget':>6s} {'codec':9s} "
-        f"{'tx dBm':>6s} {'SNR dB':>6s} {'n':>5s} {'success [95% CI]':>20s} "
-        f"{'bits/ag/step':>12s} {'uses/ag/step':>12s}"
+        f"{'experiment':16s} {'scenario':18s} {'policy':18s} {'mode':11s} {'codec':9s} "
+        f"{'budget':>6s} {'SNR dB':>6s} {'n':>5s} {'success [95% CI]':>21s} "
+        f"{'uses/ag/step':>12s} {'bits/ag/step':>12s}"
     )
     print(head)
     print("-" * len(head))
+    seen = set()
     for r in summary:
-        ci = f"{r['success']:.3f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
-
-        def val(key: str, default: object, r: dict = r) -> str:
-            return str(default if r[key] == "" else r[key])
-
+        key = (r["env_id"], r["policy"], r["config_id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        snr = r["fc_snr_db"] if r["mode"] == "centralized" else r["peer_snr_db"]
+        ci = f"{r['success']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         print(
-            f"{r['experiment']:10s} {r['policy'][-22:]:22s} {val('comm.mode', 'distributed'):12s} "
-            f"{val('comm.budget', 64):>6s} {val('comm.codec', 'quantized'):9s} "
-            f"{val('channel.tx_power_dbm', 20):>6s} {r['peer_snr_db']:6.1f} {r['episodes']:5d} "
-            f"{ci:>20s} {r['bits_delivered']:12.1f} {r['channel_uses']:12.1f}"
+            f"{r['experiment'][:16]:16s} {r['env_id']:18s} {r['policy'][-18:]:18s} "
+            f"{r['mode']:11s} {r['codec']:9s} {int(r['budget']):6d} {snr:6.1f} "
+            f"{r['episodes']:5d} {ci:>21s} {r['channel_uses']:12.1f} {r['bits']:12.1f}"
         )
     methods = ", ".join(sorted({str(r["interval"]) for r in summary}))
-    print(f"n: episodes pooled over seeds; CI: {methods} interval on the pooled count")
+    print(
+        f"n: episodes pooled over seeds; CI: {methods} interval on the pooled count; "
+        "budget: channel uses per link per step (0: no communication; raw: perfect)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -103,45 +124,85 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
-    import agentcomm
 
-    from .plots import plot_bandwidth, plot_modes, plot_snr
-    from .runner import run_experiments, summarize, write_csv, write_json
+    from .plots import plot_bandwidth, plot_modes, plot_scenario, plot_snr
+    from .runner import (
+        check_monotone,
+        run_experiments,
+        summarize,
+        summary_table,
+        write_csv,
+        write_json,
+    )
 
     start = time.perf_counter()
     cfgs = _configs(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_experiments(cfgs, workers=args.workers, progress=not args.no_progress)
+    workers = 1 if args.quick else args.workers
+    timings: list[dict] = []
+    rows = run_experiments(cfgs, workers=workers, progress=not args.no_progress, timings=timings)
     summary = summarize(rows)
+    table = summary_table(summary)
+    violations = check_monotone(summary)
     write_csv(out / "points.csv", rows)
-    write_csv(out / "summary.csv", summary)
-    world = agentcomm.make_vec(cfgs[0].env_id)
-    cfg = world.config
+    write_csv(out / "summary.csv", table)
     write_json(
         out / "results.json",
         {
             "experiments": [c.to_dict() for c in cfgs],
-            "env_config": cfg.to_dict(),
             "summary": summary,
             "points": rows,
+            "monotonicity_violations": violations,
+            "timings": timings,
         },
     )
+    scenarios = list(dict.fromkeys(c.env_id for c in cfgs))
+    figures = []
+    for env_id in scenarios:
+        name = f"success_{env_id}.png"
+        plot_scenario(summary, env_id, out / name)
+        figures.append(name)
     plot_bandwidth(summary, out / "success_vs_bits.png")
     plot_snr(summary, out / "success_vs_snr.png")
     plot_modes(summary, out / "modes.png")
     _print_table(summary)
     elapsed = time.perf_counter() - start
+    if violations:
+        print(
+            f"\nWARNING: {len(violations)} point(s) where more communication scores worse "
+            "beyond the 95% intervals:"
+        )
+        for line in violations:
+            print(f"WARNING: {line}")
+    else:
+        print("\nmonotonicity: success never falls with the budget beyond the 95% intervals")
     print(
-        f"\nwrote {out}/points.csv, summary.csv, results.json, success_vs_bits.png, "
-        f"success_vs_snr.png, modes.png in {elapsed:.1f} s"
+        f"\nwrote {out}/summary.csv, points.csv, results.json, {', '.join(figures)}, "
+        f"success_vs_bits.png, success_vs_snr.png, modes.png in {elapsed:.1f} s"
     )
-    best = max(summary, key=lambda r: r["success"])
-    none = [r for r in summary if r["experiment"] == "bandwidth" and r["comm.budget"] == 0]
+    half = max((r["ci_high"] - r["ci_low"]) / 2 for r in table)
+    levels = []
+    for env_id in scenarios:
+        tag = env_id.split("-")[0].lower()
+        for what, pick in (
+            ("no_comm", lambda r: r["budget"] == 0),
+            ("raw", lambda r: r["codec"] == "raw"),
+        ):
+            hits = [
+                r["success"]
+                for r in table
+                if r["scenario"] == env_id
+                and r["policy"] == "expert"
+                and r["mode"] == "distributed"
+                and pick(r)
+            ]
+            if hits:
+                levels.append(f"{tag}_{what}={hits[0]:.3f}")
     print(
-        f"RESULT points={len(summary)} runs={len(rows)} seconds={elapsed:.1f} "
-        f"best_success={best['success']:.3f} "
-        f"no_comm_success={none[0]['success'] if none else float('nan'):.3f}"
+        f"RESULT scenarios={len(scenarios)} points={len(table)} runs={len(rows)} "
+        f"seconds={elapsed:.1f} min_episodes={min(r['episodes'] for r in table)} "
+        f"max_half_width={half:.4f} violations={len(violations)} {' '.join(levels)}"
     )
     return 0
 

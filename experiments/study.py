@@ -17,6 +17,7 @@ as ``comm.budget``) plus explicit ``points``, all on top of ``overrides``::
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ class ExperimentConfig(Config):
     axes: dict[str, list[Any]] = field(default_factory=dict)
     points: list[dict[str, Any]] = field(default_factory=list)
     device: str = "cpu"
+    quick: dict[str, Any] = field(default_factory=dict)
+    """Changes of a smoke run (``agentcomm run --quick``): fields of this config (e.g. fewer
+    ``axes`` values, ``episodes``), applied over the rest; empty: the run as it is, with the
+    smoke run's episodes and seed."""
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -66,6 +71,23 @@ class ExperimentConfig(Config):
         for key, values in self.axes.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{prefix}axes.{key}={values!r} must be a non-empty list")
+        fields = {f.name for f in dataclasses.fields(self)} - {"quick"}
+        unknown = sorted(set(self.quick) - fields)
+        if unknown:
+            raise ValueError(
+                f"{prefix}quick={self.quick!r} changes unknown field(s) {unknown}; "
+                f"allowed: {sorted(fields)}"
+            )
+
+    def smoke(self) -> ExperimentConfig:
+        """The smoke-run version: :attr:`quick` applied, ``quick`` itself emptied."""
+        changes = {k: v for k, v in self.quick.items() if k not in ("axes", "points")}
+        out = self.replace(**changes)
+        # quick, axes and points are replaced whole, not merged key by key.
+        whole = {k: self.quick[k] for k in ("axes", "points") if k in self.quick}
+        out = dataclasses.replace(out, quick={}, **whole)
+        out.validate()
+        return out
 
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -89,10 +111,13 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def expand_points(cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    """The flat (dotted-key) override dicts of every point, axes first, in order."""
+    """The flat (dotted-key) override dicts of every point, axes first, in order; an
+    experiment with neither axes nor points has one point, its ``overrides``."""
     points: list[dict[str, Any]] = []
     keys = list(cfg.axes)
-    for combo in itertools.product(*(cfg.axes[k] for k in keys)) if keys else [()]:
+    # Without axes the overrides alone are a point only if no explicit point is given.
+    combos = itertools.product(*(cfg.axes[k] for k in keys)) if keys else [()]
+    for combo in combos if keys or not cfg.points else []:
         points.append({**cfg.overrides, **dict(zip(keys, combo))})
     for extra in cfg.points:
         if not isinstance(extra, dict):
@@ -112,7 +137,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if parent is None:
         return data
     base = _read(path.parent / parent, (*seen, path))
-    for key in ("overrides", "axes"):
+    for key in ("overrides", "axes", "quick"):
         if key in base and key in data:
             data[key] = {**base[key], **data[key]}
     return {**base, **data}

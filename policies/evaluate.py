@@ -21,9 +21,22 @@ distribution; the draws come from the evaluation's generator (seeded by ``--seed
 may be the better policy: a Gaussian PPO policy often relies on its noise, and a
 diffusion policy's deterministic chain is what DPPO's ``around_eval`` fine-tunes.
 
-Every world runs exactly one episode per round (worlds that finish early are reset and
-stepped on, but their further episodes are not counted), so short episodes are not
-over-represented.
+This is the one evaluation of the project: ``agentcomm eval``, the main job
+(``agentcomm run`` and ``agentcomm sweep``, through :mod:`agentcomm.experiments.evaluate`),
+the training runs' final evaluation and the training and shipped-model scripts call
+:func:`evaluate` with an actor from :func:`load_actor`, so their figures share one
+definition of each quantity:
+
+* an *episode* is the first episode of one world: every world runs exactly one episode per
+  round (worlds that finish early are reset and stepped on, but their further episodes are
+  not counted), so short episodes are not over-represented;
+* *success* is the world's ``info["success"]`` on the step its episode ends (terminated or
+  truncated): a task solved and then lost again (a track dropped) is not a success;
+* the *return* is the sum over the episode of the agents' mean reward (the team reward for
+  any credit mix);
+* *per agent per step* quantities (channel uses, bits, delivered bits, capacity, messages,
+  belief error) are totals over the counted steps of every episode divided by the counted
+  agent-steps (episodes' lengths summed, times ``N``), so a long episode weighs by its steps.
 
 Worlds come from a world-seed *split* (:mod:`agentcomm.worlds`): ``"selection"`` for
 anything whose result chooses a setting or a checkpoint, ``"evaluation"`` (the default)
@@ -73,15 +86,26 @@ class EvalResult:
     """Outcome of :func:`evaluate` (per world episode unless stated).
 
     Attributes:
-        episodes: Episodes evaluated.
-        success_rate: Fraction that succeeded.
+        episodes: Episodes evaluated (``n``).
+        success_rate: Fraction that succeeded (success on the step the episode ended).
         success_stderr: Binomial standard error ``sqrt(p (1 - p) / episodes)``.
-        return_mean, return_std: Team return (sum of the shared per-step reward).
+        return_mean, return_std: Return: the sum over the episode of the agents' mean reward.
         length_mean: Steps per episode.
         channel_uses_per_agent_step: Complex channel uses per agent per step: peer messages,
             uplinks and the fusion centre's downlinks (the world's ``channel_uses``).
         bits_per_agent_step: Information bits per agent per step, over the same messages
             (an analog message's: the capacity of the uses it spent).
+        successes: Episodes that succeeded (``success_rate * episodes``, exactly).
+        bits_delivered_per_agent_step: Of ``bits_per_agent_step``, the bits of the messages
+            that arrived.
+        capacity_bits_per_agent_step: Channel uses spent x ``log2(1 + SNR)`` of their links:
+            the Shannon bound on ``bits_delivered_per_agent_step``.
+        messages_sent_per_agent_step, messages_delivered_per_agent_step: Messages per agent
+            per step, sent and arrived.
+        belief_error: The world's ``belief_error`` averaged over agent-steps.
+        fc_channel_uses_per_step: The fusion centre's downlink channel uses per world step.
+        peer_snr_db: Mean agent-to-agent link SNR over pairs and counted steps, dB.
+        fc_snr_db: Mean agent-to-fusion-centre link SNR over agents and counted steps, dB.
     """
 
     episodes: int
@@ -92,6 +116,27 @@ class EvalResult:
     length_mean: float
     channel_uses_per_agent_step: float
     bits_per_agent_step: float
+    successes: int = 0
+    bits_delivered_per_agent_step: float = 0.0
+    capacity_bits_per_agent_step: float = 0.0
+    messages_sent_per_agent_step: float = 0.0
+    messages_delivered_per_agent_step: float = 0.0
+    belief_error: float = 0.0
+    fc_channel_uses_per_step: float = 0.0
+    peer_snr_db: float = 0.0
+    fc_snr_db: float = 0.0
+
+
+#: ``info`` keys summed over agents and counted steps, divided by the counted agent-steps.
+_PER_AGENT_STEP = (
+    ("channel_uses", "channel_uses_per_agent_step"),
+    ("bits", "bits_per_agent_step"),
+    ("bits_delivered", "bits_delivered_per_agent_step"),
+    ("capacity_bits", "capacity_bits_per_agent_step"),
+    ("messages_sent", "messages_sent_per_agent_step"),
+    ("messages_delivered", "messages_delivered_per_agent_step"),
+    ("belief_error", "belief_error"),
+)
 
 
 def policy_actor(
@@ -264,21 +309,33 @@ def evaluate(
     # Every round's world seed, checked (seed, rounds) before any world is built.
     seeds = [world_seed(split, seed, r) for r in range(rounds)]
     world = agentcomm.make_vec(env_id, num_envs=b, device=device, **dict(env_config or {}))
-    returns, lengths, successes, uses, bits = [], [], [], [], []
+    dev, n = world.device, world.num_agents
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=dev)
+    keys = [k for k, _ in _PER_AGENT_STEP]
+    # Per world: its return, length, success, and (columns) the per-agent sums of ``keys``,
+    # the fusion centre's downlink uses, the mean peer and fusion-centre link SNR (dB).
+    returns, lengths, successes, sums = [], [], [], []
     for r in tqdm(range(rounds), desc=f"eval {env_id}", disable=not progress):
         obs = world.reset(seed=seeds[r])
-        counting = torch.ones(b, dtype=torch.bool, device=world.device)
-        ret = torch.zeros(b, device=world.device)
-        length = torch.zeros(b, dtype=torch.long, device=world.device)
-        success = torch.zeros(b, dtype=torch.bool, device=world.device)
-        used = torch.zeros(b, dtype=torch.float64, device=world.device)
-        sent_bits = torch.zeros(b, dtype=torch.float64, device=world.device)
+        counting = torch.ones(b, dtype=torch.bool, device=dev)
+        ret = torch.zeros(b, dtype=torch.float64, device=dev)
+        length = torch.zeros(b, dtype=torch.long, device=dev)
+        success = torch.zeros(b, dtype=torch.bool, device=dev)
+        total = torch.zeros(b, len(keys) + 3, dtype=torch.float64, device=dev)
         while bool(counting.any()):
             obs, reward, terminated, truncated, info = world.step(actor(world, obs))
-            ret += torch.where(counting, reward.mean(1), 0.0)  # team reward for any credit mix
+            step = torch.stack(
+                [info[k].double().sum(1) for k in keys]
+                + [
+                    info["fc_channel_uses"].double(),
+                    world.peer_snr[:, off_diagonal].double().mean(1),
+                    world.fc_snr.double().mean(1),
+                ],
+                dim=1,
+            )
+            ret += torch.where(counting, reward.double().mean(1), 0.0)
             length += counting.long()
-            used += torch.where(counting, info["channel_uses"].sum(1).double(), 0.0)
-            sent_bits += torch.where(counting, info["bits"].sum(1).double(), 0.0)
+            total += torch.where(counting.unsqueeze(1), step, 0.0)
             done = terminated | truncated
             success |= counting & done & info["success"]
             counting &= ~done
@@ -286,24 +343,34 @@ def evaluate(
                 world.reset_at(done)
                 obs = world.observation()
         take = min(b, episodes - r * b)
-        for out, value in zip(
-            (returns, lengths, successes, uses, bits), (ret, length, success, used, sent_bits)
-        ):
+        for out, value in zip((returns, lengths, successes, sums), (ret, length, success, total)):
             out.append(value[:take].cpu())
     ret_t, len_t = torch.cat(returns), torch.cat(lengths).double()
-    ok = torch.cat(successes).double()
-    p = float(ok.mean())
-    agent_steps = float(len_t.sum()) * world.num_agents
-    return EvalResult(
-        episodes=int(ret_t.numel()),
+    ok = torch.cat(successes)
+    count = int(ok.sum())
+    m = int(ret_t.numel())
+    p = count / m
+    steps = float(len_t.sum())
+    totals = torch.cat(sums).sum(0).tolist()
+    per_agent_step = {name: totals[i] / (steps * n) for i, (_, name) in enumerate(_PER_AGENT_STEP)}
+    fc_uses, peer_snr, fc_snr = totals[len(keys) :]
+    result = EvalResult(
+        episodes=m,
         success_rate=p,
-        success_stderr=math.sqrt(p * (1 - p) / ret_t.numel()),
+        success_stderr=math.sqrt(p * (1 - p) / m),
         return_mean=float(ret_t.mean()),
-        return_std=float(ret_t.std()) if ret_t.numel() > 1 else 0.0,
+        return_std=float(ret_t.std()) if m > 1 else 0.0,
         length_mean=float(len_t.mean()),
-        channel_uses_per_agent_step=float(torch.cat(uses).sum()) / agent_steps,
-        bits_per_agent_step=float(torch.cat(bits).sum()) / agent_steps,
+        successes=count,
+        fc_channel_uses_per_step=fc_uses / steps,
+        peer_snr_db=peer_snr / steps,
+        fc_snr_db=fc_snr / steps,
+        **per_agent_step,
     )
+    for key, value in asdict(result).items():
+        if not math.isfinite(value):
+            raise RuntimeError(f"evaluation of {env_id} produced a non-finite {key}={value}")
+    return result
 
 
 # ---------------------------------------------------------------------- command line
@@ -316,7 +383,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--env", default=None, help="scenario id (default: the checkpoint's)")
     parser.add_argument("--episodes", type=int, default=64, help="world episodes (default 64)")
-    parser.add_argument("--num-envs", type=int, default=64, help="parallel worlds (default 64)")
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="parallel worlds per round (default: all --episodes in one round, the worlds "
+        "the main job evaluates for the same --seed)",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -369,7 +442,7 @@ def main(args: argparse.Namespace) -> int:
         actor,
         env_id,
         args.episodes,
-        num_envs=args.num_envs,
+        num_envs=args.episodes if args.num_envs is None else args.num_envs,
         seed=args.seed,
         env_config=env_config,
         device=args.device,
@@ -380,7 +453,10 @@ def main(args: argparse.Namespace) -> int:
         f"policy: {args.checkpoint}  env: {env_id}  episodes: {result.episodes}  ({mode})  "
         f"worlds: {args.split} seed {args.seed}"
     )
-    print(f"success_rate: {result.success_rate:.3f} +- {result.success_stderr:.3f}")
+    print(
+        f"success_rate: {result.success_rate:.3f} +- {result.success_stderr:.3f}  "
+        f"({result.successes} of {result.episodes} episodes)"
+    )
     print(f"return: {result.return_mean:.3f} +- {result.return_std:.3f}")
     print(f"episode_length: {result.length_mean:.2f}")
     print(f"channel_uses_per_agent_step: {result.channel_uses_per_agent_step:.3f}")
