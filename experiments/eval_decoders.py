@@ -228,53 +228,45 @@ def latency(bundle, reps: int) -> list[dict]:
 
 
 def task(bundle_dir, episodes: int, budgets, powers, seed: int) -> list[dict]:
-    from agentcomm.envs import make_vec
-    from agentcomm.envs.experts import expert_actions
+    """Expert success per codec, budget and transmit power through the project's one
+    evaluation (:func:`agentcomm.experiments.evaluate.evaluate`: evaluation-split worlds,
+    success at episode end), with a Wilson 95% interval over the episodes."""
+    from agentcomm.experiments.evaluate import evaluate
+    from agentcomm.experiments.stats import wilson_interval
 
     rows = []
     for codec in ("quantized", "jscc", "jscc+cddm"):
         params = {} if codec == "quantized" else {"checkpoint": str(bundle_dir)}
         for budget in budgets:
             for power in powers:
-                world = make_vec(
-                    "SearchRescue-v0",
-                    num_envs=episodes,
-                    seed=seed,
-                    comm={"codec": codec, "codec_params": params, "budget": budget},
-                    channel={"tx_power_dbm": power},
-                )
-                world.reset(seed=seed)
-                finished = torch.zeros(episodes, dtype=torch.bool)
-                success = torch.zeros(episodes, dtype=torch.bool)
-                steps = torch.zeros(episodes)
-                snr = []
                 t0 = time.perf_counter()
-                for _ in range(world.config.max_steps):
-                    _, _, term, trunc, info = world.step(expert_actions(world))
-                    new = (term | trunc) & ~finished
-                    success |= new & info["success"]
-                    steps = torch.where(new, world.t.float(), steps)
-                    finished |= new
-                    snr.append(world.peer_snr[world.adj].mean())
-                    if bool((term | trunc).any()):
-                        world.reset_at(term | trunc)
+                m = evaluate(
+                    "SearchRescue-v0",
+                    "expert",
+                    episodes,
+                    seed,
+                    {
+                        "comm": {"codec": codec, "codec_params": params, "budget": budget},
+                        "channel": {"tx_power_dbm": power},
+                    },
+                )
+                _, low, high = wilson_interval(int(m["successes"]), episodes)
                 row = {
                     "codec": codec,
                     "budget": budget,
                     "tx_power_dbm": power,
-                    "episodes": int(finished.sum()),
-                    "success_rate": float(success.float().mean()),
-                    "success_se": float(
-                        (success.float().mean() * (1 - success.float().mean()) / episodes).sqrt()
-                    ),
-                    "mean_steps": float(steps.mean()),
-                    "mean_link_snr_db": float(torch.stack(snr).nanmean()),
+                    "episodes": episodes,
+                    "success_rate": float(m["success"]),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "mean_steps": float(m["episode_length"]),
+                    "mean_link_snr_db": float(m["peer_snr_db"]),
                     "seconds": time.perf_counter() - t0,
                 }
                 rows.append(row)
                 print(
                     f"task {codec:10s} budget={budget:3d} tx={power:5.1f} dBm "
-                    f"success={row['success_rate']:.3f}+-{row['success_se']:.3f} "
+                    f"success={row['success_rate']:.3f} [{low:.3f}, {high:.3f}] n={episodes} "
                     f"link_snr={row['mean_link_snr_db']:.1f} dB ({row['seconds']:.0f}s)",
                     flush=True,
                 )
