@@ -25,7 +25,7 @@ calls ``super().validate(prefix)`` first and names each key as ``f"{prefix}key"`
 
 Unknown keys, wrong types and out-of-range values raise ``ValueError`` naming the key
 (with its dotted path for nested configs), the value, and what is allowed. YAML is read
-with ``yaml.safe_load`` only: a config never runs code.
+with a safe loader only (:func:`load_yaml`): a config never runs code.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import json
 import math
 import numbers
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -48,6 +49,32 @@ import yaml
 
 from agentcomm._checks import check_choice, check_range
 from agentcomm.io import atomic_write_text
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule: PyYAML follows YAML 1.1, which
+    reads exponent notation without a decimal point (``1e-3``) as a string."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text safely (no tags that run code), numbers in exponent notation as
+    floats."""
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a SafeLoader subclass)
+
 
 __all__ = ["Config", "atomic_write_text", "check_type", "choices", "rng"]
 
@@ -198,7 +225,7 @@ class Config:
     def load(cls: type[C], path: str | os.PathLike) -> C:
         """Read YAML (``safe_load``) or JSON written by :meth:`save` (or by hand)."""
         text = Path(path).read_text()
-        data = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+        data = load_yaml(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
         if data is not None and not isinstance(data, Mapping):
             raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
         return cls.from_dict(data or {})

@@ -1,6 +1,6 @@
 """Experiment specifications: one small YAML per experiment, composed through
 ``extends`` (a parent file whose keys the child overrides), read with
-``yaml.safe_load`` only.
+a safe loader only (:func:`agentcomm.config.load_yaml`).
 
 An experiment is a set of *points* (environment overrides) crossed with policies
 and seeds. Points come from ``axes`` (a Cartesian product over dotted keys such
@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from agentcomm.config import Config, rng
+from agentcomm.config import Config, load_yaml, rng
 
 __all__ = ["ExperimentConfig", "expand_points", "load_experiment", "nest"]
 
@@ -130,7 +128,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ValueError(f"config {path} extends itself through {[str(p) for p in seen]}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
     parent = data.pop("extends", None)

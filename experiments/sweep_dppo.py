@@ -2,7 +2,7 @@
 
 Each trial is a :class:`agentcomm.policies.train.TrainConfig` (``algo="dppo"``) started
 from a behaviour-cloned policy and stopped by a wall-clock budget
-(``TrainConfig.time_budget_s``), so cheaper settings get more iterations, as they would in
+(``rllib.time_budget_s``), so cheaper settings get more iterations, as they would in
 practice. Every starting policy is evaluated once as it is, with the same episodes and
 seeds as the trials (deterministic sampling from fixed noise), so that the lift of each
 trial is measured against its own start. A sweep chooses a recipe, so every evaluation in
@@ -47,26 +47,58 @@ from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 
 ENV = "SearchRescue-v0"
 
-#: Settings every trial shares (the learning-curve experiment's DPPO settings).
+#: Settings every trial shares (the learning-curve experiment's DPPO settings), as a
+#: TrainConfig mapping.
 BASE: dict[str, Any] = {
     "algo": "dppo",
     "env": ENV,
     "sampler": "ddim",
-    "iterations": 10_000,
-    "num_envs": 32,
-    "train_batch_size": 4096,
-    "minibatch_size": 1024,
-    "num_epochs": 3,
-    "lr": 1e-5,
-    "critic_lr": 1e-3,
-    "clip_param": 0.01,
-    "gamma_denoise": 0.99,
+    "ppo": {
+        "iterations": 10_000,
+        "num_envs": 32,
+        "train_batch_size": 4096,
+        "minibatch_size": 1024,
+        "num_epochs": 3,
+        "lr": 1e-5,
+        "clip_param": 0.01,
+    },
+    "dppo": {"critic_lr": 1e-3, "gamma_denoise": 0.99},
     "progress": False,
     # Trials are compared to pick a recipe: never on the final figures' worlds.
     "eval_split": "selection",
 }
 
 _BIG_BATCH = {"num_envs": 128, "train_batch_size": 16384, "minibatch_size": 4096}
+
+
+def _set(
+    lr: float | None = None,
+    *,
+    warmup: int | None = None,
+    clip: float | None = None,
+    critic_input: str | None = None,
+    policy: dict[str, Any] | None = None,
+    **ppo: Any,
+) -> dict[str, Any]:
+    """Overrides of BASE as a TrainConfig layer: actor ``lr`` and ``ppo`` (the ``ppo``
+    section), critic warm-up iterations, DPPO's ``critic_input``, the clip, the policy's
+    sampling fields; ``None``: BASE's."""
+    section = dict(ppo)
+    if lr is not None:
+        section["lr"] = lr
+    if clip is not None:
+        section["clip_param"] = clip
+    dppo = {} if warmup is None else {"critic_warmup_iterations": warmup}
+    if critic_input is not None:
+        dppo["critic_input"] = critic_input
+    out: dict[str, Any] = {}
+    if section:
+        out["ppo"] = section
+    if dppo:
+        out["dppo"] = dppo
+    if policy:
+        out["policy"] = policy
+    return out
 
 
 def _trial(
@@ -76,6 +108,7 @@ def _trial(
     team: float | None = None,
     os: bool = False,
     ae: bool = False,
+    **ppo: Any,
 ) -> dict[str, Any]:
     """Overrides of a credit/exploration trial: actor ``lr``, ``K' = ft`` (``None``: the
     policy's own), critic warm-up 5 iterations; ``team``: the world's
@@ -84,110 +117,66 @@ def _trial(
     policy: dict[str, Any] = {} if ft is None else {"ft_denoising_steps": ft}
     if ae:
         policy["exploration"] = "around_eval"
-    out: dict[str, Any] = {"lr": lr, "critic_warmup_iterations": 5}
-    if policy:
-        out["policy"] = policy
+    out = _set(lr, warmup=5, critic_input="obs+state" if os else None, policy=policy, **ppo)
     if team is not None:
         out["env_config"] = {"team_reward_weight": team}
-    if os:
-        out["critic_input"] = "obs+state"
     return out
 
 
 #: Trial name -> (start, overrides of BASE). ``s_``: shipped BC start, ``w_``: the other.
 GRID: dict[str, tuple[str, dict[str, Any]]] = {
-    "s_lr1e-5": ("shipped", {}),
-    "s_lr3e-5": ("shipped", {"lr": 3e-5}),
-    "s_lr1e-4": ("shipped", {"lr": 1e-4}),
-    "s_lr3e-5_warm3": ("shipped", {"lr": 3e-5, "critic_warmup_iterations": 3}),
-    "s_lr3e-5_ft2": ("shipped", {"lr": 3e-5, "policy": {"ft_denoising_steps": 2}}),
-    "s_lr3e-5_big": ("shipped", {"lr": 3e-5, **_BIG_BATCH}),
-    "s_lr3e-5_std0.2": ("shipped", {"lr": 3e-5, "policy": {"min_sampling_std": 0.2}}),
-    "s_lr1e-4_clip0.05_warm3": (
-        "shipped",
-        {"lr": 1e-4, "clip_param": 0.05, "critic_warmup_iterations": 3},
-    ),
-    "s_lr3e-5_warm5": ("shipped", {"lr": 3e-5, "critic_warmup_iterations": 5}),
-    "s_lr1e-4_ft2_warm5": (
-        "shipped",
-        {"lr": 1e-4, "policy": {"ft_denoising_steps": 2}, "critic_warmup_iterations": 5},
-    ),
-    "s_lr1e-4_warm5": ("shipped", {"lr": 1e-4, "critic_warmup_iterations": 5}),
-    "s_lr3e-4_ft1_warm5": (
-        "shipped",
-        {"lr": 3e-4, "policy": {"ft_denoising_steps": 1}, "critic_warmup_iterations": 5},
-    ),
-    "s_lr1e-4_clip0.1_warm5": (
-        "shipped",
-        {"lr": 1e-4, "clip_param": 0.1, "critic_warmup_iterations": 5},
-    ),
+    "s_lr1e-5": ("shipped", _set()),
+    "s_lr3e-5": ("shipped", _set(3e-5)),
+    "s_lr1e-4": ("shipped", _set(1e-4)),
+    "s_lr3e-5_warm3": ("shipped", _set(3e-5, warmup=3)),
+    "s_lr3e-5_ft2": ("shipped", _set(3e-5, policy={"ft_denoising_steps": 2})),
+    "s_lr3e-5_big": ("shipped", _set(3e-5, **_BIG_BATCH)),
+    "s_lr3e-5_std0.2": ("shipped", _set(3e-5, policy={"min_sampling_std": 0.2})),
+    "s_lr1e-4_clip0.05_warm3": ("shipped", _set(1e-4, warmup=3, clip=0.05)),
+    "s_lr3e-5_warm5": ("shipped", _set(3e-5, warmup=5)),
+    "s_lr1e-4_ft2_warm5": ("shipped", _set(1e-4, warmup=5, policy={"ft_denoising_steps": 2})),
+    "s_lr1e-4_warm5": ("shipped", _set(1e-4, warmup=5)),
+    "s_lr3e-4_ft1_warm5": ("shipped", _set(3e-4, warmup=5, policy={"ft_denoising_steps": 1})),
+    "s_lr1e-4_clip0.1_warm5": ("shipped", _set(1e-4, warmup=5, clip=0.1)),
     "s_lr1e-4_clip0.1_ft2_warm5": (
         "shipped",
-        {
-            "lr": 1e-4,
-            "clip_param": 0.1,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 5,
-        },
+        _set(1e-4, warmup=5, clip=0.1, policy={"ft_denoising_steps": 2}),
     ),
     "s_lr1e-4_ft1_ep10_warm5": (
         "shipped",
-        {
-            "lr": 1e-4,
-            "num_epochs": 10,
-            "policy": {"ft_denoising_steps": 1},
-            "critic_warmup_iterations": 5,
-        },
+        _set(1e-4, warmup=5, policy={"ft_denoising_steps": 1}, num_epochs=10),
     ),
     "s_lr1e-4_ft2_big_ep5_warm3": (
         "shipped",
-        {
-            "lr": 1e-4,
-            "num_epochs": 5,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 3,
-            **_BIG_BATCH,
-        },
+        _set(1e-4, warmup=3, policy={"ft_denoising_steps": 2}, num_epochs=5, **_BIG_BATCH),
     ),
     "s_lr1e-4_ft2_big_ep5_warm3_lam0.8": (
         "shipped",
-        {
-            "lr": 1e-4,
-            "num_epochs": 5,
-            "lambda_": 0.8,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 3,
+        _set(
+            0.0001,
+            warmup=3,
+            policy={"ft_denoising_steps": 2},
+            num_epochs=5,
+            lambda_=0.8,
             **_BIG_BATCH,
-        },
+        ),
     ),
-    "s_lr3e-5_warm5_cc": (
-        "shipped",
-        {"lr": 3e-5, "critic_warmup_iterations": 5, "critic_input": "state"},
-    ),
+    "s_lr3e-5_warm5_cc": ("shipped", _set(3e-5, warmup=5, critic_input="state")),
     "s_lr1e-4_ft2_warm5_cc": (
         "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2},
-            "critic_warmup_iterations": 5,
-            "critic_input": "state",
-        },
+        _set(1e-4, warmup=5, critic_input="state", policy={"ft_denoising_steps": 2}),
     ),
     "s_lr1e-4_ft2_warm5_std0.3": (
         "shipped",
-        {
-            "lr": 1e-4,
-            "policy": {"ft_denoising_steps": 2, "min_sampling_std": 0.3, "min_logprob_std": 0.3},
-            "critic_warmup_iterations": 5,
-        },
+        _set(
+            0.0001,
+            warmup=5,
+            policy={"ft_denoising_steps": 2, "min_sampling_std": 0.3, "min_logprob_std": 0.3},
+        ),
     ),
     "s_lr3e-5_warm5_std0.2": (
         "shipped",
-        {
-            "lr": 3e-5,
-            "policy": {"min_sampling_std": 0.2, "min_logprob_std": 0.2},
-            "critic_warmup_iterations": 5,
-        },
+        _set(3e-5, warmup=5, policy={"min_sampling_std": 0.2, "min_logprob_std": 0.2}),
     ),
     # Own-share credit ("_own0": the world's team_reward_weight = 0): each agent is rewarded for what
     # it rescued and sensed, so one agent's exploration explains more of its return; "_os":
@@ -206,20 +195,28 @@ GRID: dict[str, tuple[str, dict[str, Any]]] = {
     "s_lr1e-4_ft3_warm5_ae_own0_os": ("shipped", _trial(1e-4, 3, ae=True, team=0.0, os=True)),
     "s_lr1e-4_ft2_warm5_ae_own0_os_ep5": (
         "shipped",
-        {**_trial(1e-4, 2, ae=True, team=0.0, os=True), "num_epochs": 5},
+        _trial(1e-4, 2, ae=True, team=0.0, os=True, num_epochs=5),
     ),
     "s_lr1e-4_ft2_warm5_ae_own0.5_os": ("shipped", _trial(1e-4, 2, ae=True, team=0.5, os=True)),
-    "w_lr1e-5": ("weak", {}),
-    "w_lr3e-5": ("weak", {"lr": 3e-5}),
-    "w_lr1e-4": ("weak", {"lr": 1e-4}),
-    "w_lr3e-5_warm3": ("weak", {"lr": 3e-5, "critic_warmup_iterations": 3}),
-    "w_lr3e-5_ft2": ("weak", {"lr": 3e-5, "policy": {"ft_denoising_steps": 2}}),
-    "w_lr3e-5_big": ("weak", {"lr": 3e-5, **_BIG_BATCH}),
-    "w_lr1e-4_clip0.05_warm3": (
-        "weak",
-        {"lr": 1e-4, "clip_param": 0.05, "critic_warmup_iterations": 3},
-    ),
+    "w_lr1e-5": ("weak", _set()),
+    "w_lr3e-5": ("weak", _set(3e-5)),
+    "w_lr1e-4": ("weak", _set(1e-4)),
+    "w_lr3e-5_warm3": ("weak", _set(3e-5, warmup=3)),
+    "w_lr3e-5_ft2": ("weak", _set(3e-5, policy={"ft_denoising_steps": 2})),
+    "w_lr3e-5_big": ("weak", _set(3e-5, **_BIG_BATCH)),
+    "w_lr1e-4_clip0.05_warm3": ("weak", _set(1e-4, warmup=3, clip=0.05)),
 }
+
+
+def _dotted(layer: dict[str, Any]) -> dict[str, Any]:
+    """A trial's overrides with each section's keys dotted (``ppo.lr``), for its CSV row."""
+    out: dict[str, Any] = {}
+    for key, value in layer.items():
+        if key in ("ppo", "dppo"):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def _run_trial(
@@ -237,16 +234,16 @@ def _run_trial(
     torch.set_num_threads(1)
     from agentcomm.policies.train import TrainConfig, train
 
-    fields = {**BASE, **overrides}
-    config = TrainConfig.from_dict(
-        {
-            **fields,
-            "out": out,
-            "seed": seed,
-            "pretrained": pretrained,
-            "time_budget_s": budget_s,
-            "eval_episodes": eval_episodes,
-        }
+    config = (
+        TrainConfig.from_dict(BASE)
+        .replace(**overrides)
+        .replace(
+            out=out,
+            seed=seed,
+            dppo={"pretrained": pretrained},
+            rllib={"time_budget_s": budget_s},
+            eval_episodes=eval_episodes,
+        )
     )
     t0 = time.perf_counter()
     result = train(config)
@@ -369,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
                 "start_success": base[start],
                 "lift_points": 100 * (res["success"] - base[start]),
                 **{k: v for k, v in res.items() if k != "name"},
-                **{f"set_{k}": v for k, v in GRID[res["name"]][1].items()},
+                **{f"set_{k}": v for k, v in _dotted(GRID[res["name"]][1]).items()},
             }
             rows.append(res)
             print(

@@ -83,16 +83,14 @@ torch.set_num_threads(1)
 
 ENV = "SearchRescue-v0"
 
-#: Full-run settings (sized for <= 30 min on 2 cores with 3 seeds).
+#: Full-run settings (sized for <= 30 min on 2 cores with 3 seeds). ``bc``, ``rl``, ``dppo``
+#: and ``ppo`` are TrainConfig layers (:class:`~agentcomm.policies.train_config.TrainConfig`
+#: mappings): a method's run applies ``rl`` and then its own, section by section.
 FULL = {
     "seeds": [0, 1, 2],
     "eval_episodes": 512,
     "bc": {
-        "demo_steps": 64,
-        "demo_envs": 64,
-        "bc_epochs": 80,
-        "bc_batch_size": 1024,
-        "bc_lr": 1e-3,
+        "bc": {"demo_steps": 64, "demo_envs": 64, "epochs": 80, "batch_size": 1024, "lr": 1e-3},
         "policy": {
             "hidden": 256,
             "depth": 3,
@@ -102,14 +100,16 @@ FULL = {
         },
     },
     "rl": {
-        "iterations": 700,
-        # The learning rates are held for 560 iterations, then decay linearly to 0 over
-        # the last 140 (both RL methods).
-        "lr_anneal_fraction": 0.2,
-        "num_envs": 32,
-        "train_batch_size": 4096,
-        "minibatch_size": 1024,
-        "num_epochs": 3,
+        "ppo": {
+            "iterations": 700,
+            # The learning rates are held for 560 iterations, then decay linearly to 0 over
+            # the last 140 (both RL methods).
+            "lr_anneal_fraction": 0.2,
+            "num_envs": 32,
+            "train_batch_size": 4096,
+            "minibatch_size": 1024,
+            "num_epochs": 3,
+        },
         # Each agent is rewarded with its own share of the team reward (what it rescued
         # and sensed): one agent's exploration then explains far more of its return.
         "env_config": {"team_reward_weight": 0.0},
@@ -120,15 +120,16 @@ FULL = {
     # exploration around the deterministic chain at the last 2 of 5 DDIM steps, and a
     # critic that sees the agent's observation and the global state.
     "dppo": {
-        "lr": 1e-4,
-        "critic_lr": 1e-3,
-        "clip_param": 0.01,
-        "gamma_denoise": 0.99,
-        "critic_warmup_iterations": 5,
-        "critic_input": "obs+state",
+        "ppo": {"lr": 1e-4, "clip_param": 0.01},
+        "dppo": {
+            "critic_lr": 1e-3,
+            "gamma_denoise": 0.99,
+            "critic_warmup_iterations": 5,
+            "critic_input": "obs+state",
+        },
         "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
     },
-    "ppo": {"lr": 3e-4, "clip_param": 0.2, "hidden": [256, 256]},
+    "ppo": {"ppo": {"lr": 3e-4, "clip_param": 0.2}, "gaussian": {"hidden": [256, 256]}},
 }
 
 #: Quick settings (< 3 min): a smoke run of the whole pipeline, not a result.
@@ -136,11 +137,7 @@ QUICK = {
     "seeds": [0],
     "eval_episodes": 32,
     "bc": {
-        "demo_steps": 16,
-        "demo_envs": 32,
-        "bc_epochs": 15,
-        "bc_batch_size": 512,
-        "bc_lr": 1e-3,
+        "bc": {"demo_steps": 16, "demo_envs": 32, "epochs": 15, "batch_size": 512, "lr": 1e-3},
         "policy": {
             "hidden": 128,
             "depth": 2,
@@ -150,19 +147,32 @@ QUICK = {
         },
     },
     "rl": {
-        "iterations": 3,
-        "lr_anneal_fraction": 0.2,
-        "num_envs": 16,
-        "train_batch_size": 1024,
-        "minibatch_size": 512,
-        "num_epochs": 2,
+        "ppo": {
+            "iterations": 3,
+            "lr_anneal_fraction": 0.2,
+            "num_envs": 16,
+            "train_batch_size": 1024,
+            "minibatch_size": 512,
+            "num_epochs": 2,
+        },
         "env_config": {"team_reward_weight": 0.0},
         "eval_split": "evaluation",
     },
     # The full run's DPPO recipe, with a 1-iteration critic warm-up for the short run.
-    "dppo": {**FULL["dppo"], "critic_warmup_iterations": 1},
-    "ppo": {"lr": 3e-4, "clip_param": 0.2, "hidden": [64, 64]},
+    "dppo": {**FULL["dppo"], "dppo": {**FULL["dppo"]["dppo"], "critic_warmup_iterations": 1}},
+    "ppo": {"ppo": {"lr": 3e-4, "clip_param": 0.2}, "gaussian": {"hidden": [64, 64]}},
 }
+
+
+def run_config(seed: int, *layers: dict[str, Any]):
+    """The :class:`~agentcomm.policies.train_config.TrainConfig` of one run on ``ENV``:
+    ``layers`` applied in order, each merging into the sections the earlier ones set."""
+    from agentcomm.policies.train_config import TrainConfig
+
+    config = TrainConfig.from_dict({"env": ENV, "seed": seed, "progress": False})
+    for layer in layers:
+        config = config.replace(**layer)
+    return config
 
 
 def _evaluate(method: str, checkpoint: str, seed: int, episodes: int, **actor_kw: Any) -> dict:
@@ -182,13 +192,15 @@ def _evaluate_job(seed: int, episodes: int, start: str | None) -> list[dict[str,
     return [_evaluate(method, name, seed, episodes) for method, name in named]
 
 
-def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]:
-    """One ``train()`` run (BC, DPPO or PPO); returns its curve rows and evaluation."""
+def _train_job(method: str, seed: int, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``train()`` run (BC, DPPO or PPO) of :func:`run_config` ``(seed, *layers)``;
+    returns its curve rows and evaluation."""
     torch.set_num_threads(1)
-    from agentcomm.policies.train import TrainConfig, train
+    from agentcomm.policies.train import train
 
+    config = run_config(seed, *layers)
     t0 = time.perf_counter()
-    result = train(TrainConfig.from_dict({"env": ENV, "seed": seed, "progress": False, **fields}))
+    result = train(config)
     seconds = time.perf_counter() - t0
     curve = [
         {
@@ -203,7 +215,7 @@ def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]
         for row in (result.history if method != "bc" else [])
     ]
     summary = [{"method": method, "seed": seed, "seconds": seconds, **(result.eval or {})}]
-    if method != "bc" and fields.get("eval_episodes"):
+    if method != "bc" and config.eval_episodes:
         # The policy the agents ran while training (sampled actions), on the same worlds as
         # the deterministic evaluation: Gaussian PPO in particular acts much better with
         # its noise than with its mean action.
@@ -212,8 +224,8 @@ def _train_job(method: str, seed: int, fields: dict[str, Any]) -> dict[str, Any]
                 f"{method}_stochastic",
                 str(result.policy_dir),
                 seed,
-                fields["eval_episodes"],
-                sampler=fields.get("sampler"),
+                config.eval_episodes,
+                sampler=config.sampler,
                 stochastic=True,
             )
         )
@@ -315,9 +327,9 @@ def main() -> None:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     init_local_ray(args.cpus)
-    rl = dict(settings["rl"])
+    rl = settings["rl"]
     if args.iterations is not None:
-        rl["iterations"] = args.iterations
+        rl = {**rl, "ppo": {**rl["ppo"], "iterations": args.iterations}}
     episodes = settings["eval_episodes"]
     train_task = ray.remote(num_cpus=1, max_retries=0)(_train_job)
     eval_task = ray.remote(num_cpus=1, max_retries=0)(_evaluate_job)
@@ -329,8 +341,8 @@ def main() -> None:
             if args.start == "shipped":
                 starts[seed] = str(shipped_policy_dir("searchrescue-bc"))
             else:
-                bc_fields = {"algo": "bc", "out": str(out / f"bc_seed{seed}"), **settings["bc"]}
-                starts[seed] = train_task.remote("bc", seed, {**bc_fields, "eval_episodes": 0})
+                bc_run = {"algo": "bc", "out": str(out / f"bc_seed{seed}"), "eval_episodes": 0}
+                starts[seed] = train_task.remote("bc", seed, [bc_run, settings["bc"]])
         # Longest jobs first, so that the cores stay busy to the end.
         for seed in seeds if "dppo" in args.methods else ():
             pretrained = starts[seed]
@@ -339,27 +351,27 @@ def main() -> None:
             futures[("dppo", seed)] = train_task.remote(
                 "dppo",
                 seed,
-                {
-                    "algo": "dppo",
-                    "sampler": "ddim",
-                    "out": str(out / f"dppo_seed{seed}"),
-                    "pretrained": pretrained,
-                    "eval_episodes": episodes,
-                    **rl,
-                    **settings["dppo"],
-                },
+                [
+                    {
+                        "algo": "dppo",
+                        "sampler": "ddim",
+                        "out": str(out / f"dppo_seed{seed}"),
+                        "dppo": {"pretrained": pretrained},
+                        "eval_episodes": episodes,
+                    },
+                    rl,
+                    settings["dppo"],
+                ],
             )
         for seed in seeds if "ppo" in args.methods else ():
             futures[("ppo", seed)] = train_task.remote(
                 "ppo",
                 seed,
-                {
-                    "algo": "ppo",
-                    "out": str(out / f"ppo_seed{seed}"),
-                    "eval_episodes": episodes,
-                    **rl,
-                    **settings["ppo"],
-                },
+                [
+                    {"algo": "ppo", "out": str(out / f"ppo_seed{seed}"), "eval_episodes": episodes},
+                    rl,
+                    settings["ppo"],
+                ],
             )
         for seed in seeds:
             bc_policy = starts[seed] if isinstance(starts[seed], str) else None

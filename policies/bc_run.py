@@ -1,6 +1,7 @@
 """The ``bc`` training run: expert demonstrations, then behaviour cloning of a diffusion policy.
 
-Collects expert demonstrations in the batched world (every agent-step of ``B`` worlds), fits
+Reads the common part of the :class:`~agentcomm.policies.train_config.TrainConfig` and its
+``bc`` section. Collects expert demonstrations in the batched world (every agent-step of ``B`` worlds), fits
 a :class:`~agentcomm.policies.diffusion.DiffusionPolicy` with the DDPM loss
 (:func:`~agentcomm.policies.bc.train_bc`), saves it into ``OUT/policy`` and writes
 ``bc_loss.csv``, ``bc_loss.png`` and TensorBoard scalars beside it.
@@ -32,10 +33,11 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy
 
     device = resolve_device(config.device)
+    bc = config.bc
     demos = collect_demos(
         config.env,
-        config.demo_steps,
-        num_envs=config.demo_envs,
+        bc.demo_steps,
+        num_envs=bc.demo_envs,
         seed=config.seed,
         device=device,
         env_config=config.env_config,
@@ -52,10 +54,10 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
         policy,
         demos.obs.to(device),
         demos.actions.to(device),
-        epochs=config.bc_epochs,
-        batch_size=config.bc_batch_size,
-        lr=config.bc_lr,
-        ema_decay=config.bc_ema_decay,
+        epochs=bc.epochs,
+        batch_size=bc.batch_size,
+        lr=bc.lr,
+        ema_decay=bc.ema_decay,
         generator=gen,
         progress=config.progress,
         save_dir=out / "policy",
@@ -81,7 +83,7 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     if config.progress:
         print(
             f"[bc] {demos.obs.shape[0]} demos (expert success {demos.success_rate:.3f}), "
-            f"{config.bc_epochs} epochs in {time.perf_counter() - start:.1f}s, "
+            f"{bc.epochs} epochs in {time.perf_counter() - start:.1f}s, "
             f"final loss {result.losses[-1]:.4f}"
         )
     evaluation = evaluate_run(config, out / "policy", out)

@@ -24,9 +24,10 @@ RLlib's restore also sends the restored weights to remote env runners without wa
 them to arrive, so the first resumed iteration could sample with a remote runner's initial
 weights; :func:`restore_resume_state` waits for them.
 
-Scope. Exact for ``runner="batched"``, with the env runner in the driver process
-(``num_env_runners=0``) or in remote processes (each remote runner's worlds and process
-generators travel through ``foreach_env_runner``). Not captured, so not bit-exact:
+Scope (the ``rllib`` section of the run's TrainConfig). Exact for ``runner="batched"``, with
+the env runner in the driver process (``num_env_runners=0``) or in remote processes (each
+remote runner's worlds and process generators travel through ``foreach_env_runner``). Not
+captured, so not bit-exact:
 
 * ``runner="stock"``: RLlib's ``MultiAgentEnvRunner`` keeps its gymnasium vector env and
   episodes in objects RLlib does not expose for saving; a resume restarts those episodes

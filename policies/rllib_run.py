@@ -3,7 +3,8 @@
 :func:`rllib_config` turns a :class:`~agentcomm.policies.train_config.TrainConfig` into an
 RLlib ``AlgorithmConfig`` (:func:`~agentcomm.policies.dppo.dppo_config` or
 :func:`~agentcomm.policies.baselines.gaussian_ppo_config`, on the batched runner of
-:mod:`~agentcomm.policies.env_runner` unless ``runner="stock"``); :func:`train_rllib_run`
+:mod:`~agentcomm.policies.env_runner` unless ``rllib.runner="stock"``), from the config's
+common part and its ``ppo``, ``rllib`` and ``dppo`` or ``gaussian`` sections; :func:`train_rllib_run`
 trains it, one ``progress.csv`` row and one checkpoint per iteration
 (:mod:`~agentcomm.policies.run_dir`), resumes from the latest complete checkpoint, and
 exports the policy (per agent for per-agent policies).
@@ -49,7 +50,8 @@ def rllib_config(config: TrainConfig, pretrained: str | None):
     from agentcomm.envs.adapters.rllib import ENV_PREFIX
 
     env_name = f"{ENV_PREFIX}{config.env}"
-    batched = config.runner == "batched"
+    ppo, rllib = config.ppo, config.rllib
+    batched = rllib.runner == "batched"
     if not batched:
         from agentcomm.envs.adapters.rllib import register_rllib_envs
 
@@ -57,45 +59,44 @@ def rllib_config(config: TrainConfig, pretrained: str | None):
     agent_ids = [f"agent_{i}" for i in range(num_agents(config))]
     common = dict(
         env_config=env_config,
-        num_env_runners=config.num_env_runners,
-        num_envs_per_env_runner=config.num_envs,
-        num_learners=config.num_learners,
-        num_gpus_per_learner=config.num_gpus_per_learner,
-        train_batch_size=config.train_batch_size,
-        minibatch_size=config.minibatch_size,
-        num_epochs=config.num_epochs,
-        lr=annealed_lr(
-            config.lr, config.iterations * config.train_batch_size, config.lr_anneal_fraction
-        ),
-        gamma=config.gamma,
-        lambda_=config.lambda_,
-        vf_clip_param=config.vf_clip_param,
+        num_env_runners=rllib.num_env_runners,
+        num_envs_per_env_runner=ppo.num_envs,
+        num_learners=rllib.num_learners,
+        num_gpus_per_learner=rllib.num_gpus_per_learner,
+        train_batch_size=ppo.train_batch_size,
+        minibatch_size=ppo.minibatch_size,
+        num_epochs=ppo.num_epochs,
+        lr=annealed_lr(ppo.lr, ppo.iterations * ppo.train_batch_size, ppo.lr_anneal_fraction),
+        gamma=ppo.gamma,
+        lambda_=ppo.lambda_,
+        vf_clip_param=rllib.vf_clip_param,
         seed=config.seed,
     )
     if config.algo == "dppo":
         from agentcomm.policies.diffusion import ARCHITECTURE_KEYS
         from agentcomm.policies.dppo import dppo_config
 
-        clip = config.clip_param if config.clip_param is not None else 0.01
-        clip_min = config.clip_param_min if config.clip_param_min is not None else clip / 10
+        dppo = config.dppo
+        clip = ppo.clip_param if ppo.clip_param is not None else 0.01
+        clip_min = dppo.clip_param_min if dppo.clip_param_min is not None else clip / 10
         rl_config = dppo_config(
             env_name,
             pretrained=pretrained,
             # The architecture comes from the BC checkpoint; only sampling keys pass on.
             policy={k: v for k, v in config.policy.items() if k not in ARCHITECTURE_KEYS},
             sampler=config.sampler,
-            critic_hidden=config.critic_hidden,
-            critic_input=config.critic_input,
-            multi_agent=None if batched else config.multi_agent,
+            critic_hidden=dppo.critic_hidden,
+            critic_input=dppo.critic_input,
+            multi_agent=None if batched else rllib.multi_agent,
             agent_ids=agent_ids,
-            critic_lr=config.critic_lr,
+            critic_lr=dppo.critic_lr,
             clip_param=clip,
             clip_param_min=clip_min,
-            gamma_denoise=config.gamma_denoise,
-            critic_warmup_steps=config.critic_warmup_iterations * config.train_batch_size,
-            logprob_reduction=config.logprob_reduction,
-            logprob_min=config.logprob_min,
-            logprob_max=config.logprob_max,
+            gamma_denoise=dppo.gamma_denoise,
+            critic_warmup_steps=dppo.critic_warmup_iterations * ppo.train_batch_size,
+            logprob_reduction=dppo.logprob_reduction,
+            logprob_min=dppo.logprob_min,
+            logprob_max=dppo.logprob_max,
             **common,
         )
     else:
@@ -103,11 +104,11 @@ def rllib_config(config: TrainConfig, pretrained: str | None):
 
         rl_config = gaussian_ppo_config(
             env_name,
-            multi_agent=None if batched else config.multi_agent,
+            multi_agent=None if batched else rllib.multi_agent,
             agent_ids=agent_ids,
-            hidden=config.hidden,
-            clip_param=config.clip_param if config.clip_param is not None else 0.2,
-            entropy_coeff=config.entropy_coeff,
+            hidden=config.gaussian.hidden,
+            clip_param=ppo.clip_param if ppo.clip_param is not None else 0.2,
+            entropy_coeff=config.gaussian.entropy_coeff,
             **common,
         )
     if batched:
@@ -157,7 +158,7 @@ def _export(algo: Any, config: TrainConfig, out: Path, obs_dim: int) -> Path:
         if config.algo == "dppo":
             save_policy(target, module.policy, meta)
         else:
-            save_gaussian_actor(target, "rllib", module, obs_dim, 6, config.hidden, meta)
+            save_gaussian_actor(target, "rllib", module, obs_dim, 6, config.gaussian.hidden, meta)
     return root
 
 
@@ -192,12 +193,13 @@ def train_rllib_run(
     obs_dim = scenario_obs_dim(config)
     writer = SummaryWriter(str(out / "tb"))
     try:
+        iterations, budget_s = config.ppo.iterations, config.rllib.time_budget_s
         bar = tqdm(
-            range(start_iter, config.iterations),
+            range(start_iter, iterations),
             desc=config.algo,
             disable=not config.progress,
             initial=start_iter,
-            total=config.iterations,
+            total=iterations,
         )
         t_loop = time.perf_counter()
         for it in bar:
@@ -216,9 +218,7 @@ def train_rllib_run(
                 succ=f"{row['success_rate']:.2f}",
                 steps=int(row["agent_steps"]),
             )
-            if config.time_budget_s is not None and t0 - t_loop + row["seconds"] > (
-                config.time_budget_s
-            ):
+            if budget_s is not None and t0 - t_loop + row["seconds"] > budget_s:
                 break
         policy_dir = _export(algo, config, out, obs_dim)
     finally:

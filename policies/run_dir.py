@@ -26,7 +26,12 @@ from typing import Any
 
 from agentcomm.io import atomic_write, atomic_write_text
 from agentcomm.policies.resume_state import save_resume_state
-from agentcomm.policies.train_config import TrainConfig, resolve_device, scenario_overrides
+from agentcomm.policies.train_config import (
+    SECTIONS,
+    TrainConfig,
+    resolve_device,
+    scenario_overrides,
+)
 
 __all__ = [
     "KEEP_CHECKPOINTS",
@@ -113,12 +118,25 @@ def latest_checkpoint(out: Path) -> tuple[int, Path] | None:
     return iteration, path
 
 
-#: TrainConfig keys a resumed run may change: how long it runs, what it prints, where it
-#: computes and how it is evaluated afterwards. Any other difference from the run's
-#: ``train_config.yaml`` would make the checkpoint and its recorded config disagree.
+#: TrainConfig keys (dotted within a section) a resumed run may change: how long it runs,
+#: what it prints, where it computes and how it is evaluated afterwards. Any other
+#: difference from the run's ``train_config.yaml`` would make the checkpoint and its
+#: recorded config disagree.
 RESUME_MAY_CHANGE = frozenset(
-    {"iterations", "time_budget_s", "progress", "device", "eval_episodes", "eval_split"}
+    {"ppo.iterations", "rllib.time_budget_s", "progress", "device", "eval_episodes", "eval_split"}
 )
+
+
+def _flat_settings(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as ``{key: value}`` with each section's keys dotted (``ppo.lr``); the
+    ``env_config`` and ``policy`` mappings stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in config.to_dict().items():
+        if key in SECTIONS:
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def check_resume(config: TrainConfig, out: Path) -> None:
@@ -127,7 +145,10 @@ def check_resume(config: TrainConfig, out: Path) -> None:
     A resume needs the run's ``train_config.yaml`` and a complete checkpoint (RLlib:
     ``rllib/LATEST.json``; SB3: ``sb3/model.zip``); without one the run would restart from
     iteration 0 and overwrite ``progress.csv`` and the checkpoints. ``config`` may differ
-    from the recorded config only in :data:`RESUME_MAY_CHANGE`.
+    from the recorded config only in :data:`RESUME_MAY_CHANGE`. A ``train_config.yaml``
+    written with the flat keys of earlier versions is read through
+    :data:`~agentcomm.policies.train_config.LEGACY_KEYS` (the resumed run rewrites it with
+    the sections).
     """
     recorded = out / "train_config.yaml"
     if not recorded.is_file():
@@ -136,7 +157,7 @@ def check_resume(config: TrainConfig, out: Path) -> None:
             "(or not one this run wrote); pass the --out of the run to resume"
         )
     stored = TrainConfig.load(recorded)
-    new, old = config.to_dict(), stored.to_dict()
+    new, old = _flat_settings(config), _flat_settings(stored)
     conflicts = sorted(k for k in new if k not in RESUME_MAY_CHANGE and new[k] != old.get(k))
     if conflicts:
         detail = ", ".join(f"{k}: run has {old.get(k)!r}, given {new[k]!r}" for k in conflicts)

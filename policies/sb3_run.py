@@ -1,5 +1,8 @@
 """The ``sb3-ppo`` training run: stable-baselines3 PPO with parameter sharing.
 
+Reads the common part of the :class:`~agentcomm.policies.train_config.TrainConfig`, its
+``ppo`` section (the loop) and its ``gaussian`` section (the network).
+
 SB3 writes ``OUT/sb3/progress.csv`` and ``OUT/sb3/model.zip`` (after every rollout's
 update); a resumed run keeps the earlier rows. The Gaussian actor is exported to
 ``OUT/policy`` as safetensors.
@@ -36,22 +39,23 @@ def train_sb3_run(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
     checkpoint = out / "sb3" / "model.zip"
     earlier = read_csv(out / "sb3" / "progress.csv") if resume and checkpoint.is_file() else []
     device = resolve_device(config.device)
+    ppo, hidden = config.ppo, config.gaussian.hidden
     n = num_agents(config)
-    n_steps = max(1, math.ceil(config.train_batch_size / (config.num_envs * n)))
+    n_steps = max(1, math.ceil(ppo.train_batch_size / (ppo.num_envs * n)))
     model = train_sb3_ppo(
         config.env,
         env_config=scenario_overrides(config.env_config),
-        total_timesteps=config.iterations * n_steps * config.num_envs * n,
-        num_worlds=config.num_envs,
+        total_timesteps=ppo.iterations * n_steps * ppo.num_envs * n,
+        num_worlds=ppo.num_envs,
         n_steps=n_steps,
-        batch_size=config.minibatch_size,
-        n_epochs=config.num_epochs,
-        lr=config.lr,
-        lr_anneal_fraction=config.lr_anneal_fraction,
-        gamma=config.gamma,
-        gae_lambda=config.lambda_,
-        clip_range=config.clip_param if config.clip_param is not None else 0.2,
-        hidden=config.hidden,
+        batch_size=ppo.minibatch_size,
+        n_epochs=ppo.num_epochs,
+        lr=ppo.lr,
+        lr_anneal_fraction=ppo.lr_anneal_fraction,
+        gamma=ppo.gamma,
+        gae_lambda=ppo.lambda_,
+        clip_range=ppo.clip_param if ppo.clip_param is not None else 0.2,
+        hidden=hidden,
         seed=config.seed,
         device=device,
         log_dir=out / "sb3",
@@ -65,7 +69,7 @@ def train_sb3_run(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
         model.policy,
         scenario_obs_dim(config),
         6,
-        config.hidden,
+        hidden,
         policy_metadata(config),
     )
     history = earlier + read_csv(out / "sb3" / "progress.csv")

@@ -1,7 +1,8 @@
 """Train policies on agentcomm's scenarios: BC, DPPO fine-tuning, Gaussian PPO, SB3 PPO.
 
-One typed config (:class:`TrainConfig`, YAML/JSON via ``--config FILE``) and one entry
-point, :func:`train`, with the command line ``agentcomm train``. The parts live in their own
+One typed config (:class:`TrainConfig`: a common part and one section per group of
+algorithms, YAML/JSON via ``--config FILE``, ``--set section.key=VALUE`` overrides) and one
+entry point, :func:`train`, with the command line ``agentcomm train``. The parts live in their own
 modules: the config in :mod:`~agentcomm.policies.train_config`, the run directory's files
 (CSV, plots, checkpoints, ``eval.json``) in :mod:`~agentcomm.policies.run_dir`, and one
 module per kind of run, each read top to bottom (:mod:`~agentcomm.policies.bc_run`,
@@ -11,16 +12,16 @@ module per kind of run, each read top to bottom (:mod:`~agentcomm.policies.bc_ru
   worlds), fit a :class:`~agentcomm.policies.diffusion.DiffusionPolicy` with the DDPM loss
   (:func:`~agentcomm.policies.bc.train_bc`), save it with ``save_policy``.
 * ``dppo``: RLlib PPO with the DPPO module and learner (:func:`~agentcomm.policies.dppo.
-  dppo_config`), starting from a BC checkpoint (``pretrained``; without one a BC stage
-  runs first into ``OUT/bc``). Exports the frozen base + fine-tuned copy.
+  dppo_config`), starting from a BC checkpoint (``dppo.pretrained``; without one a BC stage
+  runs first into ``OUT/bc``, with the ``bc`` section). Exports the frozen base + fine-tuned copy.
 * ``ppo``: RLlib PPO with a Gaussian MLP from scratch (:mod:`~agentcomm.policies.baselines`).
 * ``sb3-ppo``: stable-baselines3 PPO with parameter sharing.
 
-Multi-agent: ``multi_agent="shared"`` (one policy for all agents; the default) runs on the
-batched EnvRunner (:mod:`~agentcomm.policies.env_runner`) unless ``runner="stock"``;
-``"per_agent"`` needs the stock ``MultiAgentEnvRunner`` on the RLlib adapter.
-``critic_input="state"`` gives the DPPO critic the global state (CTDE), ``"obs+state"``
-both (needed with per-agent reward shares, ``env_config={"team_reward_weight": w < 1}``).
+Multi-agent: ``rllib.multi_agent="shared"`` (one policy for all agents; the default) runs
+on the batched EnvRunner (:mod:`~agentcomm.policies.env_runner`) unless
+``rllib.runner="stock"``; ``"per_agent"`` needs the stock ``MultiAgentEnvRunner`` on the
+RLlib adapter. ``dppo.critic_input="state"`` gives the DPPO critic the global state (CTDE),
+``"obs+state"`` both (needed with per-agent reward shares, ``env_config={"team_reward_weight": w < 1}``).
 
 Output directory (``out``)::
 
@@ -45,7 +46,7 @@ What a resume reproduces. ``dppo`` and ``ppo`` on the batched runner: a run kill
 iteration ``k`` and resumed writes the uninterrupted run's ``progress.csv`` rows (all but
 the wall-clock ``seconds``) and final weights bit for bit, on the same machine and device
 (:mod:`~agentcomm.policies.resume_state` says what is saved, and the cases it does not
-cover: ``runner="stock"``, remote learners). ``sb3-ppo``: SB3's ``model.zip`` holds the
+cover: ``rllib.runner="stock"``, remote learners). ``sb3-ppo``: SB3's ``model.zip`` holds the
 policy, optimizer and step count, not the worlds or the generators; a resumed run starts
 fresh episodes from worlds seeded with ``seed`` plus the steps done, so it continues
 the run without repeating the uninterrupted one's samples.
@@ -63,11 +64,13 @@ from typing import Any
 
 import torch
 
+from agentcomm.config import load_yaml
 from agentcomm.policies import bc_run, rllib_run, run_dir, sb3_run
 from agentcomm.policies.run_dir import TrainResult
 from agentcomm.policies.train_config import ALGOS, TrainConfig
 
 __all__ = ["TrainConfig", "TrainResult", "add_arguments", "main", "train"]
+
 
 # ---------------------------------------------------------------------- entry point
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
@@ -97,11 +100,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
 
 def _pretrained_policy(config: TrainConfig, out: Path) -> str | None:
-    """The BC policy a ``dppo`` run starts from, as an absolute directory: ``pretrained``,
+    """The BC policy a ``dppo`` run starts from, as an absolute directory: ``dppo.pretrained``,
     or, without one, a BC stage trained first into ``OUT/bc`` (reused when it is there)."""
     if config.algo != "dppo":
         return None
-    pretrained = config.pretrained
+    pretrained = config.dppo.pretrained
     if pretrained is None:
         bc_out = out / "bc"
         if not (bc_out / "policy" / "config.json").is_file():
@@ -131,25 +134,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output directory")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
-    parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument(
-        "--pretrained", default=None, help="BC policy directory or shipped:NAME (dppo)"
+        "--iterations", type=int, default=None, help="ppo.iterations (RL algorithms)"
+    )
+    parser.add_argument(
+        "--pretrained",
+        default=None,
+        help="dppo.pretrained: BC policy directory or shipped:NAME",
     )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any TrainConfig key; VALUE is parsed as YAML (repeatable), e.g. "
-        "--set bc_epochs=20 --set 'env_config={comm: {budget: 16}}'",
+        help="override any TrainConfig key, a section's by its dotted path; VALUE is parsed "
+        "as YAML (repeatable), e.g. --set bc.epochs=20 --set dppo.critic_lr=1e-3 "
+        "--set env_config.comm.budget=16",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``agentcomm train``."""
-    import yaml
-
     if args.resume is not None:
         recorded = Path(args.resume) / "train_config.yaml"
         if args.config is not None:
@@ -172,15 +178,15 @@ def main(args: argparse.Namespace) -> int:
     else:
         base = TrainConfig()
     changes: dict[str, Any] = {}
-    for name in ("algo", "env", "out", "seed", "device", "iterations", "pretrained"):
+    for name, key in _FLAGS.items():
         value = getattr(args, name)
         if value is not None:
-            changes[name] = value
+            _set_dotted(changes, key, value, f"--{name}")
     for item in args.set:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"--set {item!r} must look like KEY=VALUE")
-        changes[key.strip()] = yaml.safe_load(raw)
+        _set_dotted(changes, key.strip(), _parse_value(raw), f"--set {item!r}")
     if args.quiet:
         changes["progress"] = False
     if args.resume is not None:
@@ -189,3 +195,34 @@ def main(args: argparse.Namespace) -> int:
     result = train(config, resume=args.resume is not None)
     print(f"policy: {result.policy_dir}")
     return 0
+
+
+#: Command-line flags -> the TrainConfig key each sets.
+_FLAGS = {
+    "algo": "algo",
+    "env": "env",
+    "out": "out",
+    "seed": "seed",
+    "device": "device",
+    "iterations": "ppo.iterations",
+    "pretrained": "dppo.pretrained",
+}
+
+
+def _parse_value(raw: str) -> Any:
+    """A ``--set`` value parsed as YAML (:func:`agentcomm.config.load_yaml`)."""
+    return load_yaml(raw)
+
+
+def _set_dotted(changes: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set ``changes[a][b]... = value`` for the dotted ``key`` ``"a.b..."``; a key given
+    twice (or inside one given as a whole) raises ``ValueError`` naming ``source``."""
+    *parents, leaf = key.split(".")
+    node = changes
+    for i, part in enumerate(parents):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{source}: {'.'.join(parents[: i + 1])} is already set as a whole")
+    if leaf in node:
+        raise ValueError(f"{source}: {key} is already set")
+    node[leaf] = value

@@ -139,8 +139,10 @@ def test_bools_are_not_integers_in_lists():
     from agentcomm.experiments.study import ExperimentConfig
     from agentcomm.policies.train import TrainConfig
 
-    with pytest.raises(ValueError, match=r"^hidden\[0\]=True is not allowed; expected an integer"):
-        TrainConfig(hidden=[True, 8])
+    with pytest.raises(
+        ValueError, match=r"^gaussian\.hidden\[0\]=True is not allowed; expected an integer"
+    ):
+        TrainConfig.from_dict({"gaussian": {"hidden": [True, 8]}})
     with pytest.raises(ValueError, match=r"^seeds\[0\]=True is not allowed; expected an integer"):
         ExperimentConfig(seeds=(True,))
 
@@ -367,3 +369,19 @@ def test_eval_names_a_damaged_policy_config(tmp_path):
     (tmp_path / "config.json").write_text('{"kind": "gauss')
     with pytest.raises(ValueError, match="config.json"):
         load_actor(str(tmp_path))
+
+
+def test_yaml_files_read_exponent_notation_as_numbers(tmp_path):
+    # PyYAML follows YAML 1.1, where "1e-3" is a string; a config file that writes a
+    # learning rate that way must get the number, not a type error.
+    from agentcomm.experiments.study import load_experiment
+    from agentcomm.policies.train import TrainConfig
+
+    path = tmp_path / "train.yaml"
+    path.write_text("algo: ppo\nppo:\n  lr: 1e-3\n")
+    assert TrainConfig.load(path).ppo.lr == pytest.approx(1e-3)
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "name: x\nenv_id: SearchRescue-v0\noverrides: {comm: {cost_per_channel_use: 2e-2}}\n"
+    )
+    assert load_experiment(path).overrides["comm"]["cost_per_channel_use"] == pytest.approx(2e-2)

@@ -506,7 +506,7 @@ def test_default_likelihood_is_the_sum_over_action_dims(generator):
 
     cfg = DiffusionConfig(obs_dim=3, action_dim=2)
     assert (cfg.logprob_reduction, cfg.logprob_min, cfg.logprob_max) == ("sum", None, None)
-    train = TrainConfig()
+    train = TrainConfig().dppo
     assert (train.logprob_reduction, train.logprob_min, train.logprob_max) == ("sum", None, None)
     spec = dppo_config("any-env", policy=SMALL).rl_module_spec
     assert spec.model_config["policy"] == {
@@ -603,7 +603,9 @@ def test_mean_form_reaches_the_learner_through_dppo_config_and_train_config():
         fwd_out=module.forward_train(batch),
     )
     assert float(learner.metrics.peek((mid, "dppo_ratio_max"))) == 1.0
-    train = TrainConfig(algo="dppo", pretrained="shipped:searchrescue-bc", **form)
+    train = TrainConfig.from_dict(
+        {"algo": "dppo", "dppo": {"pretrained": "shipped:searchrescue-bc", **form}}
+    )
     rl = rllib_config(train, None)
     assert {k: rl.rl_module_spec.model_config["policy"][k] for k in form} == form
 
@@ -630,11 +632,20 @@ def test_bad_likelihood_form_raises_naming_it(kwargs, match):
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
-        ({"logprob_reduction": "median"}, r"logprob_reduction='median' is not allowed"),
-        ({"logprob_min": float("nan")}, r"logprob_min"),
-        ({"logprob_min": -1.0, "logprob_max": -2.0}, r"logprob_min=-1.0 must be below"),
+        (
+            {"dppo": {"logprob_reduction": "median"}},
+            r"^dppo\.logprob_reduction='median' is not allowed",
+        ),
+        ({"dppo": {"logprob_min": float("nan")}}, r"^dppo\.logprob_min"),
+        (
+            {"dppo": {"logprob_min": -1.0, "logprob_max": -2.0}},
+            r"^dppo\.logprob_min=-1.0 must be below dppo\.logprob_max",
+        ),
         ({"policy": {"logprob_min": -5.0}}, r"policy cannot set \['logprob_min'\]"),
-        ({"algo": "ppo", "logprob_reduction": "mean"}, r"algo='ppo' has a Gaussian policy"),
+        (
+            {"algo": "ppo", "dppo": {"logprob_reduction": "mean"}},
+            r"algo='ppo' has a Gaussian policy",
+        ),
     ],
 )
 def test_train_config_rejects_bad_likelihood_form(fields, match):

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -103,10 +104,10 @@ def bc_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bc_run")
     argv = ["--algo", "bc", "--out", str(out), "--seed", "3", "--quiet"]
     for item in (
-        "demo_steps=2",
-        "demo_envs=4",
-        "bc_epochs=3",
-        "bc_batch_size=16",
+        "bc.demo_steps=2",
+        "bc.demo_envs=4",
+        "bc.epochs=3",
+        "bc.batch_size=16",
         "eval_episodes=2",
         f"policy={json.dumps(TINY_POLICY)}",
         "env_config={comm: {budget: 16}}",
@@ -163,11 +164,11 @@ def test_train_cli_sb3_ppo_exports_safetensors_that_evaluate(tmp_path):
     out = tmp_path / "sb3"
     argv = ["--algo", "sb3-ppo", "--out", str(out), "--iterations", "2", "--quiet"]
     for item in (
-        "num_envs=4",
-        "train_batch_size=64",
-        "minibatch_size=32",
-        "num_epochs=1",
-        "hidden=[16]",
+        "ppo.num_envs=4",
+        "ppo.train_batch_size=64",
+        "ppo.minibatch_size=32",
+        "ppo.num_epochs=1",
+        "gaussian.hidden=[16]",
         "eval_episodes=1",
     ):
         argv += ["--set", item]
@@ -272,17 +273,22 @@ def test_evaluate_counts_exactly_the_requested_episodes():
         ({"algo": "a2c"}, "algo"),
         ({"bogus": 1}, "bogus"),
         ({"env": "Nope-v0"}, "env"),
-        ({"runner": "batched", "multi_agent": "per_agent"}, "per_agent"),
-        ({"algo": "ppo", "critic_input": "state"}, "critic_input"),
-        ({"algo": "dppo", "critic_input": "both"}, "critic_input"),
+        ({"rllib": {"runner": "batched", "multi_agent": "per_agent"}}, r"rllib\.multi_agent"),
+        ({"algo": "ppo", "dppo": {"critic_input": "state"}}, r"dppo\.critic_input"),
+        ({"algo": "dppo", "dppo": {"critic_input": "both"}}, r"dppo\.critic_input"),
         (
-            {"algo": "dppo", "critic_input": "state", "env_config": {"team_reward_weight": 0.5}},
+            {
+                "algo": "dppo",
+                "dppo": {"critic_input": "state"},
+                "env_config": {"team_reward_weight": 0.5},
+            },
             "team_reward_weight",
         ),
         ({"policy": {"obs_dim": 3}}, "obs_dim"),
-        ({"minibatch_size": 10, "train_batch_size": 5}, "minibatch_size"),
-        ({"bc_ema_decay": 1.0}, "bc_ema_decay"),
-        ({"lr_anneal_fraction": 1.5}, "lr_anneal_fraction"),
+        ({"ppo": {"minibatch_size": 10, "train_batch_size": 5}}, r"ppo\.minibatch_size"),
+        ({"bc": {"ema_decay": 1.0}}, r"bc\.ema_decay"),
+        ({"ppo": {"lr_anneal_fraction": 1.5}}, r"ppo\.lr_anneal_fraction"),
+        ({"gaussian": {"hidden": []}}, r"gaussian\.hidden"),
     ],
 )
 def test_train_config_rejects_bad_values(changes, match):
@@ -298,23 +304,24 @@ def test_dppo_recipe_config_is_the_learning_curve_experiments():
     from pathlib import Path
 
     import agentcomm.experiments
-    from agentcomm.experiments.train_search_rescue import FULL
+    from agentcomm.experiments.train_search_rescue import FULL, run_config
     from agentcomm.policies.checkpoint import policy_path, shipped_policy_dir
     from agentcomm.policies.train import TrainConfig
 
     root = Path(agentcomm.experiments.__file__).parent
     path = root / "train_configs" / "dppo_searchrescue.yaml"
-    config = TrainConfig.load(path)
-    expected = {
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # written with the sections' keys
+        config = TrainConfig.load(path)
+    first = {
         "algo": "dppo",
-        "env": ENV,
         "sampler": "ddim",
         "eval_episodes": FULL["eval_episodes"],
-        **FULL["rl"],
-        **FULL["dppo"],
+        "dppo": {"pretrained": "shipped:searchrescue-bc"},
     }
-    assert {k: getattr(config, k) for k in expected} == expected
-    assert policy_path(config.pretrained) == shipped_policy_dir("searchrescue-bc")
+    expected = run_config(config.seed, first, FULL["rl"], FULL["dppo"])
+    assert config.replace(out=expected.out, progress=expected.progress) == expected
+    assert policy_path(config.dppo.pretrained) == shipped_policy_dir("searchrescue-bc")
     with pytest.raises(ValueError, match="nope"):
         policy_path("shipped:nope")
 
@@ -454,11 +461,11 @@ def test_train_dppo_checkpoints_resume_and_export(ray_session, bc_run, tmp_path)
     argv = ["--algo", "dppo", "--out", str(out), "--iterations", "1", "--quiet"]
     argv += ["--pretrained", str(bc_run / "policy")]
     for item in (
-        "num_envs=2",
-        "train_batch_size=32",
-        "minibatch_size=32",
-        "num_epochs=1",
-        "critic_hidden=[16]",
+        "ppo.num_envs=2",
+        "ppo.train_batch_size=32",
+        "ppo.minibatch_size=32",
+        "ppo.num_epochs=1",
+        "dppo.critic_hidden=[16]",
         "eval_episodes=1",
         "env_config={comm: {budget: 16}}",
         "policy={ft_denoising_steps: 2}",
@@ -541,13 +548,15 @@ def test_time_budget_stops_after_the_iteration_that_crosses_it(ray_session, tmp_
             "algo": "ppo",
             "env": ENV,
             "out": str(tmp_path / "ppo"),
-            "iterations": 50,
-            "time_budget_s": 1e-3,
-            "num_envs": 2,
-            "train_batch_size": 32,
-            "minibatch_size": 32,
-            "num_epochs": 1,
-            "hidden": [16],
+            "ppo": {
+                "iterations": 50,
+                "num_envs": 2,
+                "train_batch_size": 32,
+                "minibatch_size": 32,
+                "num_epochs": 1,
+            },
+            "rllib": {"time_budget_s": 1e-3},
+            "gaussian": {"hidden": [16]},
             "eval_episodes": 0,
             "progress": False,
         }

@@ -45,9 +45,9 @@ def _run_dir(tmp_path: Path, algo: str = "ppo", latest: bool = False) -> Path:
 
     run = tmp_path / "run"
     run.mkdir()
-    TrainConfig(algo=algo, out=str(run), iterations=4, eval_episodes=0).save(
-        run / "train_config.yaml"
-    )
+    TrainConfig.from_dict(
+        {"algo": algo, "out": str(run), "ppo": {"iterations": 4}, "eval_episodes": 0}
+    ).save(run / "train_config.yaml")
     (run / "progress.csv").write_text("iteration,episode_return_mean\n1,1.0\n2,2.0\n")
     for it in (1, 2):
         ckpt = run / "rllib" / f"iter_{it:05d}"
@@ -104,7 +104,8 @@ def test_a_damaged_latest_pointer_is_named(tmp_path, no_training):
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["--set", "lr=0.5"], r"lr: run has 0\.0001, given 0\.5"),
+        (["--set", "ppo.lr=0.5"], r"ppo\.lr: run has 0\.0001, given 0\.5"),
+        (["--set", "dppo.critic_hidden=[8]"], r"dppo\.critic_hidden: run has \[256, 256\]"),
         (["--algo", "dppo"], r"algo: run has 'ppo', given 'dppo'"),
         (["--seed", "3"], r"seed: run has 0, given 3"),
         (["--set", "env_config={comm: {budget: 4}}"], r"env_config: run has \{\}"),
@@ -144,14 +145,14 @@ def test_a_resume_may_extend_the_run(tmp_path, monkeypatch):
     calls = []
 
     def fake(config, out, resume, pretrained):
-        calls.append((config.iterations, config.progress, resume))
+        calls.append((config.ppo.iterations, config.progress, resume))
         return TrainResult(str(out), str(out / "policy"), [], None)
 
     monkeypatch.setattr(rllib_run, "train_rllib_run", fake)
     run = _run_dir(tmp_path, latest=True)
     assert main(_args(["--resume", str(run), "--iterations", "6", "--quiet"])) == 0
     assert calls == [(6, False, True)]
-    assert TrainConfig.load(run / "train_config.yaml").iterations == 6
+    assert TrainConfig.load(run / "train_config.yaml").ppo.iterations == 6
 
 
 def _tiny(algo: str, out: Path, **extra) -> dict:
@@ -160,20 +161,23 @@ def _tiny(algo: str, out: Path, **extra) -> dict:
         "env": "SearchRescue-v0",
         "out": str(out),
         "seed": 3,
-        "iterations": 4,
-        "num_envs": 2,
-        "train_batch_size": 64,
-        "minibatch_size": 32,
-        "num_epochs": 2,
-        "hidden": [16],
-        "critic_hidden": [16],
+        "ppo": {
+            "iterations": 4,
+            "num_envs": 2,
+            "train_batch_size": 64,
+            "minibatch_size": 32,
+            "num_epochs": 2,
+        },
+        "gaussian": {"hidden": [16]},
+        "dppo": {"critic_hidden": [16]},
         "eval_episodes": 0,
         "progress": False,
         # 8 world steps per iteration, 6-step episodes: the kill falls inside episodes.
         "env_config": {"max_steps": 6},
     }
     if algo == "dppo":
-        config.update(pretrained="shipped:searchrescue-bc", policy={"ft_denoising_steps": 2})
+        config["dppo"]["pretrained"] = "shipped:searchrescue-bc"
+        config["policy"] = {"ft_denoising_steps": 2}
     return {**config, **extra}
 
 
@@ -201,7 +205,7 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(
     import agentcomm.policies.run_dir as run_dir
     from agentcomm.policies.train import TrainConfig, train
 
-    extra = {"num_env_runners": runners}
+    extra = {"rllib": {"num_env_runners": runners}}
     train(TrainConfig.from_dict(_tiny(algo, tmp_path / "straight", **extra)))
 
     class Killed(BaseException):
