@@ -53,7 +53,7 @@ from agentcomm.codecs import make_codec, transmit  # noqa: E402
 from agentcomm.codecs.base import Received  # noqa: E402
 from agentcomm.decoders import default_bundle_dir, load_bundle  # noqa: E402
 from agentcomm.decoders.data import to_unit  # noqa: E402
-from agentcomm.experiments.runner import write_csv  # noqa: E402
+from agentcomm.experiments.execute import write_csv  # noqa: E402
 from agentcomm.policies.receiver_training import collect_env_beliefs  # noqa: E402
 
 CLIP = 6.0
@@ -229,9 +229,9 @@ def latency(bundle, reps: int) -> list[dict]:
 
 def task(bundle_dir, episodes: int, budgets, powers, seed: int) -> list[dict]:
     """Expert success per codec, budget and transmit power through the project's one
-    evaluation (:func:`agentcomm.experiments.evaluate.evaluate`: evaluation-split worlds,
+    evaluation (:func:`agentcomm.experiments.metrics.evaluate`: evaluation-split worlds,
     success at episode end), with a Wilson 95% interval over the episodes."""
-    from agentcomm.experiments.evaluate import evaluate
+    from agentcomm.experiments.metrics import evaluate
     from agentcomm.experiments.stats import wilson_interval
 
     rows = []

@@ -76,7 +76,7 @@ def main() -> None:
 
     import ray
 
-    from agentcomm.experiments.runner import init_local_ray
+    from agentcomm.experiments.execute import init_local_ray
     from agentcomm.experiments.timing import IterationClock
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner

@@ -1,6 +1,6 @@
 """The figures of ``agentcomm run`` (matplotlib, Agg backend, PNG).
 
-They read :func:`~agentcomm.experiments.runner.summarize` rows: ``success`` is the rate
+They read :func:`~agentcomm.experiments.execute.summarize` rows: ``success`` is the rate
 over the ``episodes`` pooled across seeds, with its interval ``ci_low``/``ci_high`` (the
 method in ``interval``); every figure states n. :func:`plot_scenario` is the headline
 figure, one per scenario.

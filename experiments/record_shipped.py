@@ -4,7 +4,7 @@
     python experiments/record_shipped.py --only searchrescue-bc
 
 Every figure is a success rate of the SearchRescue-v0 scenario measured by the main job's
-evaluator (:func:`agentcomm.experiments.evaluate.evaluate`) on ``EPISODES`` worlds of the
+evaluator (:func:`agentcomm.experiments.metrics.evaluate`) on ``EPISODES`` worlds of the
 ``evaluation`` split (seed index 0), and is written with its ``episodes`` (n) and a
 ``tolerance`` of three binomial standard errors at that n, :math:`3\\sqrt{p(1-p)/n}`: a
 figure recorded on few episodes would lock in noise, and a re-measurement that differs by
@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import agentcomm  # noqa: E402
 from agentcomm.config import atomic_write_text  # noqa: E402
 from agentcomm.decoders.bundle import default_bundle_dir  # noqa: E402
-from agentcomm.experiments.evaluate import evaluate, make_policy  # noqa: E402
+from agentcomm.experiments.metrics import evaluate, make_policy  # noqa: E402
 
 __all__ = ["measure", "record", "shipped_figures"]
 

@@ -12,7 +12,7 @@ evaluated by the one evaluation function
 Writes to ``--out``:
 
 * ``summary.csv``: one row per point, the columns
-  :data:`~agentcomm.experiments.runner.SUMMARY_COLUMNS` (perfect communication is codec
+  :data:`~agentcomm.experiments.execute.SUMMARY_COLUMNS` (perfect communication is codec
   ``raw``, no communication budget 0; success with its Wilson 95 % interval over the
   episodes pooled across seeds);
 * ``points.csv``: every (point, policy, seed) run with all its metrics;
@@ -25,7 +25,7 @@ Writes to ``--out``:
   ``modes.png``.
 
 It prints the summary table, a warning line per point where more communication scores
-worse beyond the intervals (:func:`~agentcomm.experiments.runner.check_monotone`), and ends
+worse beyond the intervals (:func:`~agentcomm.experiments.execute.check_monotone`), and ends
 with one ``RESULT key=value ...`` line. No cluster, no GPU, no download.
 """
 
@@ -125,8 +125,7 @@ def main(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
 
-    from .plots import plot_bandwidth, plot_modes, plot_scenario, plot_snr
-    from .runner import (
+    from .execute import (
         check_monotone,
         run_experiments,
         summarize,
@@ -134,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
         write_csv,
         write_json,
     )
+    from .plots import plot_bandwidth, plot_modes, plot_scenario, plot_snr
 
     start = time.perf_counter()
     cfgs = _configs(args)

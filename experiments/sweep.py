@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from .runner import run_experiments, summarize, write_csv, write_json
+    from .execute import run_experiments, summarize, write_csv, write_json
     from .study import load_experiment
 
     cfg = load_experiment(args.config)

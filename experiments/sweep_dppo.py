@@ -41,7 +41,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from agentcomm.experiments.runner import init_local_ray, write_csv  # noqa: E402
+from agentcomm.experiments.execute import init_local_ray, write_csv  # noqa: E402
 from agentcomm.experiments.sweep import int_at_least, positive_float  # noqa: E402
 from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 

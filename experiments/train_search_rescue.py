@@ -76,7 +76,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 from agentcomm.config import atomic_write_text  # noqa: E402
-from agentcomm.experiments.runner import init_local_ray, write_csv  # noqa: E402
+from agentcomm.experiments.execute import init_local_ray, write_csv  # noqa: E402
 from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 
 torch.set_num_threads(1)

@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from agentcomm.experiments.evaluate import evaluate, make_policy  # noqa: E402
+from agentcomm.experiments.metrics import evaluate, make_policy  # noqa: E402
 from agentcomm.policies.bc import train_bc  # noqa: E402
 from agentcomm.policies.demos import collect_demos  # noqa: E402
 from agentcomm.policies.diffusion import DiffusionPolicy  # noqa: E402

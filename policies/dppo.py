@@ -36,7 +36,7 @@ from agentcomm.envs.adapters.rllib import ENV_PREFIX
 from agentcomm.policies.diffusion import check_logprob_form
 from agentcomm.policies.dppo_learner import DPPOTorchLearner, learner_settings
 from agentcomm.policies.dppo_module import DPPOTorchRLModule
-from agentcomm.policies.ppo_common import (
+from agentcomm.policies.ppo_config import (
     CRITIC_INPUTS,
     SHARED_MODULE_ID,
     LrSchedule,
@@ -67,7 +67,7 @@ def _with_state_observations(
 
 
 #: DPPO's own defaults for the settings both PPO builders share (the rest are
-#: :func:`~agentcomm.policies.ppo_common.ppo_skeleton`'s): fine-tuning a pretrained policy
+#: :func:`~agentcomm.policies.ppo_config.ppo_skeleton`'s): fine-tuning a pretrained policy
 #: takes small actor steps and a tight clip (Ren et al. 2025, Sec. 5).
 DPPO_PPO_DEFAULTS: dict[str, Any] = {"lr": 1e-4, "clip_param": 0.01, "grad_clip": 1.0}
 
@@ -110,7 +110,7 @@ def dppo_config(
             (``env`` a string ``"agentcomm/<EnvId>"``) ``env_config["centralized_critic"]``
             is set to match; other envs must provide the Dict themselves.
         multi_agent: ``None`` for a single-agent env, ``"shared"`` or ``"per_agent"``
-            (:func:`~agentcomm.policies.ppo_common.check_multi_agent`).
+            (:func:`~agentcomm.policies.ppo_config.check_multi_agent`).
         agent_ids: Agent ids, required for ``multi_agent="per_agent"``.
         critic_lr: Critic learning rate (or schedule); ``lr`` (in ``**ppo``) is the actor's
             (``actor_ft``).
@@ -128,7 +128,7 @@ def dppo_config(
         **ppo: The settings both PPO builders share (sampling, learners, batch sizes,
             ``lr``, ``gamma``, ``lambda_``, ``clip_param``, the value loss, ``grad_clip``,
             ``seed``, which also seeds the modules' weights): see
-            :func:`~agentcomm.policies.ppo_common.ppo_skeleton`, with
+            :func:`~agentcomm.policies.ppo_config.ppo_skeleton`, with
             :data:`DPPO_PPO_DEFAULTS` over its defaults.
 
     Returns:

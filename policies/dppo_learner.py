@@ -86,7 +86,7 @@ from ray.rllib.utils.typing import ModuleID
 
 from agentcomm._checks import check_positive, check_range
 from agentcomm.policies.dppo_module import DPPO_LOGP_NEW, DPPO_LOGP_STEPS
-from agentcomm.policies.ppo_common import check_lr
+from agentcomm.policies.ppo_config import check_lr
 
 __all__ = ["DPPOTorchLearner", "clip_schedule", "denoising_weights", "learner_settings"]
 

@@ -55,7 +55,7 @@ from agentcomm.policies.diffusion import (
     DPPOPolicy,
 )
 from agentcomm.policies.networks import init_linear_layers
-from agentcomm.policies.ppo_common import CRITIC_INPUTS
+from agentcomm.policies.ppo_config import CRITIC_INPUTS
 
 __all__ = [
     "DPPO_CHAIN",

@@ -22,7 +22,7 @@ may be the better policy: a Gaussian PPO policy often relies on its noise, and a
 diffusion policy's deterministic chain is what DPPO's ``around_eval`` fine-tunes.
 
 This is the one evaluation of the project: ``agentcomm eval``, the main job
-(``agentcomm run`` and ``agentcomm sweep``, through :mod:`agentcomm.experiments.evaluate`),
+(``agentcomm run`` and ``agentcomm sweep``, through :mod:`agentcomm.experiments.metrics`),
 the training runs' final evaluation and the training and shipped-model scripts call
 :func:`evaluate` with an actor from :func:`load_actor`, so their figures share one
 definition of each quantity:
@@ -195,8 +195,8 @@ def _load_policy_dir(
     path: Path, device: str, sampler: str | None, stochastic: bool, generator: Any
 ) -> tuple[Actor, dict]:
     from agentcomm._integrity import read_json_file
-    from agentcomm.policies.baselines import load_gaussian_actor
     from agentcomm.policies.checkpoint import load_policy, read_config
+    from agentcomm.policies.gaussian_ppo import load_gaussian_actor
 
     meta = read_json_file(path / "config.json", "policy config")
     if str(meta.get("kind", "")).startswith("gaussian-"):

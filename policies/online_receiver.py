@@ -52,7 +52,7 @@ from agentcomm.channels.registry import CHANNELS, make_channel
 from agentcomm.decoders.data import check_maps, to_unit
 from agentcomm.decoders.jscc import JSCC, JSCCConfig
 from agentcomm.envs.adapters.rllib import CommMultiAgentEnv
-from agentcomm.policies.baselines import gaussian_ppo_config
+from agentcomm.policies.gaussian_ppo import gaussian_ppo_config
 
 __all__ = [
     "BELIEF",
@@ -369,7 +369,7 @@ def online_receiver_config(
         receiver_lr: Adam learning rate of the receiver (the policy uses ``lr``).
         stat_momentum: see :class:`ReceiverRLModule`.
         seed: RLlib seed and the receiver's generator seed.
-        **ppo_kwargs: forwarded to :func:`~agentcomm.policies.baselines.gaussian_ppo_config`
+        **ppo_kwargs: forwarded to :func:`~agentcomm.policies.gaussian_ppo.gaussian_ppo_config`
             (``num_env_runners``, ``train_batch_size``, ``minibatch_size``, ``lr``, ...).
     Returns:
         A ``PPOConfig`` with modules ``"shared"`` (every agent) and ``"receiver"`` (no agent)

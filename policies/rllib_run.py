@@ -2,7 +2,7 @@
 
 :func:`rllib_config` turns a :class:`~agentcomm.policies.train_config.TrainConfig` into an
 RLlib ``AlgorithmConfig`` (:func:`~agentcomm.policies.dppo.dppo_config` or
-:func:`~agentcomm.policies.baselines.gaussian_ppo_config`, on the batched runner of
+:func:`~agentcomm.policies.gaussian_ppo.gaussian_ppo_config`, on the batched runner of
 :mod:`~agentcomm.policies.env_runner` unless ``rllib.runner="stock"``), from the config's
 common part and its ``ppo``, ``rllib`` and ``dppo`` or ``gaussian`` sections; :func:`train_rllib_run`
 trains it, one ``progress.csv`` row and one checkpoint per iteration
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcomm.policies import run_dir
-from agentcomm.policies.ppo_common import annealed_lr
+from agentcomm.policies.ppo_config import annealed_lr
 from agentcomm.policies.resume_state import restore_resume_state
 from agentcomm.policies.run_dir import (
     TrainResult,
@@ -100,7 +100,7 @@ def rllib_config(config: TrainConfig, pretrained: str | None):
             **common,
         )
     else:
-        from agentcomm.policies.baselines import gaussian_ppo_config
+        from agentcomm.policies.gaussian_ppo import gaussian_ppo_config
 
         rl_config = gaussian_ppo_config(
             env_name,
@@ -146,8 +146,8 @@ def _row(result: dict[str, Any], iteration: int, seconds: float, ids: list[str])
 
 
 def _export(algo: Any, config: TrainConfig, out: Path, obs_dim: int) -> Path:
-    from agentcomm.policies.baselines import save_gaussian_actor
     from agentcomm.policies.checkpoint import save_policy
+    from agentcomm.policies.gaussian_ppo import save_gaussian_actor
 
     ids = module_ids(config)
     root = out / "policy"

@@ -33,7 +33,7 @@ __all__ = ["train_sb3_run"]
 
 def train_sb3_run(config: TrainConfig, out: Path, resume: bool) -> TrainResult:
     """Run ``algo="sb3-ppo"`` into ``out``, from ``sb3/model.zip`` when ``resume``."""
-    from agentcomm.policies.baselines import save_gaussian_actor, train_sb3_ppo
+    from agentcomm.policies.gaussian_ppo import save_gaussian_actor, train_sb3_ppo
 
     # SB3's CSV logger rewrites progress.csv: keep the rows of the run being resumed.
     checkpoint = out / "sb3" / "model.zip"

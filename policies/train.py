@@ -14,7 +14,7 @@ module per kind of run, each read top to bottom (:mod:`~agentcomm.policies.bc_ru
 * ``dppo``: RLlib PPO with the DPPO module and learner (:func:`~agentcomm.policies.dppo.
   dppo_config`), starting from a BC checkpoint (``dppo.pretrained``; without one a BC stage
   runs first into ``OUT/bc``, with the ``bc`` section). Exports the frozen base + fine-tuned copy.
-* ``ppo``: RLlib PPO with a Gaussian MLP from scratch (:mod:`~agentcomm.policies.baselines`).
+* ``ppo``: RLlib PPO with a Gaussian MLP from scratch (:mod:`~agentcomm.policies.gaussian_ppo`).
 * ``sb3-ppo``: stable-baselines3 PPO with parameter sharing.
 
 Multi-agent: ``rllib.multi_agent="shared"`` (one policy for all agents; the default) runs

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from agentcomm.config import Config, choices, rng
-from agentcomm.policies.ppo_common import CRITIC_INPUTS
+from agentcomm.policies.ppo_config import CRITIC_INPUTS
 
 __all__ = [
     "ALGOS",

@@ -65,13 +65,13 @@ def _load_policy(path: Path):
 
 
 def _saved_gaussian(tmp_path: Path) -> Path:
-    from agentcomm.policies.baselines import _sb3_policy, save_gaussian_actor
+    from agentcomm.policies.gaussian_ppo import _sb3_policy, save_gaussian_actor
 
     return save_gaussian_actor(tmp_path / "gauss", "sb3", _sb3_policy(5, 6, [8]), 5, 6, [8])
 
 
 def _load_gaussian(path: Path):
-    from agentcomm.policies.baselines import load_gaussian_actor
+    from agentcomm.policies.gaussian_ppo import load_gaussian_actor
 
     return load_gaussian_actor(path)
 

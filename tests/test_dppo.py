@@ -356,7 +356,7 @@ def test_critic_warmup_freezes_the_actor_only_while_it_lasts(ray_session):
 
 
 def test_annealed_lr_schedule_values_and_bad_values():
-    from agentcomm.policies.ppo_common import annealed_lr, check_lr
+    from agentcomm.policies.ppo_config import annealed_lr, check_lr
 
     assert annealed_lr(1e-3, 1000, 0.0) == 1e-3
     assert annealed_lr(1e-3, 1000, 0.25) == [[0, 1e-3], [750, 1e-3], [1000, 0.0]]
@@ -376,8 +376,8 @@ def test_annealed_lr_schedule_values_and_bad_values():
 def test_sb3_annealed_lr_matches_the_rllib_schedule():
     """SB3's schedule (a function of progress_remaining, 1 -> 0) takes the RLlib schedule's
     values at the same fraction of training."""
-    from agentcomm.policies.baselines import _AnnealedLr
-    from agentcomm.policies.ppo_common import annealed_lr
+    from agentcomm.policies.gaussian_ppo import _AnnealedLr
+    from agentcomm.policies.ppo_config import annealed_lr
 
     sb3 = _AnnealedLr(2e-4, 0.4)
     (_, lr0), (t1, lr1), (t2, lr2) = annealed_lr(2e-4, 1000, 0.4)
@@ -395,7 +395,7 @@ def test_annealed_lr_drives_the_actor_optimizer_and_keeps_the_start(ray_session)
     each update from the steps sampled so far (1e-3 at 256, 5e-4 at 512, 0 at 768), the
     critic's stays, and the first two updates (both at 1e-3) are bit-identical to a
     constant-rate run's."""
-    from agentcomm.policies.ppo_common import annealed_lr
+    from agentcomm.policies.ppo_config import annealed_lr
 
     kw = dict(train_batch_size=256, minibatch_size=256, num_epochs=1, lr=1e-3)
     runs = {}

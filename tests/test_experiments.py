@@ -201,7 +201,7 @@ def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
 def test_make_policy_acts_with_a_shipped_policy():
     """``shipped:NAME`` resolves to the packaged policy, which acts on a batch of worlds."""
     import agentcomm
-    from agentcomm.experiments.evaluate import make_policy
+    from agentcomm.experiments.metrics import make_policy
 
     world = agentcomm.make_vec("SearchRescue-v0", num_envs=3, seed=0)
     world.reset(seed=0)

@@ -241,9 +241,9 @@ def test_env_config_is_read_by_one_rule():
 
 
 def test_multi_agent_has_one_vocabulary():
-    from agentcomm.policies.baselines import gaussian_ppo_config
     from agentcomm.policies.dppo import dppo_config
-    from agentcomm.policies.ppo_common import MULTI_AGENT_MODES
+    from agentcomm.policies.gaussian_ppo import gaussian_ppo_config
+    from agentcomm.policies.ppo_config import MULTI_AGENT_MODES
 
     assert MULTI_AGENT_MODES == ("shared", "per_agent")
     ids = ["agent_0", "agent_1"]
@@ -261,8 +261,8 @@ def test_multi_agent_has_one_vocabulary():
 
 
 def test_both_rllib_builders_take_the_same_ppo_settings():
-    from agentcomm.policies.baselines import gaussian_ppo_config
     from agentcomm.policies.dppo import dppo_config
+    from agentcomm.policies.gaussian_ppo import gaussian_ppo_config
 
     settings = {"train_batch_size": 512, "minibatch_size": 64, "gamma": 0.9, "seed": 3}
     for build in (gaussian_ppo_config, dppo_config):

@@ -158,7 +158,7 @@ def test_eval_cli_runs_checkpoint_and_named_policies(bc_run, capsys):
 def test_train_cli_sb3_ppo_exports_safetensors_that_evaluate(tmp_path):
     """2 iterations of 64 agent-steps (4 worlds x 4 agents x 4 steps): SB3 counts 128
     timesteps; the exported Gaussian actor reloads without pickle and gives mean actions."""
-    from agentcomm.policies.baselines import load_gaussian_actor
+    from agentcomm.policies.gaussian_ppo import load_gaussian_actor
     from agentcomm.policies.train import main
 
     out = tmp_path / "sb3"
@@ -199,7 +199,7 @@ def test_gaussian_actor_samples_its_distribution():
     and log-std log(0.1) (20,000 draws: tolerances >= 4 standard errors)."""
     from ray.rllib.core.columns import Columns
 
-    from agentcomm.policies.baselines import GaussianActor, _rllib_module, _sb3_policy
+    from agentcomm.policies.gaussian_ppo import GaussianActor, _rllib_module, _sb3_policy
 
     gen = torch.Generator().manual_seed(0)
     obs = torch.rand(5, 4, generator=gen) * 2 - 1
@@ -404,9 +404,9 @@ def test_batched_runner_exact_steps_chunks_and_one_dppo_iteration(ray_session):
 @pytest.mark.ray
 def test_batched_runner_trains_gaussian_ppo_and_stock_runner_still_works(ray_session):
     from agentcomm.envs.adapters.rllib import register_rllib_envs
-    from agentcomm.policies.baselines import gaussian_ppo_config
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
+    from agentcomm.policies.gaussian_ppo import gaussian_ppo_config
 
     config = gaussian_ppo_config(
         f"agentcomm/{ENV}",

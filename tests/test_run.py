@@ -12,7 +12,7 @@ import torch
 
 import agentcomm
 from agentcomm.cli import main as cli_main
-from agentcomm.experiments.runner import (
+from agentcomm.experiments.execute import (
     SUMMARY_COLUMNS,
     check_monotone,
     run_experiments,
@@ -168,7 +168,7 @@ def test_one_definition_of_success_return_and_accounting(monkeypatch):
     """Success is read on the step the episode ends, the return is the agents' mean reward
     summed, and per-agent-step quantities are totals over agent-steps: the same through the
     experiments' entry point as through ``agentcomm.policies.evaluate``."""
-    from agentcomm.experiments.evaluate import evaluate as run_evaluate
+    from agentcomm.experiments.metrics import evaluate as run_evaluate
     from agentcomm.policies.evaluate import evaluate
 
     monkeypatch.setattr(agentcomm, "make_vec", lambda *a, **k: _ScriptedWorld(*a, **k))

@@ -10,7 +10,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from agentcomm.experiments.runner import summarize
+from agentcomm.experiments.execute import summarize
 from agentcomm.experiments.stats import iqm, stratified_episode_bootstrap, wilson_interval
 from agentcomm.experiments.study import load_experiment
 

@@ -163,7 +163,7 @@ def test_eval_cli_split_option():
 
 
 def test_main_job_evaluator_uses_evaluation_worlds(monkeypatch):
-    from agentcomm.experiments.evaluate import evaluate, make_policy
+    from agentcomm.experiments.metrics import evaluate, make_policy
 
     calls = _recording_make_vec(monkeypatch)
     kw = {"overrides": TINY}

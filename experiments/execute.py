@@ -89,7 +89,7 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
 
     from agentcomm.policies.evaluate import evaluate, load_actor
 
-    from .evaluate import metrics
+    from .metrics import metrics
 
     torch.set_num_threads(1)
     start, cpu = time.perf_counter(), time.process_time()
@@ -205,7 +205,7 @@ def run_experiments(
 
     Each row holds the job's labels (``experiment``, ``env_id``, ``policy``, ``seed``,
     ``episodes``, the resolved ``mode``, ``codec`` and ``budget``, the dotted override
-    labels and ``point``) and :func:`~agentcomm.experiments.evaluate.metrics`. Jobs that
+    labels and ``point``) and :func:`~agentcomm.experiments.metrics.metrics`. Jobs that
     evaluate the same thing run once; the slowest-looking start first.
     """
     from tqdm import tqdm

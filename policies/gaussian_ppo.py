@@ -25,7 +25,7 @@ import torch
 
 from agentcomm._checks import check_choice, check_range
 from agentcomm.io import atomic_write, load_model_tensors, read_model_config, save_model_files
-from agentcomm.policies.ppo_common import (
+from agentcomm.policies.ppo_config import (
     MultiAgentMode,
     annealed_lr,
     check_multi_agent,
@@ -60,13 +60,13 @@ def gaussian_ppo_config(
             batched runner, where every ``(world, agent)`` is an episode); ``"shared"``:
             every agent of a ``MultiAgentEnv`` maps to module ``"shared"``;
             ``"per_agent"``: one module per id of ``agent_ids``
-            (:func:`~agentcomm.policies.ppo_common.check_multi_agent`).
+            (:func:`~agentcomm.policies.ppo_config.check_multi_agent`).
         agent_ids: Agent ids, required for ``"per_agent"``.
         hidden: Hidden widths of the actor and critic MLPs (tanh).
         entropy_coeff: Weight of the policy's entropy bonus.
         **ppo: The settings both PPO builders share (``env_config``, sampling, learners,
             batch sizes, ``lr``, ``gamma``, ``lambda_``, ``clip_param``, the value loss,
-            ``grad_clip``, ``seed``): see :func:`~agentcomm.policies.ppo_common.ppo_skeleton`,
+            ``grad_clip``, ``seed``): see :func:`~agentcomm.policies.ppo_config.ppo_skeleton`,
             whose defaults apply.
 
     Returns:
@@ -250,7 +250,7 @@ def _atomic_save(path: Path):
 
 class _AnnealedLr:
     """SB3 learning-rate schedule (a picklable callable of SB3's ``progress_remaining``,
-    1 -> 0): :func:`~agentcomm.policies.ppo_common.annealed_lr`'s schedule, read at the
+    1 -> 0): :func:`~agentcomm.policies.ppo_config.annealed_lr`'s schedule, read at the
     fraction of training done."""
 
     _STEPS = 1_000_000  # the schedule's resolution over one run
@@ -298,7 +298,7 @@ def train_sb3_ppo(
         n_steps: Steps per slot per rollout (rollout = ``n_steps * B * N`` agent-steps).
         batch_size, n_epochs, lr, gamma, gae_lambda, clip_range: PPO hyperparameters.
         lr_anneal_fraction: ``lr`` decays linearly to 0 over this last fraction of
-            ``total_timesteps`` (0: constant), as :func:`~agentcomm.policies.ppo_common.
+            ``total_timesteps`` (0: constant), as :func:`~agentcomm.policies.ppo_config.
             annealed_lr` does for RLlib.
         hidden: Actor and critic MLP widths.
         seed: Seeds SB3 and the world.
