@@ -196,7 +196,7 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
 
     shipped = shipped_policy_dir("searchrescue-bc")
-    dppo_config = dict(
+    dppo_common = dict(
         sampler="ddim",
         num_envs_per_env_runner=num_worlds,
         train_batch_size=batch,
@@ -208,14 +208,14 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
         "dppo": dppo_config(
             f"agentcomm/{ENV}",
             policy={"denoising_steps": 20, "ddim_steps": 5, "ft_denoising_steps": 5},
-            **dppo_config,
+            **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         # The shipped BC policy (3x128), every DDIM step fine-tuned.
         "dppo_shipped": dppo_config(
             f"agentcomm/{ENV}",
             pretrained=shipped,
             policy={"ft_denoising_steps": 5},
-            **dppo_config,
+            **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         # What experiments/train_search_rescue.py fine-tunes (its FULL settings): the
         # shipped BC policy, the last 2 DDIM steps, a critic on observation + global state.
@@ -225,7 +225,7 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
             pretrained=shipped,
             policy=recipe["dppo"]["policy"],
             critic_input=recipe["dppo"]["critic_input"],
-            **dppo_config,
+            **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
         "ppo": _gaussian_ppo(f"agentcomm/{ENV}", {}, True, num_worlds, batch, num_epochs=5),
     }
