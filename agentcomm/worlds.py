@@ -37,7 +37,7 @@ experiment scripts all read the ranges from here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "MAX_ROUNDS",
@@ -51,7 +51,7 @@ __all__ = [
 
 Split = Literal["train", "selection", "evaluation"]
 #: The splits, in the order of their ranges.
-SPLITS: tuple[str, ...] = ("train", "selection", "evaluation")
+SPLITS: tuple[str, ...] = get_args(Split)
 #: World seeds per split.
 SPLIT_WIDTH = 10**16
 #: Seed indices per split: ``seed`` must lie in ``[0, MAX_SEED)``.

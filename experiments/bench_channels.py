@@ -26,12 +26,9 @@ The last line printed is ``RESULT key=value ...`` with the headline figures.
 
 from __future__ import annotations
 
-import os
+from agentcomm.experiments.threads import use_one_thread
 
-# One thread, set before torch is imported: with 2 threads on a shared machine torch
-# ran many times slower whenever another process used a core.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
+use_one_thread()
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -42,8 +39,6 @@ from dataclasses import dataclass  # noqa: E402
 import torch  # noqa: E402
 
 from agentcomm.channels import AWGN, RayleighBlockFading, power_normalize  # noqa: E402
-
-torch.set_num_threads(1)
 
 
 @dataclass

@@ -32,12 +32,9 @@ The last line printed is ``RESULT key=value ...``.
 
 from __future__ import annotations
 
-import os
+from agentcomm.experiments.threads import use_one_thread
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+use_one_thread()
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -45,8 +42,6 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 import torch  # noqa: E402
-
-torch.set_num_threads(1)
 
 ENV = "SearchRescue-v0"
 

@@ -29,12 +29,9 @@ Usage::
 
 from __future__ import annotations
 
-import os
+from agentcomm.experiments.threads import use_one_thread
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+use_one_thread()
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -57,12 +57,9 @@ Usage::
 
 from __future__ import annotations
 
-import os
+from agentcomm.experiments.threads import use_one_thread
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+use_one_thread()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -78,8 +75,6 @@ import torch  # noqa: E402
 from agentcomm.config import atomic_write_text  # noqa: E402
 from agentcomm.experiments.execute import init_local_ray, write_csv  # noqa: E402
 from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
-
-torch.set_num_threads(1)
 
 ENV = "SearchRescue-v0"
 

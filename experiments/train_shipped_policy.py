@@ -24,10 +24,9 @@ The last line printed is ``RESULT key=value ...``.
 
 from __future__ import annotations
 
-import os
+from agentcomm.experiments.threads import use_one_thread
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+use_one_thread(override=False)
 
 import argparse  # noqa: E402
 import time  # noqa: E402

@@ -300,6 +300,22 @@ def test_same_seed_same_output(name, csi):
     assert not torch.equal(a.y, c.y)
 
 
+@pytest.mark.parametrize("name", CHANNELS)
+def test_generate_checks_every_channel_and_shapes_by_block(name, generator):
+    """Every channel validates a coefficient request the same way and returns ``[..., 1]``
+    (block) or ``[..., k]`` (per symbol) in the requested dtype."""
+    channel = make_channel(name)
+    h = channel.generate((3, 5, 8), generator, dtype=torch.complex128)
+    assert h.shape == ((3, 5, 1) if channel.block else (3, 5, 8))
+    assert h.dtype == torch.complex128
+    with pytest.raises(ValueError, match="shape"):
+        channel.generate((), generator)
+    with pytest.raises(ValueError, match="shape"):
+        channel.generate((4, -1), generator)
+    with pytest.raises(ValueError, match="dtype"):
+        channel.generate((4, 8), generator, dtype=torch.float32)
+
+
 def test_complex128_is_kept(generator):
     x = qpsk((4, 8), generator).to(torch.complex128)
     out = Rician(2.0).apply(x, 5.0, generator)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -51,24 +53,26 @@ def maps() -> tuple[torch.Tensor, torch.Tensor]:
     return train, val
 
 
+def _trained(build: Callable[[], Any], train: Callable[..., list[float]], *args, **kwargs):
+    """A model built after ``torch.manual_seed(0)`` (its initial weights) and its losses
+    from ``train(model, *args, **kwargs)``."""
+    torch.manual_seed(0)
+    model = build()
+    return model, train(model, *args, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def jscc(maps) -> tuple[JSCC, list[float]]:
-    torch.manual_seed(0)
-    model = JSCC(JCFG)
-    losses = train_jscc(
-        model, maps[0], AWGN(), torch.Generator().manual_seed(1), steps=400, batch_size=128
-    )
-    return model, losses
+    g = torch.Generator().manual_seed(1)
+    return _trained(lambda: JSCC(JCFG), train_jscc, maps[0], AWGN(), g, steps=400, batch_size=128)
 
 
 @pytest.fixture(scope="module")
 def prior(maps) -> tuple[DiffusionPrior, list[float]]:
-    torch.manual_seed(0)
-    model = DiffusionPrior(PCFG)
-    losses = train_prior(
-        model, maps[0], torch.Generator().manual_seed(2), steps=600, batch_size=128
+    g = torch.Generator().manual_seed(2)
+    return _trained(
+        lambda: DiffusionPrior(PCFG), train_prior, maps[0], g, steps=600, batch_size=128
     )
-    return model, losses
 
 
 # --- data ----------------------------------------------------------------------------
@@ -362,6 +366,12 @@ def test_codecs_account_and_fall_back_to_prior(jscc, prior, maps):
         make_codec("jscc", (H, W + 1), model=model)
     with pytest.raises(ValueError, match="start"):
         make_codec("jscc+diffcom", (H, W), receiver=DiffComReceiver(model, pr))
+    with pytest.raises(ValueError, match="model must be a JSCC, got CDDMReceiver"):
+        make_codec("jscc", (H, W), model=cddm)
+    with pytest.raises(ValueError, match="receiver must be a CDDMReceiver, got JSCC"):
+        make_codec("jscc+cddm", (H, W), receiver=model)
+    with pytest.raises(ValueError, match="receiver must be a DiffComReceiver, got CDDMReceiver"):
+        make_codec("jscc+diffcom", (H, W), receiver=cddm)
 
 
 # --- bundles: several budgets, saved calibration, shipped default ---------------------

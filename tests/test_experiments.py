@@ -209,3 +209,30 @@ def test_make_policy_acts_with_a_shipped_policy():
     assert actions.shape == (3, world.num_agents, 6) and bool(actions.abs().le(1).all())
     with pytest.raises(ValueError, match="nope"):
         make_policy("shipped:nope")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"), [(True, "1"), (False, "3")], ids=["override", "keep"]
+)
+def test_use_one_thread_pins_torch_before_import(override, expected):
+    """A fresh interpreter with OMP_NUM_THREADS=3 in its environment: the experiment
+    scripts' preamble sets one torch thread, and replaces or keeps the inherited count."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from agentcomm.experiments.threads import use_one_thread\n"
+        f"use_one_thread(override={override})\n"
+        "import torch\n"
+        "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], "
+        "os.environ['RAY_USAGE_STATS_ENABLED'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(OMP_NUM_THREADS="3", MKL_NUM_THREADS="3", OPENBLAS_NUM_THREADS="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", expected, "0"]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import types
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from cli_args import parse_cli
 
 import agentcomm
 from agentcomm.envs.experts import expert_actions
@@ -80,20 +81,8 @@ def test_bc_actions_are_closer_to_the_expert_than_random():
 # ---------------------------------------------------------------- train / eval CLI
 
 
-def _train_args(argv: list[str]) -> argparse.Namespace:
-    from agentcomm.policies.train import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def _eval_args(argv: list[str]) -> argparse.Namespace:
-    from agentcomm.policies.evaluate import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(argv)
+_train_args = partial(parse_cli, "agentcomm.policies.train")
+_eval_args = partial(parse_cli, "agentcomm.policies.evaluate")
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,14 @@ directories they recorded) still load, with a ``FutureWarning`` naming each new 
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_args import parse_cli
 
 #: A ``train_config.yaml`` as the flat TrainConfig of earlier versions wrote it (every
 #: field, flat), for a Gaussian PPO run with a few non-default settings.
@@ -71,12 +72,7 @@ eval_split: selection
 """
 
 
-def _args(argv: list[str]) -> argparse.Namespace:
-    from agentcomm.policies.train import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(argv)
+_args = partial(parse_cli, "agentcomm.policies.train")
 
 
 @pytest.fixture

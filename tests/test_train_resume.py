@@ -10,21 +10,16 @@ if they are reached.
 
 from __future__ import annotations
 
-import argparse
 import json
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from cli_args import parse_cli
 
-
-def _args(argv: list[str]) -> argparse.Namespace:
-    from agentcomm.policies.train import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(argv)
+_args = partial(parse_cli, "agentcomm.policies.train")
 
 
 @pytest.fixture

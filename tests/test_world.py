@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from episodes import first_episode_successes
 
 import agentcomm
 from agentcomm.envs.experts import expert_actions, random_actions
@@ -248,17 +249,7 @@ def _expert_success(env_id: str, episodes: int, device: str = "cpu", **overrides
     """Fraction of ``episodes`` parallel first episodes the expert solves."""
     world = agentcomm.make_vec(env_id, num_envs=episodes, seed=11, device=device, **overrides)
     world.reset(seed=11)
-    solved = torch.zeros(episodes, dtype=torch.bool, device=device)
-    over = torch.zeros(episodes, dtype=torch.bool, device=device)
-    for _ in range(world.config.max_steps):
-        _, _, term, trunc, info = world.step(expert_actions(world))
-        solved |= info["success"] & ~over
-        over |= term | trunc
-        if bool(over.all()):
-            break
-        if bool((term | trunc).any()):
-            world.reset_at(term | trunc)
-    return float(solved.float().mean())
+    return float(first_episode_successes(world, expert_actions).float().mean())
 
 
 def test_intent_coverage_expert_degrades_with_bandwidth():

@@ -7,9 +7,11 @@ dimension, :math:`N_0 = 10^{-\mathrm{SNR_{dB}}/10}` for unit-energy symbols
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from agentcomm.channels.base import Channel, coefficient_shape
+from agentcomm.channels.base import Channel
 
 __all__ = ["AWGN"]
 
@@ -34,22 +36,8 @@ class AWGN(Channel):
 
     block = True
 
-    def generate(
-        self,
-        shape: torch.Size | tuple[int, ...],
-        generator: torch.Generator | None,
-        *,
-        dtype: torch.dtype = torch.complex64,
-        device: torch.device | str | None = None,
+    def _coefficients(
+        self, h_shape: tuple[int, ...], generator: torch.Generator | None, **factory: Any
     ) -> torch.Tensor:
-        """Channel coefficients of an AWGN channel: all ones.
-
-        Args:
-            shape: shape ``[..., k]`` of the transmitted symbols.
-            generator: unused (AWGN has no fading); accepted for a uniform interface.
-            dtype: complex64 or complex128.
-            device: device of the result.
-        Returns:
-            complex ``[..., 1]`` of ones.
-        """
-        return torch.ones(coefficient_shape(shape, True, dtype), dtype=dtype, device=device)
+        """All ones (no fading, so ``generator`` is not used)."""
+        return torch.ones(h_shape, **factory)

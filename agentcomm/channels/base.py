@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 CSIMode = Literal["perfect", "estimated", "none"]
-CSI_MODES: tuple[str, ...] = ("perfect", "estimated", "none")
+CSI_MODES: tuple[str, ...] = get_args(CSIMode)
 COMPLEX_DTYPES = (torch.complex64, torch.complex128)
 
 
@@ -168,8 +168,10 @@ def equalize(
 class Channel(ABC):
     r"""A memoryless channel :math:`y = h x + n`, split into *generate* and *apply*.
 
-    Subclasses implement :meth:`generate` (sample :math:`h`); :meth:`apply`
-    adds noise at the requested SNR and produces the receiver's CSI.
+    Subclasses set :attr:`block` and implement :meth:`_coefficients` (sample :math:`h`
+    of a validated shape); :meth:`generate` checks the request the same way for every
+    channel, and :meth:`apply` adds noise at the requested SNR and produces the
+    receiver's CSI.
 
     Args:
         csi: what the receiver knows about :math:`h`:
@@ -186,7 +188,6 @@ class Channel(ABC):
         self.csi = check_choice("csi", csi, CSI_MODES)
         self.pilot_snr_db = check_range("pilot_snr_db", float(pilot_snr_db), -30.0, 100.0)
 
-    @abstractmethod
     def generate(
         self,
         shape: torch.Size | tuple[int, ...],
@@ -197,8 +198,27 @@ class Channel(ABC):
     ) -> torch.Tensor:
         """Sample channel coefficients for symbols of ``shape`` ``[..., k]``.
 
-        Returns complex ``[..., k]`` (per-symbol fading) or ``[..., 1]`` (block fading, AWGN).
+        Validates the request once for every channel (:func:`coefficient_shape`), then
+        draws the coefficients with :meth:`_coefficients`.
+
+        Args:
+            shape: shape ``[..., k]`` of the transmitted symbols.
+            generator: the explicit source of randomness (unused by channels without fading).
+            dtype: complex64 or complex128.
+            device: device of the result.
+        Returns:
+            complex ``[..., k]`` (per-symbol fading) or ``[..., 1]`` (``block``: block
+            fading, AWGN).
         """
+        h_shape = coefficient_shape(shape, self.block, dtype)
+        return self._coefficients(h_shape, generator, dtype=dtype, device=device)
+
+    @abstractmethod
+    def _coefficients(
+        self, h_shape: tuple[int, ...], generator: torch.Generator | None, **factory: Any
+    ) -> torch.Tensor:
+        """Draw coefficients of the validated shape ``h_shape``; ``factory`` holds the
+        ``dtype`` and ``device`` keywords for the tensor constructors."""
 
     def apply(
         self,

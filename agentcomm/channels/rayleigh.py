@@ -17,15 +17,29 @@ nominal SNR. Noise is :math:`\mathcal{CN}(0, N_0)` (:math:`N_0/2` per real dimen
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from agentcomm.channels.base import Channel, coefficient_shape, complex_normal
+from agentcomm.channels.base import Channel, complex_normal
 
 __all__ = ["RayleighBlockFading", "RayleighFastFading"]
 
 
-class RayleighFastFading(Channel):
+class _RayleighFading(Channel):
+    r"""The draw both Rayleigh models share; :attr:`block` picks the coefficient shape."""
+
+    def _coefficients(
+        self, h_shape: tuple[int, ...], generator: torch.Generator | None, **factory: Any
+    ) -> torch.Tensor:
+        r"""Samples of :math:`h \sim \mathcal{CN}(0, 1)` of shape ``h_shape``."""
+        return complex_normal(h_shape, generator, **factory)
+
+
+class RayleighFastFading(_RayleighFading):
     r"""Rayleigh fading with an independent :math:`h \sim \mathcal{CN}(0,1)` per symbol.
+
+    :meth:`generate` returns complex ``[..., k]``.
 
     Args:
         csi: receiver CSI mode (``"perfect"``, ``"estimated"``, ``"none"``); with
@@ -35,31 +49,12 @@ class RayleighFastFading(Channel):
 
     block = False
 
-    def generate(
-        self,
-        shape: torch.Size | tuple[int, ...],
-        generator: torch.Generator | None,
-        *,
-        dtype: torch.dtype = torch.complex64,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        r"""Sample :math:`h \sim \mathcal{CN}(0, 1)` for every symbol.
 
-        Args:
-            shape: shape ``[..., k]`` of the transmitted symbols.
-            generator: the explicit source of randomness.
-            dtype: complex64 or complex128.
-            device: device of the result.
-        Returns:
-            complex ``[..., k]``.
-        """
-        return complex_normal(
-            coefficient_shape(shape, False, dtype), generator, dtype=dtype, device=device
-        )
-
-
-class RayleighBlockFading(Channel):
+class RayleighBlockFading(_RayleighFading):
     r"""Rayleigh fading with one :math:`h \sim \mathcal{CN}(0,1)` per message (last axis).
+
+    :meth:`generate` returns complex ``[..., 1]``, broadcast over the ``k`` symbols of a
+    message.
 
     Args:
         csi: receiver CSI mode (``"perfect"``, ``"estimated"``, ``"none"``); with
@@ -68,25 +63,3 @@ class RayleighBlockFading(Channel):
     """
 
     block = True
-
-    def generate(
-        self,
-        shape: torch.Size | tuple[int, ...],
-        generator: torch.Generator | None,
-        *,
-        dtype: torch.dtype = torch.complex64,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        r"""Sample one :math:`h \sim \mathcal{CN}(0, 1)` per message.
-
-        Args:
-            shape: shape ``[..., k]`` of the transmitted symbols.
-            generator: the explicit source of randomness.
-            dtype: complex64 or complex128.
-            device: device of the result.
-        Returns:
-            complex ``[..., 1]``, broadcast over the ``k`` symbols of a message.
-        """
-        return complex_normal(
-            coefficient_shape(shape, True, dtype), generator, dtype=dtype, device=device
-        )

@@ -15,11 +15,12 @@ and variance :math:`(1+2K)/(1+K)^2`. Noise is :math:`\mathcal{CN}(0, N_0)`
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from agentcomm._checks import check_range
-from agentcomm.channels.base import Channel, CSIMode, coefficient_shape, complex_normal
+from agentcomm.channels.base import Channel, CSIMode, complex_normal
 
 __all__ = ["Rician"]
 
@@ -54,26 +55,12 @@ class Rician(Channel):
         self.block = block
         self.los_phase = float(check_range("los_phase", los_phase, -2 * math.pi, 2 * math.pi))
 
-    def generate(
-        self,
-        shape: torch.Size | tuple[int, ...],
-        generator: torch.Generator | None,
-        *,
-        dtype: torch.dtype = torch.complex64,
-        device: torch.device | str | None = None,
+    def _coefficients(
+        self, h_shape: tuple[int, ...], generator: torch.Generator | None, **factory: Any
     ) -> torch.Tensor:
-        r"""Sample Rician coefficients with unit mean power.
-
-        Args:
-            shape: shape ``[..., k]`` of the transmitted symbols.
-            generator: the explicit source of randomness.
-            dtype: complex64 or complex128.
-            device: device of the result.
-        Returns:
-            complex ``[..., 1]`` if ``block`` else ``[..., k]``.
-        """
-        h_shape = coefficient_shape(shape, self.block, dtype)
-        scatter = complex_normal(h_shape, generator, dtype=dtype, device=device)
+        r"""Unit-mean-power Rician coefficients: scaled :math:`\mathcal{CN}(0, 1)` scatter
+        plus the line-of-sight term."""
+        scatter = complex_normal(h_shape, generator, **factory)
         los_amp = math.sqrt(self.k_factor / (self.k_factor + 1.0))
         los = complex(los_amp * math.cos(self.los_phase), los_amp * math.sin(self.los_phase))
         return scatter * math.sqrt(1.0 / (self.k_factor + 1.0)) + los

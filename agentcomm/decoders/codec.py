@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import torch
 
@@ -55,11 +57,6 @@ __all__ = ["JSCCCDDMCodec", "JSCCCodec", "JSCCDiffComCodec", "register_decoder_c
 
 # ``(channel output of the messages using this k, encoder SNR dB [M_k]) -> log-odds [M_k, H, W]``
 Reconstruct = Callable[[ChannelOutput, torch.Tensor], torch.Tensor]
-
-
-def _bundle(source_shape: Sequence[int], checkpoint: str | os.PathLike[str] | None):
-    path = default_bundle_dir(tuple(source_shape)) if checkpoint is None else checkpoint
-    return load_bundle(path)
 
 
 def _rows(out: ChannelOutput, idx: torch.Tensor, k: int) -> ChannelOutput:
@@ -97,20 +94,42 @@ class JSCCCodec(Codec):
         model: JSCC | None = None,
         encoder_snr_db: float = 10.0,
     ) -> None:
-        bundle = None if model is not None else _bundle(source_shape, checkpoint)
-        if model is not None and not isinstance(model, JSCC):
-            raise ValueError(f"model must be a JSCC, got {type(model).__name__}")
-        models = {model.config.channel_uses: model} if model is not None else bundle.jscc
-        self._setup(source_shape, models, encoder_snr_db)
-        self.bundle = bundle
-        self.receivers: dict[int, Reconstruct] = {
-            k: (lambda out, snr, m=m: m.decode(out)) for k, m in models.items()
-        }
+        models = self._load(source_shape, checkpoint, "model", model, JSCC, lambda b: b.jscc)
+        self._setup(source_shape, models, encoder_snr_db, lambda m, out, snr: m.decode(out))
+
+    def _load(
+        self,
+        source_shape: Sequence[int],
+        checkpoint: str | os.PathLike[str] | None,
+        name: str,
+        passed: Any,
+        cls: type,
+        from_bundle: Callable[[DecoderBundle], dict[int, Any]],
+    ) -> dict[int, Any]:
+        """The receivers per ``k``: ``{k: passed}`` when the argument ``name`` was given (it
+        must be a ``cls``), else ``from_bundle`` of the bundle at ``checkpoint`` (``None``:
+        the shipped one for ``source_shape``), which ``self.bundle`` keeps."""
+        self.bundle: DecoderBundle | None = None
+        if passed is not None:
+            if not isinstance(passed, cls):
+                raise ValueError(f"{name} must be a {cls.__name__}, got {type(passed).__name__}")
+            jscc = passed if isinstance(passed, JSCC) else passed.jscc
+            return {jscc.config.channel_uses: passed}
+        path = default_bundle_dir(tuple(source_shape)) if checkpoint is None else checkpoint
+        self.bundle = load_bundle(path)
+        return from_bundle(self.bundle)
 
     def _setup(
-        self, source_shape: Sequence[int], models: dict[int, JSCC], encoder_snr_db: float
+        self,
+        source_shape: Sequence[int],
+        receivers: dict[int, Any],
+        encoder_snr_db: float,
+        reconstruct: Callable[[Any, ChannelOutput, torch.Tensor], torch.Tensor],
     ) -> None:
+        """Check and hold one receiver per ``k``: a :class:`JSCC` or a diffusion receiver
+        whose ``jscc`` transmits; ``reconstruct(receiver, out, snr_db)`` decodes with it."""
         super().__init__(source_shape)
+        models = {k: r if isinstance(r, JSCC) else r.jscc for k, r in receivers.items()}
         for m in models.values():
             c = m.config
             if self.source_shape != (c.height, c.width):
@@ -122,6 +141,9 @@ class JSCCCodec(Codec):
         self.model = self.models[max(self.models)]
         self.encoder_snr_db = float(check_range("encoder_snr_db", encoder_snr_db, -30.0, 60.0))
         self._params = {"k": tuple(self.models), "encoder_snr_db": self.encoder_snr_db}
+        self.receivers: dict[int, Reconstruct] = {
+            k: partial(reconstruct, r) for k, r in receivers.items()
+        }
 
     def select_channel_uses(self, budget: torch.Tensor) -> torch.Tensor:
         """int64 ``[M]``: the largest model ``k <= budget`` of each message, 0 if none fits."""
@@ -195,21 +217,15 @@ class JSCCCDDMCodec(JSCCCodec):
         encoder_snr_db: float = 10.0,
         steps: int | None = None,
     ) -> None:
-        if receiver is not None:
-            if not isinstance(receiver, CDDMReceiver):
-                raise ValueError(f"receiver must be a CDDMReceiver, got {type(receiver).__name__}")
-            rx = {receiver.jscc.config.channel_uses: receiver}
-            self.bundle: DecoderBundle | None = None
-        else:
-            self.bundle = _bundle(source_shape, checkpoint)
-            rx = dict(self.bundle.cddm)
+        rx = self._load(
+            source_shape, checkpoint, "receiver", receiver, CDDMReceiver, lambda b: dict(b.cddm)
+        )
         if steps is not None:
             rx = {
                 k: CDDMReceiver(r.jscc, r.prior, r.snr_grid_db, r.error_var_table, steps)
                 for k, r in rx.items()
             }
-        self._setup(source_shape, {k: r.jscc for k, r in rx.items()}, encoder_snr_db)
-        self.receivers = {k: (lambda out, snr, r=r: r.decode(out)) for k, r in rx.items()}
+        self._setup(source_shape, rx, encoder_snr_db, lambda r, out, snr: r.decode(out))
         self.receiver = rx[max(rx)]
         self._params["steps"] = self.receiver.steps
 
@@ -240,23 +256,20 @@ class JSCCDiffComCodec(JSCCCodec):
         steps: int | None = None,
         zeta: float | None = None,
     ) -> None:
-        if receiver is not None:
-            if not isinstance(receiver, DiffComReceiver):
-                raise ValueError(
-                    f"receiver must be a DiffComReceiver, got {type(receiver).__name__}"
-                )
-            if receiver.start is None:
-                raise ValueError(
-                    "receiver.start is None: the codec decodes without a generator, so the "
-                    "DiffCom receiver must start from the SNR-matched JSCC estimate"
-                )
-            rx = {receiver.jscc.config.channel_uses: receiver}
-            self.bundle: DecoderBundle | None = None
-        else:
-            self.bundle = _bundle(source_shape, checkpoint)
-            rx = {k: self.bundle.diffcom(k, steps, zeta) for k in self.bundle.channel_uses}
-        self._setup(source_shape, {k: r.jscc for k, r in rx.items()}, encoder_snr_db)
-        self.receivers = {k: (lambda out, snr, r=r: r.decode(out, snr)) for k, r in rx.items()}
+        rx = self._load(
+            source_shape,
+            checkpoint,
+            "receiver",
+            receiver,
+            DiffComReceiver,
+            lambda b: {k: b.diffcom(k, steps, zeta) for k in b.channel_uses},
+        )
+        if receiver is not None and receiver.start is None:
+            raise ValueError(
+                "receiver.start is None: the codec decodes without a generator, so the "
+                "DiffCom receiver must start from the SNR-matched JSCC estimate"
+            )
+        self._setup(source_shape, rx, encoder_snr_db, lambda r, out, snr: r.decode(out, snr))
         self.receiver = rx[max(rx)]
         self._params.update(steps=self.receiver.steps, zeta=self.receiver.zeta)
 
