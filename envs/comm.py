@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from agentcomm.beliefs.grid import _constant
 from agentcomm.channels import IIDErasure, LogDistancePathLoss, make_channel
 from agentcomm.codecs import make_codec, transmit
 from agentcomm.codecs.base import capacity_delivery
@@ -193,9 +194,10 @@ class CommStack:
         self._noise = torch.tensor(ch.noise_floor_dbm, dtype=torch.float32, device=device)
         bits = torch.arange(cm.intent_bits + 1, device=device)
         levels = torch.exp2(bits.to(torch.float32))
-        #: ``[intent_bits + 1, 2]`` float32: per header resolution, the quantization step of
+        #: ``[intent_bits + 1]`` float32 each: per header resolution, the quantization step of
         #: :meth:`quantize_intent` and its highest cell index (its own arithmetic, tabled).
-        self._intent_steps = torch.stack([float(config.grid_size) / levels, levels - 1], 1)
+        self._intent_step = float(config.grid_size) / levels
+        self._intent_top = levels - 1
 
     # ------------------------------------------------------------------ messages
     def header_bits(self, budget: torch.Tensor, intents: int) -> torch.Tensor:
@@ -230,7 +232,8 @@ class CommStack:
         """:meth:`quantize_intent` for float32 ``intent [..., 2]`` and ``bits`` of the shape
         ``[...]`` in ``[0, intent_bits]``: the step and top index come from a table, the rest
         is the same arithmetic (the same values bit for bit)."""
-        step, top = self._intent_steps[bits].unsqueeze(-2).unbind(-1)
+        step = self._intent_step.take(bits).unsqueeze(-1)
+        top = self._intent_top.take(bits).unsqueeze(-1)
         return (torch.floor(intent / step).clamp(max=top) + 0.5) * step
 
     def send(
@@ -288,10 +291,11 @@ class CommStack:
                 intent=goal,
             )
         plan = self._plan(intents)
-        q, hdr_uses, uses, count, pay = plan.counts[budget].unbind(1)
-        hdr_bits64, hdr_uses64, hdr_need, pay_bits64, pay_uses64, pay_need = plan.bits[
-            budget
-        ].unbind(1)
+        # index_select: a plain gather, without a tensor subscript's Python overhead.
+        q, hdr_uses, uses, count, pay = plan.counts.index_select(0, budget).unbind(1)
+        hdr_bits64, hdr_uses64, hdr_need, pay_bits64, pay_uses64, pay_need = plan.bits.index_select(
+            0, budget
+        ).unbind(1)
         m = budget.shape[0]
         dev = budget.device
         f64 = torch.float64
@@ -308,6 +312,7 @@ class CommStack:
         if self.erasure is not None:
             erased = self.erasure.sample((m,), generator, device=dev)
             header_ok = header_ok & ~erased
+        zero = _constant(0.0, f64, dev)
         if payload is None or self.codec is None:
             return Exchange(
                 env,
@@ -318,7 +323,7 @@ class CommStack:
                 hdr_uses,
                 hdr_bits64,
                 q,
-                torch.where(header_ok, hdr_bits64, 0.0),
+                torch.where(header_ok, hdr_bits64, zero),
                 capacity,
             )
         # _send_general() evaluates the payload's capacity on the messages that carry one, as their
@@ -351,7 +356,7 @@ class CommStack:
             uses,
             hdr_bits64 + pay_bits64,
             q,
-            torch.where(header_ok, hdr_bits64, 0.0) + torch.where(payload_ok, pay_bits64, 0.0),
+            torch.where(header_ok, hdr_bits64, zero) + torch.where(payload_ok, pay_bits64, zero),
             capacity + pay_cap,
             cells=cells,
             values=levels,

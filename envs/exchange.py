@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from agentcomm.beliefs.grid import _constant
 from agentcomm.topology.coordination import MessagePlan, _message_plan, _metropolis_weights
 
 from .comm import Exchange
@@ -184,7 +185,8 @@ def _account(
 def _heard(ex: Exchange, row: torch.Tensor, size: int) -> torch.Tensor:
     """long ``[size]``: bits per intent coordinate of the headers that arrived, by ``row``."""
     heard = torch.zeros(size, dtype=torch.long, device=row.device)
-    return heard.index_put_((row,), torch.where(ex.header_ok, ex.intent_bits, 0))
+    zero = _constant(0, torch.long, row.device)
+    return heard.index_put_((row,), torch.where(ex.header_ok, ex.intent_bits, zero))
 
 
 def _peer_round(
@@ -197,18 +199,20 @@ def _peer_round(
     env, src, dst = plan.peer.nonzero(as_tuple=True)
     if env.numel() == 0:
         return
+    # Flat gathers (take, index_select): the pair (src, dst) of world env is row * n + dst.
     row = env * n + src
+    pair = row * n + dst
     beliefs = world.beliefs
     ex = world.comm.send(
         env,
         src,
         dst,
-        plan.peer_budget.reshape(-1)[row],
-        world.peer_snr[env, src, dst],
+        plan.peer_budget.take(row),
+        world.peer_snr.take(pair),
         beliefs.peer_payload(env, src),
         beliefs.prior,
         world.generator,
-        goal=beliefs.codec_goal(world.known_intent[env, src, dst]),
+        goal=beliefs.codec_goal(world.known_intent.reshape(-1, 2).index_select(0, pair)),
     )
     _account(ex, row, "peer", acc)
     # Receivers learn the senders' intents at the header's resolution: dense [B, N, N]
@@ -237,13 +241,13 @@ def _centralized(
             env,
             src,
             torch.full_like(src, -1),
-            plan.uplink_budget.reshape(-1)[row],
-            world.fc_snr.reshape(-1)[row],
+            plan.uplink_budget.take(row),
+            world.fc_snr.take(row),
             beliefs.uplink_payload(env, src),
             beliefs.prior,
             world.generator,
             # The sender's fresh evidence lies around it: its cells go first.
-            goal=beliefs.codec_goal(world.pos.reshape(-1, 2)[row]),
+            goal=beliefs.codec_goal(world.pos.reshape(-1, 2).index_select(0, row)),
         )
         _account(ex, row, "uplink", acc)
         heard = _heard(ex, row, b * n).view(b, n)
@@ -264,13 +268,13 @@ def _centralized(
         torch.full_like(dst, -1),
         dst,
         torch.full_like(dst, plan.downlink_budget),
-        world.fc_snr.reshape(-1)[row],
+        world.fc_snr.take(row),
         None if fc_payload is None else (fc_payload, env),
         beliefs.prior,
         world.generator,
         intents=n,
         # The receiver's goal as the centre heard it (it knows no more).
-        goal=beliefs.codec_goal(world.fc_intent.reshape(-1, 2)[row]),
+        goal=beliefs.codec_goal(world.fc_intent.reshape(-1, 2).index_select(0, row)),
     )
     _account(ex, row, "downlink", acc)
     fc_uses = fc_uses.index_add(0, env, ex.channel_uses)

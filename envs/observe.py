@@ -68,7 +68,8 @@ def observation(world: CommWorld) -> torch.Tensor:
     # Peer and fusion-centre SNRs scaled in one pass.
     snr = _scale_snr(torch.cat([world.peer_snr, world.fc_snr.unsqueeze(-1)], dim=-1))
     team = torch.cat([rel, (age * 2 - 1).unsqueeze(-1), snr[..., :n, None]], dim=-1)
-    parts.append(team[:, world._off].reshape(b, n, n - 1, 4).reshape(b, n, -1))
+    team = team.reshape(b, n * n, -1).index_select(1, world._off_index)
+    parts.append(team.reshape(b, n, -1))
     frac_links = world.adj.sum(-1).float() / max(n - 1, 1)
     elapsed = (world.t.float() / cfg.max_steps).view(b, 1).expand(b, n)
     parts += [

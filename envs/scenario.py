@@ -113,7 +113,8 @@ class ScenarioHooks:
         holds for its teammates and their true intents."""
         if self.belief_kind == "grid":
             return self.beliefs.error(self._true_map() if truth is None else truth)
-        err = (self.known_intent - self.intent.unsqueeze(1)).norm(dim=-1)  # [B, N, N]
+        # [B, N, N] distances from the held intents to the true ones
+        err = torch.linalg.vector_norm(self.known_intent - self.intent.unsqueeze(1), dim=-1)
         return err.sum(-1) / max(self.num_agents - 1, 1)
 
     # ------------------------------------------------------------------ grid beliefs

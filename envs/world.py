@@ -116,6 +116,8 @@ class CommWorld(ScenarioHooks):
         self.adj = torch.zeros(b, n, n, dtype=torch.bool, device=dev)
         self._eye = torch.eye(n, dtype=torch.bool, device=dev)
         self._off = ~self._eye
+        #: long ``[N * (N - 1)]``: flat ``i * N + j`` of the pairs ``i != j``, row-major.
+        self._off_index = self._off.reshape(-1).nonzero().squeeze(1)
         allocate_intents(self)
 
     def seed(self, seed: int) -> None:

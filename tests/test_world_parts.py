@@ -148,3 +148,26 @@ def test_the_world_sends_its_message_plan(mode):
         assert torch.equal(info["messages_sent"], plan.sent_by_agent)
         assert torch.equal(info["fc_messages_sent"], plan.num_downlink)
         assert bool((info["uplink_channel_uses"] <= plan.uplink_budget).all())
+
+
+def test_observation_lists_each_teammate_in_index_order():
+    # Five agents at distinct places with distinct held intents, ages and links: the block of
+    # each teammate must be that teammate's, in index order, the agent itself left out.
+    world = agentcomm.make_vec("IntentCoverage-v0", num_envs=2, seed=3, num_agents=5)
+    world.reset(seed=3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        world.step(torch.rand(2, 5, 6, generator=gen) * 2 - 1)
+    obs = world.observation()
+    cfg, g, n = world.config, float(world.grid), 5
+    snr = ((world.peer_snr.clamp(-20.0, 40.0) + 20.0) / 30.0 - 1.0).nan_to_num(-1.0)
+    age = world.intent_age.clamp_max(cfg.intent_max_age).float() / cfg.intent_max_age * 2 - 1
+    for b in range(2):
+        for i in range(n):
+            expected = []
+            for j in range(n):
+                if j != i:
+                    rel = (world.known_intent[b, i, j] - world.pos[b, i]) / g
+                    expected += [*rel.tolist(), age[b, i, j].item(), snr[b, i, j].item()]
+            block = obs[b, i, 6 : 6 + 4 * (n - 1)]
+            assert block.tolist() == torch.tensor(expected).clamp(-1, 1).tolist()

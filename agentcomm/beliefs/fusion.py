@@ -380,12 +380,18 @@ def independent_gaussian_fusion(means: torch.Tensor, covs: torch.Tensor) -> Gaus
 
 
 def _combine(means: torch.Tensor, info: torch.Tensor, omega: torch.Tensor) -> GaussianBelief:
-    j = (omega[..., None, None] * info).sum(dim=-3)
+    j = _info_sum(info, omega)
     cov = torch.linalg.inv(j)
     cov = 0.5 * (cov + cov.transpose(-1, -2))
     y = (omega[..., None] * (info @ means.unsqueeze(-1)).squeeze(-1)).sum(dim=-2)
     mean = (cov @ y.unsqueeze(-1)).squeeze(-1)
     return GaussianBelief(mean=mean, cov=cov.expand(*mean.shape, mean.shape[-1]))
+
+
+def _info_sum(info: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    r""":math:`\sum_m \omega_m I_m` ``[..., d, d]`` of ``info [..., M, d, d]`` and
+    ``omega [..., M]``."""
+    return (omega.reshape(*omega.shape, 1, 1) * info).sum(dim=-3)
 
 
 def _ci_objective(
@@ -398,7 +404,7 @@ def _ci_objective(
     """``tr P(omega)`` or ``log det P(omega)``, ``P(omega)^{-1} = sum_m omega_m info_m``;
     ``j`` (that sum) and ``p`` (its inverse) when the caller has them."""
     if j is None:
-        j = (omega[..., None, None] * info).sum(dim=-3)
+        j = _info_sum(info, omega)
     if criterion == "trace":
         p = torch.linalg.inv(j) if p is None else p
         return p.diagonal(dim1=-2, dim2=-1).sum(-1)
@@ -412,10 +418,12 @@ def _ci_gradient(
     :math:`-\mathrm{tr}(P I_m)` (log det), ``[..., M]``; ``p``: :math:`P(\omega)` when the
     caller has it."""
     if p is None:
-        p = torch.linalg.inv((omega[..., None, None] * info).sum(dim=-3))
-    p = p.unsqueeze(-3)
-    weight = p @ p if criterion == "trace" else p
-    return -(info * weight.transpose(-1, -2)).sum(dim=(-2, -1))
+        p = torch.linalg.inv(_info_sum(info, omega))
+    if criterion == "trace":
+        # P @ P as the one bmm that matmul runs for a batch of matrices, without its reshapes.
+        flat = p.reshape(-1, *p.shape[-2:])
+        p = torch.bmm(flat, flat).view(p.shape)
+    return -(info * p.unsqueeze(-3).transpose(-1, -2)).sum(dim=(-2, -1))
 
 
 def covariance_intersection(
@@ -513,7 +521,7 @@ def _mirror_descent_omega(
     # Each iterate's information sum (and, for the trace, its inverse) serves both its
     # objective and the next step's gradient: the very tensors _ci_objective and
     # _ci_gradient would compute, formed once.
-    j = (omega[..., None, None] * info).sum(dim=-3)
+    j = _info_sum(info, omega)
     p = torch.linalg.inv(j)
     best, best_f = omega, _ci_objective(info, omega, criterion, j, p)
     for t in range(iterations):
@@ -524,7 +532,7 @@ def _mirror_descent_omega(
         g = g / g.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
         step = 1.0 / math.sqrt(t + 1.0)
         omega = torch.softmax(torch.log(omega.clamp_min(1e-30)) - step * g, dim=-1)
-        j = (omega[..., None, None] * info).sum(dim=-3)
+        j = _info_sum(info, omega)
         p = torch.linalg.inv(j)
         fo = _ci_objective(info, omega, criterion, j, p)
         better = fo < best_f

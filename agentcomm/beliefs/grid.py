@@ -271,7 +271,9 @@ def _sense_window(
     occupied = true_map.reshape(b, height * width).gather(-1, cells.view(b, -1)).view(b, n, -1)
     u = torch.rand(cells.shape, generator=generator, device=pos.device)
     # u < pd where occupied, u < pfa elsewhere (the probabilities compared as float32).
-    hit = u < torch.where(occupied, pd, pfa)
+    hit = u < torch.where(
+        occupied, _constant(pd, u.dtype, u.device), _constant(pfa, u.dtype, u.device)
+    )
     return WindowObservation(
         cells=cells, in_range=in_range, detections=hit & in_range, height=height, width=width
     )
@@ -289,7 +291,8 @@ def _window_tables(
     radius: float, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-radius constants: the 0/1 selection matrix ``[2R, K]`` that adds the row and column
-    strip entries of each disk candidate, the offsets ``[K, 2]`` and the strip span ``[R]``."""
+    strip entries of each disk candidate, the offsets ``[K, 2]`` and the strip span ``[R]``
+    (in ``dtype``: integers, exact in any float dtype)."""
     offsets = window_offsets(radius, device=device)
     reach = math.floor(radius + 0.5)
     span = torch.arange(-reach, reach + 1, device=device)
@@ -298,22 +301,32 @@ def _window_tables(
     select = torch.zeros(2 * r, offsets.shape[0], dtype=dtype, device=device)
     select[offsets[:, 0] + reach, k] = 1.0
     select[r + offsets[:, 1] + reach, k] = 1.0
-    return select, offsets, span
+    return select, offsets, span.to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(value: float | int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached 0-dim tensor holding ``value``: a hot-path ``torch.where`` given it wraps no
+    Python scalar into a new tensor per call (the same values)."""
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _strip(coord: torch.Tensor, span: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One axis of the window around each agent (``coord [...]``: any leading shape, e.g.
-    ``[B, N]`` for one axis or ``[B, N, 2]`` for both axes of a square grid).
+    ``[B, N]`` for one axis or ``[B, N, 2]`` for both axes of a square grid; ``span [R]`` in
+    ``coord``'s dtype).
 
     Returns the squared distance to each strip cell's centre ``[..., R]`` (the dtype's largest
     finite value off the grid, never inf, so that the selection product cannot form
     ``inf * 0``) and the anchor cell index ``[...]`` (integer-valued float).
     """
     anchor = coord.floor().clamp(0, size - 1)
-    idx = anchor.unsqueeze(-1) + span.to(coord.dtype)
+    idx = anchor.unsqueeze(-1) + span
     d = coord.unsqueeze(-1) - (idx + 0.5)
     big = torch.finfo(coord.dtype).max
-    d2 = torch.where((idx >= 0) & (idx < size), (d * d).clamp_max(big), big)
+    d2 = torch.where(
+        (idx >= 0) & (idx < size), (d * d).clamp_max(big), _constant(big, coord.dtype, coord.device)
+    )
     return d2, anchor
 
 

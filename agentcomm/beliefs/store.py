@@ -40,6 +40,7 @@ from agentcomm.beliefs.grid import (
     _LN2,
     WindowObservation,
     _add_window_increment,
+    _constant,
     entropy,
     kl_to_truth,
     sensor_increments,
@@ -197,7 +198,7 @@ def _put_where(
     otherwise the kept values are read and written again."""
     buffer = getattr(grid, "_scratch", None)
     if buffer is not None and buffer.data_ptr() == grid.data_ptr():
-        target = torch.where(where, index, grid.numel())
+        target = torch.where(where, index, _constant(grid.numel(), torch.long, grid.device))
         if torch.is_tensor(values):
             _put(buffer, target, values)
         else:
@@ -330,7 +331,8 @@ class LogOddsGridStore:
         """Bayes' rule for one sensing scan (:func:`~agentcomm.beliefs.grid.sense_window`):
         the increments are computed once for the own evidence (in place: nothing holds its
         previous values) and, when it is a state of its own, the fused belief."""
-        inc = torch.where(obs.in_range, torch.where(obs.detections, self._hit, self._miss), 0.0)
+        hit_or_miss = torch.where(obs.detections, self._hit, self._miss)
+        inc = torch.where(obs.in_range, hit_or_miss, _constant(0.0, hit_or_miss.dtype, self.device))
         self.local = _add_window_increment(self.local, obs, inc, self.clip, inplace=True)
         if not self.derived:
             self.belief = _add_window_increment(self.belief, obs, inc, self.clip)

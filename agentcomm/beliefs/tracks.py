@@ -106,7 +106,7 @@ class GaussianTrackStore:
 
     def errors(self, target_pos: torch.Tensor) -> torch.Tensor:
         """``[B, N, T]`` distance (cells) of each fused track from ``target_pos [B, T, 2]``."""
-        return (self.track_mean[..., :2] - target_pos[:, None]).norm(dim=-1)
+        return torch.linalg.vector_norm(self.track_mean[..., :2] - target_pos[:, None], dim=-1)
 
     # ------------------------------------------------------------------ messages
     def encode(self, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:

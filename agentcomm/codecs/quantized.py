@@ -190,8 +190,9 @@ class QuantizedCodec(Codec):
         self, goal: torch.Tensor | None, m: int, width: int, device: torch.device
     ) -> torch.Tensor:
         """int64 ``[M, W]``: the first ``W`` cells of :func:`selection_order` (goals on cell
-        centres), from a ``[H*W, W]`` table per width and device built once by
-        :func:`~agentcomm.codecs.intent.intent_order` itself (one gather per exchange)."""
+        centres), from a table of every goal cell's first ``W`` cells, per width and device,
+        built once by :func:`~agentcomm.codecs.intent.intent_order` itself (one gather per
+        exchange, an ``index_select`` by the goal's flat cell)."""
         if goal is None:
             return torch.arange(width, device=device).expand(m, width)
         h, w = self.source_shape
@@ -208,7 +209,8 @@ class QuantizedCodec(Codec):
             goals = torch.stack([rows.reshape(-1), cols.reshape(-1)], 1)
             table = intent_order(self.source_shape, goals)[:, :width].contiguous()
             self._goal_tables[key] = table
-        return table[goal[:, 0].long() * w + goal[:, 1].long()]
+        row, col = goal.long().unbind(1)
+        return table.index_select(0, row * w + col)
 
 
 #: Grids above this many cells sort per message instead of keeping a goal table

@@ -17,6 +17,7 @@ same power. The batched world computes its links with the same function
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def pairwise_distance(pos: torch.Tensor) -> torch.Tensor:
     # Explicit differences rather than torch.cdist: above 25 points cdist switches to a matmul
     # formulation that is not exactly symmetric and, in float32 at 1 km scale, leaves up to
     # ~0.5 m on the diagonal.
-    return (pos.unsqueeze(2) - pos.unsqueeze(1)).norm(dim=-1)
+    return torch.linalg.vector_norm(pos.unsqueeze(2) - pos.unsqueeze(1), dim=-1)
 
 
 def _tx_power(
@@ -132,7 +133,11 @@ def link_snr_db(
     noise = torch.tensor(float(noise_floor_dbm), dtype=pos.dtype, device=pos.device)
     shadowed = getattr(pathloss, "shadowing_std_db", 1.0) != 0
     peer, fc = _link_snr_db(pos, fc_pos, pathloss.snr_db, power, noise, generator, shadowed)
-    fc_dist = None if fc_pos is None else (pos - fc_pos.expand(b, 2).unsqueeze(1)).norm(dim=-1)
+    fc_dist = (
+        None
+        if fc_pos is None
+        else torch.linalg.vector_norm(pos - fc_pos.expand(b, 2).unsqueeze(1), dim=-1)
+    )
     return LinkBudget(peer_snr_db=peer, distance=dist, fc_snr_db=fc, fc_distance=fc_dist)
 
 
@@ -166,15 +171,15 @@ def _link_snr_db(
         of ``i < j`` serves both directions (reciprocity); the centre's links draw after.
     """
     b, n = pos.shape[:2]
-    eye = torch.eye(n, dtype=torch.bool, device=pos.device)
+    eye = _eye(n, pos.device)
     per_tx = tx_power_dbm.ndim > 0
     row_power = tx_power_dbm.unsqueeze(-1) if per_tx else tx_power_dbm
     if not shadowed and fc_pos is not None:
         ends = torch.cat([pos, fc_pos.expand(b, 2).unsqueeze(1)], dim=1)
-        dist = (pos.unsqueeze(2) - ends.unsqueeze(1)).norm(dim=-1) * scale
+        dist = torch.linalg.vector_norm(pos.unsqueeze(2) - ends.unsqueeze(1), dim=-1) * scale
         snr = snr_db(dist, row_power, noise_floor_dbm, generator)
         return snr[..., :n].masked_fill(eye, -math.inf), snr[..., n]
-    dist = (pos.unsqueeze(2) - pos.unsqueeze(1)).norm(dim=-1) * scale
+    dist = torch.linalg.vector_norm(pos.unsqueeze(2) - pos.unsqueeze(1), dim=-1) * scale
     zero = torch.zeros((), dtype=pos.dtype, device=pos.device)
     # With per-transmitter powers the (reciprocal) loss is made symmetric before each
     # row's power is added.
@@ -187,8 +192,14 @@ def _link_snr_db(
     peer = peer.masked_fill(eye, -math.inf)
     if fc_pos is None:
         return peer, None
-    fc_dist = (pos - fc_pos.expand(b, 2).unsqueeze(1)).norm(dim=-1) * scale
+    fc_dist = torch.linalg.vector_norm(pos - fc_pos.expand(b, 2).unsqueeze(1), dim=-1) * scale
     return peer, snr_db(fc_dist, tx_power_dbm, noise_floor_dbm, generator)
+
+
+@functools.lru_cache(maxsize=32)
+def _eye(n: int, device: torch.device) -> torch.Tensor:
+    """bool ``[n, n]`` identity, built once per size and device (read only)."""
+    return torch.eye(n, dtype=torch.bool, device=device)
 
 
 def adjacency(snr_db: torch.Tensor, threshold_db: float) -> torch.Tensor:

@@ -115,12 +115,14 @@ class IntentCoverage(CommWorld):
 
     def _occupancy(self) -> torch.Tensor:
         """long ``[B, S]``: agents within ``site_radius`` of each site."""
-        dist = (self.pos.unsqueeze(2) - self.sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
+        # [B, N, S] agent-site distances
+        dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1)
         return (dist <= self.config.site_radius).sum(1)
 
     def _scenario_step(self) -> torch.Tensor:
         cfg = self.config
-        dist = (self.pos.unsqueeze(2) - self.sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
+        # [B, N, S] agent-site distances
+        dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1)
         self._site_dist = dist  # for the agents' reward shares
         occ = self._occupancy()
         conflicts = (occ - 1).clamp_min(0).sum(1).float()

@@ -155,7 +155,7 @@ class TargetTracking(CommWorld):
         # Targets: constant velocity + white acceleration, speed cap, reflection at borders.
         acc = torch.randn(b, t, 2, generator=gen, device=dev) * cfg.accel_std
         vel = self.target[..., 2:] + acc
-        speed = vel.norm(dim=-1, keepdim=True)
+        speed = torch.linalg.vector_norm(vel, dim=-1, keepdim=True)
         vel = vel * (cfg.target_max_speed / speed.clamp_min(cfg.target_max_speed))
         p = self.target[..., :2] + vel
         low, high = p < 0, p > g
@@ -163,7 +163,7 @@ class TargetTracking(CommWorld):
         vel = torch.where(low | high, -vel, vel)
         self.target = torch.cat([p.clamp(0.0, g), vel], -1)
         # Sensing: each agent detects targets in range and measures their positions.
-        dist = (self.pos.unsqueeze(2) - p.unsqueeze(1)).norm(dim=-1)  # [B, N, T]
+        dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - p.unsqueeze(1), dim=-1)  # [B, N, T]
         detect = (dist <= cfg.sensing.radius) & (
             torch.rand(b, n, t, generator=gen, device=dev) < cfg.sensing.pd
         )
