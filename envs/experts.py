@@ -1,16 +1,47 @@
-"""Scripted experts, one per scenario: the floor every learned policy must beat,
+r"""Scripted experts, one per scenario: the floor every learned policy must beat,
 and the source of demonstrations for behaviour cloning.
 
-Each expert reads only what an agent could know (its own fused belief, the
-intents it has received and their ages, the known site positions), never the
-ground truth, so its success depends on communication the way a learned
-policy's does. All experts are batched over ``[B, N]`` and deterministic.
+Each expert reads only what an agent could know: its own fused belief and its own
+evidence, the intents it has received with their ages and resolutions, its own past
+positions this episode, the known site positions and its own radio configuration; never
+the ground truth. So its success depends on communication the way a learned policy's does.
+Every rule is a decision on the agent's posterior (expected victims, detections or
+tracking per step of travel), so more accurate information can only help it: an exact map
+is worth at least a blurred one, a larger budget at least a smaller one. All experts are
+batched over ``[B, N]`` and deterministic.
 
-Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``S`` sites, ``T`` targets.
+Shared pieces:
+
+* **Deconfliction by announced intents** (:func:`_yields`). Agent :math:`i` leaves a point
+  :math:`x` (a probable victim, a target) to teammate :math:`j` when :math:`j`'s fresh
+  announced goal :math:`\hat g_j` lies within the claim radius :math:`R` of :math:`x` and
+  :math:`j` is the better claimant. Unless :math:`i` itself announced :math:`x` last step,
+  the better claimant is the nearer one, :math:`\lVert\hat g_j - x\rVert + s_j <
+  \lVert p_i - x\rVert` (:math:`s_j` the worst-case error of a coarsely received intent,
+  half the diagonal of its quantization cell), so nobody walks to a victim a teammate is
+  already standing over. Once :math:`i` has announced :math:`x` it yields only to lower
+  indices: two agents that both announced :math:`x` settle in one step, and an agent does
+  not abandon its goal because a teammate it repels still announces it (with the symmetric
+  rule both left, then both came back, step after step).
+* **Memory** (:func:`_memory`): what an agent remembers of its own episode (where it has
+  been, what its own sensor reported, where it has searched), kept per world, reset where
+  ``world.t == 0`` and advanced once per step (a second call on the same state reuses it,
+  so one state always gets one answer). It is exact when the expert is called every step.
+* **Actions** (:func:`_act`): full speed toward the goal, the goal announced as the intent
+  (SearchRescue-v0 announces the start position during the first steps instead),
+  the whole budget used (component 4 = 1) and, in hybrid mode, half of it on the uplink
+  (component 5 = 0).
+
+Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``M`` sweep waypoints,
+``K`` candidate cells, ``T`` targets.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -19,23 +50,483 @@ from .world import ACTION_DIM, CommWorld
 
 __all__ = ["EXPERTS", "expert_actions", "random_actions"]
 
-_SPREAD = 4.0  # cells: a teammate's announced goal repels frontier cells this close
-_CROWD_PENALTY = 8.0  # cells of extra distance per repelling teammate
-_SUSPICIOUS = 2.0  # nats of net evidence for a victim that make a cell worth a second look
+# SearchRescue-v0
+_CONFIRMED = 0.5  # posterior above which a cell is a victim to rescue, not a lead to check
+_UNEXPLORED = 0.5  # nats: evidence this close to none means nobody has sensed the cell
+_SWEEP_MARGIN = 2.0  # a lead must beat the sweep's detection rate by this factor
+_CANDIDATES = 8  # best-rated cells per agent that are checked against teammates' claims
+_ANNOUNCE_STEPS = 3  # steps an agent announces its start (over fading links, more than once)
+# TargetTracking-v0
+_TRACKED = 1.5  # cells: position std of a track good enough to leave its target to others
+_LOCATED = 3.5  # cells: position std below which a track is pursued (the prior's is ~4.6)
+_LOOK_STEPS = 1.0  # steps added to every travel time of the search (the look itself)
+
+_EXACT = "donot_use_mm_for_euclid_dist"
+_MEMORIES: weakref.WeakKeyDictionary[CommWorld, dict[str, torch.Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _act(world: CommWorld, target: torch.Tensor, transmit: float = 1.0) -> torch.Tensor:
-    """Actions that head for ``target [B, N, 2]`` (cells) and announce it as the intent."""
+# ===================================================================== shared pieces
+def _act(
+    world: CommWorld,
+    target: torch.Tensor,
+    transmit: float = 1.0,
+    intent: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Actions that head for ``target [B, N, 2]`` (cells) and announce it as the intent (or
+    announce ``intent [B, N, 2]``, cells, when given)."""
     g, v = float(world.grid), world.config.max_speed
     delta = target - world.pos
     dist = delta.norm(dim=-1, keepdim=True)
     vel = delta / dist.clamp_min(v)  # full speed until the last step, then exact
-    intent = (target / g * 2 - 1).clamp(-1, 1)
+    intent = ((target if intent is None else intent) / g * 2 - 1).clamp(-1, 1)
     b, n = world.num_envs, world.num_agents
     comm = torch.tensor([transmit, 0.0], device=world.device).expand(b, n, 2)
     return torch.cat([vel.clamp(-1, 1), intent, comm], -1)
 
 
+@functools.lru_cache(maxsize=8)
+def _cells(grid: int, device: torch.device) -> torch.Tensor:
+    """``[C, 2]`` cell centres, row-major."""
+    idx = torch.arange(grid, device=device, dtype=torch.float32) + 0.5
+    return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(grid * grid, 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _disk_table(grid: int, radius: float, device: torch.device) -> torch.Tensor:
+    """``[C, C]`` float, 1 where two cell centres are within ``radius`` of each other."""
+    cells = _cells(grid, device)
+    return ((cells.unsqueeze(1) - cells).norm(dim=-1) <= radius + 1e-6).float()
+
+
+@functools.lru_cache(maxsize=8)
+def _drift_table(grid: int, device: torch.device) -> torch.Tensor:
+    """``[C, C]`` row-stochastic: a ninth of a cell's mass to each cell of its 3 x 3
+    neighbourhood, the share that would leave the area kept in place (reflecting walls)."""
+    cells = _cells(grid, device)
+    step = (cells.unsqueeze(1) - cells).abs().amax(-1) <= 1.0 + 1e-6  # [C, C]
+    table = step.float() / 9.0
+    return table + torch.diag(1.0 - table.sum(1))
+
+
+def _dist(points: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
+    """``[..., P, Q]`` Euclidean distances from ``points [..., P, 2]`` to ``to [Q, 2]`` or
+    ``to [..., Q, 2]`` (exact: no matrix-product shortcut)."""
+    if to.ndim == 2:
+        flat = torch.cdist(points.reshape(1, -1, 2), to.unsqueeze(0), compute_mode=_EXACT)
+        return flat.view(*points.shape[:-1], to.shape[0])
+    lead = points.shape[:-2]
+    out = torch.cdist(
+        points.reshape(-1, *points.shape[-2:]), to.reshape(-1, *to.shape[-2:]), compute_mode=_EXACT
+    )
+    return out.view(*lead, points.shape[-2], to.shape[-2])
+
+
+def _intent_slack(world: CommWorld) -> torch.Tensor:
+    """``[B, N, N]`` worst-case error (cells) of the intent agent ``i`` holds for ``j``: half
+    the diagonal of its quantization cell, ``grid / 2**bits``."""
+    return world.grid / torch.exp2(world.intent_bits.float()) * 0.5**0.5
+
+
+def _fresh_teammates(world: CommWorld) -> torch.Tensor:
+    """bool ``[B, N, N]``: ``j != i`` and ``i`` heard ``j``'s intent within ``intent_max_age``."""
+    eye = torch.eye(world.num_agents, dtype=torch.bool, device=world.device)
+    return (world.intent_age < world.config.intent_max_age) & ~eye
+
+
+def _yields(
+    world: CommWorld,
+    points: torch.Tensor,
+    own_dist: torch.Tensor,
+    radius: float,
+    commit_radius: float,
+    teammates: torch.Tensor,
+    owner: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """bool ``[B, N, K]``: agent ``i`` leaves point ``k`` (``points [B, N, K, 2]``, at
+    ``own_dist [B, N, K]`` from it) to a teammate (module docstring).
+
+    Args:
+        radius: the claim radius ``R``.
+        commit_radius: how close ``i``'s previous goal must be to a point for ``i`` to have
+            announced it.
+        teammates: bool ``[B, N, N]``, whose claims count.
+        owner: long ``[B, N, K]``, the agent whose territory holds each point (its goal
+            need not be within ``R``), or ``None``.
+    """
+    n = world.num_agents
+    lower = torch.ones(n, n, dtype=torch.bool, device=world.device).tril(-1)  # j < i
+    gap = _dist(world.known_intent, points)  # [B, N, N(j), K]
+    worst = gap + _intent_slack(world).unsqueeze(-1)
+    near = worst <= radius
+    if owner is not None:
+        agents = torch.arange(n, device=world.device).view(1, 1, n, 1)
+        near = near | (owner.unsqueeze(2) == agents)
+    mine = own_dist.unsqueeze(2)
+    nearer = (worst < mine) | ((worst == mine) & lower.unsqueeze(-1))
+    committed = (world.intent.unsqueeze(2) - points).norm(dim=-1) <= commit_radius  # [B,N,K]
+    better = torch.where(committed.unsqueeze(2), lower.unsqueeze(-1), nearer)
+    return (near & better & teammates.unsqueeze(-1)).any(2)
+
+
+def _memory(world: CommWorld) -> dict[str, torch.Tensor]:
+    """The expert's memory of ``world``: a dict of tensors, empty for a world it has not
+    seen (weakly keyed, so it goes with the world)."""
+    mem = _MEMORIES.get(world)
+    if mem is None:
+        mem = {}
+        _MEMORIES[world] = mem
+    return mem
+
+
+def _new_step(world: CommWorld, mem: dict[str, torch.Tensor]) -> torch.Tensor:
+    """bool ``[B]``: the worlds whose state (step counter, positions) differs from the one
+    the memory last saw, so their memory advances; records the current state."""
+    key = torch.cat([world.t.float().unsqueeze(1), world.pos.reshape(world.num_envs, -1)], 1)
+    last = mem.get("state")
+    mem["state"] = key
+    if last is None or last.shape != key.shape:
+        return torch.ones(world.num_envs, dtype=torch.bool, device=world.device)
+    return (last != key).any(1)
+
+
+# ===================================================================== SearchRescue-v0
+@functools.lru_cache(maxsize=16)
+def _sweep_plan(
+    grid: int, agents: int, anchor: tuple[float, float], radius: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Territories and four boustrophedon routes through each.
+
+    Territories: the cells sorted by their angle around ``anchor`` and cut into ``agents``
+    runs of equal count (quadrants for four agents around the centre), a convention every
+    agent knows without a word. Lanes: rows ``radius, 3 radius, ...`` (the last at most
+    ``grid - radius``), so the sensing disks of neighbouring lanes tile the area. A waypoint
+    sits on each lane at each column and belongs to the territory of its cell. A route
+    visits a territory's waypoints lane by lane, alternating direction; its four variants
+    start at each of the territory's four route corners (first or last lane, leftward or
+    rightward), so an agent enters its territory at the corner nearest to it.
+
+    Returns:
+        ``sector [C]`` (territory of each cell), ``waypoints [M, 2]``, ``owner [M]``
+        (territory of each waypoint), ``orders [4, M]`` (rank of each waypoint in its
+        territory's route, per variant), ``corners [agents, 4, 2]`` (the first waypoint of
+        each route) and ``foot [C, M]`` (float, 1 for the cells within ``radius`` of each
+        waypoint).
+    """
+    cells = _cells(grid, device)
+    rel = cells - torch.tensor(anchor, device=device)
+    rank = torch.atan2(rel[:, 1], rel[:, 0]).argsort().argsort()
+    sector = rank * agents // cells.shape[0]  # [C]
+    spacing = 2 * radius
+    count = max(1, math.ceil(grid / spacing - 1e-6))
+    rows = sorted({min(radius + spacing * j, grid - radius) for j in range(count)})
+    lanes = torch.tensor(rows if grid > spacing else [grid / 2], device=device)
+    cols = torch.arange(grid, device=device, dtype=torch.float32) + 0.5
+    waypoints = torch.stack(torch.meshgrid(lanes, cols, indexing="ij"), -1).reshape(-1, 2)
+    lane = torch.arange(lanes.numel(), device=device).repeat_interleave(grid)
+    home = (waypoints[:, 0].floor().clamp(0, grid - 1) * grid + waypoints[:, 1].floor()).long()
+    owner = sector[home]
+    orders = torch.zeros(4, waypoints.shape[0], dtype=torch.long, device=device)
+    corners = torch.zeros(agents, 4, 2, device=device)
+    for i in range(agents):  # a one-off table per configuration
+        ids = (owner == i).nonzero().squeeze(1)
+        if ids.numel() == 0:
+            corners[i] = cells[(sector == i).nonzero()[0, 0]]
+            continue
+        used, lane_of = torch.unique(lane[ids], return_inverse=True)
+        for variant in range(4):
+            lane_rank = lane_of if variant < 2 else used.numel() - 1 - lane_of
+            first = 1.0 if variant % 2 == 0 else -1.0
+            direction = torch.where(lane_rank % 2 == 0, first, -first)
+            key = lane_rank.float() * (4.0 * grid) + direction * waypoints[ids, 1]
+            route = ids[key.argsort()]
+            orders[variant, route] = torch.arange(ids.numel(), device=device)
+            corners[i, variant] = waypoints[route[0]]
+    foot = ((cells.unsqueeze(1) - waypoints).norm(dim=-1) <= radius + 1e-6).float()
+    return sector, waypoints, owner, orders, corners, foot
+
+
+@functools.lru_cache(maxsize=8)
+def _permutations(agents: int, device: torch.device) -> torch.Tensor:
+    """``[P, agents]`` long: every assignment of territories to agents (row ``p``: the
+    territory of each agent), the identity first."""
+    rows = list(itertools.permutations(range(agents)))
+    return torch.tensor(rows, dtype=torch.long, device=device).view(len(rows), agents)
+
+
+def _territories(
+    world: CommWorld,
+    mem: dict[str, torch.Tensor],
+    sector: torch.Tensor,
+    corners: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Which territory each agent sweeps, and from which corner.
+
+    Returns ``territory [B, N]`` (the agent's own territory) and ``sweeper [B, N, N]``
+    (``sweeper[b, i, s]``: the agent that sweeps territory ``s`` in agent ``i``'s view), and
+    records ``variant [B, N]`` (the route variant, :func:`_sweep_plan`) in ``mem``.
+
+    At the start of an episode every agent takes territory ``i`` by convention and, for the
+    first ``K`` steps, announces its start position as its intent
+    (:func:`search_rescue_expert`; over fading links one header may be lost). An agent that
+    has heard every teammate's start by step ``K`` solves the bottleneck assignment on the
+    starts as it received them (its own quantized as coarsely as the coarsest it heard):
+
+    .. math:: \pi^* = \arg\min_\pi \Big(\max_j d(x_j, \pi(j)),\ \sum_j d(x_j, \pi(j))\Big)
+
+    lexicographically, with :math:`d(x, s)` the distance from :math:`x` to the nearest
+    corner of territory :math:`s`, and permutations in a fixed order (ties go to the first),
+    so every agent that heard the same starts picks the same assignment. The team then
+    sweeps all territories in parallel after the shortest longest walk; an agent that did
+    not hear everyone by step ``K`` keeps the convention (a partial assignment could leave a
+    territory to nobody) and, from then on, leaves its territory when a fresh teammate's
+    announced goal lies in it, for the territory with the nearest corner that no fresh
+    teammate's goal lies in. Permutations are enumerated for at most 6 agents; larger
+    teams keep the convention. Each agent enters its territory at the route corner nearest
+    to it, chosen when the territory is.
+    """
+    b, n, dev = world.num_envs, world.num_agents, world.device
+    pos = world.pos
+    first = world.t == 0
+    own = torch.arange(n, device=dev).expand(b, n)
+    identity = own.unsqueeze(1).expand(b, n, n)
+    territory, sweeper = mem.get("territory"), mem.get("sweeper")
+    if territory is None or territory.shape != (b, n):
+        territory, sweeper = own.clone(), identity.clone()
+        mem["start"] = pos.clone()
+        mem["variant"] = torch.zeros(b, n, dtype=torch.long, device=dev)
+        mem["decided"] = torch.zeros(b, n, dtype=torch.bool, device=dev)
+    territory = torch.where(first.view(-1, 1), own, territory)
+    sweeper = torch.where(first.view(-1, 1, 1), identity, sweeper)
+    start = torch.where(first.view(-1, 1, 1), pos, mem["start"])
+    decided = mem["decided"] & ~first.view(-1, 1)
+    mem["start"] = start
+    choose = first.view(-1, 1).expand(b, n)
+    if 1 < n <= 6:
+        eye = torch.eye(n, dtype=torch.bool, device=dev)
+        # Every intent heard since the start of the episode, up to step K, is a start.
+        heard = (world.intent_age < world.t.view(-1, 1, 1)) | eye  # [B, N, N]
+        early = (world.t >= 1) & (world.t <= _ANNOUNCE_STEPS)
+        decide = early.view(-1, 1) & heard.all(-1) & ~decided  # [B, N]
+        bits = world.intent_bits.masked_fill(eye, world.config.comm.intent_bits).amin(-1)
+        mine = world.comm.quantize_intent(start.reshape(b * n, 2), bits.reshape(-1))
+        starts = torch.where(eye.view(1, n, n, 1), mine.view(b, n, 1, 2), world.known_intent)
+        # [B, N(i), N(j), S]: distance from j's start to the nearest corner of territory s
+        reach = _dist(starts, corners.view(-1, 2)).view(b, n, n, n, 4).amin(-1)
+        perms = _permutations(n, dev)  # [P, N]
+        idx = perms.t().view(1, 1, n, -1).expand(b, n, n, perms.shape[0])
+        cost = reach.gather(3, idx)  # [B, N(i), N(j), P]
+        score = cost.amax(2) * (4.0 * n * world.grid) + cost.sum(2)  # [B, N, P]
+        best = perms[score.argmin(-1)]  # [B, N(i), N(j)]: territory of j in i's view
+        inverse = best.argsort(-1)  # [B, N(i), S]: agent of territory s
+        pick = best.gather(2, own.unsqueeze(-1)).squeeze(-1)
+        territory = torch.where(decide, pick, territory)
+        sweeper = torch.where(decide.unsqueeze(-1), inverse, sweeper)
+        choose = choose | decide
+        decided = decided | decide
+        # An agent that missed a start leaves a territory a teammate heads for (its announced
+        # goal lies there) and takes the one with the nearest corner that nobody heads for.
+        late = (world.t > _ANNOUNCE_STEPS).view(-1, 1) & ~decided
+        goal = world.known_intent.floor().clamp(0, world.grid - 1).long()
+        goal_sector = sector[goal[..., 0] * world.grid + goal[..., 1]]  # [B, N, N]
+        fresh = _fresh_teammates(world)
+        every = torch.arange(n, device=dev).view(1, 1, 1, n)
+        # [B, N(i), S]: a teammate of i heads for territory s
+        heads = ((goal_sector.unsqueeze(-1) == every) & fresh.unsqueeze(-1)).any(2)
+        lost = late & heads.gather(2, territory.unsqueeze(-1)).squeeze(-1)
+        near = (corners.unsqueeze(0).unsqueeze(0) - pos.view(b, n, 1, 1, 2)).norm(dim=-1)
+        alt = near.amin(-1).masked_fill(heads, float("inf")).argmin(-1)
+        free = ~heads.all(-1)
+        switch = lost & free
+        # The teammate heading for the territory given up now sweeps it in i's view.
+        there = (goal_sector == territory.unsqueeze(-1)) & fresh  # [B, N, N]
+        swapped = sweeper.scatter(2, territory.unsqueeze(-1), there.byte().argmax(-1, True))
+        swapped = swapped.scatter(2, alt.unsqueeze(-1), own.unsqueeze(-1))
+        territory = torch.where(switch, alt, territory)
+        sweeper = torch.where(switch.unsqueeze(-1), swapped, sweeper)
+        choose = choose | switch
+    mem["decided"] = decided
+    # Enter at the nearest corner of the territory (chosen at the start and on reassignment).
+    mine_corners = corners[territory]  # [B, N, 4, 2]
+    nearest = (mine_corners - pos.unsqueeze(2)).norm(dim=-1).argmin(-1)
+    mem["variant"] = torch.where(choose, nearest, mem["variant"])
+    mem["territory"], mem["sweeper"] = territory, sweeper
+    return territory, sweeper
+
+
+def _own_evidence(
+    world: CommWorld, mem: dict[str, torch.Tensor], own: torch.Tensor, window: torch.Tensor
+) -> torch.Tensor:
+    r"""``[B, N, C]`` the agent's own log-odds without the clip.
+
+    Every step the agent's own evidence ``own`` moves up on each cell of its sensing
+    ``window`` its sensor detected and down on each it missed (or stays at the clip ceiling
+    or floor); summing :math:`\log(p_d/p_{fa})` per detection and
+    :math:`\log((1-p_d)/(1-p_{fa}))` per miss without the clip recovers what the clip
+    forgets. Memory created mid-episode starts from the clipped evidence."""
+    cfg = world.config
+    clip = cfg.comm.logodds_clip
+    pd, pfa = cfg.sensing.pd, cfg.sensing.pfa
+    hit, miss = math.log(pd / pfa), math.log((1 - pd) / (1 - pfa))
+    new = _new_step(world, mem).view(-1, 1, 1)
+    total, last = mem.get("own_total"), mem.get("own_last")
+    if total is None or total.shape != own.shape:
+        total, last = own.clone(), own.clone()
+    start = (world.t == 0).view(-1, 1, 1)
+    total = torch.where(start, own, total)
+    last = torch.where(start, own, last)
+    up = (own > last + 1e-6) | ((own >= clip - 1e-6) & (own >= last - 1e-6))
+    down = (own < last - 1e-6) | ((own <= -clip + 1e-6) & (own <= last + 1e-6))
+    step = torch.where(up, hit, torch.where(down, miss, 0.0)) * window
+    total = torch.where(new & ~start, total + step, total)
+    mem["own_total"], mem["own_last"] = total, torch.where(new, own, last)
+    return total
+
+
+def search_rescue_expert(world: CommWorld) -> torch.Tensor:
+    r"""Sweep a territory; rescue victims and look again at leads when that beats sweeping.
+
+    **Posterior.** Agent :math:`i` decides on :math:`p_i(c) = \sigma(\ell_i(c))`: its fused
+    log-odds with its own, clipped, evidence replaced by the unclipped sum of its own
+    detections and misses (:func:`_own_evidence`; the clip at :math:`\pm`
+    ``logodds_clip`` is only 1.6 nats below the prior, so it forgets misses, and a
+    teammate's single false alarm would lift a cell the agent has missed many times to
+    :math:`p \approx 0.04`), and :math:`p_i(c) = 0` within ``rescue_radius`` of every
+    position the agent has occupied this episode (a victim there would have been rescued).
+
+    **Leads and victims.** With travel :math:`d_i(c)`, speed :math:`v`, sensing radius
+    :math:`r_s`, rescue radius :math:`r_r` and detection probability :math:`p_d`, going for
+    cell :math:`c` yields, in victims per step,
+
+    .. math::
+
+        \rho_i(c) = \begin{cases}
+            p_i(c) / t_r(c) & p_i(c) \ge \tfrac12 \text{ (a victim: rescue it)} \\
+            \max\big(p_i(c) / t_r(c),\; p_d\, p_i(c) / t_s(c)\big)
+                & \text{otherwise (a lead: look again, or rescue)}
+        \end{cases}
+        \qquad t_{r,s}(c) = \max\Big(1, \Big\lceil \frac{d_i(c) - r_{r,s}}{v} \Big\rceil\Big),
+
+    set to 0 where a teammate has the cell (:func:`_yields` with claim radius :math:`r_s`,
+    since a teammate whose goal is that close will see the cell; the owner of the territory
+    holding the cell has it whenever its goal is nearer) and, while the agent's own
+    territory is not swept, on cells of other territories more than one step away (their
+    owners' sweeps will look at them). Sweeping fresh ground finds victims at
+    :math:`\rho_\text{sweep} = p_d\, p_0\, 2 r_s v` (a swath :math:`2 r_s` wide advancing
+    :math:`v` per step over cells at the prior :math:`p_0`). The agent goes for the best
+    cell :math:`c^*` if
+
+    .. math:: \rho_i(c^*) \ge 2\, \rho_\text{sweep},
+
+    or if :math:`\rho_i(c^*) > 0` once nothing is left to sweep; the factor 2 because a
+    lead in view is seen again by the sweep itself at no cost.
+
+    **Territories.** The area is cut into :math:`N` territories (:func:`_sweep_plan`).
+    Agent :math:`i` sweeps territory :math:`i` by convention; during the first
+    :math:`K = 3` steps it announces its start position as its intent, and once it has heard
+    every teammate's start it takes its part of the bottleneck assignment of territories to
+    starts (:func:`_territories`), which every agent that heard the same starts computes
+    alike. An agent that has not heard every start by step :math:`K` keeps the convention,
+    and gives up a territory a teammate's announced goal lies in for the free territory
+    with the nearest corner.
+
+    **Sweep.** Otherwise it heads for the first waypoint of its territory's route (the
+    variant entered at the corner nearest to it) whose sensing disk still holds an
+    unexplored cell (evidence within
+    0.5 nats of the prior, or half the least a look can move a clipped belief if that is
+    less, both in its fused belief and in its own unclipped evidence: nobody has sensed it);
+    once its territory is done, for the nearest open waypoint elsewhere that no
+    teammate's fresh goal is within :math:`2 r_s` of.
+
+    Why: the route is the shortest cover of a territory, and territories by convention
+    need no messages, so the team sweeps in parallel with or without communication; the
+    starts it hears let it shorten the longest walk to a territory (the time to cover the
+    area is that walk plus one territory's route); an agent that missed a start keeps the
+    convention it would have had without messages until a teammate's goal shows that its
+    territory is taken, so a lost header costs a detour, not a territory left to nobody. The
+    fused belief then removes what teammates have sensed, sends help where it is needed and
+    turns teammates' detections into leads. Rates in victims per step put each lead at its
+    worth: one detection (:math:`p \approx 0.18`; ~0.65 false alarms per agent-step) is
+    followed only within 3 cells, two (:math:`p \approx 0.79`) draw the nearest agent from
+    up to 10 cells away (at the defaults, :math:`2\rho_\text{sweep} \approx 0.084`).
+    """
+    cfg = world.config
+    b, n, g, dev = world.num_envs, world.num_agents, world.grid, world.device
+    rs, rr, v, pd = cfg.sensing.radius, cfg.rescue_radius, cfg.max_speed, cfg.sensing.pd
+    c = g * g
+    cells = _cells(g, dev)
+    pos = world.pos
+    dist = _dist(pos, cells)  # [B, N, C]
+    mem = _memory(world)
+    visited = mem.get("visited")
+    if visited is None or visited.shape != dist.shape:
+        visited = torch.zeros_like(dist, dtype=torch.bool)
+    visited = (visited & (world.t > 0).view(-1, 1, 1)) | (dist <= rr)
+    mem["visited"] = visited
+    belief = world.belief.reshape(b, n, c)
+    own = world.local.reshape(b, n, c)
+    own_total = _own_evidence(world, mem, own, dist <= rs)
+    ell = belief + (own_total - own)
+    p = torch.sigmoid(ell).masked_fill(visited, 0.0)
+    anchor = cfg.base if cfg.start == "base" and cfg.base is not None else (g / 2, g / 2)
+    sector, waypoints, owner, orders, corners, foot = _sweep_plan(
+        g, n, (float(anchor[0]), float(anchor[1])), float(rs), dev
+    )
+    territory, sweeper = _territories(world, mem, sector, corners)
+    order = orders[mem["variant"]]  # [B, N, M]
+    teammates = _fresh_teammates(world)
+    # --- sweep
+    m = waypoints.shape[0]
+    # One look moves a belief at the prior by at least `least` nats (clip included): less
+    # than half of that from the prior, in the fused belief and in the agent's own unclipped
+    # evidence, means nobody has sensed the cell.
+    clip, pfa = cfg.comm.logodds_clip, cfg.sensing.pfa
+    least = min(math.log(pd / pfa), -math.log((1 - pd) / (1 - pfa)))
+    least = min(least, clip + world.prior, clip - world.prior)
+    slack = min(_UNEXPLORED, least / 2)
+    unexplored = ((belief - world.prior).abs() < slack) & ((own_total - world.prior).abs() < slack)
+    # A waypoint is open while looking from it reveals at least what a step of sweeping
+    # fresh ground does (2 r_s v cells): slivers a teammate's path left are not worth a
+    # detour on the route; once the routes are done, the leads rule takes them at p_0.
+    worth = min(max(1.0, 2 * rs * v), float(foot.sum(0).min())) - 1e-6
+    open_ = (unexplored.float() @ foot) >= worth  # [B, N, M]
+    mine = owner == territory.unsqueeze(-1)
+    own_open = (open_ & mine).any(-1)  # [B, N]
+    gap = _dist(world.known_intent, waypoints)  # [B, N, N, M]
+    near = gap + _intent_slack(world).unsqueeze(-1) <= 2 * rs
+    claimed = (near & teammates.unsqueeze(-1)).any(2)
+    big = float(10 * m)
+    key_own = torch.where(open_ & mine, order.float(), big)
+    key_help = torch.where(open_ & ~mine & ~claimed, big + _dist(pos, waypoints), 3 * big)
+    key = torch.minimum(key_own, key_help).min(-1)
+    sweeping = key.values < 2 * big
+    sweep_goal = waypoints[key.indices]
+    # --- leads and victims
+    t_rescue = ((dist - rr) / v).ceil().clamp_min(1.0)
+    t_look = ((dist - rs) / v).ceil().clamp_min(1.0)
+    rescue = p / t_rescue
+    rate = torch.where(p >= _CONFIRMED, rescue, torch.maximum(rescue, pd * p / t_look))
+    foreign = (sector != territory.unsqueeze(-1)) & (torch.minimum(t_rescue, t_look) > 1)
+    rate = rate.masked_fill(foreign & own_open.unsqueeze(-1), 0.0)
+    top = rate.topk(min(_CANDIDATES, c), dim=-1)
+    cand = cells[top.indices]  # [B, N, K, 2]
+    holder = sweeper.gather(2, sector[top.indices])  # [B, N, K]: who sweeps each candidate
+    taken = _yields(world, cand, dist.gather(2, top.indices), rs, 0.5, teammates, holder)
+    best = top.values.masked_fill(taken, 0.0).max(-1)
+    lead = cand.gather(2, best.indices.view(b, n, 1, 1).expand(b, n, 1, 2)).squeeze(2)
+    p0 = 1.0 / (1.0 + math.exp(-world.prior))
+    rho_sweep = pd * p0 * 2 * rs * v
+    go = (best.values >= _SWEEP_MARGIN * rho_sweep) | (~sweeping & (best.values > 0))
+    target = torch.where(
+        go.unsqueeze(-1), lead, torch.where(sweeping.unsqueeze(-1), sweep_goal, pos)
+    )
+    # The first steps announce where the agent starts (for the assignment of territories).
+    early = (world.t < _ANNOUNCE_STEPS).view(-1, 1, 1)
+    return _act(world, target, intent=torch.where(early, mem["start"], target))
+
+
+# ===================================================================== IntentCoverage-v0
 def _claims(world: CommWorld, points: torch.Tensor, radius: float) -> torch.Tensor:
     """bool ``[B, N, P]``: point ``p`` is claimed, in agent ``i``'s view, by a teammate of
     lower index whose intent (received within ``intent_max_age`` steps) may lie within
@@ -44,52 +535,10 @@ def _claims(world: CommWorld, points: torch.Tensor, radius: float) -> torch.Tens
     n = world.num_agents
     fresh = world.intent_age < world.config.intent_max_age  # [B, N, N]
     lower = torch.ones(n, n, dtype=torch.bool, device=world.device).tril(-1)  # j < i
-    near = (world.known_intent.unsqueeze(3) - points.unsqueeze(1).unsqueeze(1)).norm(dim=-1)
+    near = _dist(world.known_intent, points.unsqueeze(1).expand(-1, n, -1, -1))
     # near: [B, N(i), N(j), P]; a coarse intent may be anywhere in its quantization cell.
-    slack = (world.intent_resolution * 0.5**0.5).unsqueeze(-1)
+    slack = _intent_slack(world).unsqueeze(-1)
     return ((near <= radius + slack) & (fresh & lower).unsqueeze(-1)).any(2)
-
-
-def search_rescue_expert(world: CommWorld) -> torch.Tensor:
-    """Frontier search with intent-based deconfliction, then rescue.
-
-    Each agent heads for the nearest cell its fused belief rates more likely
-    occupied than not (a probable victim), unless a teammate's freshly
-    announced goal is closer to it; otherwise for the nearest unexplored cell (belief still at
-    the prior), penalized by ``_CROWD_PENALTY`` cells for each lower-index
-    teammate whose announced goal lies within ``_SPREAD`` cells of it, which
-    spreads the team over the area.
-    """
-    b, n, g = world.num_envs, world.num_agents, world.grid
-    cells = world._cell_centres()  # [C, 2]
-    belief = world.belief.view(b, n, g * g)
-    dist = (world.pos.unsqueeze(2) - cells).norm(dim=-1)  # [B, N, C]
-    inf = torch.tensor(float("inf"), device=world.device)
-    # Probable victims go to whoever is nearest: a teammate whose fresh announced goal is
-    # closer to the cell than this agent is (index breaks ties) will handle it.
-    fresh = world.intent_age < world.config.intent_max_age
-    eye = torch.eye(n, dtype=torch.bool, device=world.device)
-    lower = torch.ones(n, n, dtype=torch.bool, device=world.device).tril(-1)
-    d_team = (world.known_intent.unsqueeze(3) - cells).norm(dim=-1)  # [B, N(i), N(j), C]
-    closer = (d_team < dist.unsqueeze(2)) | ((d_team == dist.unsqueeze(2)) & lower.unsqueeze(-1))
-    taken = (closer & (fresh & ~eye).unsqueeze(-1)).any(2)
-    likely = (belief > 0.0) & ~taken
-    d_likely = torch.where(likely, dist, inf)
-    has_likely = likely.any(-1)
-    # Frontier: cells with no evidence yet, and cells with net positive evidence (a
-    # detection a miss did not outweigh), which deserve another look.
-    evidence = belief - world.prior
-    unexplored = (evidence.abs() < 0.5) | (evidence > _SUSPICIOUS)
-    # Only lower-index teammates' goals repel: if every agent avoided every other, agents
-    # sharing a belief would all flee the same crowd to the same place, step after step.
-    near = d_team <= _SPREAD
-    crowd = (near & (fresh & lower).unsqueeze(-1)).sum(2).float()
-    score = torch.where(unexplored, dist + _CROWD_PENALTY * crowd, inf)
-    # With no frontier left, revisit the cells that are most likely occupied, spread out.
-    fallback = dist + _CROWD_PENALTY * crowd - 4.0 * evidence
-    score = torch.where(unexplored.any(-1, keepdim=True), score, fallback)
-    pick = torch.where(has_likely, d_likely.argmin(-1), score.argmin(-1))
-    return _act(world, cells[pick])
 
 
 def intent_coverage_expert(world: CommWorld) -> torch.Tensor:
@@ -97,7 +546,7 @@ def intent_coverage_expert(world: CommWorld) -> torch.Tensor:
     not claimed by a lower-index teammate (a claim: the teammate's announced goal,
     widened by its quantization cell, reaches the site radius)."""
     sites = world.sites  # [B, S, 2]
-    dist = (world.pos.unsqueeze(2) - sites.unsqueeze(1)).norm(dim=-1)  # [B, N, S]
+    dist = _dist(world.pos, sites)  # [B, N, S]
     taken = _claims(world, sites, world.config.site_radius)
     score = torch.where(taken, dist + 1e3, dist)
     pick = score.argmin(-1)
@@ -105,13 +554,142 @@ def intent_coverage_expert(world: CommWorld) -> torch.Tensor:
     return _act(world, target)
 
 
+# ===================================================================== TargetTracking-v0
+_SHARES_TRACKS: weakref.WeakKeyDictionary[CommWorld, bool] = weakref.WeakKeyDictionary()
+
+
+def _delivers_track(world: CommWorld, budget: int, intents: int) -> bool:
+    """Whether one message of ``budget`` channel uses, whose header carries ``intents``
+    intents, delivers the position and velocity of every target (the first four values of
+    each track) over a clean link: a dry run of the world's own radio on a private
+    generator (the world's random stream is untouched)."""
+    if budget <= 0:
+        return False
+    dev = world.device
+    t = world.config.num_targets
+    payload = torch.linspace(-0.9, 0.9, t * 8, device=dev).view(1, t, 8)
+    one = torch.zeros(1, dtype=torch.long, device=dev)
+    ex = world.comm.send(
+        one,
+        one,
+        one,
+        torch.full_like(one, budget),
+        torch.full((1,), 100.0, device=dev),
+        payload,
+        0.0,
+        torch.Generator(device=dev).manual_seed(0),
+        intents=intents,
+    )
+    # A value that did not fit decodes to the prior, 0, which has no sign.
+    arrived = ex.estimate.sign() == payload.sign()
+    return bool(ex.payload_ok.all()) and bool(arrived[..., :4].all())
+
+
+def _shares_tracks(world: CommWorld) -> bool:
+    """Whether the agents' radios carry the targets' states: peer messages (distributed), uplink
+    and downlink (centralized; the downlink header holds all ``N`` intents), either of the
+    two (hybrid, the budget split in half as :func:`_act` splits it). An agent knows its
+    own radio; computed once per world."""
+    known = _SHARES_TRACKS.get(world)
+    if known is not None:
+        return known
+    cm = world.config.comm
+    k, n = cm.budget, world.num_agents
+    up = k // 2 if cm.mode == "hybrid" else k
+    star = _delivers_track(world, up, 1) and _delivers_track(world, k, n)
+    mesh = _delivers_track(world, k - up if cm.mode == "hybrid" else k, 1)
+    shares = {"centralized": star, "distributed": mesh}.get(cm.mode, star or mesh)
+    _SHARES_TRACKS[world] = shares
+    return shares
+
+
 def target_tracking_expert(world: CommWorld) -> torch.Tensor:
-    """Pursuit of the fused estimate: agent ``i`` follows target ``i mod T``, heading for
-    its predicted position one step ahead."""
-    n, t = world.num_agents, world.config.num_targets
-    assign = torch.arange(n, device=world.device) % t
-    mean = world.track_mean[:, torch.arange(n, device=world.device), assign]  # [B, N, 4]
-    target = (mean[..., :2] + mean[..., 2:]).clamp(0.0, float(world.grid))
+    r"""Pursue located targets, one agent each; search for the others on a posterior of
+    where an undetected target can be.
+
+    **Pursuit.** Agent :math:`i` holds per target :math:`\tau` a fused track: mean position
+    :math:`\hat x_\tau`, velocity :math:`\hat u_\tau`, position standard deviation
+    :math:`\sigma_\tau` (root mean of the two position variances). A target is *located*
+    when :math:`\sigma_\tau \le 3.5` cells (the prior's is ~4.6); the agent pursues the
+    nearest located target no teammate holds, heading for its intercept point
+    :math:`\hat x_\tau + \hat u_\tau\, \lVert \hat x_\tau - p_i \rVert / v`. A teammate
+    holds :math:`\tau` (:func:`_yields`, claim radius :math:`r_s` around :math:`\hat
+    x_\tau`) only if the radios carry tracks (:func:`_shares_tracks`) and :math:`i`'s own
+    track of :math:`\tau` is good, :math:`\sigma_\tau \le 1.5` cells: success scores every
+    agent's own estimate, so leaving a target to a teammate is rational only while the
+    teammate's track reaches the agent.
+
+    **Search.** With no free located target and a target not located, the agent searches.
+    Its memory holds :math:`q(c)`, the probability that an undetected target is in cell
+    :math:`c`, uniform at the start. Every step: (1) drift, :math:`q \leftarrow (1 - a) q +
+    a\, q T` with :math:`T` a ninth of each cell's mass to each of its 3 x 3 neighbours
+    (reflecting walls) and :math:`a` the targets' top speed in cells per step, about the
+    share of a cell's mass that can leave it in a step; (2) misses, :math:`q(c) \leftarrow
+    (1 - p_d)\, q(c)` on its own sensing disk and, when tracks are shared, once more per
+    teammate heard this step on the disk around that teammate's goal (had the teammate found
+    the target there, its track would have arrived); (3) normalization. It heads for
+
+    .. math:: c^* = \arg\max_c \frac{\sum_{|c' - c| \le r_s} q(c')}{d_i(c) / v + 1},
+
+    the probability of seeing the target per step spent getting there and looking. With
+    every target located and held, it joins the nearest one as a second observer.
+
+    Why: the Kalman filters use no negative information, so without :math:`q` an agent
+    cannot tell where it has already looked; one pursuer per target frees the others to
+    search; teammates' goals spread the search only when their finds would reach the agent
+    (at a budget that carries no tracks, each agent must find and watch every target itself).
+    """
+    cfg = world.config
+    b, n, g, dev = world.num_envs, world.num_agents, world.grid, world.device
+    rs, v, pd = cfg.sensing.radius, cfg.max_speed, cfg.sensing.pd
+    c = g * g
+    pos = world.pos
+    where_, heading = world.track_mean[..., :2], world.track_mean[..., 2:]  # [B, N, T, 2]
+    var = torch.diagonal(world.track_cov, dim1=-2, dim2=-1)[..., :2].mean(-1)
+    sigma = var.clamp_min(0.0).sqrt()  # [B, N, T]
+    located = sigma <= _LOCATED
+    gap = (where_ - pos.unsqueeze(2)).norm(dim=-1)  # [B, N, T]
+    aim = (where_ + heading * (gap / v).unsqueeze(-1)).clamp(0.0, float(g))
+    travel = (aim - pos.unsqueeze(2)).norm(dim=-1)
+    shares = _shares_tracks(world)
+    teammates = _fresh_teammates(world) & shares
+    held = _yields(world, where_, gap, rs, rs, teammates) & (sigma <= _TRACKED)
+    inf = torch.tensor(float("inf"), device=dev)
+    free = torch.where(located & ~held, travel, inf).min(-1)
+    nearest = torch.where(located, travel, inf).min(-1)
+    # --- search posterior q (memory), advanced once per step
+    cells = _cells(g, dev)
+    disk = _disk_table(g, float(rs), dev)  # [C, C]
+    mem = _memory(world)
+    new = _new_step(world, mem).view(-1, 1, 1)
+    q = mem.get("q")
+    if q is None or q.shape != (b, n, c):
+        q = torch.full((b, n, c), 1.0 / c, device=dev)
+    q_next = torch.where((world.t == 0).view(-1, 1, 1), 1.0 / c, q)
+    a = min(1.0, cfg.target_max_speed)
+    q_next = (1 - a) * q_next + a * (q_next @ _drift_table(g, dev))
+    dist = _dist(pos, cells)  # [B, N, C]
+    q_next = q_next * torch.where(dist <= rs, 1.0 - pd, 1.0)
+    if shares:
+        heard = (teammates & (world.intent_age == 0)).float()  # [B, N, N]
+        goal = world.known_intent.floor().clamp(0, g - 1).long()
+        goal_cell = goal[..., 0] * g + goal[..., 1]  # [B, N, N]
+        goals = torch.zeros(b, n, c, device=dev).scatter_add_(2, goal_cell, heard)
+        q_next = q_next * (1.0 - pd) ** (goals @ disk)
+    q_next = q_next / q_next.sum(-1, keepdim=True).clamp_min(1e-30)
+    q = torch.where(new, q_next, q)
+    mem["q"] = q
+    score = (q @ disk) / (dist / v + _LOOK_STEPS)
+    search_goal = cells[score.argmax(-1)]
+    rows = torch.arange(b, device=dev).view(-1, 1)
+    cols = torch.arange(n, device=dev).view(1, -1)
+    target = torch.where(
+        (free.values < inf).unsqueeze(-1),
+        aim[rows, cols, free.indices],
+        torch.where(
+            (~located).any(-1, keepdim=True), search_goal, aim[rows, cols, nearest.indices]
+        ),
+    )
     return _act(world, target)
 
 

@@ -14,7 +14,8 @@ more than three standard errors of its own n is a change, not noise.
   the quantized, JSCC and JSCC + CDDM codecs at a 38-channel-use budget (a 6-use intent
   header and a 32-use message);
 * each shipped policy (``agentcomm/models/policies/NAME``), sampled as the main job samples
-  it (deterministic 5-step DDIM), beside the expert on the same worlds.
+  it (deterministic 5-step DDIM), beside the expert on the same worlds, on the scenario it
+  was trained on (the ``env_config`` in its ``config.json``).
 
 ``tests/test_shipped_models.py`` re-measures every figure (those marked ``slow`` only in
 the slow suite). The last line printed is ``RESULT key=value ...``.
@@ -38,6 +39,7 @@ import agentcomm  # noqa: E402
 from agentcomm.config import atomic_write_text  # noqa: E402
 from agentcomm.decoders.bundle import default_bundle_dir  # noqa: E402
 from agentcomm.experiments.metrics import evaluate, make_policy  # noqa: E402
+from agentcomm.policies.evaluate import checkpoint_env  # noqa: E402
 
 __all__ = ["measure", "record", "shipped_figures"]
 
@@ -61,9 +63,12 @@ def shipped_figures() -> dict[str, tuple[Path, dict[str, dict[str, Any]]]]:
     }
     out = {"searchrescue-16x16": (default_bundle_dir((16, 16)), bundle)}
     for path in sorted(p for p in _policies_dir().iterdir() if (p / "config.json").is_file()):
+        # A policy is measured on the scenario it was trained on (its config's
+        # ``env_config``), the expert beside it on the same worlds.
+        _, trained_on = checkpoint_env(read_json_file(path / "config.json").get("metadata", {}))
         figures = {
-            "policy": {"policy": str(path.name), "overrides": {}},
-            "expert": {"policy": "expert", "overrides": {}},
+            "policy": {"policy": str(path.name), "overrides": trained_on},
+            "expert": {"policy": "expert", "overrides": trained_on},
         }
         out[path.name] = (path, figures)
     return out

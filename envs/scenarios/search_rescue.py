@@ -9,13 +9,18 @@ r"""SearchRescue-v0: multi-agent search and rescue through semantic collaboratio
 
 ## Description
 Victims are hidden at random cells of a ``grid_size x grid_size`` area. The
-agents start together at a base, sense the cells within ``sensing.radius`` with
+agents start at scattered points of the area, sense the cells within ``sensing.radius`` with
 a noisy detector (detection ``pd``, false alarm ``pfa``), keep log-odds
 occupancy beliefs, and share them over wireless links under a channel-use
 budget. A victim is rescued when an agent comes within ``rescue_radius`` of it;
 a rescue is announced to the whole team (the victim's beacon), so every belief
 marks that cell clear. What must travel over the links is the search itself:
-where teammates have looked, what they detected, and where they are heading.
+where teammates are, where they have looked, what they detected, and where they
+are heading. Without messages a team can only split the area by a convention
+fixed in advance (agent index to region), and walks far to its regions from
+where it happens to start; within ``max_steps`` a team that splits the area by
+where its members actually are, and skips what teammates have already
+searched, finds every victim far more often.
 
 ## Observation Space
 The base world layout (:meth:`agentcomm.envs.world.CommWorld.observation`),
@@ -39,10 +44,21 @@ total belief entropy in bits, :math:`k^i_t` the channel uses of agent
 :math:`i` and :math:`c` = ``comm.cost_per_channel_use``.
 
 ## Starting State
-Agents at ``base`` (default: the area's centre, jittered by up to half a
-cell); victims at distinct uniformly drawn cells, none within
-``rescue_radius`` of the base; beliefs at the prior
+``start="scattered"`` (default): each agent at its own uniformly drawn point of
+the area, independently of its teammates (nobody knows where the others are
+until they say so). ``start="base"``: every agent at ``base`` (default: the
+area's centre), jittered by up to half a cell. Victims at distinct uniformly
+drawn cells, none within ``rescue_radius`` (plus half a cell) of an agent's
+start (of the base); beliefs at the prior
 :math:`\ell_0 = \log\frac{p_0}{1-p_0}`, :math:`p_0 = V / (H W)`.
+
+| Default | Value |
+|---|---|
+| ``start`` | ``"scattered"`` (``"base"``: all at ``base``) |
+| ``max_steps`` | 18 |
+| ``num_victims`` | 3 |
+| ``rescue_radius`` | 1.0 cell |
+| grid, agents, sensing | 16 x 16 cells, 4 agents, radius 2, ``pd`` 0.9, ``pfa`` 0.05 |
 
 ## Episode End
 Terminated when every victim is rescued (success); truncated after
@@ -52,7 +68,9 @@ Terminated when every victim is rescued (success); truncated after
 :class:`SearchRescueConfig` fields (and every :class:`~agentcomm.envs.config.WorldConfig` field).
 
 ## Version History
-* v0: initial release.
+* v0: initial release. Agents start scattered (``start="scattered"``) and episodes
+  last 18 steps by default; ``start="base", max_steps=30`` gives the earlier start and
+  length.
 """
 
 from __future__ import annotations
@@ -63,7 +81,7 @@ from dataclasses import dataclass, field
 import torch
 
 from agentcomm.beliefs.grid import _LN2
-from agentcomm.config import rng
+from agentcomm.config import choices, rng
 
 from ..config import WorldConfig
 from ..world import CommWorld, _blocked_softplus, _put_where, _with_scratch
@@ -73,15 +91,23 @@ __all__ = ["SearchRescue", "SearchRescueConfig"]
 
 @dataclass
 class SearchRescueConfig(WorldConfig):
-    max_steps: int = field(default=30, metadata=rng(1, 100_000))
+    max_steps: int = field(default=18, metadata=rng(1, 100_000))
+    """Episode length. The default leaves little more than the time to sweep the area once
+    (16 x 16 cells at four agents' fresh swaths of 2 x 2 cells per step: 16 steps), so a
+    team must split the area well from where its members start."""
     num_victims: int = field(default=3, metadata=rng(1, 1024))
     rescue_radius: float = field(default=1.0, metadata=rng(0.0, 512.0, low_inclusive=False))
     """Distance in cells within which an agent rescues a victim."""
     rescue_reward: float = field(default=10.0, metadata=rng(0.0, 1e6))
     info_gain_weight: float = field(default=0.05, metadata=rng(0.0, 1e6))
     """Reward per bit of mean belief-entropy reduction."""
+    start: str = field(default="scattered", metadata=choices("scattered", "base"))
+    """Where the agents start: ``scattered``, each at its own uniformly drawn point of the
+    area (a teammate learns it only from the messages), or ``base``, all together at
+    ``base`` (the earlier start; agents then know each other's start without a word)."""
     base: tuple[float, float] | None = None
-    """Start position of every agent in cells; ``None``: the area's centre."""
+    """Start position of every agent in cells with ``start="base"``; ``None``: the area's
+    centre. Only allowed with ``start="base"``."""
     crop_size: int = field(default=5, metadata=rng(1, 63))
     """Side of the egocentric full-resolution belief crop in the observation (odd)."""
 
@@ -98,6 +124,11 @@ class SearchRescueConfig(WorldConfig):
             raise ValueError(
                 f"{prefix}num_victims={self.num_victims} must be below half the cells "
                 f"({self.grid_size**2 // 2})"
+            )
+        if self.base is not None and self.start != "base":
+            raise ValueError(
+                f"{prefix}base={self.base!r} is only used with {prefix}start='base' "
+                f"(got {prefix}start={self.start!r}); allowed with 'scattered': None"
             )
         if self.base is not None and (
             len(self.base) != 2 or not all(0.0 <= float(c) < self.grid_size for c in self.base)
@@ -139,11 +170,20 @@ class SearchRescue(CommWorld):
         cfg, g, dev = self.config, self.grid, self.device
         b, n, v = self.num_envs, self.num_agents, cfg.num_victims
         base, centres, near_base = self._base, self._centres, self._near_base
-        jitter = torch.rand(b, n, 2, generator=self.generator, device=dev) - 0.5
-        pos = (base + jitter).clamp(0.0, g - 1e-4)
-        # Distinct victim cells away from the base: top-V of random keys, excluded cells last.
+        if cfg.start == "base":
+            jitter = torch.rand(b, n, 2, generator=self.generator, device=dev) - 0.5
+            pos = (base + jitter).clamp(0.0, g - 1e-4)
+            near = near_base.unsqueeze(0)
+        else:
+            pos = (torch.rand(b, n, 2, generator=self.generator, device=dev) * g).clamp(
+                0.0, g - 1e-4
+            )
+            # [B, C]: cells an agent would rescue from where it starts
+            gap = (centres.view(1, -1, 1, 2) - pos.unsqueeze(1)).norm(dim=-1)
+            near = (gap <= cfg.rescue_radius + 0.5).any(-1)
+        # Distinct victim cells away from the starts: top-V of random keys, excluded cells last.
         keys = torch.rand(b, g * g, generator=self.generator, device=dev)
-        keys = keys.masked_fill(near_base, -1.0)
+        keys = keys.masked_fill(near, -1.0)
         cells = keys.topk(v, dim=1).indices
         m1 = mask.view(-1, 1)
         self.pos = torch.where(m1.unsqueeze(-1), pos, self.pos)
