@@ -36,6 +36,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 
 import agentcomm  # noqa: E402
+from agentcomm._integrity import read_json_file  # noqa: E402
 from agentcomm.config import atomic_write_text  # noqa: E402
 from agentcomm.decoders.bundle import default_bundle_dir  # noqa: E402
 from agentcomm.experiments.metrics import evaluate, make_policy  # noqa: E402
