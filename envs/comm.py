@@ -313,40 +313,41 @@ class CommStack:
             erased = self.erasure.sample((m,), generator, device=dev)
             header_ok = header_ok & ~erased
         zero = _constant(0.0, f64, dev)
+        delivered_bits = torch.where(header_ok, hdr_bits64, zero)
         if payload is None or self.codec is None:
-            return Exchange(
-                env,
-                src,
-                dst,
-                header_ok,
-                torch.zeros_like(header_ok),
-                hdr_uses,
-                hdr_bits64,
-                q,
-                torch.where(header_ok, hdr_bits64, zero),
-                capacity,
-            )
-        # _send_general() evaluates the payload's capacity on the messages that carry one, as their
-        # own [M'] batch: torch's vectorized pow differs from its scalar tail in the last
-        # bit, so the same batch is formed here unless it is every message.
-        idx = pay.nonzero().squeeze(1)
-        if idx.numel() == m:
-            pay_cap = pay_uses64 * per_use
+            payload_ok, uses, bits, sparse = torch.zeros_like(header_ok), hdr_uses, hdr_bits64, {}
         else:
-            sub = torch.pow(10.0, snr64[idx].unsqueeze(-1) / 10.0)
-            sub = torch.log2(1.0 + gain[idx] * sub)[:, 0]
-            pay_cap = torch.zeros(m, dtype=f64, device=dev).index_put_(
-                (idx,), pay_uses64[idx] * sub
+            # _send_general() evaluates the payload's capacity on the messages that carry one,
+            # as their own [M'] batch: torch's vectorized pow differs from its scalar tail in
+            # the last bit, so the same batch is formed here unless it is every message.
+            idx = pay.nonzero().squeeze(1)
+            if idx.numel() == m:
+                pay_cap = pay_uses64 * per_use
+            else:
+                sub = torch.pow(10.0, snr64[idx].unsqueeze(-1) / 10.0)
+                sub = torch.log2(1.0 + gain[idx] * sub)[:, 0]
+                pay_cap = torch.zeros(m, dtype=f64, device=dev).index_put_(
+                    (idx,), pay_uses64[idx] * sub
+                )
+            payload_ok = pay_need <= pay_cap
+            if self.erasure is not None:
+                payload_ok = payload_ok & ~erased
+            source, rows = (
+                payload if isinstance(payload, tuple) else (payload, torch.arange(m, device=dev))
             )
-        payload_ok = pay_need <= pay_cap
-        if self.erasure is not None:
-            payload_ok = payload_ok & ~erased
-        source, rows = (
-            payload if isinstance(payload, tuple) else (payload, torch.arange(m, device=dev))
-        )
-        cells, levels = self.codec.encode_cells(source, rows, plan.width, goal, prior)
-        carried = (plan.cols < count.unsqueeze(1)) & payload_ok.unsqueeze(1)
-        informative = carried & ((levels - prior).abs() > self.resolution)
+            cells, levels = self.codec.encode_cells(source, rows, plan.width, goal, prior)
+            carried = (plan.cols < count.unsqueeze(1)) & payload_ok.unsqueeze(1)
+            bits = hdr_bits64 + pay_bits64
+            delivered_bits = delivered_bits + torch.where(payload_ok, pay_bits64, zero)
+            capacity = capacity + pay_cap
+            sparse = {
+                "cells": cells,
+                "values": levels,
+                "carried": carried,
+                "informative_cells": carried & ((levels - prior).abs() > self.resolution),
+                "prior": prior,
+                "source_shape": tuple(source.shape[1:]),
+            }
         return Exchange(
             env,
             src,
@@ -354,16 +355,11 @@ class CommStack:
             header_ok,
             payload_ok,
             uses,
-            hdr_bits64 + pay_bits64,
+            bits,
             q,
-            torch.where(header_ok, hdr_bits64, zero) + torch.where(payload_ok, pay_bits64, zero),
-            capacity + pay_cap,
-            cells=cells,
-            values=levels,
-            carried=carried,
-            informative_cells=informative,
-            prior=prior,
-            source_shape=tuple(source.shape[1:]),
+            delivered_bits,
+            capacity,
+            **sparse,
         )
 
     def _send_general(
@@ -410,49 +406,34 @@ class CommStack:
         bits = hdr_bits.to(torch.float64)
         delivered_bits = torch.where(header_ok, bits, 0.0)
         payload_ok = torch.zeros_like(sent)
-        if payload is None or self.codec is None:
-            return Exchange(
-                env,
-                src,
-                dst,
-                header_ok,
-                payload_ok,
-                uses,
-                bits,
-                q,
-                delivered_bits,
-                capacity,
-                dense_estimate=torch.zeros((m, 0), device=dev),
-            )
-
-        prior_t = torch.as_tensor(prior, dtype=payload.dtype, device=payload.device)
-        prior_full = torch.broadcast_to(prior_t, payload.shape)
-        estimate = prior_full.clone()
-        room = budget - hdr_uses
-        idx = (sent & (room > 0)).nonzero().squeeze(1)
-        if idx.numel() > 0:
-            tx = transmit(
-                self.codec,
-                payload[idx],
-                room[idx],
-                self.channel,
-                snr_db[idx],
-                generator,
-                intent=None if intent is None else intent[idx],
-                prior=prior_full[idx],
-                h=None if h is None else h[idx],
-            )
-            ok = tx.delivered & ~erased[idx]
+        estimate, informative = torch.zeros((m, 0), device=dev), None
+        if payload is not None and self.codec is not None:
+            prior_t = torch.as_tensor(prior, dtype=payload.dtype, device=payload.device)
+            prior_full = torch.broadcast_to(prior_t, payload.shape)
+            estimate = prior_full.clone()
+            room = budget - hdr_uses
+            idx = (sent & (room > 0)).nonzero().squeeze(1)
             view = (-1,) + (1,) * (payload.ndim - 1)
-            estimate[idx] = torch.where(ok.view(view), tx.estimate, prior_full[idx])
-            payload_ok[idx] = ok
-            uses[idx] += tx.channel_uses
-            bits[idx] += tx.bits
-            delivered_bits[idx] += torch.where(ok, tx.bits, 0.0)
-            capacity[idx] += tx.capacity_bits
-        informative = payload_ok.view((-1,) + (1,) * (payload.ndim - 1)) & (
-            (estimate - prior_full).abs() > self.resolution
-        )
+            if idx.numel() > 0:
+                tx = transmit(
+                    self.codec,
+                    payload[idx],
+                    room[idx],
+                    self.channel,
+                    snr_db[idx],
+                    generator,
+                    intent=None if intent is None else intent[idx],
+                    prior=prior_full[idx],
+                    h=None if h is None else h[idx],
+                )
+                ok = tx.delivered & ~erased[idx]
+                estimate[idx] = torch.where(ok.view(view), tx.estimate, prior_full[idx])
+                payload_ok[idx] = ok
+                uses[idx] += tx.channel_uses
+                bits[idx] += tx.bits
+                delivered_bits[idx] += torch.where(ok, tx.bits, 0.0)
+                capacity[idx] += tx.capacity_bits
+            informative = payload_ok.view(view) & ((estimate - prior_full).abs() > self.resolution)
         return Exchange(
             env,
             src,

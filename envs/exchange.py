@@ -189,6 +189,24 @@ def _heard(ex: Exchange, row: torch.Tensor, size: int) -> torch.Tensor:
     return heard.index_put_((row,), torch.where(ex.header_ok, ex.intent_bits, zero))
 
 
+def _learn_intents(
+    world: CommWorld,
+    intent: torch.Tensor,
+    heard: torch.Tensor,
+    record: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A receiver's record ``(known [..., 2], age, bits)`` of the senders' intents after
+    their headers: where ``heard`` (long, bits per coordinate, 0 where no header arrived) is
+    positive, ``known`` takes ``intent`` at that resolution, ``age`` restarts at 0 and
+    ``bits`` becomes ``heard``; elsewhere the record is kept. Peer receivers and the fusion
+    centre learn intents alike."""
+    known, age, bits = record
+    ok = heard > 0
+    sent = world.comm._quantize_intent(intent, heard)
+    known = torch.where(ok.unsqueeze(-1), sent, known)
+    return known, age.masked_fill(ok, 0), torch.where(ok, heard, bits)
+
+
 def _peer_round(
     world: CommWorld,
     plan: MessagePlan,
@@ -218,11 +236,10 @@ def _peer_round(
     # Receivers learn the senders' intents at the header's resolution: dense [B, N, N]
     # updates (receiver, sender) instead of masked selections.
     heard = _heard(ex, (env * n + dst) * n + src, b * n * n).view(b, n, n)
-    ok = heard > 0
-    sent_intent = world.comm._quantize_intent(world.intent.unsqueeze(1), heard)
-    world.known_intent = torch.where(ok.unsqueeze(-1), sent_intent, world.known_intent)
-    world.intent_age = world.intent_age.masked_fill(ok, 0)
-    world.intent_bits = torch.where(ok, heard, world.intent_bits)
+    record = world.known_intent, world.intent_age, world.intent_bits
+    world.known_intent, world.intent_age, world.intent_bits = _learn_intents(
+        world, world.intent.unsqueeze(1), heard, record
+    )
     beliefs.receive_peer(ex, weights)
 
 
@@ -251,11 +268,10 @@ def _centralized(
         )
         _account(ex, row, "uplink", acc)
         heard = _heard(ex, row, b * n).view(b, n)
-        ok = heard > 0
-        sent_intent = world.comm._quantize_intent(world.intent, heard)
-        world.fc_intent = torch.where(ok.unsqueeze(-1), sent_intent, world.fc_intent)
-        world.fc_intent_age = world.fc_intent_age.masked_fill(ok, 0)
-        world.fc_intent_bits = torch.where(ok, heard, world.fc_intent_bits)
+        record = world.fc_intent, world.fc_intent_age, world.fc_intent_bits
+        world.fc_intent, world.fc_intent_age, world.fc_intent_bits = _learn_intents(
+            world, world.intent, heard, record
+        )
         beliefs.receive_uplink(ex)
     # --- downlink: the fused belief and every intent to each agent in range
     env, dst = plan.downlink.nonzero(as_tuple=True)

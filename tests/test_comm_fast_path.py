@@ -133,8 +133,9 @@ def test_encode_cells_matches_encode_and_decode(codec):
     budget = torch.randint(1, 40, (40,), generator=gen)
     prior = 0.5
     msg = c.encode(belief, budget, goal, prior=prior)
-    count = c.cell_plan(budget)[0]
+    count, bits, uses = c.cell_plan(budget)
     assert torch.equal(count, msg.context["count"])
+    assert torch.equal(bits, msg.bits) and torch.equal(uses, msg.channel_uses)
     cells, levels = c.encode_cells(belief, torch.arange(40), int(count.max()), goal, prior)
     # A delivered message decodes to the levels on its first `count` cells, the prior elsewhere.
     delivered = torch.ones(40, dtype=torch.bool)
@@ -143,6 +144,14 @@ def test_encode_cells_matches_encode_and_decode(codec):
     sent = torch.arange(cells.shape[1]) < count.unsqueeze(1)
     expected.scatter_(1, cells, torch.where(sent, levels, prior))
     assert torch.equal(decoded, expected)
+
+
+@pytest.mark.parametrize("codec", ["raw", "linear", "dct"])
+def test_cell_plan_only_for_cell_codecs(codec):
+    c = make_codec(codec, (8, 8))
+    assert not c.cell_codec
+    with pytest.raises(NotImplementedError, match="not a cell codec"):
+        c.cell_plan(torch.tensor([8]))
 
 
 @pytest.mark.parametrize("n", [2, 4, 7, 16])

@@ -214,8 +214,12 @@ class Codec(ABC):
     digital: ClassVar[bool]
     #: Digital codecs that send a subset of cells at quantized levels (quantized, top-k) also
     #: offer :meth:`cell_plan` and :meth:`encode_cells`, a sparse form of encode + decode
-    #: that the batched world's exchange uses instead of ``[M, n]`` estimates.
+    #: that the batched world's exchange uses instead of ``[M, n]`` estimates. They set
+    #: ``rate`` (information bits per channel use) and ``bits_per_cell``, from which
+    #: :meth:`cell_plan` counts every message.
     cell_codec: ClassVar[bool] = False
+    rate: float
+    bits_per_cell: int
 
     def __init__(self, source_shape: Sequence[int]) -> None:
         if (
@@ -358,9 +362,17 @@ class Codec(ABC):
 
     # ------------------------------------------------------------------ sparse cell codecs
     def cell_plan(self, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cell codecs (:attr:`cell_codec`): int64 ``[K]`` each, for budgets ``[K]`` (>= 1):
-        the cells sent, the bits and the channel uses, exactly as :meth:`encode` counts them."""
-        raise NotImplementedError(f"{self.name!r} is not a cell codec")
+        r"""Cell codecs (:attr:`cell_codec`): int64 ``[K]`` each, for budgets ``[K]`` (>= 1):
+        the cells sent, the bits and the channel uses, as :meth:`encode` counts them.
+
+        With ``k`` uses at ``r`` bits per use and ``b`` bits per cell: cells
+        :math:`v = \min(n, \lfloor \lfloor r k \rfloor / b \rfloor)`, bits :math:`v b`,
+        channel uses :math:`\lceil v b / r \rceil \le k`."""
+        if not self.cell_codec:
+            raise NotImplementedError(f"{self.name!r} is not a cell codec")
+        count = torch.clamp(self._bit_budget(budget, self.rate) // self.bits_per_cell, max=self.n)
+        bits = count * self.bits_per_cell
+        return count, bits, self._uses_for_bits(bits, self.rate)
 
     def encode_cells(
         self,
@@ -443,14 +455,6 @@ class Codec(ABC):
     def _bit_budget(budget: torch.Tensor, rate: float) -> torch.Tensor:
         r"""int64 ``[M]``: :math:`\lfloor r k \rfloor` information bits fit in ``k`` uses."""
         return torch.floor(budget.to(torch.float64) * rate + _RATE_EPS).to(torch.int64)
-
-    def _cells_that_fit(
-        self, budget: torch.Tensor, rate: float, bits_per_cell: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """int64 ``[M]`` each: how many cells of ``bits_per_cell`` bits fit the bit budget of
-        ``budget`` uses at ``rate`` (at most ``n``), and the bits they take."""
-        count = torch.clamp(self._bit_budget(budget, rate) // bits_per_cell, max=self.n)
-        return count, count * bits_per_cell
 
     @staticmethod
     def _uses_for_bits(bits: torch.Tensor, rate: float) -> torch.Tensor:

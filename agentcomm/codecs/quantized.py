@@ -139,6 +139,11 @@ class QuantizedCodec(Codec):
         self._params = {"bits_per_value": bits_per_value, "rate": self.rate, "range": range}
         self._goal_tables: dict[tuple[int, str], torch.Tensor] = {}
 
+    @property
+    def bits_per_cell(self) -> int:
+        """``b``: the value bits of one cell."""
+        return self.quantizer.bits
+
     def _encode(
         self,
         values: torch.Tensor,
@@ -147,12 +152,12 @@ class QuantizedCodec(Codec):
         prior: torch.Tensor,
     ) -> Message:
         m = values.shape[0]
-        count, bits = self._cells_that_fit(budget, self.rate, self.quantizer.bits)
+        count, bits, uses = self.cell_plan(budget)
         longest = int(count.max())
         order = selection_order(self.source_shape, intent, m, values.device)[:, :longest]
         indices = self.quantizer.quantize(values.gather(1, order))
         return Message(
-            channel_uses=self._uses_for_bits(bits, self.rate),
+            channel_uses=uses,
             bits=bits,
             side_bits=torch.zeros_like(bits),
             prior=prior,
@@ -169,10 +174,6 @@ class QuantizedCodec(Codec):
             msg.payload["indices"],
             self.quantizer,
         )
-
-    def cell_plan(self, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        count, bits = self._cells_that_fit(budget, self.rate, self.quantizer.bits)
-        return count, bits, self._uses_for_bits(bits, self.rate)
 
     def encode_cells(
         self,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from agentcomm.channels.base import Channel
@@ -34,9 +32,6 @@ class RawCodec(Codec):
 
     name = "raw"
     digital = False
-
-    def __init__(self, source_shape: Sequence[int]) -> None:
-        super().__init__(source_shape)
 
     def _encode(
         self,

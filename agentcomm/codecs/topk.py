@@ -86,21 +86,17 @@ class TopKCodec(Codec):
             score = score * intent_weight(self.source_shape, intent, self.intent_scale).to(
                 score.dtype
             )
-        count, bits = self._cells_that_fit(budget, self.rate, self.bits_per_cell)
+        count, bits, uses = self.cell_plan(budget)
         longest = int(count.max())
         cells = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :longest]
         return Message(
-            channel_uses=self._uses_for_bits(bits, self.rate),
+            channel_uses=uses,
             bits=bits,
             side_bits=torch.zeros_like(bits),
             prior=prior,
             payload={"cells": cells, "indices": self.quantizer.quantize(values.gather(1, cells))},
             context={"count": count},
         )
-
-    def cell_plan(self, budget: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        count, bits = self._cells_that_fit(budget, self.rate, self.bits_per_cell)
-        return count, bits, self._uses_for_bits(bits, self.rate)
 
     def encode_cells(
         self,

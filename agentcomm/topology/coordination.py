@@ -27,7 +27,7 @@ world delivers and accounts every message of the plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 CoordinationMode = Literal["centralized", "distributed", "hybrid"]
-COORDINATION_MODES: tuple[str, ...] = ("centralized", "distributed", "hybrid")
+COORDINATION_MODES: tuple[str, ...] = get_args(CoordinationMode)
 
 
 def _check_adj(adj: torch.Tensor) -> torch.Tensor:
