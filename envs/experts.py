@@ -46,6 +46,8 @@ from collections.abc import Callable
 
 import torch
 
+from agentcomm.beliefs.grid import window_offsets
+
 from .world import ACTION_DIM, CommWorld
 
 __all__ = ["EXPERTS", "expert_actions", "random_actions"]
@@ -315,8 +317,8 @@ def _territories(
         # [B, N(i), N(j), S]: distance from j's start to the nearest corner of territory s
         reach = _dist(starts, corners.view(-1, 2)).view(b, n, n, n, 4).amin(-1)
         perms = _permutations(n, dev)  # [P, N]
-        idx = perms.t().view(1, 1, n, -1).expand(b, n, n, perms.shape[0])
-        cost = reach.gather(3, idx)  # [B, N(i), N(j), P]
+        pairs = (torch.arange(n, device=dev).unsqueeze(1) * n + perms.t()).reshape(-1)
+        cost = reach.reshape(b, n, n * n).index_select(2, pairs).view(b, n, n, -1)  # [B,N,N,P]
         score = cost.amax(2) * (4.0 * n * world.grid) + cost.sum(2)  # [B, N, P]
         best = perms[score.argmin(-1)]  # [B, N(i), N(j)]: territory of j in i's view
         inverse = best.argsort(-1)  # [B, N(i), S]: agent of territory s
@@ -355,32 +357,66 @@ def _territories(
     return territory, sweeper
 
 
+@functools.lru_cache(maxsize=8)
+def _window_table(
+    grid: int, radius: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per home cell, the cells that can lie within ``radius`` of a point anywhere in it
+    (:func:`~agentcomm.beliefs.grid.window_offsets`): ``index [C, K]`` (flat cell indices,
+    each axis clamped to the grid) and bool ``inside [C, K]`` (the cell lies on the grid;
+    clamped duplicates are ``False``)."""
+    offsets = window_offsets(radius, device=device)  # [K, 2]
+    home = torch.stack(
+        torch.meshgrid(*(torch.arange(grid, device=device),) * 2, indexing="ij"), -1
+    ).reshape(-1, 1, 2)
+    cell = home + offsets  # [C, K, 2]
+    inside = ((cell >= 0) & (cell < grid)).all(-1)
+    cell = cell.clamp(0, grid - 1)
+    return cell[..., 0] * grid + cell[..., 1], inside
+
+
+def _window(world: CommWorld, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``index [B, N, K]`` and bool ``inside [B, N, K]``: :func:`_window_table` looked up at
+    each agent's cell."""
+    g = world.grid
+    index, inside = _window_table(g, radius, world.device)
+    home = world.pos.floor().long().clamp(0, g - 1)  # [B, N, 2]
+    flat = (home[..., 0] * g + home[..., 1]).reshape(-1)
+    shape = (world.num_envs, world.num_agents, -1)
+    return index.index_select(0, flat).view(shape), inside.index_select(0, flat).view(shape)
+
+
 def _own_evidence(
-    world: CommWorld, mem: dict[str, torch.Tensor], own: torch.Tensor, window: torch.Tensor
+    world: CommWorld, mem: dict[str, torch.Tensor], own: torch.Tensor, dist: torch.Tensor
 ) -> torch.Tensor:
     r"""``[B, N, C]`` the agent's own log-odds without the clip.
 
-    Every step the agent's own evidence ``own`` moves up on each cell of its sensing
-    ``window`` its sensor detected and down on each it missed (or stays at the clip ceiling
-    or floor); summing :math:`\log(p_d/p_{fa})` per detection and
-    :math:`\log((1-p_d)/(1-p_{fa}))` per miss without the clip recovers what the clip
-    forgets. Memory created mid-episode starts from the clipped evidence."""
+    Every step the agent's own evidence ``own`` moves up on each cell of its sensing disk
+    (``dist [B, N, C]`` from the agent at most the sensing radius) its sensor detected and
+    down on each it missed (or stays at the clip ceiling or floor); summing
+    :math:`\log(p_d/p_{fa})` per detection and :math:`\log((1-p_d)/(1-p_{fa}))` per miss
+    without the clip recovers what the clip forgets. Only the cells that can lie on each
+    agent's sensing disk (:func:`_window`) are read and updated: the sensor reports nowhere
+    else. Memory created mid-episode starts from the clipped evidence."""
     cfg = world.config
     clip = cfg.comm.logodds_clip
     pd, pfa = cfg.sensing.pd, cfg.sensing.pfa
     hit, miss = math.log(pd / pfa), math.log((1 - pd) / (1 - pfa))
-    new = _new_step(world, mem).view(-1, 1, 1)
+    new = _new_step(world, mem)
     total, last = mem.get("own_total"), mem.get("own_last")
     if total is None or total.shape != own.shape:
         total, last = own.clone(), own.clone()
-    start = (world.t == 0).view(-1, 1, 1)
-    total = torch.where(start, own, total)
-    last = torch.where(start, own, last)
-    up = (own > last + 1e-6) | ((own >= clip - 1e-6) & (own >= last - 1e-6))
-    down = (own < last - 1e-6) | ((own <= -clip + 1e-6) & (own <= last + 1e-6))
-    step = torch.where(up, hit, torch.where(down, miss, 0.0)) * window
-    total = torch.where(new & ~start, total + step, total)
-    mem["own_total"], mem["own_last"] = total, torch.where(new, own, last)
+    start = world.t == 0
+    total = torch.where(start.view(-1, 1, 1), own, total)
+    index, inside = _window(world, float(cfg.sensing.radius))
+    now, before = own.gather(2, index), last.gather(2, index)  # [B, N, W]
+    window = inside & (dist.gather(2, index) <= cfg.sensing.radius)
+    up = (now > before + 1e-6) | ((now >= clip - 1e-6) & (now >= before - 1e-6))
+    down = (now < before - 1e-6) | ((now <= -clip + 1e-6) & (now <= before + 1e-6))
+    counts = window & (new & ~start).view(-1, 1, 1)
+    step = torch.where(up, hit, torch.where(down, miss, 0.0)) * counts
+    total = total.scatter_add_(2, index, step)
+    mem["own_total"], mem["own_last"] = total, torch.where(new.view(-1, 1, 1), own, last)
     return total
 
 
@@ -466,9 +502,9 @@ def search_rescue_expert(world: CommWorld) -> torch.Tensor:
     mem["visited"] = visited
     belief = world.belief.reshape(b, n, c)
     own = world.local.reshape(b, n, c)
-    own_total = _own_evidence(world, mem, own, dist <= rs)
+    own_total = _own_evidence(world, mem, own, dist)
     ell = belief + (own_total - own)
-    p = torch.sigmoid(ell).masked_fill(visited, 0.0)
+    p = ell.sigmoid_().masked_fill_(visited, 0.0)
     anchor = cfg.base if cfg.start == "base" and cfg.base is not None else (g / 2, g / 2)
     sector, waypoints, owner, orders, corners, foot = _sweep_plan(
         g, n, (float(anchor[0]), float(anchor[1])), float(rs), dev
@@ -485,7 +521,8 @@ def search_rescue_expert(world: CommWorld) -> torch.Tensor:
     least = min(math.log(pd / pfa), -math.log((1 - pd) / (1 - pfa)))
     least = min(least, clip + world.prior, clip - world.prior)
     slack = min(_UNEXPLORED, least / 2)
-    unexplored = ((belief - world.prior).abs() < slack) & ((own_total - world.prior).abs() < slack)
+    far = torch.maximum((belief - world.prior).abs_(), (own_total - world.prior).abs_())
+    unexplored = far < slack  # both within the slack
     # A waypoint is open while looking from it reveals at least what a step of sweeping
     # fresh ground does (2 r_s v cells): slivers a teammate's path left are not worth a
     # detour on the route; once the routes are done, the leads rule takes them at p_0.
@@ -503,12 +540,15 @@ def search_rescue_expert(world: CommWorld) -> torch.Tensor:
     sweeping = key.values < 2 * big
     sweep_goal = waypoints[key.indices]
     # --- leads and victims
-    t_rescue = ((dist - rr) / v).ceil().clamp_min(1.0)
-    t_look = ((dist - rs) / v).ceil().clamp_min(1.0)
+    t_rescue = (dist - rr).div_(v).ceil_().clamp_min_(1.0)
+    t_look = (dist - rs).div_(v).ceil_().clamp_min_(1.0)
     rescue = p / t_rescue
-    rate = torch.where(p >= _CONFIRMED, rescue, torch.maximum(rescue, pd * p / t_look))
-    foreign = (sector != territory.unsqueeze(-1)) & (torch.minimum(t_rescue, t_look) > 1)
-    rate = rate.masked_fill(foreign & own_open.unsqueeze(-1), 0.0)
+    look = torch.maximum(rescue, (pd * p).div_(t_look))
+    rate = torch.where(p >= _CONFIRMED, rescue, look)
+    # The larger radius gives the shorter of the two travel times (ceil is monotone).
+    soonest = t_look if rr <= rs else t_rescue
+    foreign = (sector != territory.unsqueeze(-1)) & (soonest > 1)
+    rate = rate.masked_fill_(foreign & own_open.unsqueeze(-1), 0.0)
     top = rate.topk(min(_CANDIDATES, c), dim=-1)
     cand = cells[top.indices]  # [B, N, K, 2]
     holder = sweeper.gather(2, sector[top.indices])  # [B, N, K]: who sweeps each candidate

@@ -4,6 +4,8 @@ smaller one)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -249,6 +251,43 @@ def test_search_rescue_expert_recovers_its_own_evidence_beyond_the_clip():
     miss = torch.log(torch.tensor((1 - 0.9) / (1 - 1e-6)))
     assert int(sensed.sum()) >= 8 * 9  # every agent's window, all at the floor
     assert torch.allclose(total[sensed], world.prior + 4 * miss, atol=1e-4)
+
+
+def test_search_rescue_own_evidence_on_the_window_matches_the_whole_grid():
+    """The unclipped own evidence, updated only on the cells around each agent that its
+    sensing disk can reach, equals the sum of detections and misses over the whole grid,
+    step after step through partial resets and with repeated calls on one state."""
+    world = agentcomm.make_vec("SearchRescue-v0", num_envs=32, seed=4, comm={"codec": "raw"})
+    world.reset(seed=4)
+    cfg = world.config
+    clip, rs = cfg.comm.logodds_clip, cfg.sensing.radius
+    hit = math.log(cfg.sensing.pd / cfg.sensing.pfa)
+    miss = math.log((1 - cfg.sensing.pd) / (1 - cfg.sensing.pfa))
+    cells = experts._cells(world.grid, world.device)
+    total = last = None
+    resets = 0
+    for t in range(2 * cfg.max_steps + 2):
+        own = world.local.reshape(32, 4, -1)
+        window = experts._dist(world.pos, cells) <= rs
+        start = (world.t == 0).view(-1, 1, 1)
+        if total is None:
+            total, last = own.clone(), own.clone()
+        up = (own > last + 1e-6) | ((own >= clip - 1e-6) & (own >= last - 1e-6))
+        down = (own < last - 1e-6) | ((own <= -clip + 1e-6) & (own <= last + 1e-6))
+        step = torch.where(up, hit, torch.where(down, miss, 0.0)) * window
+        total = torch.where(start, own, total + step)
+        last = own.clone()
+        actions = expert_actions(world)
+        if t % 5 == 2:
+            assert torch.equal(actions, expert_actions(world))
+        kept = experts._memory(world)["own_total"]
+        assert torch.equal(kept, total), t
+        _, _, term, trunc, _ = world.step(actions)
+        done = term | trunc
+        if bool(done.any()):
+            resets += int(done.sum())
+            world.reset_at(done)
+    assert resets >= 32  # every world went through at least one reset
 
 
 # ----------------------------------------------------------------------------- slow

@@ -531,9 +531,17 @@ def _mirror_descent_omega(
         g = g - g.mean(dim=-1, keepdim=True)
         g = g / g.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
         step = 1.0 / math.sqrt(t + 1.0)
-        omega = torch.softmax(torch.log(omega.clamp_min(1e-30)) - step * g, dim=-1)
-        j = _info_sum(info, omega)
-        p = torch.linalg.inv(j)
+        trial = torch.softmax(torch.log(omega.clamp_min(1e-30)) - step * g, dim=-1)
+        j_trial = _info_sum(info, trial)
+        # ``inv_ex`` reports a singular sum instead of raising (no host sync): a step that
+        # drives the weight of the only track informative in some direction to zero
+        # (float underflow, e.g. very precise sensors) is rejected, and the descent goes on
+        # from the last iterate whose information sum is invertible.
+        p_trial, singular = torch.linalg.inv_ex(j_trial)
+        ok = singular == 0
+        omega = torch.where(ok.unsqueeze(-1), trial, omega)
+        j = torch.where(ok[..., None, None], j_trial, j)
+        p = torch.where(ok[..., None, None], p_trial, p)
         fo = _ci_objective(info, omega, criterion, j, p)
         better = fo < best_f
         best = torch.where(better.unsqueeze(-1), omega, best)
