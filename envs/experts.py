@@ -7,7 +7,11 @@ positions this episode, the known site positions and its own radio configuration
 the ground truth. So its success depends on communication the way a learned policy's does.
 Every rule is a decision on the agent's posterior (expected victims, detections or
 tracking per step of travel), so more accurate information can only help it: an exact map
-is worth at least a blurred one, a larger budget at least a smaller one. All experts are
+is worth at least a blurred one, a larger budget at least a smaller one, and a link that
+loses most messages at least no link. Where a rule needs teammates to agree (the
+SearchRescue-v0 territories), an agent departs from the convention it would follow without
+messages only when what it heard makes it likely that its teammates departed too
+(:func:`_territories`), so partial information never splits the team. All experts are
 batched over ``[B, N]`` and deterministic.
 
 Shared pieces:
@@ -282,11 +286,17 @@ def _territories(
     so every agent that heard the same starts picks the same assignment. The team then
     sweeps all territories in parallel after the shortest longest walk; an agent that did
     not hear everyone by step ``K`` keeps the convention (a partial assignment could leave a
-    territory to nobody) and, from then on, leaves its territory when a fresh teammate's
-    announced goal lies in it, for the territory with the nearest corner that no fresh
-    teammate's goal lies in. Permutations are enumerated for at most 6 agents; larger
-    teams keep the convention. Each agent enters its territory at the route corner nearest
-    to it, chosen when the territory is.
+    territory to nobody). If it missed exactly one start, it then leaves its territory when
+    a fresh teammate's announced goal (an intent announced after step ``K``: the earlier
+    ones are starts) lies in it, for the territory with the nearest corner that no such
+    goal lies in: its teammates probably heard every start and took the assignment, which
+    may give its territory to someone else. An agent that missed more starts never leaves
+    the convention: over links that lose most starts its teammates missed starts too and
+    kept the convention, a valid partition, and a teammate's goal in its territory is a
+    lead, a helper or a coarse intent; leaving would open a territory to nobody. So an
+    agent that heard little takes the territory it would take in silence. Permutations are
+    enumerated for at most 6 agents; larger teams keep the convention. Each agent enters
+    its territory at the route corner nearest to it, chosen when the territory is.
     """
     b, n, dev = world.num_envs, world.num_agents, world.device
     pos = world.pos
@@ -299,6 +309,7 @@ def _territories(
         mem["start"] = pos.clone()
         mem["variant"] = torch.zeros(b, n, dtype=torch.long, device=dev)
         mem["decided"] = torch.zeros(b, n, dtype=torch.bool, device=dev)
+        mem["starts_heard"] = torch.zeros(b, n, dtype=torch.long, device=dev)
     territory = torch.where(first.view(-1, 1), own, territory)
     sweeper = torch.where(first.view(-1, 1, 1), identity, sweeper)
     start = torch.where(first.view(-1, 1, 1), pos, mem["start"])
@@ -311,6 +322,10 @@ def _territories(
         heard = (world.intent_age < world.t.view(-1, 1, 1)) | eye  # [B, N, N]
         early = (world.t >= 1) & (world.t <= _ANNOUNCE_STEPS)
         decide = early.view(-1, 1) & heard.all(-1) & ~decided  # [B, N]
+        # [B, N]: starts heard by step K, its own included
+        starts_heard = torch.where(first.view(-1, 1), 0, mem["starts_heard"])
+        starts_heard = torch.where(early.view(-1, 1), heard.sum(-1), starts_heard)
+        mem["starts_heard"] = starts_heard
         bits = world.intent_bits.masked_fill(eye, world.config.comm.intent_bits).amin(-1)
         mine = world.comm.quantize_intent(start.reshape(b * n, 2), bits.reshape(-1))
         starts = torch.where(eye.view(1, n, n, 1), mine.view(b, n, 1, 2), world.known_intent)
@@ -327,12 +342,17 @@ def _territories(
         sweeper = torch.where(decide.unsqueeze(-1), inverse, sweeper)
         choose = choose | decide
         decided = decided | decide
-        # An agent that missed a start leaves a territory a teammate heads for (its announced
-        # goal lies there) and takes the one with the nearest corner that nobody heads for.
-        late = (world.t > _ANNOUNCE_STEPS).view(-1, 1) & ~decided
+        # An agent that missed exactly one start leaves a territory a teammate heads for (its
+        # announced goal lies there) and takes the one with the nearest corner that nobody
+        # heads for. An agent that missed more keeps the convention: its teammates, over the
+        # same links, most likely missed starts too and kept it as well, and a goal in its
+        # territory is then a lead, a helper or a coarse intent, not a territory taken.
+        late = (world.t > _ANNOUNCE_STEPS).view(-1, 1) & ~decided & (starts_heard >= n - 1)
         goal = world.known_intent.floor().clamp(0, world.grid - 1).long()
         goal_sector = sector[goal[..., 0] * world.grid + goal[..., 1]]  # [B, N, N]
-        fresh = _fresh_teammates(world)
+        # Only goals count: an intent announced during the first K steps is a start.
+        announced_late = world.intent_age < (world.t - _ANNOUNCE_STEPS).view(-1, 1, 1)
+        fresh = _fresh_teammates(world) & announced_late
         every = torch.arange(n, device=dev).view(1, 1, 1, n)
         # [B, N(i), S]: a teammate of i heads for territory s
         heads = ((goal_sector.unsqueeze(-1) == every) & fresh.unsqueeze(-1)).any(2)
@@ -463,9 +483,10 @@ def search_rescue_expert(world: CommWorld) -> torch.Tensor:
     :math:`K = 3` steps it announces its start position as its intent, and once it has heard
     every teammate's start it takes its part of the bottleneck assignment of territories to
     starts (:func:`_territories`), which every agent that heard the same starts computes
-    alike. An agent that has not heard every start by step :math:`K` keeps the convention,
-    and gives up a territory a teammate's announced goal lies in for the free territory
-    with the nearest corner.
+    alike. An agent that has not heard every start by step :math:`K` keeps the convention;
+    if it missed only one, it gives up a territory a teammate's announced goal lies in for
+    the free territory with the nearest corner (an agent that missed more stays: its
+    teammates most likely kept the convention too).
 
     **Sweep.** Otherwise it heads for the first waypoint of its territory's route (the
     variant entered at the corner nearest to it) whose sensing disk still holds an
@@ -480,8 +501,9 @@ def search_rescue_expert(world: CommWorld) -> torch.Tensor:
     starts it hears let it shorten the longest walk to a territory (the time to cover the
     area is that walk plus one territory's route); an agent that missed a start keeps the
     convention it would have had without messages until a teammate's goal shows that its
-    territory is taken, so a lost header costs a detour, not a territory left to nobody. The
-    fused belief then removes what teammates have sensed, sends help where it is needed and
+    territory is taken, so a lost header costs a detour, not a territory left to nobody,
+    and links that lose most headers leave the whole team on the convention, as silence
+    does. The fused belief then removes what teammates have sensed, sends help where it is needed and
     turns teammates' detections into leads. Rates in victims per step put each lead at its
     worth: one detection (:math:`p \approx 0.18`; ~0.65 false alarms per agent-step) is
     followed only within 3 cells, two (:math:`p \approx 0.79`) draw the nearest agent from
