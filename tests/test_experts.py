@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from episodes import first_episode_successes
 
 import agentcomm
 from agentcomm.codecs.raw import RawCodec
@@ -53,17 +54,7 @@ def _success(
     if blur:
         world.comm.codec = BlurRaw(world.comm.codec.source_shape)
     world.reset(seed=seed)
-    solved = torch.zeros(episodes, dtype=torch.bool)
-    over = torch.zeros(episodes, dtype=torch.bool)
-    for _ in range(world.config.max_steps):
-        _, _, term, trunc, info = world.step(policy(world))
-        solved |= info["success"] & ~over
-        over |= term | trunc
-        if bool(over.all()):
-            break
-        if bool((term | trunc).any()):
-            world.reset_at(term | trunc)
-    return int(solved.sum())
+    return int(first_episode_successes(world, policy).sum())
 
 
 class _Observer:
