@@ -186,7 +186,7 @@ def main(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r} must look like KEY=VALUE")
-        _set_dotted(changes, key.strip(), _parse_value(raw), f"--set {item!r}")
+        _set_dotted(changes, key.strip(), load_yaml(raw), f"--set {item!r}")
     if args.quiet:
         changes["progress"] = False
     if args.resume is not None:
@@ -207,11 +207,6 @@ _FLAGS = {
     "iterations": "ppo.iterations",
     "pretrained": "dppo.pretrained",
 }
-
-
-def _parse_value(raw: str) -> Any:
-    """A ``--set`` value parsed as YAML (:func:`agentcomm.config.load_yaml`)."""
-    return load_yaml(raw)
 
 
 def _set_dotted(changes: dict[str, Any], key: str, value: Any, source: str) -> None:
