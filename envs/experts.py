@@ -42,11 +42,12 @@ Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``M`` sweep waypo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -54,7 +55,7 @@ from agentcomm.beliefs.grid import window_offsets
 
 from .world import ACTION_DIM, CommWorld
 
-__all__ = ["EXPERTS", "expert_actions", "random_actions"]
+__all__ = ["EXPERTS", "expert_actions", "oracle_actions", "random_actions"]
 
 # SearchRescue-v0
 _CONFIRMED = 0.5  # posterior above which a cell is a victim to rescue, not a lead to check
@@ -770,6 +771,55 @@ def expert_actions(world: CommWorld) -> torch.Tensor:
             f"no expert for env_id={world.env_id!r}; experts exist for {sorted(EXPERTS)}"
         )
     return EXPERTS[world.env_id](world)
+
+
+@contextlib.contextmanager
+def _revealed(world: CommWorld) -> Iterator[None]:
+    r"""Within the block every agent's belief is the true state (restored on exit).
+
+    SearchRescue-v0: each agent's fused belief and own evidence are the true victim map at
+    the log-odds clip (:math:`\pm` ``logodds_clip``). TargetTracking-v0: each agent's track of
+    every target is the target's true position and velocity with a covariance of
+    ``1e-4`` cells^2. IntentCoverage-v0: each agent holds every teammate's true intent, fresh
+    and at full resolution."""
+    if world.env_id == "IntentCoverage-v0":
+        names, owner = ("known_intent", "intent_age", "intent_bits"), world
+        b, n = world.num_envs, world.num_agents
+        truth = (
+            world.intent.unsqueeze(1).expand(b, n, n, 2).clone(),
+            torch.zeros_like(world.intent_age),
+            torch.full_like(world.intent_bits, 24),
+        )
+    elif world.env_id == "TargetTracking-v0":
+        names, owner = ("track_mean", "track_cov"), world.beliefs
+        mean = world.target.unsqueeze(1).expand_as(owner.track_mean).clone()
+        cov = torch.eye(4, device=world.device).mul(1e-4).expand_as(owner.track_cov).clone()
+        truth = (mean, cov)
+    elif world.env_id == "SearchRescue-v0":
+        names, owner = ("belief", "local"), world.beliefs
+        clip = world.config.comm.logodds_clip
+        grid = torch.where(world._true_map(), clip, -clip).unsqueeze(1)
+        truth = (grid.expand_as(owner.belief).clone(), grid.expand_as(owner.local).clone())
+    else:
+        raise ValueError(f"no oracle for env_id={world.env_id!r}; oracles exist for {sorted(EXPERTS)}")
+    saved = [getattr(owner, name) for name in names]
+    for name, value in zip(names, truth):
+        setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved):
+            setattr(owner, name, value)
+
+
+def oracle_actions(world: CommWorld) -> torch.Tensor:
+    """``[B, N, 6]``: the scenario's expert deciding on the true state (:func:`_revealed`),
+    as if the team shared the state of the world itself rather than what it sensed: the
+    reference no communication scheme can lift the expert above. It reads the ground truth,
+    so it is a reference, never a policy to learn from; the world itself (what is sent,
+    fused and scored) is untouched."""
+    with _revealed(world):
+        return expert_actions(world)
 
 
 def random_actions(world: CommWorld, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -169,7 +169,7 @@ def _key(job: dict[str, Any]) -> str:
 
 
 def _cost(job: dict[str, Any]) -> float:
-    learned = 1.0 if job["policy"] in ("expert", "random") else 3.0
+    learned = 1.0 if job["policy"] in ("expert", "oracle", "random") else 3.0
     return job["episodes"] * job["max_steps"] * _CODEC_COST.get(job["codec"], 1.0) * learned
 
 

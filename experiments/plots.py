@@ -72,7 +72,8 @@ def plot_scenario(rows: list[dict[str, Any]], env_id: str, path: Path) -> None:
     and line: codec) and one per learned policy; no communication (budget 0) and perfect
     communication (codec ``raw``, which bypasses the channel) have no place on a log axis
     and are drawn as horizontal levels with their intervals as bands: the floor and the
-    ceiling of each mode.
+    ceiling of each mode, and above them the oracle (policy ``"oracle"``: the expert
+    deciding on the true state) where the run has it.
     """
     plt = _plt()
     mine = [r for r in rows if r["env_id"] == env_id]
@@ -104,6 +105,8 @@ def plot_scenario(rows: list[dict[str, Any]], env_id: str, path: Path) -> None:
         for (policy, raw), rs in sorted(levels.items()):
             who = "" if policy == "expert" else f"{policy.removeprefix('shipped:')} "
             what = "perfect comm. (raw)" if raw else "no comm."
+            if policy == "oracle":
+                who, what = "", "oracle: true state shared"
             same = len({(r["success"], r["ci_low"], r["ci_high"]) for r in rs}) == 1
             for r in rs[:1] if same and len(rs) > 1 else rs:
                 mode = "all modes" if same and len(rs) > 1 else str(r["mode"])

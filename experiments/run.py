@@ -4,7 +4,8 @@ Evaluates every scenario's expert (SearchRescue-v0, TargetTracking-v0, IntentCov
 across bandwidth budgets from none to perfect communication, in the coordination modes
 (centralized, distributed, hybrid) with the quantized digital codec, the learned codecs
 (JSCC, JSCC with a diffusion receiver) on one mode, a link-SNR sweep, and the shipped
-learned policies on the SearchRescue axes: one experiment YAML each
+learned policies on the SearchRescue axes, and the oracle reference (the expert deciding on
+the true state) of SearchRescue-v0 and TargetTracking-v0: one experiment YAML each
 (:data:`DEFAULT_EXPERIMENTS`, in ``agentcomm/experiments/configs``). Every point is
 evaluated by the one evaluation function
 (:func:`agentcomm.policies.evaluate.evaluate`) on the ``evaluation`` worlds.
@@ -47,6 +48,8 @@ DEFAULT_EXPERIMENTS = (
     "snr.yaml",
     "target_tracking.yaml",
     "intent_coverage.yaml",
+    "oracle.yaml",
+    "oracle_tracking.yaml",
 )
 
 

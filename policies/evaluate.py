@@ -6,6 +6,8 @@ An *actor* maps the world and its observations ``[B, N, Do]`` to actions ``[B, N
 :func:`load_actor` builds one from
 
 * ``"expert"`` / ``"random"``: the scenario's scripted expert, uniform random actions;
+* ``"oracle"``: the expert deciding on the true state (a reference, not a policy:
+  :func:`~agentcomm.envs.experts.oracle_actions`);
 * a policy directory: a diffusion policy (``save_policy``: BC or a DPPO export) or an
   exported Gaussian policy (``save_gaussian_actor``); ``"shipped:NAME"`` names one shipped
   with the package (``agentcomm/models/policies/NAME``);
@@ -234,12 +236,14 @@ def load_actor(
         ``(actor, metadata)``; the metadata holds ``env_id`` and ``env_config`` when the
         checkpoint recorded them (empty for the named actors).
     """
-    from agentcomm.envs.experts import expert_actions, random_actions
+    from agentcomm.envs.experts import expert_actions, oracle_actions, random_actions
 
     if sampler is not None:
         check_choice("sampler", sampler, ("ddpm", "ddim"))
     if str(checkpoint) == "expert":
         return (lambda world, obs: expert_actions(world)), {}
+    if str(checkpoint) == "oracle":
+        return (lambda world, obs: oracle_actions(world)), {}
     if str(checkpoint) == "random":
         return (lambda world, obs: random_actions(world, generator)), {}
     from agentcomm.policies.checkpoint import policy_path
@@ -255,7 +259,7 @@ def load_actor(
     )
     if not agents:
         raise ValueError(
-            f"checkpoint={str(checkpoint)!r} is neither 'expert', 'random', a policy "
+            f"checkpoint={str(checkpoint)!r} is neither 'expert', 'oracle', 'random', a policy "
             "directory (config.json) nor a training run directory (train_config.yaml)"
         )
     loaded = [_load_policy_dir(p, device, sampler, stochastic, generator) for p in agents]
