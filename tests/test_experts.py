@@ -12,8 +12,10 @@ from episodes import first_episode_successes
 
 import agentcomm
 from agentcomm.codecs.raw import RawCodec
-from agentcomm.envs import experts
+from agentcomm.envs import expert_base
 from agentcomm.envs.experts import expert_actions, random_actions
+from agentcomm.envs.scenarios import search_rescue_expert as sr_expert
+from agentcomm.envs.scenarios import target_tracking_expert as tt_expert
 from agentcomm.experiments.stats import wilson_interval
 
 ENV_IDS = ("SearchRescue-v0", "TargetTracking-v0", "IntentCoverage-v0")
@@ -127,7 +129,7 @@ def test_search_rescue_sweep_plan_covers_every_cell_once_per_territory():
     """Quadrants for four agents around the centre; each of the four routes of a territory
     visits its waypoints in a strict order and starts at a corner of the territory; every
     cell lies within the sensing radius of a waypoint."""
-    sector, waypoints, owner, orders, corners, foot = experts._sweep_plan(
+    sector, waypoints, owner, orders, corners, foot = sr_expert._sweep_plan(
         16, 4, (8.0, 8.0), 2.0, torch.device("cpu")
     )
     assert torch.bincount(sector).tolist() == [64, 64, 64, 64]
@@ -157,21 +159,21 @@ def test_search_rescue_territories_follow_the_starts_the_agents_heard():
     silent = agentcomm.make_vec("SearchRescue-v0", num_envs=64, seed=2, comm={"budget": 0})
     silent.reset(seed=2)
     _run_expert(silent, 5)
-    assert torch.equal(experts._memory(silent)["territory"], torch.arange(4).expand(64, 4))
+    assert torch.equal(expert_base._memory(silent)["territory"], torch.arange(4).expand(64, 4))
     world = agentcomm.make_vec(
         "SearchRescue-v0", num_envs=64, seed=2, comm={"codec": "raw", "mode": "centralized"}
     )
     world.reset(seed=2)
     start = world.pos.clone()
-    _run_expert(world, experts._ANNOUNCE_STEPS + 1)
-    mem = experts._memory(world)
+    _run_expert(world, sr_expert._ANNOUNCE_STEPS + 1)
+    mem = expert_base._memory(world)
     decided = mem["decided"].all(1)
     assert int(decided.sum()) >= 48, int(decided.sum())
     sweeper = mem["sweeper"][decided]  # [D, N, S]: the same in every agent's view
     assert torch.equal(sweeper, sweeper[:, :1].expand_as(sweeper))
     territory = mem["territory"][decided]
     assert torch.equal(territory.sort(1).values, torch.arange(4).expand_as(territory))
-    corners = experts._sweep_plan(16, 4, (8.0, 8.0), 2.0, torch.device("cpu"))[4]
+    corners = sr_expert._sweep_plan(16, 4, (8.0, 8.0), 2.0, torch.device("cpu"))[4]
 
     def longest(assign):  # [D, N] territories -> [D] longest walk to a territory corner
         walk = (corners[assign] - start[decided].unsqueeze(2)).norm(dim=-1).amin(-1)
@@ -217,7 +219,7 @@ def test_search_rescue_start_options():
 def test_tracking_expert_knows_whether_its_radio_carries_tracks(comm, shared):
     world = agentcomm.make_vec("TargetTracking-v0", num_envs=1, seed=0, comm=comm)
     before = world.generator.get_state()
-    assert experts._shares_tracks(world) is shared
+    assert tt_expert._shares_tracks(world) is shared
     assert torch.equal(world.generator.get_state(), before)  # the dry run drew nothing
 
 
@@ -235,7 +237,7 @@ def test_search_rescue_expert_recovers_its_own_evidence_beyond_the_clip():
         expert_actions(world)
         world.step(still)
     expert_actions(world)
-    total = experts._memory(world)["own_total"]
+    total = expert_base._memory(world)["own_total"]
     sensed = world.local.reshape(2, 4, -1) <= -world.config.comm.logodds_clip + 1e-6
     victims = torch.zeros(2, 256, dtype=torch.bool).scatter_(1, world.victim_cell, True)
     sensed &= ~victims.unsqueeze(1)
@@ -254,12 +256,12 @@ def test_search_rescue_own_evidence_on_the_window_matches_the_whole_grid():
     clip, rs = cfg.comm.logodds_clip, cfg.sensing.radius
     hit = math.log(cfg.sensing.pd / cfg.sensing.pfa)
     miss = math.log((1 - cfg.sensing.pd) / (1 - cfg.sensing.pfa))
-    cells = experts._cells(world.grid, world.device)
+    cells = expert_base._cells(world.grid, world.device)
     total = last = None
     resets = 0
     for t in range(2 * cfg.max_steps + 2):
         own = world.local.reshape(32, 4, -1)
-        window = experts._dist(world.pos, cells) <= rs
+        window = expert_base._dist(world.pos, cells) <= rs
         start = (world.t == 0).view(-1, 1, 1)
         if total is None:
             total, last = own.clone(), own.clone()
@@ -271,7 +273,7 @@ def test_search_rescue_own_evidence_on_the_window_matches_the_whole_grid():
         actions = expert_actions(world)
         if t % 5 == 2:
             assert torch.equal(actions, expert_actions(world))
-        kept = experts._memory(world)["own_total"]
+        kept = expert_base._memory(world)["own_total"]
         assert torch.equal(kept, total), t
         _, _, term, trunc, _ = world.step(actions)
         done = term | trunc
