@@ -68,6 +68,12 @@ class ChannelConfig(Config):
     """Receiver channel knowledge."""
     pilot_snr_db: float = field(default=20.0, metadata=rng(-30.0, 100.0))
     tx_power_dbm: float = field(default=20.0, metadata=rng(-50.0, 60.0))
+    """Transmit power of every agent and of the fusion centre, dBm, in [-50, 60]."""
+    tx_power_dbm_range: tuple[float, float] | None = None
+    """``(low, high)`` dBm, each in [-50, 60], ``low <= high``: every world draws its transmit
+    power uniformly in the range at each reset (from the world's generator), so the mean
+    SNR of all its links moves together for the episode; ``None``: ``tx_power_dbm`` in every
+    world and episode (no draw)."""
     noise_floor_dbm: float = field(default=-90.0, metadata=rng(-200.0, 0.0))
     pathloss_exponent: float = field(default=3.0, metadata=rng(1.0, 8.0))
     ref_distance_m: float = field(default=1.0, metadata=rng(1e-3, 1e6))
@@ -81,13 +87,30 @@ class ChannelConfig(Config):
     erasure_prob: float = field(default=0.0, metadata=rng(0.0, 1.0))
     """I.i.d. packet loss probability on top of the fading channel."""
 
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        span = self.tx_power_dbm_range
+        if span is not None and not (len(span) == 2 and -50.0 <= span[0] <= span[1] <= 60.0):
+            raise ValueError(
+                f"{prefix}tx_power_dbm_range={list(span)!r} is not allowed; expected "
+                "[low, high] dBm with -50 <= low <= high <= 60, or null (the fixed "
+                f"{prefix}tx_power_dbm)"
+            )
+
 
 @dataclass
 class CommConfig(Config):
     """What is sent, how much, to whom, and how it is fused."""
 
     budget: int = field(default=64, metadata=rng(0, 100_000))
-    """Complex channel uses per link per step; 0 turns communication off."""
+    """Complex channel uses per link per step; 0 turns communication off. With
+    ``budget_levels`` it is the bound of the drawn caps and must be at least the largest
+    level (the exchange's per-budget tables cover ``0..budget``)."""
+    budget_levels: tuple[int, ...] | None = None
+    """Per-episode operating points: every world draws its budget cap uniformly from these
+    levels (each in ``[0, budget]``, distinct; 0: no communication in that episode) at each
+    reset, from the world's generator, and uses it where ``budget`` is used otherwise;
+    ``None``: ``budget`` in every world and episode (no draw)."""
     codec: str = field(default="quantized", metadata=choices(*CODECS))
     codec_params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the codec (see :mod:`agentcomm.codecs`)."""
@@ -114,6 +137,26 @@ class CommConfig(Config):
     cost_per_channel_use: float = field(default=0.0, metadata=rng(0.0, 1e6))
     """Team reward penalty per complex channel use spent in the step."""
 
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        levels = self.budget_levels
+        if levels is None:
+            return
+        key = f"{prefix}budget_levels"
+        if not levels:
+            raise ValueError(
+                f"{key}=[] is not allowed; expected a non-empty list of channel-use caps in "
+                f"[0, {prefix}budget], or null (the fixed {prefix}budget)"
+            )
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"{key}={list(levels)!r} is not allowed; each level must appear once")
+        if min(levels) < 0 or max(levels) > self.budget:
+            raise ValueError(
+                f"{key}={list(levels)!r} is not allowed; every level must lie in "
+                f"[0, {prefix}budget={self.budget}] ({prefix}budget bounds the drawn caps: "
+                f"set it to at least {max(levels)})"
+            )
+
 
 @dataclass
 class WorldConfig(Config):
@@ -137,6 +180,12 @@ class WorldConfig(Config):
     """Side of the max-pooled belief map in each observation."""
     intent_max_age: int = field(default=10, metadata=rng(1, 100_000))
     """Intent ages are reported as min(age, intent_max_age) / intent_max_age."""
+    observe_operating_point: bool = False
+    """Append the world's operating point to every observation
+    (:func:`agentcomm.envs.observe.observation`): its budget cap, the coordination mode
+    (one-hot) and the cost per channel use, so that one policy can serve every budget and
+    link quality drawn per episode (``comm.budget_levels``, ``channel.tx_power_dbm_range``).
+    Off by default: the observation then keeps the layout earlier policies were trained on."""
     sensing: SensingConfig = field(default_factory=SensingConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     comm: CommConfig = field(default_factory=CommConfig)

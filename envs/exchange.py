@@ -49,6 +49,8 @@ INFO_KEYS = (
     "fc_messages_sent",
     "belief_error",
     "success",
+    "budget_cap",
+    "tx_power_dbm",
 )
 
 
@@ -61,7 +63,10 @@ _FLOAT_INFO = (
     "uplink_bits",
     "downlink_bits",
     "belief_error",
+    "tx_power_dbm",
 )
+#: ``info`` keys with one value per world ``[B]`` (the rest are per agent ``[B, N]``).
+_WORLD_INFO = ("fc_channel_uses", "fc_messages_sent", "success", "budget_cap", "tx_power_dbm")
 
 LINKS = ("peer", "uplink", "downlink")
 #: Rows of the per-agent accounting (:func:`_account`): integer counts, then float64 bits.
@@ -73,7 +78,7 @@ def zero_info(num_envs: int, num_agents: int, device: torch.device) -> dict[str,
     """Every key of :data:`INFO_KEYS` at zero, in the shape and dtype a step gives it."""
     info: dict[str, torch.Tensor] = {}
     for key in INFO_KEYS:
-        shape = (num_envs,) if key.startswith("fc_") or key == "success" else (num_envs, num_agents)
+        shape = (num_envs,) if key in _WORLD_INFO else (num_envs, num_agents)
         dtype = torch.float32 if key in _FLOAT_INFO else torch.long
         info[key] = torch.zeros(shape, dtype=dtype, device=device)
     return info
@@ -129,12 +134,14 @@ def run_exchange(world: CommWorld, a: torch.Tensor) -> dict[str, torch.Tensor]:
         eye.view(1, n, n, 1), world.intent.unsqueeze(2).expand(-1, -1, n, -1), world.known_intent
     )
     if cfg.budget > 0:
+        # Drawn caps (comm.budget_levels) bound each world's messages: ``[B, 1]``.
+        cap = cfg.budget if cfg.budget_levels is None else world.budget_cap.view(-1, 1)
         plan = _message_plan(
             cfg.mode,
             world.adj,
             world.fc_ok,
             cfg.consensus_rounds,
-            cfg.budget,
+            cap,
             (a[..., 4] + 1.0) * 0.5,
             (a[..., 5] + 1.0) * 0.5,
         )
@@ -279,11 +286,12 @@ def _centralized(
         return fc_uses, torch.zeros_like(fc_uses)
     fc_payload = beliefs.centre_payload()
     row = env * n + dst
+    down = plan.downlink_budget
     ex = world.comm.send(
         env,
         torch.full_like(dst, -1),
         dst,
-        torch.full_like(dst, plan.downlink_budget),
+        down.view(-1).take(env) if isinstance(down, torch.Tensor) else torch.full_like(dst, down),
         world.fc_snr.take(row),
         None if fc_payload is None else (fc_payload, env),
         beliefs.prior,

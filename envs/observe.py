@@ -5,6 +5,7 @@ Shape legend: ``B`` worlds, ``N`` agents, ``Do`` observation size, ``Ds`` state 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -12,14 +13,30 @@ import torch
 if TYPE_CHECKING:
     from .world import CommWorld
 
-__all__ = ["obs_dim", "observation", "state", "state_dim"]
+__all__ = [
+    "BUDGET_REFERENCE",
+    "OPERATING_POINT_DIM",
+    "obs_dim",
+    "observation",
+    "state",
+    "state_dim",
+]
+
+#: Columns of the operating point (``observe_operating_point``): budget cap, mode one-hot
+#: (3), cost per channel use.
+OPERATING_POINT_DIM = 5
+#: Budget (channel uses) the budget column maps to 1: a fixed reference, so that the column
+#: means the same cap in every config (a cap above it reads 1).
+BUDGET_REFERENCE = 1024
+_MODES = ("centralized", "distributed", "hybrid")
 
 
 def obs_dim(world: CommWorld) -> int:
     """``Do``: the base layout of :func:`observation` plus the scenario's extras."""
     n, m = world.num_agents, world.config.obs_map_size
     grid = m * m if world.belief_kind == "grid" else 0
-    return 2 + 2 + 2 + grid + 4 * (n - 1) + 3 + world._scenario_obs_dim()
+    extra = OPERATING_POINT_DIM if world.config.observe_operating_point else 0
+    return 2 + 2 + 2 + grid + 4 * (n - 1) + 3 + world._scenario_obs_dim() + extra
 
 
 def state_dim(world: CommWorld) -> int:
@@ -52,7 +69,8 @@ def observation(world: CommWorld) -> torch.Tensor:
     (2, /grid_size), that intent's age (1, min(age, intent_max_age)/intent_max_age,
     scaled), the mean link SNR to it (1, clipped to [-20, 40] dB, scaled); then
     the fusion-centre link SNR (1), the fraction of agents in link range (1), and the
-    elapsed fraction of the episode (1); then the scenario's extras.
+    elapsed fraction of the episode (1); then the scenario's extras; then, with
+    ``observe_operating_point``, the world's operating point (:func:`operating_point`, 5).
     """
     cfg = world.config
     b, n, g = world.num_envs, world.num_agents, float(world.grid)
@@ -78,7 +96,31 @@ def observation(world: CommWorld) -> torch.Tensor:
         (elapsed * 2 - 1).unsqueeze(-1),
         world._scenario_obs(),
     ]
+    if cfg.observe_operating_point:
+        parts.append(operating_point(world).unsqueeze(1).expand(b, n, -1))
     return torch.cat(parts, dim=-1).clamp(-1.0, 1.0)
+
+
+def operating_point(world: CommWorld) -> torch.Tensor:
+    r"""``[B, 5]`` float32 in ``[-1, 1]``: the operating point every agent of a world sees.
+
+    Columns: the world's budget cap ``k`` (``budget_cap``, drawn per episode from
+    ``comm.budget_levels`` or the fixed ``comm.budget``) as
+    :math:`2 \min(1, \log_2(1 + k) / \log_2(1 + K_\text{ref})) - 1` with
+    :data:`BUDGET_REFERENCE` ``K_ref`` (-1: no communication); the coordination mode
+    one-hot (centralized, distributed, hybrid; 1 for the world's mode, -1 otherwise); the
+    cost per channel use ``c`` as :math:`2 c / (1 + c) - 1`. The link quality (the drawn
+    transmit power) shows in the observation's link SNRs.
+    """
+    cm = world.config.comm
+    b = world.num_envs
+    scale = 2.0 / math.log2(1 + BUDGET_REFERENCE)
+    budget = (torch.log2(1.0 + world.budget_cap.float()) * scale - 1.0).clamp_max(1.0)
+    fixed = [1.0 if cm.mode == m else -1.0 for m in _MODES]
+    cost = cm.cost_per_channel_use
+    fixed.append(2.0 * cost / (1.0 + cost) - 1.0)
+    rest = torch.tensor(fixed, device=world.device).expand(b, -1)
+    return torch.cat([budget.unsqueeze(1), rest], dim=1)
 
 
 def state(world: CommWorld) -> torch.Tensor:

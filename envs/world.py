@@ -101,6 +101,13 @@ class CommWorld(ScenarioHooks):
         self.obs_dim = observe.obs_dim(self)
         self.state_dim = observe.state_dim(self)
         self._own_scale = observe.own_scale(self)
+        cm = config.comm
+        #: long ``[L]``: the budget caps a world draws from at reset (``None``: fixed budget).
+        self._budget_levels = (
+            None
+            if cm.budget_levels is None
+            else torch.tensor(cm.budget_levels, dtype=torch.long, device=self.device)
+        )
         self._allocate()
 
     # ================================================================= state
@@ -114,6 +121,10 @@ class CommWorld(ScenarioHooks):
         self.peer_snr = torch.zeros(b, n, n, device=dev)
         self.fc_snr = torch.zeros(b, n, device=dev)
         self.adj = torch.zeros(b, n, n, dtype=torch.bool, device=dev)
+        # The operating point of each world's episode (:meth:`_draw_operating_point`).
+        cfg = self.config
+        self.budget_cap = torch.full((b,), cfg.comm.budget, dtype=torch.long, device=dev)
+        self.tx_power = torch.full((b,), cfg.channel.tx_power_dbm, device=dev)
         self._eye = torch.eye(n, dtype=torch.bool, device=dev)
         self._off = ~self._eye
         #: long ``[N * (N - 1)]``: flat ``i * N + j`` of the pairs ``i != j``, row-major.
@@ -136,6 +147,7 @@ class CommWorld(ScenarioHooks):
         """Reset the worlds where ``mask [B]`` is True; the others are untouched."""
         check_tensor("mask", mask, shape=(self.num_envs,), dtypes=(torch.bool,))
         m1 = mask.view(-1, 1)
+        self._draw_operating_point(mask)
         self.t = torch.where(mask, 0, self.t)
         self.done = self.done & ~mask
         self.vel = torch.where(m1.unsqueeze(-1), 0.0, self.vel)
@@ -144,6 +156,22 @@ class CommWorld(ScenarioHooks):
         self.intent = torch.where(m1.unsqueeze(-1), self.pos, self.intent)
         reset_intents(self, mask)
         self._update_links(mask)
+
+    def _draw_operating_point(self, mask: torch.Tensor) -> None:
+        """Draw the budget cap ``budget_cap [B]`` (uniform over ``comm.budget_levels``) and
+        the transmit power ``tx_power [B]`` dBm (uniform in ``channel.tx_power_dbm_range``)
+        of the worlds where ``mask [B]`` is True, from the world's generator; the other
+        worlds keep theirs. A value without a draw configured stays fixed and draws nothing.
+        """
+        b, gen = self.num_envs, self.generator
+        levels = self._budget_levels
+        if levels is not None:
+            pick = torch.randint(levels.numel(), (b,), generator=gen, device=self.device)
+            self.budget_cap = torch.where(mask, levels.take(pick), self.budget_cap)
+        span = self.config.channel.tx_power_dbm_range
+        if span is not None:
+            u = torch.rand(b, generator=gen, device=self.device)
+            self.tx_power = torch.where(mask, span[0] + (span[1] - span[0]) * u, self.tx_power)
 
     # ================================================================= step
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
@@ -175,7 +203,9 @@ class CommWorld(ScenarioHooks):
             the messages the agent sent (peer and uplink): ``messages_sent``,
             ``messages_delivered``, ``messages_lost``; ``belief_error``
             (:meth:`_belief_error`). Per world ``[B]``: ``fc_channel_uses`` and
-            ``fc_messages_sent`` (the fusion centre's downlinks), ``success``.
+            ``fc_messages_sent`` (the fusion centre's downlinks), ``success``, and the
+            episode's operating point: ``budget_cap`` (long, channel uses) and
+            ``tx_power_dbm`` (float32), drawn at reset or fixed by the config.
         """
         a = step_input(self, actions)
         cfg = self.config
@@ -212,6 +242,8 @@ class CommWorld(ScenarioHooks):
         truncated = (self.t >= cfg.max_steps) & ~terminated
         self.done = terminated | truncated
         info["success"] = success
+        info["budget_cap"] = self.budget_cap
+        info["tx_power_dbm"] = self.tx_power
         n, w = self.num_agents, cfg.team_reward_weight
         if w == 1.0:
             rew = reward.unsqueeze(1).expand(-1, n).contiguous()
@@ -226,21 +258,26 @@ class CommWorld(ScenarioHooks):
     def reset_info(self) -> dict[str, torch.Tensor]:
         """The info of freshly reset worlds, with every key of :data:`INFO_KEYS` and the
         shapes and dtypes :meth:`step` gives them: accounting zero (nothing sent yet),
-        ``belief_error`` and ``success`` of the current state. Adapters report it at reset
+        ``belief_error``, ``success`` and the operating point of the current state. Adapters report it at reset
         (TorchRL builds its specs from the infos of ``reset()``)."""
         info = zero_info(self.num_envs, self.num_agents, self.device)
         info["belief_error"] = self._belief_error().float()
         info["success"] = self._success()
+        info["budget_cap"] = self.budget_cap
+        info["tx_power_dbm"] = self.tx_power
         return info
 
     def _update_links(self, mask: torch.Tensor | None = None) -> None:
         """Recompute link SNRs from positions (only in worlds where ``mask [B]`` is True)."""
         ch = self.config.channel
+        # One power per world when it is drawn per episode ([B, 1]: every transmitter of
+        # the world), else the configured scalar.
+        power = self.comm._p_tx if ch.tx_power_dbm_range is None else self.tx_power.view(-1, 1)
         peer, fc = _link_snr_db(
             self.pos,
             self.fc_pos,
             self.comm.pathloss._snr_db,
-            self.comm._p_tx,
+            power,
             self.comm._noise,
             self.generator,
             ch.shadowing_std_db > 0,

@@ -128,7 +128,8 @@ class MessagePlan:
         rounds: consensus rounds ``K`` (``peer`` is sent once per round).
         uplink_budget: long ``[B, N]``, channel uses of agent ``i``'s uplink.
         peer_budget: long ``[B, N]``, channel uses of each of agent ``i``'s peer messages.
-        downlink_budget: channel uses of each downlink (the budget ``K_max``).
+        downlink_budget: channel uses of each downlink (the budget ``K_max``; long ``[B, 1]``
+            when each world has its own).
         uplink: bool ``[B, N]``, agent ``i`` -> fusion centre.
         downlink: bool ``[B, N]``, fusion centre -> agent ``i``.
         peer: bool ``[B, N, N]``, ``i -> j`` in each of the ``K`` rounds.
@@ -138,7 +139,7 @@ class MessagePlan:
     rounds: int
     uplink_budget: torch.Tensor
     peer_budget: torch.Tensor
-    downlink_budget: int
+    downlink_budget: int | torch.Tensor
     uplink: torch.Tensor
     downlink: torch.Tensor
     peer: torch.Tensor
@@ -220,13 +221,14 @@ def _message_plan(
     adj: torch.Tensor,
     fc_link_ok: torch.Tensor,
     rounds: int,
-    budget: int,
+    budget: int | torch.Tensor,
     transmit: torch.Tensor,
     uplink_share: torch.Tensor,
 ) -> MessagePlan:
     """:func:`message_plan` without validation (the batched world's schedule; its inputs
-    are valid by construction). ``+ 1e-6`` keeps a fraction that is a whole number of uses
-    in float32 (e.g. ``0.75 * 8``) from flooring one below."""
+    are valid by construction; ``budget`` may be a long ``[B, 1]`` cap per world). ``+ 1e-6``
+    keeps a fraction that is a whole number of uses in float32 (e.g. ``0.75 * 8``) from
+    flooring one below."""
     k_total = torch.floor(transmit * budget + 1e-6).long()
     none = torch.zeros_like(k_total)
     if mode == "centralized":
@@ -236,7 +238,12 @@ def _message_plan(
     else:
         k_up = torch.floor(uplink_share * k_total + 1e-6).long()
         k_peer = k_total - k_up
-    star = mode != "distributed" and budget > 0
+    if mode == "distributed":
+        downlink = torch.zeros_like(fc_link_ok)
+    elif isinstance(budget, torch.Tensor):  # per-world budgets [B, 1]
+        downlink = fc_link_ok & (budget > 0)
+    else:
+        downlink = fc_link_ok if budget > 0 else torch.zeros_like(fc_link_ok)
     return MessagePlan(
         mode=mode,
         rounds=rounds,
@@ -244,6 +251,6 @@ def _message_plan(
         peer_budget=k_peer,
         downlink_budget=budget,
         uplink=fc_link_ok & (k_up > 0),
-        downlink=fc_link_ok if star else torch.zeros_like(fc_link_ok),
+        downlink=downlink,
         peer=adj & (k_peer > 0).unsqueeze(2),
     )

@@ -159,7 +159,8 @@ def _link_snr_db(
         fc_pos: float ``[2]`` or ``[B, 2]`` fusion centre in the same units, or ``None``.
         snr_db: ``snr_db(distance_m, tx_power_dbm, noise_floor_dbm, generator)`` of a path-loss
             model.
-        tx_power_dbm: a 0-d tensor (every agent) or ``[B, N]`` (per transmitter), dBm.
+        tx_power_dbm: a 0-d tensor (every agent), ``[B, 1]`` (one per world, every agent of
+            the world) or ``[B, N]`` (per transmitter), dBm.
         noise_floor_dbm: a 0-d tensor, dBm.
         shadowed: whether the model draws shadowing (without it, one pass with no draws
             serves the peers and the centre, ``[B, N, N + 1]``: the same elementwise

@@ -21,6 +21,10 @@ The base world layout (:meth:`agentcomm.envs.world.CommWorld.observation`,
 without a belief map), then for every site: its position relative to the agent
 (2, /grid_size) and whether some agent is on it (1, scaled to [-1, 1]).
 
+With ``observe_operating_point`` (off by default) the world's operating point
+follows (5: budget cap, coordination mode one-hot, cost per channel use;
+:func:`agentcomm.envs.observe.operating_point`), so Do grows by 5.
+
 ## Rewards
 Team reward per step, shared by every agent
 (``team_reward_weight < 1`` mixes in each agent's own share: the distance

@@ -28,6 +28,10 @@ then an egocentric ``crop_size x crop_size`` crop of the fused belief at full
 resolution (probabilities scaled to [-1, 1], outside the area = -1) and the
 fraction of victims rescued (scaled).
 
+With ``observe_operating_point`` (off by default) the world's operating point
+follows (5: budget cap, coordination mode one-hot, cost per channel use;
+:func:`agentcomm.envs.observe.operating_point`), so Do grows by 5.
+
 ## Rewards
 Team reward per step, shared by every agent (``team_reward_weight < 1`` mixes in
 each agent's own share: rescues split among the agents that reached the victim, its

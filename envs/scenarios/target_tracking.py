@@ -27,6 +27,10 @@ The base world layout without a belief map, then per target: the fused
 estimate's position relative to the agent (2, /grid_size), its velocity (2,
 /target_max_speed) and its position standard deviation (1, log-scaled).
 
+With ``observe_operating_point`` (off by default) the world's operating point
+follows (5: budget cap, coordination mode one-hot, cost per channel use;
+:func:`agentcomm.envs.observe.operating_point`), so Do grows by 5.
+
 ## Rewards
 Team reward per step, shared by every agent (``team_reward_weight < 1`` mixes in
 each agent's own share: the error of its own fused tracks, its own channel uses):
