@@ -442,3 +442,13 @@ if __name__ == "__main__":
         power_sweep()
     else:
         main()
+
+
+def test_tracking_expert_knows_each_worlds_drawn_budget_cap():
+    # Worlds drawing their cap from {0, 16, 64}: only the cap-64 worlds' radios carry tracks.
+    comm = {"budget": 64, "budget_levels": [0, 16, 64]}
+    world = agentcomm.make_vec("TargetTracking-v0", num_envs=32, seed=0, comm=comm)
+    world.reset(seed=0)
+    assert set(world.budget_cap.tolist()) == {0, 16, 64}
+    assert torch.equal(tt_expert._shares_tracks(world), world.budget_cap == 64)
+    assert expert_actions(world).shape == (32, 4, 6)

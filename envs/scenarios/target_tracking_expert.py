@@ -29,7 +29,9 @@ _TRACKED = 1.5  # cells: position std of a track good enough to leave its target
 _LOCATED = 3.5  # cells: position std below which a track is pursued (the prior's is ~4.6)
 _LOOK_STEPS = 1.0  # steps added to every travel time of the search (the look itself)
 
-_SHARES_TRACKS: weakref.WeakKeyDictionary[CommWorld, bool] = weakref.WeakKeyDictionary()
+_SHARES_TRACKS: weakref.WeakKeyDictionary[CommWorld, dict[int, bool]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _delivers_track(world: CommWorld, budget: int, intents: int) -> bool:
@@ -59,22 +61,32 @@ def _delivers_track(world: CommWorld, budget: int, intents: int) -> bool:
     return bool(ex.payload_ok.all()) and bool(arrived[..., :4].all())
 
 
-def _shares_tracks(world: CommWorld) -> bool:
-    """Whether the agents' radios carry the targets' states: peer messages (distributed), uplink
-    and downlink (centralized; the downlink header holds all ``N`` intents), either of the
-    two (hybrid, the budget split in half as :func:`_act` splits it). An agent knows its
-    own radio; computed once per world."""
-    known = _SHARES_TRACKS.get(world)
-    if known is not None:
-        return known
-    cm = world.config.comm
-    k, n = cm.budget, world.num_agents
+def _shares_at(world: CommWorld, k: int) -> bool:
+    """Whether a radio with a budget of ``k`` channel uses carries the targets' states: peer
+    messages (distributed), uplink and downlink (centralized; the downlink header holds all
+    ``N`` intents), either of the two (hybrid, the budget split in half as :func:`_act` splits
+    it). Computed once per world and budget."""
+    known = _SHARES_TRACKS.setdefault(world, {})
+    if k in known:
+        return known[k]
+    cm, n = world.config.comm, world.num_agents
     up = k // 2 if cm.mode == "hybrid" else k
     star = _delivers_track(world, up, 1) and _delivers_track(world, k, n)
     mesh = _delivers_track(world, k - up if cm.mode == "hybrid" else k, 1)
-    shares = {"centralized": star, "distributed": mesh}.get(cm.mode, star or mesh)
-    _SHARES_TRACKS[world] = shares
-    return shares
+    known[k] = {"centralized": star, "distributed": mesh}.get(cm.mode, star or mesh)
+    return known[k]
+
+
+def _shares_tracks(world: CommWorld) -> bool | torch.Tensor:
+    """Whether the agents' radios carry the targets' states (:func:`_shares_at`) at the
+    configured budget, or, when each world draws its budget cap (``comm.budget_levels``),
+    bool ``[B]`` at each world's cap. An agent knows its own radio."""
+    levels = world.config.comm.budget_levels
+    if levels is None:
+        return _shares_at(world, world.config.comm.budget)
+    table = torch.tensor([_shares_at(world, int(k)) for k in levels], device=world.device)
+    caps = torch.tensor(levels, device=world.device)
+    return table.take((world.budget_cap.unsqueeze(1) == caps).long().argmax(1))
 
 
 def target_tracking_expert(world: CommWorld) -> torch.Tensor:
@@ -126,7 +138,8 @@ def target_tracking_expert(world: CommWorld) -> torch.Tensor:
     aim = (where_ + heading * (gap / v).unsqueeze(-1)).clamp(0.0, float(g))
     travel = (aim - pos.unsqueeze(2)).norm(dim=-1)
     shares = _shares_tracks(world)
-    teammates = _fresh_teammates(world) & shares
+    per_world = isinstance(shares, torch.Tensor)
+    teammates = _fresh_teammates(world) & (shares.view(-1, 1, 1) if per_world else shares)
     held = _yields(world, where_, gap, rs, rs, teammates) & (sigma <= _TRACKED)
     inf = torch.tensor(float("inf"), device=dev)
     free = torch.where(located & ~held, travel, inf).min(-1)
@@ -144,7 +157,7 @@ def target_tracking_expert(world: CommWorld) -> torch.Tensor:
     q_next = (1 - a) * q_next + a * (q_next @ _drift_table(g, dev))
     dist = _dist(pos, cells)  # [B, N, C]
     q_next = q_next * torch.where(dist <= rs, 1.0 - pd, 1.0)
-    if shares:
+    if per_world or shares:  # worlds that do not share heard nothing: a factor of 1
         heard = (teammates & (world.intent_age == 0)).float()  # [B, N, N]
         goal = world.known_intent.floor().clamp(0, g - 1).long()
         goal_cell = goal[..., 0] * g + goal[..., 1]  # [B, N, N]
