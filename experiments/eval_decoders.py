@@ -38,23 +38,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import agentcomm.decoders  # noqa: E402,F401  (registers the learned codecs)
-from agentcomm.channels import AWGN, RayleighBlockFading  # noqa: E402
-from agentcomm.codecs import make_codec, transmit  # noqa: E402
-from agentcomm.codecs.base import Received  # noqa: E402
-from agentcomm.decoders import default_bundle_dir, load_bundle  # noqa: E402
-from agentcomm.decoders.data import to_unit  # noqa: E402
-from agentcomm.experiments.execute import write_csv  # noqa: E402
-from agentcomm.policies.receiver_training import collect_env_beliefs  # noqa: E402
+import agentcomm.decoders  # noqa: F401  (registers the learned codecs)
+from agentcomm.channels import AWGN, RayleighBlockFading
+from agentcomm.codecs import make_codec, transmit
+from agentcomm.codecs.base import Received
+from agentcomm.decoders import default_bundle_dir, load_bundle
+from agentcomm.decoders.data import to_unit
+from agentcomm.experiments.execute import write_csv
+from agentcomm.experiments.threads import use_one_thread
+from agentcomm.policies.receiver_training import collect_env_beliefs
 
 CLIP = 6.0
 METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom")
@@ -352,7 +350,7 @@ def main() -> None:
     parser.add_argument("--no-task", action="store_true", help="skip the task evaluation")
     parser.add_argument("--seed", type=int, default=20_000)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    use_one_thread(override=False)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     bundle_dir = Path(args.bundle) if args.bundle else default_bundle_dir((16, 16))

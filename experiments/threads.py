@@ -1,9 +1,11 @@
-"""One CPU thread for the experiment scripts, set before torch is imported.
+"""One CPU thread for the experiment scripts.
 
-The BLAS / OpenMP libraries read their thread counts once, when torch loads, so the
-variables must be in the environment first: a script calls :func:`use_one_thread` above
-its other imports. With several threads on a small shared machine torch runs many times
-slower whenever another process uses a core, and timings stop being comparable.
+A script calls :func:`use_one_thread` at the start of its ``main()``, never at import
+(importing a script does no work). ``torch.set_num_threads(1)`` bounds torch's own pools
+whenever it is called, and the environment variables reach every process started
+afterwards (Ray workers, subprocesses), whose libraries read them when they load. With
+several threads on a small shared machine torch runs many times slower whenever another
+process uses a core, and timings stop being comparable.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Why this exists rather than ``torch.nn.functional.mish``: on this project's CPU 
 diffusion denoiser runs it four times per pass and DPPO's critic twice, so it was the
 largest single cost of a DPPO update after the matmuls. Written through one ``exp`` it
 takes 2.7-3.3x less time forward and ~2.5x less forward + backward on ``[1024, 256]``
-(``experiments/bench_policy.py`` prints both, ``mish_*``).
+(``experiments/benchmarks/bench_policy.py`` prints both, ``mish_*``).
 
 With ``e = exp(x)`` and ``d = (1 + e)^2 + 1``, ``tanh(softplus(x)) = 1 - 2 / d``, so
 ``mish(x) = x (1 - 2/d)`` and ``mish'(x) = (1 - 2/d) + 4 x e (1 + e) / d^2``. The

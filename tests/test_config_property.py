@@ -3,12 +3,12 @@
 Hypothesis draws config dicts for every scenario from the fields of its config dataclass
 (nested sections included): documented values mixed with ``None``, wrong types, inf/nan,
 out-of-range and huge or tiny numbers, numpy scalars, non-dict sections and unknown keys.
-Each dict must end in one of two ways (:func:`agentcomm.experiments.fuzz_configs.classify`):
+Each dict must end in one of two ways (:func:`agentcomm.experiments.benchmarks.fuzz_configs.classify`):
 
 * ``make_vec`` raises a ``ValueError`` whose message names a dotted key the dict set, or
 * the world resets and runs 3 steps of random actions with finite observations and rewards.
 
-Sizes are capped (grid, agents, budget: :data:`~agentcomm.experiments.fuzz_configs.CAPPED`)
+Sizes are capped (grid, agents, budget: :data:`~agentcomm.experiments.benchmarks.fuzz_configs.CAPPED`)
 so that a valid draw stays cheap; the property is about validation, not scale.
 """
 
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from agentcomm.experiments.fuzz_configs import (
+from agentcomm.experiments.benchmarks.fuzz_configs import (
     CAPPED,
     CODEC_PARAMS,
     ENV_IDS,

@@ -138,7 +138,7 @@ def test_run_quick_end_to_end(tmp_path, capsys):
 
 
 def test_dppo_sweep_runs_one_trial_and_reports_its_lift(tmp_path):
-    """experiments/sweep_dppo.py in its own process (it starts its own Ray instance): one
+    """experiments/recipes/sweep_dppo.py in its own process (it starts its own Ray instance): one
     trial from the shipped BC policy, stopped after its first iteration by the budget; the
     lift is the trial's success minus its start's, in points, on the same episodes."""
     import os
@@ -146,7 +146,7 @@ def test_dppo_sweep_runs_one_trial_and_reports_its_lift(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "sweep_dppo.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "recipes" / "sweep_dppo.py"
     out = tmp_path / "sweep"
     argv = [sys.executable, str(script), "--cpus", "1", "--minutes", "0.001"]
     argv += ["--trials", "s_lr1e-5", "--eval-episodes", "4", "--out", str(out)]
@@ -162,7 +162,7 @@ def test_dppo_sweep_runs_one_trial_and_reports_its_lift(tmp_path):
 
 
 def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
-    """experiments/train_search_rescue.py --quick in its own process: expert, random, the
+    """experiments/recipes/train_search_rescue.py --quick in its own process: expert, random, the
     shipped BC start, DPPO and PPO are evaluated on the same seed's worlds, the curves hold
     both RL methods' iterations, and the RESULT line's lift is DPPO minus BC in points."""
     import json
@@ -171,7 +171,7 @@ def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "train_search_rescue.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "recipes" / "train_search_rescue.py"
     out = tmp_path / "curves"
     argv = [sys.executable, str(script), "--quick", "--cpus", "1", "--iterations", "2"]
     argv += ["--out", str(out)]

@@ -47,7 +47,9 @@ def test_wheel_layout(wheel):
         "agentcomm/policies/diffusion.py",
         "agentcomm/experiments/run.py",
         "agentcomm/experiments/configs/bandwidth.yaml",
-        "agentcomm/experiments/train_configs/dppo_searchrescue.yaml",
+        "agentcomm/experiments/recipes/configs/dppo_searchrescue.yaml",
+        "agentcomm/experiments/recipes/train_search_rescue.py",
+        "agentcomm/experiments/benchmarks/bench_env.py",
         "agentcomm/channels/awgn.py",
     ):
         assert expected in names, expected

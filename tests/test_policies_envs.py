@@ -288,17 +288,17 @@ def test_train_config_rejects_bad_values(changes, match):
 
 
 def test_dppo_recipe_config_is_the_learning_curve_experiments():
-    """experiments/train_configs/dppo_searchrescue.yaml is the DPPO run of
-    experiments/train_search_rescue.py, starting from the shipped BC policy."""
+    """experiments/recipes/configs/dppo_searchrescue.yaml is the DPPO run of
+    experiments/recipes/train_search_rescue.py, starting from the shipped BC policy."""
     from pathlib import Path
 
     import agentcomm.experiments
-    from agentcomm.experiments.train_search_rescue import FULL, run_config
+    from agentcomm.experiments.recipes.train_search_rescue import FULL, run_config
     from agentcomm.policies.checkpoint import policy_path, shipped_policy_dir
     from agentcomm.policies.train import TrainConfig
 
     root = Path(agentcomm.experiments.__file__).parent
-    path = root / "train_configs" / "dppo_searchrescue.yaml"
+    path = root / "recipes" / "configs" / "dppo_searchrescue.yaml"
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # written with the sections' keys
         config = TrainConfig.load(path)

@@ -1,5 +1,5 @@
 """Every shipped model loads and reproduces the figures recorded beside it
-(``expected.json``, written by ``python experiments/record_shipped.py``)."""
+(``expected.json``, written by ``python experiments/recipes/record_shipped.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ BUNDLES = shipped_bundles()
 
 def _figures() -> list:
     """Every recorded figure of every shipped model, slow ones marked."""
-    from agentcomm.experiments.record_shipped import shipped_figures
+    from agentcomm.experiments.recipes.record_shipped import shipped_figures
 
     params = []
     for model, (folder, _) in sorted(shipped_figures().items()):
@@ -32,9 +32,9 @@ def test_something_is_shipped():
 
 @pytest.mark.parametrize(("model", "key", "fig"), _figures())
 def test_shipped_model_reproduces_its_recorded_success(model, key, fig):
-    """Each figure was recorded by ``experiments/record_shipped.py`` at ``episodes`` evaluation
+    """Each figure was recorded by ``experiments/recipes/record_shipped.py`` at ``episodes`` evaluation
     worlds with a tolerance of three standard errors at that n; it must hold."""
-    from agentcomm.experiments.record_shipped import measure
+    from agentcomm.experiments.recipes.record_shipped import measure
 
     assert fig["episodes"] >= 1000, "a figure recorded on few episodes locks in noise"
     assert fig["tolerance"] <= 0.05

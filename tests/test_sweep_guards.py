@@ -93,7 +93,7 @@ def test_an_address_with_nothing_listening_fails_fast(workdir):
 )
 def test_the_dppo_sweep_refuses_counts_and_budgets_it_cannot_run(workdir, capsys, argv, flag):
     """``--cpus 0`` would start Ray with no CPU and wait forever for the first trial."""
-    from agentcomm.experiments.sweep_dppo import main as sweep_dppo
+    from agentcomm.experiments.recipes.sweep_dppo import main as sweep_dppo
 
     with pytest.raises(SystemExit) as info:
         sweep_dppo([*argv, "--out", str(workdir / "out")])

@@ -185,8 +185,8 @@ def test_train_config_eval_split_defaults_to_selection_and_is_checked():
 
 
 def test_sweep_evaluates_on_selection_and_the_experiment_on_evaluation_worlds():
-    from agentcomm.experiments.sweep_dppo import BASE
-    from agentcomm.experiments.train_search_rescue import FULL, QUICK
+    from agentcomm.experiments.recipes.sweep_dppo import BASE
+    from agentcomm.experiments.recipes.train_search_rescue import FULL, QUICK
 
     assert BASE["eval_split"] == "selection"
     assert FULL["rl"]["eval_split"] == QUICK["rl"]["eval_split"] == "evaluation"

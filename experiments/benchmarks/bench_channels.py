@@ -19,26 +19,23 @@ generator); agentcomm draws from an explicit ``torch.Generator``.
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_channels.py --repeats 7
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/benchmarks/bench_channels.py --repeats 7
 
 The last line printed is ``RESULT key=value ...`` with the headline figures.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from agentcomm.channels import AWGN, RayleighBlockFading, power_normalize
 from agentcomm.experiments.threads import use_one_thread
-
-use_one_thread()
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import torch  # noqa: E402
-
-from agentcomm.channels import AWGN, RayleighBlockFading, power_normalize  # noqa: E402
 
 
 @dataclass
@@ -146,6 +143,7 @@ def time_interleaved(
 
 def main() -> None:
     args = parse_args()
+    use_one_thread()
     gen = torch.Generator().manual_seed(args.seed)
     codec = LinearCodec(args.source_dim, args.k, gen)
     s = torch.randn(args.batch, args.agents, args.source_dim, generator=gen)

@@ -7,13 +7,13 @@ practice. Every starting policy is evaluated once as it is, with the same episod
 seeds as the trials (deterministic sampling from fixed noise), so that the lift of each
 trial is measured against its own start. A sweep chooses a recipe, so every evaluation in
 it (the trials' and the starts') runs on ``selection`` worlds (:mod:`agentcomm.worlds`):
-the figures reported for the chosen recipe (``experiments/train_search_rescue.py``) are
+the figures reported for the chosen recipe (``experiments/recipes/train_search_rescue.py``) are
 measured on ``evaluation`` worlds the sweep never saw.
 
 Starting points (``--starts``): ``shipped`` is the BC policy shipped with the package
 (``agentcomm/models/policies/searchrescue-bc``); any other ``NAME=DIR`` names a
 ``save_policy`` directory (the ``w_`` trials start from ``weak``, which the recorded
-sweeps took from a 3x256 BC run of ``experiments/train_search_rescue.py --start bc``).
+sweeps took from a 3x256 BC run of ``experiments/recipes/train_search_rescue.py --start bc``).
 
 Outputs in ``--out``: ``trials.csv`` (one row per trial: its settings, iterations,
 agent-steps, seconds, final success and the lift over its start, in points),
@@ -22,48 +22,52 @@ last line ``RESULT key=value ...`` naming the best trial.
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/sweep_dppo.py --cpus 2 --minutes 1 \\
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/recipes/sweep_dppo.py --cpus 2 --minutes 1 \\
         --trials s_lr1e-5 --eval-episodes 64   # a smoke run
-    python experiments/sweep_dppo.py --cpus 15 --minutes 7   # the whole grid, 15 cores
+    python experiments/recipes/sweep_dppo.py --cpus 15 --minutes 7   # the whole grid, 15 cores
 """
 
 from __future__ import annotations
 
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from agentcomm.experiments.execute import init_local_ray, write_csv
+from agentcomm.experiments.recipes.train_search_rescue import RECIPE, load_recipe
+from agentcomm.experiments.sweep import int_at_least, positive_float
 from agentcomm.experiments.threads import use_one_thread
-
-use_one_thread()
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from agentcomm.experiments.execute import init_local_ray, write_csv  # noqa: E402
-from agentcomm.experiments.sweep import int_at_least, positive_float  # noqa: E402
-from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
+from agentcomm.policies.checkpoint import shipped_policy_dir
 
 ENV = "SearchRescue-v0"
 
-#: Settings every trial shares (the learning-curve experiment's DPPO settings), as a
-#: TrainConfig mapping.
-BASE: dict[str, Any] = {
-    "algo": "dppo",
-    "env": ENV,
-    "sampler": "ddim",
-    "ppo": {
-        "iterations": 10_000,
-        "num_envs": 32,
-        "train_batch_size": 4096,
-        "minibatch_size": 1024,
-        "num_epochs": 3,
-        "lr": 1e-5,
-        "clip_param": 0.01,
-    },
-    "dppo": {"critic_lr": 1e-3, "gamma_denoise": 0.99},
-    "progress": False,
-    # Trials are compared to pick a recipe: never on the final figures' worlds.
-    "eval_split": "selection",
-}
+#: The ``ppo`` and ``dppo`` keys every trial takes from the learning-curve experiment's DPPO
+#: recipe (:data:`~agentcomm.experiments.recipes.train_search_rescue.RECIPE`).
+SHARED_PPO = ("num_envs", "train_batch_size", "minibatch_size", "num_epochs", "clip_param")
+SHARED_DPPO = ("critic_lr", "gamma_denoise")
+
+
+def base_config(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The settings every trial shares, as a TrainConfig mapping: the DPPO ``recipe``'s
+    algorithm, scenario, sampler, batch sizes, clip and critic settings (:data:`SHARED_PPO`,
+    :data:`SHARED_DPPO`), with the sweep's own iterations (a wall-clock budget stops each
+    trial), actor rate and ``selection`` worlds; the trials' overrides add the rest."""
+    ppo, dppo = recipe["ppo"], recipe["dppo"]
+    return {
+        "algo": recipe["algo"],
+        "env": recipe["env"],
+        "sampler": recipe["sampler"],
+        "ppo": {"iterations": 10_000, **{k: ppo[k] for k in SHARED_PPO}, "lr": 1e-5},
+        "dppo": {k: dppo[k] for k in SHARED_DPPO},
+        "progress": False,
+        # Trials are compared to pick a recipe: never on the final figures' worlds.
+        "eval_split": "selection",
+    }
+
+
+#: Settings every trial shares (:func:`base_config` of the shipped recipe).
+BASE: dict[str, Any] = base_config(load_recipe(RECIPE))
 
 _BIG_BATCH = {"num_envs": 128, "train_batch_size": 16384, "minibatch_size": 4096}
 
@@ -303,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", default="results/sweep_dppo")
     args = parser.parse_args(argv)
+    use_one_thread()
 
     import ray
 

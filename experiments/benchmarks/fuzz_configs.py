@@ -15,7 +15,7 @@ bounds the run (``--max-cases`` bounds it by count instead, for comparing two ve
 the code on exactly the same dicts). Sizes are capped (``num_envs`` 1-2, small grids) so a
 case cannot allocate gigabytes. The last line is ``RESULT refused=.. ran=.. wrong=.. total=..``.
 
-    python -m agentcomm.experiments.fuzz_configs --seconds 120 --seed 0
+    python -m agentcomm.experiments.benchmarks.fuzz_configs --seconds 120 --seed 0
 """
 
 from __future__ import annotations

@@ -25,23 +25,21 @@ Measured (medians over ``--repeats``; sections 0 and 1 run before Ray starts):
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_policy.py --repeats 5
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/benchmarks/bench_policy.py --repeats 5
 
 The last line printed is ``RESULT key=value ...``.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
 from agentcomm.experiments.threads import use_one_thread
-
-use_one_thread()
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-import torch  # noqa: E402
 
 ENV = "SearchRescue-v0"
 
@@ -184,8 +182,8 @@ def _gaussian_ppo(env: str, env_config: dict, batched: bool, num_envs: int, batc
 
 def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]:
     """Learner seconds per agent-step, DPPO vs Gaussian PPO (median over iterations)."""
+    from agentcomm.experiments.recipes.train_search_rescue import FULL as recipe
     from agentcomm.experiments.timing import IterationClock
-    from agentcomm.experiments.train_search_rescue import FULL as recipe
     from agentcomm.policies.checkpoint import shipped_policy_dir
     from agentcomm.policies.dppo import dppo_config
     from agentcomm.policies.env_runner import BatchedCommEnvRunner
@@ -212,7 +210,7 @@ def bench_updates(repeats: int, batch: int, num_worlds: int) -> dict[str, float]
             policy={"ft_denoising_steps": 5},
             **dppo_common,
         ).env_runners(env_runner_cls=BatchedCommEnvRunner),
-        # What experiments/train_search_rescue.py fine-tunes (its FULL settings): the
+        # What experiments/recipes/train_search_rescue.py fine-tunes (its FULL settings): the
         # shipped BC policy, the last 2 DDIM steps, a critic on observation + global state.
         "dppo_recipe": dppo_config(
             f"agentcomm/{ENV}",
@@ -314,6 +312,7 @@ def main() -> None:
     parser.add_argument("--stock-envs", type=int, default=8, help="envs per stock runner")
     parser.add_argument("--sample-steps", type=int, default=2048, help="agent-steps per sample")
     args = parser.parse_args()
+    use_one_thread()
 
     import ray
 

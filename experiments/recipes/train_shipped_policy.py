@@ -1,6 +1,6 @@
 """Train, ship and record the behaviour-cloned diffusion policy for SearchRescue-v0.
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/train_shipped_policy.py
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/recipes/train_shipped_policy.py
 
 Steps (default config of SearchRescue-v0, one torch thread; 11.4 minutes of wall time on
 the shared, busy 2-core development machine, 11.2 of them BC training):
@@ -13,7 +13,7 @@ the shared, busy 2-core development machine, 11.2 of them BC training):
    ``agentcomm/models/policies/searchrescue-bc/`` (``model.safetensors`` + ``config.json``,
    about 0.5 MB);
 4. when ``--out`` is the shipped folder, its recorded figures are re-measured by
-   ``experiments/record_shipped.py`` (``expected.json``), which
+   ``experiments/recipes/record_shipped.py`` (``expected.json``), which
    ``tests/test_shipped_models.py`` checks (the evaluation is deterministic: fixed
    initial noise, no step noise, so it reproduces bit for bit on the same CPU build).
 
@@ -24,24 +24,21 @@ The last line printed is ``RESULT key=value ...``.
 
 from __future__ import annotations
 
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from agentcomm.experiments.metrics import evaluate, make_policy
 from agentcomm.experiments.threads import use_one_thread
-
-use_one_thread(override=False)
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from agentcomm.experiments.metrics import evaluate, make_policy  # noqa: E402
-from agentcomm.policies.bc import train_bc  # noqa: E402
-from agentcomm.policies.demos import collect_demos  # noqa: E402
-from agentcomm.policies.diffusion import DiffusionPolicy  # noqa: E402
+from agentcomm.policies.bc import train_bc
+from agentcomm.policies.demos import collect_demos
+from agentcomm.policies.diffusion import DiffusionPolicy
 
 ENV_ID = "SearchRescue-v0"
 NAME = "searchrescue-bc"
-COMMAND = "OMP_NUM_THREADS=1 python experiments/train_shipped_policy.py"
+COMMAND = "OMP_NUM_THREADS=1 python experiments/recipes/train_shipped_policy.py"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "agentcomm" / "models" / "policies" / NAME
 
 #: Network and sampler of the shipped policy (``DiffusionConfig`` fields).
@@ -72,7 +69,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args = _parse(argv)
-    torch.set_num_threads(1)
+    use_one_thread(override=False)
     start = time.perf_counter()
 
     # --- 1. expert demonstrations -------------------------------------------------------
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     expert = evaluate(ENV_ID, make_policy("expert"), args.episodes, args.seed)["success"]
     out = {"policy_success": success, "expert_success": expert, "episodes": args.episodes}
     if args.out.resolve() == DEFAULT_OUT.resolve():
-        from agentcomm.experiments.record_shipped import record
+        from agentcomm.experiments.recipes.record_shipped import record
 
         out["recorded"] = record(args.out.name)
     size_kb = sum(f.stat().st_size for f in args.out.iterdir()) / 1024

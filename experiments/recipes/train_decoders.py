@@ -3,7 +3,7 @@
 The shipped models are exactly what this script writes (the config is below
 and is saved beside them as ``train_config.yaml``)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/train_decoders.py \\
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/recipes/train_decoders.py \\
         --out agentcomm/models/decoders/searchrescue-16x16
 
 which is the same as ``agentcomm train-decoder --config <SHIPPED saved as YAML> --out ...``.
@@ -15,13 +15,9 @@ only. The Ray run records are not kept; the bundle is float16 (under 5 MB in all
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-from agentcomm.policies.receiver_training import DecoderTrainConfig, train_decoders  # noqa: E402
+from agentcomm.experiments.threads import use_one_thread
+from agentcomm.policies.receiver_training import DecoderTrainConfig, train_decoders
 
 #: The config of the shipped bundle.
 SHIPPED = DecoderTrainConfig(
@@ -56,6 +52,7 @@ def main() -> None:
     parser.add_argument("--use-gpu", action="store_true")
     parser.add_argument("--dump-config", help="write the config to this YAML/JSON file and exit")
     args = parser.parse_args()
+    use_one_thread(override=False)
     cfg = SHIPPED.replace(num_workers=args.num_workers, use_gpu=args.use_gpu)
     if args.dump_config:
         cfg.save(args.dump_config)

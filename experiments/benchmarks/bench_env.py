@@ -29,8 +29,8 @@ at start) or whose warm-up step takes longer than ``--max-step-s`` is reported a
 
 Usage::
 
-    .venv/bin/python experiments/bench_env.py --repeats 5
-    .venv/bin/python experiments/bench_env.py --quick        # smoke run, B = 64, < 1 min
+    .venv/bin/python experiments/benchmarks/bench_env.py --repeats 5
+    .venv/bin/python experiments/benchmarks/bench_env.py --quick        # smoke run, B = 64, < 1 min
 
 The last line printed is ``RESULT key=value ...``: ``ratio_b1_vs_mpe2`` and
 ``ratio_b<L>_vs_vmas`` (agentcomm env-steps/s over the peer's, > 1: agentcomm faster),
@@ -40,30 +40,23 @@ scenarios' and modes' env-steps/s over SearchRescue's default, and the absolute 
 
 from __future__ import annotations
 
+import argparse
+import gc
+import math
 import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-# One thread, set before torch is imported: with 2 threads on a shared machine torch
-# ran many times slower whenever another process used a core.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import math  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import agentcomm  # noqa: E402
-from agentcomm.envs import env_class  # noqa: E402
-
-torch.set_num_threads(1)
+import agentcomm
+from agentcomm.envs import env_class
+from agentcomm.experiments.threads import use_one_thread
 
 #: Step functions advance every world by one step (resetting finished ones) and return
 #: nothing; ``make_*`` returns one plus the number of worlds it advances.
@@ -325,6 +318,7 @@ def fmt(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    use_one_thread()
     cap_memory(args.max_memory_gb)
     threads = torch.get_num_threads()
     print(

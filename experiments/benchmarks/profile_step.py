@@ -15,36 +15,30 @@ dispatch), and (``--cprofile``) the Python functions with the largest own time.
 
 Usage::
 
-    .venv/bin/python experiments/profile_step.py --batch-sizes 1,1024,4096 --torch-profiler
+    .venv/bin/python experiments/benchmarks/profile_step.py --batch-sizes 1,1024,4096 --torch-profiler
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import cProfile
+import functools
+import io
+import pstats
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"
+import torch
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import functools  # noqa: E402
-import io  # noqa: E402
-import pstats  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-from agentcomm.beliefs import store as store_module  # noqa: E402
-from agentcomm.codecs.base import Codec  # noqa: E402
-from agentcomm.envs import exchange as exchange_module  # noqa: E402
-from agentcomm.envs import world as world_module  # noqa: E402
-from agentcomm.envs.comm import CommStack  # noqa: E402
-from agentcomm.envs.world import CommWorld  # noqa: E402
-
-torch.set_num_threads(1)
+from agentcomm.beliefs import store as store_module
+from agentcomm.codecs.base import Codec
+from agentcomm.envs import exchange as exchange_module
+from agentcomm.envs import world as world_module
+from agentcomm.envs.comm import CommStack
+from agentcomm.envs.world import CommWorld
+from agentcomm.experiments.threads import use_one_thread
 
 
 class StageTimer:
@@ -138,7 +132,7 @@ def install(timer: StageTimer, world: CommWorld) -> None:
 
 def build(env_id: str, batch: int, agents: int, comm: bool, seed: int):
     """The world and its timed step, exactly as the benchmark builds them."""
-    from agentcomm.experiments.bench_env import make_agentcomm
+    from agentcomm.experiments.benchmarks.bench_env import make_agentcomm
 
     step, world = make_agentcomm(env_id, batch, agents, None if comm else {"budget": 0}, seed)
     return world, step
@@ -165,6 +159,7 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    use_one_thread()
     timer = StageTimer()
     installed = False
     for batch in (int(b) for b in args.batch_sizes.split(",")):

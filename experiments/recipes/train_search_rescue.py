@@ -19,7 +19,7 @@ acts far better with its noise than with its mean.
 Worlds (:mod:`agentcomm.worlds`): the learning curves are the training rollouts' own
 success (``train`` worlds); every figure in ``summary.csv`` is a final figure, measured on
 the ``evaluation`` worlds of seed index ``seed``, which neither training nor the sweep
-that chose the DPPO recipe (``experiments/sweep_dppo.py``, ``selection`` worlds) saw.
+that chose the DPPO recipe (``experiments/recipes/sweep_dppo.py``, ``selection`` worlds) saw.
 
 Both RL methods train on the same reward: each agent's own share of the team reward
 (``env_config={"team_reward_weight": 0.0}``: the rescues it made, the entropy its sensing
@@ -27,8 +27,15 @@ removed); the agents' mean reward, and every success rate reported, are the defa
 
 The BC policy (``--start``) is by default the one shipped with the package
 (``agentcomm/models/policies/searchrescue-bc``, trained by
-``experiments/train_shipped_policy.py``: 65,536 expert agent-steps, 150 epochs, 11 minutes);
+``experiments/recipes/train_shipped_policy.py``: 65,536 expert agent-steps, 150 epochs, 11 minutes);
 ``--start bc`` instead clones a smaller policy per seed first (``algo="bc"``, ~2 minutes).
+
+Settings: the DPPO run, the RL budget and reward both methods share, the evaluation
+episodes and the BC start come from the recipe ``configs/dppo_searchrescue.yaml``
+(:data:`RECIPE`, the same run for one seed under ``agentcomm train --config``);
+``--config`` names another recipe and ``--set KEY=VALUE`` overrides its keys. The seeds,
+the per-seed BC clone of ``--start bc`` and Gaussian PPO's own rate, clip and network are
+this script's (:func:`full_settings`).
 
 Jobs run as Ray tasks, one CPU and one torch thread each (``--cpus`` at once), longest
 first. Outputs in ``--out`` (default ``results/train_search_rescue``; ``--quick`` appends
@@ -43,120 +50,153 @@ held for 560 iterations and decayed linearly to 0 over the last 140) took 24-27.
 on one core of a 2-core machine whose other core ran another job (``dppo_minutes_per_seed``
 in the RESULT line is the longest): the issue's <= 30 minutes on 2 cores, per fine-tuned
 policy. The whole run (3 seeds of DPPO and of Gaussian PPO, 6 jobs on 2 cores) took 70
-minutes: +16.4 points (``docs/train_search_rescue_700/``). Its first 560 iterations are bit
-for bit the constant-rate rerun's (``docs/train_search_rescue_rerun/``, +13.6 at iteration
-560; the first constant-rate run, differing only in float rounding, +15.8).
+minutes: +16.4 points (``docs/training.md``). Its first 560 iterations are bit for bit
+those of a constant-rate rerun (+13.6 at iteration 560; the first constant-rate run,
+differing only in float rounding, +15.8: ``docs/training/search_rescue_dppo/``, the run
+the shipped DPPO policy comes from).
 ``--quick`` (one seed, tiny budgets) takes < 3 minutes; ``--seeds 3 4 --methods dppo``
 runs more DPPO seeds alone.
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/train_search_rescue.py --quick
-    nohup .venv/bin/python experiments/train_search_rescue.py > results/train_sr.log 2>&1 &
+    python -m agentcomm.experiments.recipes.train_search_rescue --quick
+    nohup python experiments/recipes/train_search_rescue.py > results/train_sr.log 2>&1 &
+    # the 560-iteration, constant-rate run the shipped DPPO policy comes from:
+    python experiments/recipes/train_search_rescue.py --iterations 560 \\
+        --set ppo.lr_anneal_fraction=0
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentcomm.config import atomic_write_text, load_yaml
+from agentcomm.experiments.execute import init_local_ray, write_csv
 from agentcomm.experiments.threads import use_one_thread
-
-use_one_thread()
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from dataclasses import asdict  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-from agentcomm.config import atomic_write_text  # noqa: E402
-from agentcomm.experiments.execute import init_local_ray, write_csv  # noqa: E402
-from agentcomm.policies.checkpoint import shipped_policy_dir  # noqa: E402
 
 ENV = "SearchRescue-v0"
 
-#: Full-run settings (sized for <= 30 min on 2 cores with 3 seeds). ``bc``, ``rl``, ``dppo``
-#: and ``ppo`` are TrainConfig layers (:class:`~agentcomm.policies.train_config.TrainConfig`
-#: mappings): a method's run applies ``rl`` and then its own, section by section.
-FULL = {
-    "seeds": [0, 1, 2],
-    "eval_episodes": 512,
-    "bc": {
-        "bc": {"demo_steps": 64, "demo_envs": 64, "epochs": 80, "batch_size": 1024, "lr": 1e-3},
-        "policy": {
-            "hidden": 256,
-            "depth": 3,
-            "denoising_steps": 20,
-            "ddim_steps": 5,
-            "ft_denoising_steps": 5,
-        },
-    },
-    "rl": {
-        "ppo": {
-            "iterations": 700,
-            # The learning rates are held for 560 iterations, then decay linearly to 0 over
-            # the last 140 (both RL methods).
-            "lr_anneal_fraction": 0.2,
-            "num_envs": 32,
-            "train_batch_size": 4096,
-            "minibatch_size": 1024,
-            "num_epochs": 3,
-        },
-        # Each agent is rewarded with its own share of the team reward (what it rescued
-        # and sensed): one agent's exploration then explains far more of its return.
-        "env_config": {"team_reward_weight": 0.0},
-        # The evaluation after training is a final figure of this experiment.
-        "eval_split": "evaluation",
-    },
-    # See experiments/sweep_dppo.py and docs/sweep_dppo/ for the trials behind these:
-    # exploration around the deterministic chain at the last 2 of 5 DDIM steps, and a
-    # critic that sees the agent's observation and the global state.
-    "dppo": {
-        "ppo": {"lr": 1e-4, "clip_param": 0.01},
-        "dppo": {
-            "critic_lr": 1e-3,
-            "gamma_denoise": 0.99,
-            "critic_warmup_iterations": 5,
-            "critic_input": "obs+state",
-        },
-        "policy": {"ft_denoising_steps": 2, "exploration": "around_eval"},
-    },
-    "ppo": {"ppo": {"lr": 3e-4, "clip_param": 0.2}, "gaussian": {"hidden": [256, 256]}},
-}
+#: The DPPO run of the full experiment, for one seed (a TrainConfig YAML, also run alone by
+#: ``agentcomm train --config``): the single source of DPPO's settings, of the RL budget
+#: and reward that Gaussian PPO shares, of the evaluation episodes and of the BC start.
+RECIPE = Path(__file__).resolve().parent / "configs" / "dppo_searchrescue.yaml"
 
+#: ``ppo`` keys of the recipe that are DPPO's own: Gaussian PPO sets its own rate and clip.
+DPPO_OWN_PPO = ("lr", "clip_param")
+#: Top-level keys of the recipe that both RL methods share.
+SHARED = ("env_config", "eval_split")
+
+
+def load_recipe(path: str | Path = RECIPE, overrides: dict[str, Any] | None = None) -> dict:
+    """The DPPO recipe at ``path`` as a TrainConfig mapping (validated), ``overrides`` (a
+    nested mapping, as ``--set`` builds it) merged into its sections."""
+    from agentcomm.policies.train_config import TrainConfig
+
+    data = load_yaml(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe={str(path)!r} must hold a mapping, got {type(data).__name__}")
+    config = TrainConfig.from_dict(data)
+    if overrides:
+        data = _merge(data, overrides)
+        config = config.replace(**overrides)
+    if config.algo != "dppo" or config.env != ENV:
+        raise ValueError(
+            f"recipe={str(path)!r} has algo={config.algo!r}, env={config.env!r}; "
+            f"allowed: algo='dppo', env={ENV!r}"
+        )
+    return data
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in, section by section."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def full_settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The full run's settings from a DPPO ``recipe`` (:func:`load_recipe`): ``seeds``,
+    ``eval_episodes``, ``pretrained`` (the BC start of ``--start shipped``), and the
+    TrainConfig layers ``bc``, ``rl`` (both RL methods), ``dppo`` and ``ppo``; a method's
+    run applies ``rl`` and then its own, section by section."""
+    ppo = dict(recipe.get("ppo", {}))
+    own = {k: ppo.pop(k) for k in DPPO_OWN_PPO if k in ppo}
+    dppo = {k: v for k, v in recipe.get("dppo", {}).items() if k != "pretrained"}
+    layer = {k: v for k, v in recipe.items() if k not in (*SHARED, "env", "eval_episodes")}
+    return {
+        "seeds": [0, 1, 2],
+        "eval_episodes": recipe["eval_episodes"],
+        "pretrained": recipe.get("dppo", {}).get("pretrained"),
+        "bc": {
+            "bc": {"demo_steps": 64, "demo_envs": 64, "epochs": 80, "batch_size": 1024, "lr": 1e-3},
+            "policy": {
+                "hidden": 256,
+                "depth": 3,
+                "denoising_steps": 20,
+                "ddim_steps": 5,
+                "ft_denoising_steps": 5,
+            },
+        },
+        "rl": {"ppo": ppo, **{k: recipe[k] for k in SHARED if k in recipe}},
+        "dppo": {**layer, "ppo": own, "dppo": dppo},
+        "ppo": {"ppo": {"lr": 3e-4, "clip_param": 0.2}, "gaussian": {"hidden": [256, 256]}},
+    }
+
+
+def quick_settings(full: dict[str, Any]) -> dict[str, Any]:
+    """A smoke run of the whole pipeline (< 3 min), not a result: one seed, small budgets,
+    ``full``'s reward, worlds and DPPO recipe (with a 1-iteration critic warm-up)."""
+    rl = full["rl"]
+    return {
+        **full,
+        "seeds": [0],
+        "eval_episodes": 32,
+        "bc": {
+            "bc": {"demo_steps": 16, "demo_envs": 32, "epochs": 15, "batch_size": 512, "lr": 1e-3},
+            "policy": {
+                "hidden": 128,
+                "depth": 2,
+                "denoising_steps": 10,
+                "ddim_steps": 5,
+                "ft_denoising_steps": 5,
+            },
+        },
+        "rl": {
+            **rl,
+            "ppo": {
+                **rl["ppo"],
+                "iterations": 3,
+                "num_envs": 16,
+                "train_batch_size": 1024,
+                "minibatch_size": 512,
+                "num_epochs": 2,
+            },
+        },
+        "dppo": {
+            **full["dppo"],
+            "dppo": {**full["dppo"]["dppo"], "critic_warmup_iterations": 1},
+        },
+        "ppo": {"ppo": {"lr": 3e-4, "clip_param": 0.2}, "gaussian": {"hidden": [64, 64]}},
+    }
+
+
+#: Full-run settings (sized for <= 30 min on 2 cores with 3 seeds), from :data:`RECIPE`.
+FULL = full_settings(load_recipe())
 #: Quick settings (< 3 min): a smoke run of the whole pipeline, not a result.
-QUICK = {
-    "seeds": [0],
-    "eval_episodes": 32,
-    "bc": {
-        "bc": {"demo_steps": 16, "demo_envs": 32, "epochs": 15, "batch_size": 512, "lr": 1e-3},
-        "policy": {
-            "hidden": 128,
-            "depth": 2,
-            "denoising_steps": 10,
-            "ddim_steps": 5,
-            "ft_denoising_steps": 5,
-        },
-    },
-    "rl": {
-        "ppo": {
-            "iterations": 3,
-            "lr_anneal_fraction": 0.2,
-            "num_envs": 16,
-            "train_batch_size": 1024,
-            "minibatch_size": 512,
-            "num_epochs": 2,
-        },
-        "env_config": {"team_reward_weight": 0.0},
-        "eval_split": "evaluation",
-    },
-    # The full run's DPPO recipe, with a 1-iteration critic warm-up for the short run.
-    "dppo": {**FULL["dppo"], "dppo": {**FULL["dppo"]["dppo"], "critic_warmup_iterations": 1}},
-    "ppo": {"ppo": {"lr": 3e-4, "clip_param": 0.2}, "gaussian": {"hidden": [64, 64]}},
-}
+QUICK = quick_settings(FULL)
 
 
 def run_config(seed: int, *layers: dict[str, Any]):
@@ -292,7 +332,7 @@ def _plot(path: Path, curves: list[dict], summary: list[dict]) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="< 3 min smoke run (one seed)")
     parser.add_argument("--out", default=None, help="output directory")
@@ -312,11 +352,39 @@ def main() -> None:
         help="RL methods to run (default both; the expert, random and BC are always evaluated)",
     )
     parser.add_argument("--cpus", type=int, default=2, help="jobs at once (one core each)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--config",
+        default=str(RECIPE),
+        help="DPPO recipe (TrainConfig YAML) the run's settings come from (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the recipe, a section's by its dotted path; VALUE is parsed as "
+        "YAML (repeatable), e.g. --set ppo.lr_anneal_fraction=0",
+    )
+    args = parser.parse_args(argv)
+    from agentcomm.policies.train import _set_dotted
+
+    changes: dict[str, Any] = {}
+    try:
+        for item in args.set:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--set {item!r} must look like KEY=VALUE")
+            _set_dotted(changes, key.strip(), load_yaml(raw), f"--set {item!r}")
+        full = full_settings(load_recipe(args.config, changes))
+    except ValueError as err:
+        parser.error(str(err))
+    use_one_thread()
 
     import ray
 
-    settings = QUICK if args.quick else FULL
+    from agentcomm.policies.checkpoint import policy_path
+
+    settings = quick_settings(full) if args.quick else full
     seeds = args.seeds or settings["seeds"]
     out = Path(args.out or ("results/train_search_rescue" + ("_quick" if args.quick else "")))
     out = out.resolve()
@@ -334,7 +402,7 @@ def main() -> None:
         starts = {}
         for seed in seeds:
             if args.start == "shipped":
-                starts[seed] = str(shipped_policy_dir("searchrescue-bc"))
+                starts[seed] = str(policy_path(settings["pretrained"]))
             else:
                 bc_run = {"algo": "bc", "out": str(out / f"bc_seed{seed}"), "eval_episodes": 0}
                 starts[seed] = train_task.remote("bc", seed, [bc_run, settings["bc"]])
@@ -348,8 +416,6 @@ def main() -> None:
                 seed,
                 [
                     {
-                        "algo": "dppo",
-                        "sampler": "ddim",
                         "out": str(out / f"dppo_seed{seed}"),
                         "dppo": {"pretrained": pretrained},
                         "eval_episodes": episodes,

@@ -1,7 +1,7 @@
 """Record the figures the shipped models must reproduce (``expected.json`` beside each).
 
-    python experiments/record_shipped.py                 # every shipped model
-    python experiments/record_shipped.py --only searchrescue-bc
+    python experiments/recipes/record_shipped.py                 # every shipped model
+    python experiments/recipes/record_shipped.py --only searchrescue-bc
 
 Every figure is a success rate of the SearchRescue-v0 scenario measured by the main job's
 evaluator (:func:`agentcomm.experiments.metrics.evaluate`) on ``EPISODES`` worlds of the
@@ -23,29 +23,26 @@ the slow suite). The last line printed is ``RESULT key=value ...``.
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import agentcomm
+from agentcomm._integrity import read_json_file
+from agentcomm.config import atomic_write_text
+from agentcomm.decoders.bundle import default_bundle_dir
+from agentcomm.experiments.metrics import evaluate, make_policy
 from agentcomm.experiments.threads import use_one_thread
-
-use_one_thread(override=False)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-import agentcomm  # noqa: E402
-from agentcomm._integrity import read_json_file  # noqa: E402
-from agentcomm.config import atomic_write_text  # noqa: E402
-from agentcomm.decoders.bundle import default_bundle_dir  # noqa: E402
-from agentcomm.experiments.metrics import evaluate, make_policy  # noqa: E402
-from agentcomm.policies.evaluate import checkpoint_env  # noqa: E402
+from agentcomm.policies.evaluate import checkpoint_env
 
 __all__ = ["measure", "record", "shipped_figures"]
 
 ENV_ID, EPISODES, SEED = "SearchRescue-v0", 1024, 0
-COMMAND = "python experiments/record_shipped.py"
+COMMAND = "python experiments/recipes/record_shipped.py"
 #: Figures too slow for the default test suite (a diffusion receiver on every message).
 SLOW = ("jscc+cddm",)
 
@@ -112,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     models = sorted(shipped_figures())
     parser.add_argument("--only", choices=models, action="append", help="record this model only")
     args = parser.parse_args(argv)
+    use_one_thread(override=False)
     results = {m: record(m) for m in (args.only or models)}
     pairs = [
         f"{m}_{k}_success={f['success']:.4f}"

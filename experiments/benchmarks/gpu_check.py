@@ -14,28 +14,24 @@ Without CUDA it prints that it needs CUDA and ends with ``RESULT cuda=0`` (exit 
 
 Usage::
 
-    .venv/bin/python experiments/gpu_check.py --worlds 1024 --batch 65536
+    .venv/bin/python experiments/benchmarks/gpu_check.py --worlds 1024 --batch 65536
 
 The last line printed is ``RESULT key=value ...``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
+import time
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 
 def world_throughput(batch: int, steps: int) -> float:
     """Env-steps/s of SearchRescue-v0 (4 agents, default comm) with ``batch`` worlds on cuda."""
-    from agentcomm.experiments.bench_env import make_agentcomm
+    from agentcomm.experiments.benchmarks.bench_env import make_agentcomm
 
     step, _ = make_agentcomm("SearchRescue-v0", batch, 4, None, seed=0, device="cuda")
     for _ in range(5):
@@ -64,6 +60,9 @@ def main() -> None:
     )
     parser.add_argument("--world-steps", type=int, default=60, help="timed steps per B")
     args = parser.parse_args()
+    # A local, offline Ray instance: no token authentication, no usage statistics.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not torch.cuda.is_available():
         print("gpu_check needs CUDA (torch.cuda.is_available() is False); nothing to run")
         print("RESULT cuda=0")
