@@ -7,9 +7,8 @@ stable-baselines3 classes are thin adapters over this core.
 Shape legend: ``B`` worlds, ``N`` agents, ``A = 6`` action components,
 ``H = W = grid_size`` cells, ``Do`` observation size, ``Ds`` state size.
 
-One step (DESIGN.md): act -> move -> sense (Bayes update) -> links from positions
-(path loss, threshold) -> encode under the budget -> channel -> decode -> fuse ->
-observe -> reward.
+One step: act -> move -> sense (Bayes update) -> links from positions (path loss,
+threshold) -> encode under the budget -> channel -> decode -> fuse -> observe -> reward.
 
 Action: ``[B, N, 6]`` in ``[-1, 1]`` (:mod:`agentcomm.envs.actions` gives the layout).
 
@@ -38,6 +37,7 @@ from .actions import ACTION_DIM, check_actions, step_input
 from .comm import CommStack
 from .config import WorldConfig
 from .exchange import INFO_KEYS, allocate_intents, reset_intents, run_exchange, zero_info
+from .operating_point import allocate_operating_point, draw_operating_point
 from .scenario import ScenarioHooks
 
 __all__ = ["ACTION_DIM", "INFO_KEYS", "CommWorld"]
@@ -101,13 +101,6 @@ class CommWorld(ScenarioHooks):
         self.obs_dim = observe.obs_dim(self)
         self.state_dim = observe.state_dim(self)
         self._own_scale = observe.own_scale(self)
-        cm = config.comm
-        #: long ``[L]``: the budget caps a world draws from at reset (``None``: fixed budget).
-        self._budget_levels = (
-            None
-            if cm.budget_levels is None
-            else torch.tensor(cm.budget_levels, dtype=torch.long, device=self.device)
-        )
         self._allocate()
 
     # ================================================================= state
@@ -121,10 +114,7 @@ class CommWorld(ScenarioHooks):
         self.peer_snr = torch.zeros(b, n, n, device=dev)
         self.fc_snr = torch.zeros(b, n, device=dev)
         self.adj = torch.zeros(b, n, n, dtype=torch.bool, device=dev)
-        # The operating point of each world's episode (:meth:`_draw_operating_point`).
-        cfg = self.config
-        self.budget_cap = torch.full((b,), cfg.comm.budget, dtype=torch.long, device=dev)
-        self.tx_power = torch.full((b,), cfg.channel.tx_power_dbm, device=dev)
+        allocate_operating_point(self)
         self._eye = torch.eye(n, dtype=torch.bool, device=dev)
         self._off = ~self._eye
         #: long ``[N * (N - 1)]``: flat ``i * N + j`` of the pairs ``i != j``, row-major.
@@ -147,7 +137,7 @@ class CommWorld(ScenarioHooks):
         """Reset the worlds where ``mask [B]`` is True; the others are untouched."""
         check_tensor("mask", mask, shape=(self.num_envs,), dtypes=(torch.bool,))
         m1 = mask.view(-1, 1)
-        self._draw_operating_point(mask)
+        draw_operating_point(self, mask)
         self.t = torch.where(mask, 0, self.t)
         self.done = self.done & ~mask
         self.vel = torch.where(m1.unsqueeze(-1), 0.0, self.vel)
@@ -156,22 +146,6 @@ class CommWorld(ScenarioHooks):
         self.intent = torch.where(m1.unsqueeze(-1), self.pos, self.intent)
         reset_intents(self, mask)
         self._update_links(mask)
-
-    def _draw_operating_point(self, mask: torch.Tensor) -> None:
-        """Draw the budget cap ``budget_cap [B]`` (uniform over ``comm.budget_levels``) and
-        the transmit power ``tx_power [B]`` dBm (uniform in ``channel.tx_power_dbm_range``)
-        of the worlds where ``mask [B]`` is True, from the world's generator; the other
-        worlds keep theirs. A value without a draw configured stays fixed and draws nothing.
-        """
-        b, gen = self.num_envs, self.generator
-        levels = self._budget_levels
-        if levels is not None:
-            pick = torch.randint(levels.numel(), (b,), generator=gen, device=self.device)
-            self.budget_cap = torch.where(mask, levels.take(pick), self.budget_cap)
-        span = self.config.channel.tx_power_dbm_range
-        if span is not None:
-            u = torch.rand(b, generator=gen, device=self.device)
-            self.tx_power = torch.where(mask, span[0] + (span[1] - span[0]) * u, self.tx_power)
 
     # ================================================================= step
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
@@ -216,8 +190,7 @@ class CommWorld(ScenarioHooks):
         self.t = self.t + 1
         task_reward = self._scenario_step()
         # --- sense
-        before = self.belief if self.belief_kind == "grid" else None
-        truth = None
+        before = truth = self.belief if self.belief_kind == "grid" else None
         if self.belief_kind == "grid":
             # The truth cannot change before the step ends (the scenario moved already).
             truth = self._true_map()
@@ -241,9 +214,7 @@ class CommWorld(ScenarioHooks):
         terminated = success.clone() if self.terminates_on_success else torch.zeros_like(success)
         truncated = (self.t >= cfg.max_steps) & ~terminated
         self.done = terminated | truncated
-        info["success"] = success
-        info["budget_cap"] = self.budget_cap
-        info["tx_power_dbm"] = self.tx_power
+        info.update(success=success, budget_cap=self.budget_cap, tx_power_dbm=self.tx_power)
         n, w = self.num_agents, cfg.team_reward_weight
         if w == 1.0:
             rew = reward.unsqueeze(1).expand(-1, n).contiguous()
@@ -258,20 +229,17 @@ class CommWorld(ScenarioHooks):
     def reset_info(self) -> dict[str, torch.Tensor]:
         """The info of freshly reset worlds, with every key of :data:`INFO_KEYS` and the
         shapes and dtypes :meth:`step` gives them: accounting zero (nothing sent yet),
-        ``belief_error``, ``success`` and the operating point of the current state. Adapters report it at reset
-        (TorchRL builds its specs from the infos of ``reset()``)."""
+        ``belief_error``, ``success`` and the operating point of the current state.
+        Adapters report it at reset (TorchRL builds its specs from the infos of ``reset()``)."""
         info = zero_info(self.num_envs, self.num_agents, self.device)
-        info["belief_error"] = self._belief_error().float()
-        info["success"] = self._success()
-        info["budget_cap"] = self.budget_cap
-        info["tx_power_dbm"] = self.tx_power
+        info.update(belief_error=self._belief_error().float(), success=self._success())
+        info.update(budget_cap=self.budget_cap, tx_power_dbm=self.tx_power)
         return info
 
     def _update_links(self, mask: torch.Tensor | None = None) -> None:
         """Recompute link SNRs from positions (only in worlds where ``mask [B]`` is True)."""
         ch = self.config.channel
-        # One power per world when it is drawn per episode ([B, 1]: every transmitter of
-        # the world), else the configured scalar.
+        # One power per world when drawn per episode (every transmitter of the world).
         power = self.comm._p_tx if ch.tx_power_dbm_range is None else self.tx_power.view(-1, 1)
         peer, fc = _link_snr_db(
             self.pos,
@@ -321,9 +289,7 @@ class CommWorld(ScenarioHooks):
         self.generator = torch.Generator(device=self.device)
         self.generator.set_state(gen_state)
 
-    @property
-    def agents(self) -> list[str]:
-        return [f"agent_{i}" for i in range(self.num_agents)]
+    agents = property(lambda self: [f"agent_{i}" for i in range(self.num_agents)])
 
     def __repr__(self) -> str:
         return (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 # Before torch is imported anywhere: with 2 threads on a shared 2-core machine
-# torch runs 20-40x slower (see NOTES.md), so tests pin everything to 1 thread.
+# torch runs 20-40x slower, so tests pin everything to 1 thread.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
