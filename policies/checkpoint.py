@@ -55,13 +55,21 @@ def shipped_policy_dir(name: str) -> Path:
     return path
 
 
+#: The file that marks a training run directory (``agentcomm train --out DIR``).
+RUN_CONFIG = "train_config.yaml"
+
+
 def policy_path(name: str | os.PathLike) -> Path:
-    """``"shipped:NAME"`` as :func:`shipped_policy_dir` resolves it, anything else as a
-    path: what ``TrainConfig.pretrained`` and ``agentcomm eval --checkpoint`` accept."""
+    """``"shipped:NAME"`` as :func:`shipped_policy_dir` resolves it, a training run directory
+    as the policy it exported (``DIR/policy``), anything else as a path: what
+    ``dppo.pretrained`` and ``agentcomm eval --checkpoint`` accept."""
     text = str(name)
     if text.startswith("shipped:"):
         return shipped_policy_dir(text.split(":", 1)[1])
-    return Path(name)
+    path = Path(name)
+    if (path / RUN_CONFIG).is_file() and (path / "policy").is_dir():
+        return path / "policy"
+    return path
 
 
 def _kind_of(policy: DiffusionPolicy | DPPOPolicy) -> PolicyKind:

@@ -80,7 +80,6 @@ __all__ = [
 ]
 
 Actor = Callable[[Any, torch.Tensor], torch.Tensor]
-_RUN_CONFIG = "train_config.yaml"
 
 
 @dataclass
@@ -249,8 +248,6 @@ def load_actor(
     from agentcomm.policies.checkpoint import policy_path
 
     path = policy_path(checkpoint)
-    if (path / _RUN_CONFIG).is_file():
-        path = path / "policy"
     if (path / "config.json").is_file():
         return _load_policy_dir(path, device, sampler, stochastic, generator)
     agents = sorted(

@@ -552,3 +552,15 @@ def test_time_budget_stops_after_the_iteration_that_crosses_it(ray_session, tmp_
     )
     result = train(config)
     assert [row["iteration"] for row in result.history] == [1.0]
+
+
+def test_policy_path_takes_a_training_run_directory(tmp_path):
+    from agentcomm.policies.checkpoint import policy_path
+
+    # A BC run's directory is what a user passes to dppo.pretrained or --checkpoint.
+    run = tmp_path / "bc"
+    (run / "policy").mkdir(parents=True)
+    (run / "train_config.yaml").write_text("algo: bc\n")
+    assert policy_path(run) == run / "policy"
+    assert policy_path(run / "policy") == run / "policy"
+    assert policy_path(tmp_path / "elsewhere") == tmp_path / "elsewhere"
