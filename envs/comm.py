@@ -175,7 +175,7 @@ class CommStack:
         self.codec = None
         if source_shape:
             params = dict(cm.codec_params)
-            if cm.codec in ("quantized", "topk") and "range" not in params:
+            if cm.codec in ("quantized", "topk", "ldpc_qam") and "range" not in params:
                 # Quantize exactly the values that can occur: the payload's own range.
                 if value_range is None:
                     value_range = (-cm.logodds_clip, cm.logodds_clip)
@@ -187,7 +187,11 @@ class CommStack:
         self.resolution = 0.5 * quantizer.step if quantizer is not None else 0.0
         # The exchange's fast path (module docstring): one coefficient per packet, so no
         # draw depends on how many uses a message occupies, and a cell codec or none.
-        self.fast = self.channel.block and (self.codec is None or self.codec.cell_codec)
+        # The fast path applies the capacity rule inline: a codec with its own delivery rule
+        # (ldpc_qam) goes through _send_general.
+        self.fast = self.channel.block and (
+            self.codec is None or (self.codec.cell_codec and self.codec.capacity_rule)
+        )
         self._plans: dict[int, _Plan] = {}
         # Per-step constants, built once.
         self._p_tx = torch.tensor(ch.tx_power_dbm, dtype=torch.float32, device=device)

@@ -1,4 +1,5 @@
-"""Belief codecs: raw (ideal), quantized and top-k (digital), linear and DCT (analog).
+"""Belief codecs: raw (ideal), quantized and top-k (digital), linear and DCT (analog), and
+the quantized codec over 5G NR LDPC + 16-QAM (``ldpc_qam``, a measured BLER table).
 
 Use :func:`make_codec` to build one by name and :func:`transmit` to send ``M`` beliefs
 over a channel with exact accounting (:class:`Transmission`).
@@ -16,6 +17,7 @@ from agentcomm.codecs.base import (
 )
 from agentcomm.codecs.dct import DCTCodec, dct_matrix, diagonal_order
 from agentcomm.codecs.intent import intent_distance, intent_order, intent_weight, selection_order
+from agentcomm.codecs.ldpc import BLERTable, LDPCQAMCodec
 from agentcomm.codecs.linear import LinearAnalogCodec
 from agentcomm.codecs.quantized import QuantizedCodec, UniformQuantizer
 from agentcomm.codecs.raw import RawCodec
@@ -23,8 +25,10 @@ from agentcomm.codecs.registry import available_codecs, make_codec, register_cod
 from agentcomm.codecs.topk import TopKCodec
 
 __all__ = [
+    "BLERTable",
     "Codec",
     "DCTCodec",
+    "LDPCQAMCodec",
     "LinearAnalogCodec",
     "Message",
     "QuantizedCodec",

@@ -300,8 +300,9 @@ class Codec(ABC):
     ) -> Received:
         """Pass a message over ``channel`` at ``snr_db`` (dB, scalar or ``[M]``).
 
-        Digital messages (and analog side information) are judged by the capacity rule (see
-        the module docstring); analog symbols go through :meth:`Channel.apply`. Messages with
+        Digital messages are judged by :meth:`deliver_digital` (the capacity rule of the
+        module docstring unless a codec overrides it), analog side information by the
+        capacity rule; analog symbols go through :meth:`Channel.apply`. Messages with
         nothing on the air are not delivered.
 
         Args:
@@ -315,7 +316,7 @@ class Codec(ABC):
         if channel.block and h is None:
             h = channel.generate((m, 1), generator, dtype=torch.complex128, device=device)
         if self.digital:
-            delivered, capacity = capacity_delivery(
+            delivered, capacity = self.deliver_digital(
                 message.bits, message.channel_uses, channel, snr, generator, h
             )
             bits = message.bits.to(torch.float64)
@@ -343,6 +344,28 @@ class Codec(ABC):
         delivered = on_air & (side_ok | (message.side_bits == 0))
         bits = capacity + message.side_bits.to(torch.float64)
         return Received(message, delivered, out, bits=bits, capacity_bits=capacity + side_capacity)
+
+    def deliver_digital(
+        self,
+        bits: torch.Tensor,
+        channel_uses: torch.Tensor,
+        channel: Channel,
+        snr_db: torch.Tensor,
+        generator: torch.Generator | None,
+        h: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The delivery rule of a digital codec's messages: the capacity rule
+        (:func:`capacity_delivery`, same arguments and returns). A codec with another
+        physical layer overrides it (e.g. :class:`~agentcomm.codecs.ldpc.LDPCQAMCodec`); it
+        must return the same capacity and deliver only messages with ``0 < bits <=
+        capacity``, so the accounting stays exact."""
+        return capacity_delivery(bits, channel_uses, channel, snr_db, generator, h)
+
+    @property
+    def capacity_rule(self) -> bool:
+        """Whether digital messages are delivered by the capacity rule itself (the default
+        :meth:`deliver_digital`), which callers may then apply inline."""
+        return type(self).deliver_digital is Codec.deliver_digital
 
     # ------------------------------------------------------------------ subclass hooks
     @abstractmethod

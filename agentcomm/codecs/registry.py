@@ -27,6 +27,8 @@ _REGISTRY: dict[str, type[Codec] | str] = {
     "topk": TopKCodec,
     "dct": DCTCodec,
     "linear": LinearAnalogCodec,
+    # The quantized codec delivered by the measured 5G LDPC + 16-QAM BLER table.
+    "ldpc_qam": "agentcomm.codecs.ldpc:LDPCQAMCodec",
     # Learned codecs load lazily (torch models and diffusers are imported on first use).
     "jscc": "agentcomm.decoders.codec:JSCCCodec",
     "jscc+cddm": "agentcomm.decoders.codec:JSCCCDDMCodec",
