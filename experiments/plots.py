@@ -58,6 +58,7 @@ _CODEC_STYLE = {
     "jscc": ("s", "--"),
     "jscc+cddm": ("D", ":"),
     "jscc+diffcom": ("^", ":"),
+    "ldpc_qam": ("h", "-."),
 }
 _POLICY_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
@@ -233,19 +234,24 @@ def plot_bandwidth(rows: list[dict[str, Any]], path: Path, experiment: str = "ba
 
 
 def plot_snr(rows: list[dict[str, Any]], path: Path, experiment: str = "snr") -> None:
-    """Success vs the mean agent-to-agent link SNR (transmit power sweep)."""
+    """Success vs the mean agent-to-agent link SNR (transmit power sweep), one curve per
+    (coordination mode, codec)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     groups = _by_mode(rows, experiment)
-    for mode, rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r["peer_snr_db"])
-        x = [r["peer_snr_db"] for r in rs]
-        y = np.array([r["success"] for r in rs])
-        lo = np.array([r["ci_low"] for r in rs])
-        hi = np.array([r["ci_high"] for r in rs])
-        c = _MODE_COLOURS.get(mode, "k")
-        ax.plot(x, y, marker="o", color=c, label=mode)
-        ax.fill_between(x, lo, hi, color=c, alpha=0.15)
+    for mode, mode_rows in sorted(groups.items()):
+        for codec in sorted({_codec(r) for r in mode_rows}):
+            rs = sorted(
+                (r for r in mode_rows if _codec(r) == codec), key=lambda r: r["peer_snr_db"]
+            )
+            x = [r["peer_snr_db"] for r in rs]
+            lo = np.array([r["ci_low"] for r in rs])
+            hi = np.array([r["ci_high"] for r in rs])
+            c = _MODE_COLOURS.get(mode, "k")
+            marker, ls = _CODEC_STYLE.get(codec, ("o", "-"))
+            y = [r["success"] for r in rs]
+            ax.plot(x, y, marker=marker, ls=ls, color=c, label=f"{mode} {codec}")
+            ax.fill_between(x, lo, hi, color=c, alpha=0.12)
     ax.set_xlabel("mean link SNR between agents (dB)")
     ax.set_ylabel("success rate (episodes pooled over seeds)")
     ax.set_ylim(-0.02, 1.02)

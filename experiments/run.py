@@ -2,8 +2,8 @@
 
 Evaluates every scenario's expert (SearchRescue-v0, TargetTracking-v0, IntentCoverage-v0)
 across bandwidth budgets from none to perfect communication, in the coordination modes
-(centralized, distributed, hybrid) with the quantized digital codec, the learned codecs
-(JSCC, JSCC with a diffusion receiver) on one mode, a link-SNR sweep, and the shipped
+(centralized, distributed, hybrid) with the quantized digital codec, the same codec over a
+5G LDPC + 16-QAM link, the learned codecs (JSCC, JSCC with a diffusion receiver) on one mode, a link-SNR sweep, and the shipped
 learned policies on the SearchRescue axes, and the oracle reference (the expert deciding on
 the true state) of SearchRescue-v0 and TargetTracking-v0: one experiment YAML each
 (:data:`DEFAULT_EXPERIMENTS`, in ``agentcomm/experiments/configs``). Every point is
@@ -44,6 +44,7 @@ __all__ = ["DEFAULT_EXPERIMENTS", "add_arguments", "main"]
 DEFAULT_EXPERIMENTS = (
     "bandwidth.yaml",
     "codecs_run.yaml",
+    "ldpc.yaml",
     "policies_run.yaml",
     "snr.yaml",
     "target_tracking.yaml",
