@@ -67,11 +67,50 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
             expert_success_rate=demos.success_rate,
         ),
     )
-    rows = [{"epoch": i + 1, "loss": loss} for i, loss in enumerate(result.losses)]
+    losses = list(result.losses)
+    obs, actions = demos.obs, demos.actions
+    for round_ in range(bc.dagger_rounds):
+        # DAgger (policies/demos.py): the current policy drives, the expert labels.
+        from agentcomm.policies.evaluate import policy_actor
+
+        actor = policy_actor(policy, config.sampler)
+        more = collect_demos(
+            config.env,
+            bc.demo_steps,
+            num_envs=bc.demo_envs,
+            seed=config.seed + 1 + round_,
+            device=device,
+            env_config=config.env_config,
+            progress=config.progress,
+            behaviour=actor,
+        )
+        obs, actions = torch.cat([obs, more.obs]), torch.cat([actions, more.actions])
+        if config.progress:
+            print(
+                f"[dagger {round_ + 1}] policy success {more.success_rate:.3f}, {obs.shape[0]} rows"
+            )
+        result = train_bc(
+            policy,
+            obs.to(device),
+            actions.to(device),
+            epochs=bc.dagger_epochs,
+            batch_size=bc.batch_size,
+            lr=bc.lr,
+            ema_decay=bc.ema_decay,
+            generator=gen,
+            progress=config.progress,
+            save_dir=out / "policy",
+            save_metadata=policy_metadata(
+                config,
+                demos=int(obs.shape[0]),
+                expert_success_rate=demos.success_rate,
+                dagger_rounds=round_ + 1,
+            ),
+        )
+        losses += result.losses
+    rows = [{"epoch": i + 1, "loss": loss} for i, loss in enumerate(losses)]
     write_csv(out / "bc_loss.csv", rows)
-    plot_curves(
-        out / "bc_loss.png", [r["epoch"] for r in rows], {"BC loss": result.losses}, "epoch"
-    )
+    plot_curves(out / "bc_loss.png", [r["epoch"] for r in rows], {"BC loss": losses}, "epoch")
     try:
         from tensorboardX import SummaryWriter
 
@@ -84,7 +123,7 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
         print(
             f"[bc] {demos.obs.shape[0]} demos (expert success {demos.success_rate:.3f}), "
             f"{bc.epochs} epochs in {time.perf_counter() - start:.1f}s, "
-            f"final loss {result.losses[-1]:.4f}"
+            f"final loss {losses[-1]:.4f}"
         )
     evaluation = evaluate_run(config, out / "policy", out)
     return TrainResult(str(out), str(out / "policy"), rows, evaluation)

@@ -5,15 +5,19 @@ demonstrations (one per agent-step), ``Do`` observation dim, ``Da = 6`` action d
 
 Every agent of every world contributes one ``(observation, expert action)`` pair per step,
 so a policy shared by all agents (parameter sharing) is cloned from ``B * N`` streams at
-once. The expert reads only what an agent could know (:mod:`agentcomm.envs.experts`), and
-collection runs the world with the expert's own actions (plain behaviour cloning, not
-DAgger), so the dataset covers the expert's state distribution.
+once. The expert reads only what an agent could know (:mod:`agentcomm.envs.experts`). By
+default collection runs the world with the expert's own actions, so the dataset covers the
+expert's state distribution; with a ``behaviour`` policy the world follows that policy and
+every visited state is labelled with the expert's action there (DAgger, Ross, Gordon &
+Bagnell, AISTATS 2011), so a cloned policy learns to recover from the states its own
+mistakes lead to.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +71,7 @@ def collect_demos(
     env_config: dict[str, Any] | None = None,
     progress: bool = False,
     horizon: int = 1,
+    behaviour: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
 ) -> Demonstrations:
     """Run the scenario's expert in ``num_envs`` parallel worlds and record every agent-step.
 
@@ -85,6 +90,9 @@ def collect_demos(
         horizon: ``Ta``, actions per row: with ``Ta > 1`` each row holds the expert's next
             ``Ta`` actions of that agent (an action chunk), the last action repeated past
             the end of its episode or of the recording.
+        behaviour: ``(world, obs [B, N, Do]) -> actions [B, N, 6]``, the policy the worlds
+            follow while the expert labels every state (DAgger; module docstring); ``None``:
+            the expert itself. The episode counts and returns are then the behaviour's.
 
     Returns:
         ``Demonstrations`` with ``obs [T*B*N, Do]`` and ``actions [T*B*N, 6]``
@@ -111,6 +119,8 @@ def collect_demos(
         action = expert_actions(world)
         obs_buf[t] = obs
         act_buf[t] = action
+        if behaviour is not None:
+            action = behaviour(world, obs)
         obs, reward, terminated, truncated, info = world.step(action)
         running += reward.mean(1)  # the team reward, also under team_reward_weight < 1
         done = terminated | truncated

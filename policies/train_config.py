@@ -93,6 +93,12 @@ class BCSettings(Config):
     """AdamW learning rate of the denoiser."""
     ema_decay: float = field(default=0.99, metadata=rng(0.0, 1.0, high_inclusive=False))
     """Decay of the exponential moving average of the weights (the saved policy)."""
+    dagger_rounds: int = field(default=0, metadata=rng(0, None))
+    """DAgger rounds after behaviour cloning: each runs the current policy for ``demo_steps``
+    steps in ``demo_envs`` worlds, labels every state with the expert's action, adds them to
+    the data and trains ``dagger_epochs`` more passes (0: plain behaviour cloning)."""
+    dagger_epochs: int = field(default=20, metadata=rng(1, None))
+    """Passes over the aggregated data after each DAgger round."""
 
 
 @dataclass

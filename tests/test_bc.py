@@ -105,3 +105,59 @@ def test_bc_rejects_bad_data(generator):
         train_bc(_policy(generator), obs, act * 3, 1, 4, 1e-3, 0.5, generator, progress=False)
     with pytest.raises(ValueError, match="obs"):
         train_bc(_policy(generator), obs[:, :2], act, 1, 4, 1e-3, 0.5, generator, progress=False)
+
+
+def test_dagger_demos_follow_the_behaviour_and_carry_the_experts_labels():
+    import agentcomm
+    from agentcomm.envs.experts import expert_actions, random_actions
+    from agentcomm.policies.demos import collect_demos
+
+    gen = torch.Generator().manual_seed(3)
+    drive = lambda world, obs: random_actions(world, gen)  # noqa: E731
+    demos = collect_demos("IntentCoverage-v0", 6, num_envs=4, seed=1, behaviour=drive)
+    expert = collect_demos("IntentCoverage-v0", 6, num_envs=4, seed=1)
+    # The same first states; then the worlds followed the random actions, not the expert's.
+    n = 4 * 4
+    assert torch.equal(demos.obs[:n], expert.obs[:n])
+    assert not torch.equal(demos.obs[n:], expert.obs[n:])
+    # Every row is labelled with the expert's action in the state the behaviour reached.
+    world = agentcomm.make_vec("IntentCoverage-v0", num_envs=4, seed=1)
+    obs = world.reset(seed=1)
+    gen.manual_seed(3)
+    for t in range(6):
+        label = expert_actions(world)
+        rows = slice(t * n, (t + 1) * n)
+        assert torch.equal(demos.obs[rows], obs.reshape(n, -1))
+        assert torch.equal(demos.actions[rows], label.reshape(n, -1).clamp(-1, 1))
+        obs, _, term, trunc, _ = world.step(random_actions(world, gen))
+        if bool((term | trunc).any()):
+            world.reset_at(term | trunc)
+            obs = world.observation()
+
+
+def test_bc_run_with_dagger_aggregates_the_policys_states(tmp_path):
+    from agentcomm.policies.bc_run import train_bc_run
+    from agentcomm.policies.checkpoint import read_config
+    from agentcomm.policies.train_config import TrainConfig
+
+    config = TrainConfig.from_dict(
+        {
+            "algo": "bc",
+            "env": "IntentCoverage-v0",
+            "progress": False,
+            "eval_episodes": 0,
+            "policy": {"hidden": 16, "depth": 1, "denoising_steps": 4, "ddim_steps": 2, "ft_denoising_steps": 2},
+            "bc": {
+                "demo_steps": 4,
+                "demo_envs": 2,
+                "epochs": 2,
+                "dagger_rounds": 2,
+                "dagger_epochs": 1,
+            },
+        }
+    )
+    result = train_bc_run(config, tmp_path)
+    meta = read_config(tmp_path / "policy")["metadata"]
+    assert meta["dagger_rounds"] == 2
+    assert meta["demos"] == 3 * 4 * 2 * 4  # the expert's rows and two rounds of the policy's
+    assert len(result.history) == 2 + 2 * 1
