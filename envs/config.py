@@ -186,6 +186,11 @@ class WorldConfig(Config):
     (one-hot) and the cost per channel use, so that one policy can serve every budget and
     link quality drawn per episode (``comm.budget_levels``, ``channel.tx_power_dbm_range``).
     Off by default: the observation then keeps the layout earlier policies were trained on."""
+    observe_agent_index: bool = False
+    """Append each agent's index, one-hot over ``N`` (scaled to [-1, 1]), to its observation:
+    a policy shared by all agents can then follow conventions that rank agents by index
+    (the experts' territories and tie-breaks), which identical observations otherwise hide.
+    Off by default, for the same reason as ``observe_operating_point``."""
     sensing: SensingConfig = field(default_factory=SensingConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     comm: CommConfig = field(default_factory=CommConfig)

@@ -36,6 +36,7 @@ def obs_dim(world: CommWorld) -> int:
     n, m = world.num_agents, world.config.obs_map_size
     grid = m * m if world.belief_kind == "grid" else 0
     extra = OPERATING_POINT_DIM if world.config.observe_operating_point else 0
+    extra += n if world.config.observe_agent_index else 0
     return 2 + 2 + 2 + grid + 4 * (n - 1) + 3 + world._scenario_obs_dim() + extra
 
 
@@ -70,7 +71,8 @@ def observation(world: CommWorld) -> torch.Tensor:
     scaled), the mean link SNR to it (1, clipped to [-20, 40] dB, scaled); then
     the fusion-centre link SNR (1), the fraction of agents in link range (1), and the
     elapsed fraction of the episode (1); then the scenario's extras; then, with
-    ``observe_operating_point``, the world's operating point (:func:`operating_point`, 5).
+    ``observe_operating_point``, the world's operating point (:func:`operating_point`, 5);
+    with ``observe_agent_index``, the agent's index one-hot (``N``, 1 at the agent's own).
     """
     cfg = world.config
     b, n, g = world.num_envs, world.num_agents, float(world.grid)
@@ -98,6 +100,8 @@ def observation(world: CommWorld) -> torch.Tensor:
     ]
     if cfg.observe_operating_point:
         parts.append(operating_point(world).unsqueeze(1).expand(b, n, -1))
+    if cfg.observe_agent_index:
+        parts.append((world._eye.float() * 2 - 1).unsqueeze(0).expand(b, n, n))
     return torch.cat(parts, dim=-1).clamp(-1.0, 1.0)
 
 

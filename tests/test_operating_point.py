@@ -206,3 +206,14 @@ def test_eval_learned_comm_quick_run(tmp_path, capsys):
     assert math.isnan(result["intentcoverage_dppo_success_b4"])
     assert math.isnan(result["intentcoverage_pareto_bits_ratio"])
     assert len(out.read_text().strip().splitlines()) == 1 + 2 * 2
+
+
+def test_agent_index_columns_are_each_agents_one_hot():
+    plain = agentcomm.make_vec("IntentCoverage-v0", num_envs=3, seed=0)
+    indexed = agentcomm.make_vec("IntentCoverage-v0", num_envs=3, seed=0, observe_agent_index=True)
+    a, b = plain.reset(seed=0), indexed.reset(seed=0)
+    n = plain.num_agents
+    assert indexed.obs_dim == plain.obs_dim + n
+    assert torch.equal(b[..., :-n], a)
+    want = torch.eye(n) * 2 - 1
+    assert torch.equal(b[..., -n:], want.expand(3, n, n))
