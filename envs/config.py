@@ -186,6 +186,10 @@ class WorldConfig(Config):
     (one-hot) and the cost per channel use, so that one policy can serve every budget and
     link quality drawn per episode (``comm.budget_levels``, ``channel.tx_power_dbm_range``).
     Off by default: the observation then keeps the layout earlier policies were trained on."""
+    observe_own_velocity: bool = True
+    """Keep the agent's own last velocity in its observation. A policy cloned from an expert
+    can learn to repeat its last velocity instead of reading the situation (the copycat
+    problem of behaviour cloning with action history); ``False`` drops the two columns."""
     observe_agent_index: bool = False
     """Append each agent's index, one-hot over ``N`` (scaled to [-1, 1]), to its observation:
     a policy shared by all agents can then follow conventions that rank agents by index

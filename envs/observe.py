@@ -37,6 +37,7 @@ def obs_dim(world: CommWorld) -> int:
     grid = m * m if world.belief_kind == "grid" else 0
     extra = OPERATING_POINT_DIM if world.config.observe_operating_point else 0
     extra += n if world.config.observe_agent_index else 0
+    extra -= 0 if world.config.observe_own_velocity else 2
     return 2 + 2 + 2 + grid + 4 * (n - 1) + 3 + world._scenario_obs_dim() + extra
 
 
@@ -63,8 +64,8 @@ def _scale_snr(snr_db: torch.Tensor) -> torch.Tensor:
 def observation(world: CommWorld) -> torch.Tensor:
     """``[B, N, Do]`` float32, every entry in ``[-1, 1]``.
 
-    Layout: own position (2, scaled to [-1, 1]), own velocity (2, /max_speed), own
-    intent (2, scaled), the fused belief as probabilities max-pooled to
+    Layout: own position (2, scaled to [-1, 1]), own velocity (2, /max_speed; dropped
+    without ``observe_own_velocity``), own intent (2, scaled), the fused belief as probabilities max-pooled to
     ``obs_map_size`` squared (grid scenarios, scaled to [-1, 1]), then for each other
     agent in index order: its last received intent relative to own position
     (2, /grid_size), that intent's age (1, min(age, intent_max_age)/intent_max_age,
@@ -81,6 +82,8 @@ def observation(world: CommWorld) -> torch.Tensor:
     own = torch.cat([world.pos, world.vel, world.intent], dim=-1)
     d, s, o = world._own_scale
     parts = [own / d * s - o]
+    if not cfg.observe_own_velocity:
+        parts[0] = torch.cat([parts[0][..., :2], parts[0][..., 4:]], dim=-1)
     if world.belief_kind == "grid":
         parts.append(world.beliefs.pooled_probability(cfg.obs_map_size) * 2 - 1)
     rel = (world.known_intent - world.pos.unsqueeze(2)) / g

@@ -217,3 +217,14 @@ def test_agent_index_columns_are_each_agents_one_hot():
     assert torch.equal(b[..., :-n], a)
     want = torch.eye(n) * 2 - 1
     assert torch.equal(b[..., -n:], want.expand(3, n, n))
+
+
+def test_dropping_own_velocity_removes_exactly_its_two_columns():
+    full = agentcomm.make_vec("SearchRescue-v0", num_envs=2, seed=0)
+    lean = agentcomm.make_vec("SearchRescue-v0", num_envs=2, seed=0, observe_own_velocity=False)
+    full.reset(seed=0), lean.reset(seed=0)
+    actions = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a, b = full.step(actions)[0], lean.step(actions)[0]
+    assert lean.obs_dim == full.obs_dim - 2 == b.shape[-1]
+    assert torch.equal(b, torch.cat([a[..., :2], a[..., 4:]], dim=-1))
+    assert not torch.equal(a[..., 2:4], torch.zeros_like(a[..., 2:4]))
