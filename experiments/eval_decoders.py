@@ -1,6 +1,6 @@
 """Evaluate the learned receivers against SNR and bandwidth, their latency and their task effect.
 
-Run (1 torch thread; the full run takes several minutes, ``--quick`` about one)::
+Run (1 torch thread; the full run takes about 12 minutes, ``--quick`` under one)::
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --out runs/eval_decoders
     OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --quick --out /tmp/ev
@@ -8,10 +8,11 @@ Run (1 torch thread; the full run takes several minutes, ``--quick`` about one):
 Three parts, each a CSV (and PNG) under ``--out``:
 
 1. ``recon.csv`` / ``recon_snr.png`` / ``recon_bw.png``: belief reconstruction on held-out
-   SearchRescue-v0 expert rollouts (a seed used neither for training nor validation)
-   over AWGN and Rayleigh block fading (perfect CSI), SNR 0-20 dB and every ``k`` of
-   the bundle (bandwidth ratio ``k / n``, ``n = 256`` cells), all schemes at equal
-   channel uses ``k``:
+   SearchRescue-v0 expert rollouts (a seed used neither for training nor validation; each
+   map with the true victim cells of its world) over AWGN, Rayleigh block fading with
+   perfect CSI and Rayleigh block fading with estimated CSI (20 dB pilots; learned
+   receivers only), SNR 0-20 dB and every ``k`` of the bundle (bandwidth ratio ``k / n``,
+   ``n = 256`` cells), all schemes at equal channel uses ``k``:
 
    * ``raw``: the ideal reference (the belief itself; it would need ``32 n`` bits);
    * ``quantized``: 4-bit values under the capacity rule, the best of rates
@@ -19,17 +20,27 @@ Three parts, each a CSV (and PNG) under ``--out``:
      to digital); an outage leaves the receiver at its prior;
    * ``ldpc``: the same source bits over a real 5G LDPC + QAM chain (Sionna), QPSK or
      16-QAM at code rate 1/2, best of the two; a block error leaves the prior;
-   * ``jscc``, ``jscc+cddm``, ``jscc+diffcom``: the bundle's codecs.
+   * ``jscc``, ``jscc+cddm``, ``jscc+diffcom``: the bundle's codecs (one deterministic
+     reconstruction each);
+   * ``diffusion``: ``jscc+cddm`` decoding to its posterior-mean belief
+     (``posterior_samples=8``, ``steps=3``, :mod:`agentcomm.decoders.posterior`);
+   * ``send_nothing``: the receiver's prior alone.
 
    Metrics: ``mse`` of normalized log-odds ``clip(l, -6, 6)/6`` (multiply by 36 for
    nats^2), ``kl_bits`` the mean per-cell KL divergence KL(Bern(p) || Bern(p_hat)) of
    the decoded belief from the sent one (bits per cell), ``top1`` the fraction of maps
    whose most likely decoded cell holds a victim, ``f1`` the F1 score of cells with
-   decoded probability > 0.5 against the victims.
-2. ``latency.csv``: decode time per message at batch 1 and 64 for each receiver (1 thread).
-3. ``task.csv`` / ``task.png``: the expert's success rate on SearchRescue-v0 with
-   codec ``jscc`` vs ``jscc+cddm`` (and ``quantized`` for reference) at two low budgets
-   and two transmit powers, ``--episodes`` episodes each (one batch of worlds).
+   decoded probability > 0.5 against the victims, ``xent_bits`` the cross-entropy (log
+   loss, bits per cell) of the decoded belief against the true occupancy.
+   ``reliability.png`` / ``reliability.csv``: reliability diagram (predicted probability
+   bins vs empirical occupancy frequency) of ``jscc`` and ``diffusion`` below 5 dB.
+2. ``latency.csv``: decode time per message at batch 1 and 64 for each receiver (1 thread),
+   and the network calls per decode (counted with forward hooks; one batched call serves
+   every message and sample).
+3. ``task.csv`` / ``task.png``: the expert's success rate on SearchRescue-v0 with codec
+   ``jscc`` vs ``diffusion`` (and ``quantized`` for reference) at 38 channel uses and
+   ``tx_power_dbm = 8`` (a mean peer-link SNR of about 2 dB, reported), ``--episodes``
+   episodes each (one batch of worlds), Wilson 95% intervals.
 
 The last line printed is ``RESULT key=value ...``.
 """
@@ -50,12 +61,19 @@ from agentcomm.codecs import make_codec, transmit
 from agentcomm.codecs.base import Received
 from agentcomm.decoders import default_bundle_dir, load_bundle
 from agentcomm.decoders.data import to_unit
+from agentcomm.decoders.posterior import cross_entropy_bits, reliability
 from agentcomm.experiments.execute import write_csv
 from agentcomm.experiments.threads import use_one_thread
 from agentcomm.policies.receiver_training import collect_env_beliefs
 
 CLIP = 6.0
-METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom")
+METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom", "diffusion")
+#: The posterior-mean receiver: ``jscc+cddm`` with these codec parameters.
+DIFFUSION = {"posterior_samples": 8, "steps": 3}
+#: Transmit power (dBm) of the task runs: a mean peer-link SNR of 0-5 dB on SearchRescue-v0.
+TASK_POWER_DBM = 8.0
+TASK_BUDGET = 38
+LOW_DB = 5.0
 
 
 def metrics(est: torch.Tensor, sent: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -76,6 +94,7 @@ def metrics(est: torch.Tensor, sent: torch.Tensor, truth: torch.Tensor) -> dict[
     return {
         "mse": mse,
         "kl_bits": float(kl.mean() / math.log(2)),
+        "xent_bits": float(cross_entropy_bits(est, truth)),
         "top1": float(top1),
         "f1": float(f1),
     }
@@ -143,7 +162,9 @@ def _chain(k: int, bits_per_symbol: int):
     return LDPCQAMChain(k_info, n_coded, bits_per_symbol)
 
 
-def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> list[dict]:
+def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> tuple[list[dict], dict]:
+    """Reconstruction rows, and the decoded probabilities of ``jscc`` and ``diffusion`` below
+    ``LOW_DB`` (with the truth) for the reliability diagram."""
     try:
         import sionna.phy  # noqa: F401
 
@@ -155,19 +176,31 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> list[d
         name: make_codec(name, (16, 16), checkpoint=bundle_dir)
         for name in ("jscc", "jscc+cddm", "jscc+diffcom")
     }
+    codecs["diffusion"] = make_codec("jscc+cddm", (16, 16), checkpoint=bundle_dir, **DIFFUSION)
+    low = {"jscc": [], "diffusion": [], "truth": []}
     rows = []
-    for ch_name, channel in (("awgn", AWGN()), ("rayleigh_block", RayleighBlockFading())):
+    channels = (
+        ("awgn", AWGN()),
+        ("rayleigh_block", RayleighBlockFading()),
+        ("rayleigh_block_est", RayleighBlockFading(csi="estimated")),
+    )
+    for ch_name, channel in channels:
         for k in bundle.channel_uses:
             for snr in snrs:
                 g = torch.Generator().manual_seed(seed + k + int(snr * 10))
-                est = {"raw": (maps, 1.0)}
-                est.update(digital(maps, k, channel, snr, prior, g, chains))
+                est = {"raw": (maps, 1.0), "send_nothing": (torch.full_like(maps, prior), 0.0)}
+                if ch_name != "rayleigh_block_est":
+                    est.update(digital(maps, k, channel, snr, prior, g, chains))
                 for name, codec in codecs.items():
                     # The transmitter knows the link's average SNR (the codec docstring).
                     codec.encoder_snr_db = float(snr)
                     gg = torch.Generator().manual_seed(seed + 1 + k + int(snr * 10))
                     t = transmit(codec, maps, k, channel, float(snr), gg, prior=prior)
                     est[name] = (t.estimate, float(t.delivered.float().mean()))
+                if snr < LOW_DB:
+                    for name in ("jscc", "diffusion"):
+                        low[name].append(torch.sigmoid(est[name][0].clamp(-CLIP, CLIP)))
+                    low["truth"].append(truth)
                 for name, (e, delivered) in est.items():
                     row = {
                         "method": name,
@@ -180,36 +213,64 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> list[d
                     row.update(metrics(e, maps, truth))
                     rows.append(row)
                 print(
-                    f"{ch_name:15s} k={k:3d} snr={snr:5.1f} "
-                    + " ".join(f"{r['method']}={r['mse']:.4f}" for r in rows[-len(est) :]),
+                    f"{ch_name:18s} k={k:3d} snr={snr:5.1f} "
+                    + " ".join(
+                        f"{r['method']}={r['mse']:.4f}/{r['xent_bits']:.4f}"
+                        for r in rows[-len(est) :]
+                    ),
                     flush=True,
                 )
     write_csv(out_dir / "recon.csv", rows)
-    return rows
+    return rows, {key: torch.cat(v) for key, v in low.items()}
+
+
+def count_calls(modules: dict[str, torch.nn.Module], fn, *args) -> int:
+    """Forward calls of ``modules`` (top-level networks) during ``fn(*args)``."""
+    calls = [0]
+
+    def hook(*_):
+        calls[0] += 1
+
+    handles = [m.register_forward_hook(hook) for m in modules.values()]
+    try:
+        fn(*args)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls[0]
 
 
 def latency(bundle, reps: int) -> list[dict]:
     k = sorted(bundle.channel_uses)[len(bundle.channel_uses) // 2]
     model = bundle.jscc[k]
+    cddm = bundle.cddm[k]
+    diffusion = type(cddm)(
+        cddm.jscc, cddm.prior, cddm.snr_grid_db, cddm.error_var_table, DIFFUSION["steps"]
+    )
+    s = DIFFUSION["posterior_samples"]
     rx = {
         "jscc": lambda out, snr: model.decode(out),
-        "jscc+cddm": lambda out, snr: bundle.cddm[k].decode(out),
+        "jscc+cddm": lambda out, snr: cddm.decode(out),
         "jscc+diffcom": lambda out, snr: bundle.diffcom(k).decode(out, snr),
+        "diffusion": lambda out, snr: (
+            diffusion.sample(out, s, torch.Generator().manual_seed(1)).sigmoid().mean(1)
+        ),
     }
-    maps = collect_env_beliefs("SearchRescue-v0", 16, 2, seed=4242).logodds
+    nets = {"encoder": model.encoder, "decoder": model.decoder, "prior": bundle.prior.net}
+    maps = collect_env_beliefs("SearchRescue-v0", 16, 4, seed=4242).logodds
     rows = []
     for batch in (1, 64):
         x = maps[:batch]
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            out = AWGN().apply(model.encode(x, 5.0), 5.0, g)
+            out = AWGN().apply(model.encode(x, 2.0), 2.0, g)
         for name, fn in rx.items():
-            fn(out, 5.0)  # warm-up
+            calls = count_calls(nets, fn, out, 2.0)  # also the warm-up
             times = []
             for _ in range(reps):
                 t0 = time.perf_counter()
                 with torch.inference_mode(name != "jscc+diffcom"):
-                    fn(out, 5.0)
+                    fn(out, 2.0)
                 times.append(time.perf_counter() - t0)
             med = sorted(times)[len(times) // 2]
             rows.append(
@@ -217,6 +278,8 @@ def latency(bundle, reps: int) -> list[dict]:
                     "receiver": name,
                     "k": k,
                     "batch": batch,
+                    "samples": s if name == "diffusion" else 1,
+                    "network_calls": calls,
                     "ms_per_batch": 1e3 * med,
                     "ms_per_message": 1e3 * med / batch,
                     "threads": torch.get_num_threads(),
@@ -225,49 +288,86 @@ def latency(bundle, reps: int) -> list[dict]:
     return rows
 
 
-def task(bundle_dir, episodes: int, budgets, powers, seed: int) -> list[dict]:
-    """Expert success per codec, budget and transmit power through the project's one
-    evaluation (:func:`agentcomm.experiments.metrics.evaluate`: evaluation-split worlds,
-    success at episode end), with a Wilson 95% interval over the episodes."""
+def task(bundle_dir, episodes: int, seed: int) -> list[dict]:
+    """Expert success per codec at ``TASK_BUDGET`` channel uses and ``TASK_POWER_DBM`` through
+    the project's one evaluation (:func:`agentcomm.experiments.metrics.evaluate`:
+    evaluation-split worlds, success at episode end), with a Wilson 95% interval."""
     from agentcomm.experiments.metrics import evaluate
     from agentcomm.experiments.stats import wilson_interval
 
+    settings = (
+        ("quantized", "quantized", {}),
+        ("jscc", "jscc", {"checkpoint": str(bundle_dir)}),
+        ("diffusion", "jscc+cddm", {"checkpoint": str(bundle_dir), **DIFFUSION}),
+    )
     rows = []
-    for codec in ("quantized", "jscc", "jscc+cddm"):
-        params = {} if codec == "quantized" else {"checkpoint": str(bundle_dir)}
-        for budget in budgets:
-            for power in powers:
-                t0 = time.perf_counter()
-                m = evaluate(
-                    "SearchRescue-v0",
-                    "expert",
-                    episodes,
-                    seed,
-                    {
-                        "comm": {"codec": codec, "codec_params": params, "budget": budget},
-                        "channel": {"tx_power_dbm": power},
-                    },
-                )
-                _, low, high = wilson_interval(int(m["successes"]), episodes)
-                row = {
-                    "codec": codec,
-                    "budget": budget,
-                    "tx_power_dbm": power,
-                    "episodes": episodes,
-                    "success_rate": float(m["success"]),
-                    "ci_low": low,
-                    "ci_high": high,
-                    "mean_steps": float(m["episode_length"]),
-                    "mean_link_snr_db": float(m["peer_snr_db"]),
-                    "seconds": time.perf_counter() - t0,
+    for label, codec, params in settings:
+        t0 = time.perf_counter()
+        m = evaluate(
+            "SearchRescue-v0",
+            "expert",
+            episodes,
+            seed,
+            {
+                "comm": {"codec": codec, "codec_params": params, "budget": TASK_BUDGET},
+                "channel": {"tx_power_dbm": TASK_POWER_DBM},
+            },
+        )
+        _, low, high = wilson_interval(int(m["successes"]), episodes)
+        row = {
+            "codec": label,
+            "budget": TASK_BUDGET,
+            "tx_power_dbm": TASK_POWER_DBM,
+            "episodes": episodes,
+            "success_rate": float(m["success"]),
+            "ci_low": low,
+            "ci_high": high,
+            "mean_steps": float(m["episode_length"]),
+            "mean_link_snr_db": float(m["peer_snr_db"]),
+            "seconds": time.perf_counter() - t0,
+        }
+        rows.append(row)
+        print(
+            f"task {label:10s} budget={TASK_BUDGET:3d} tx={TASK_POWER_DBM:5.1f} dBm "
+            f"success={row['success_rate']:.3f} [{low:.3f}, {high:.3f}] n={episodes} "
+            f"link_snr={row['mean_link_snr_db']:.1f} dB ({row['seconds']:.0f}s)",
+            flush=True,
+        )
+    return rows
+
+
+def reliability_plot(low: dict[str, torch.Tensor], out_dir: Path, bins: int = 10) -> list[dict]:
+    """Reliability diagram of ``jscc`` and ``diffusion`` below ``LOW_DB``: PNG and CSV rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", label="calibrated")
+    for name in ("jscc", "diffusion"):
+        r = reliability(low[name], low["truth"], bins)
+        for i in range(bins):
+            rows.append(
+                {
+                    "receiver": name,
+                    "bin": i,
+                    "predicted": float(r["predicted"][i]),
+                    "observed": float(r["observed"][i]),
+                    "cells": int(r["count"][i]),
                 }
-                rows.append(row)
-                print(
-                    f"task {codec:10s} budget={budget:3d} tx={power:5.1f} dBm "
-                    f"success={row['success_rate']:.3f} [{low:.3f}, {high:.3f}] n={episodes} "
-                    f"link_snr={row['mean_link_snr_db']:.1f} dB ({row['seconds']:.0f}s)",
-                    flush=True,
-                )
+            )
+        ok = r["count"] > 0
+        ax.plot(r["predicted"][ok], r["observed"][ok], "o-", label=name)
+    ax.set_xlabel("predicted victim probability")
+    ax.set_ylabel("observed victim frequency")
+    ax.set_title(f"reliability below {LOW_DB:g} dB (all channels, k)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "reliability.png", dpi=110)
+    plt.close(fig)
+    write_csv(out_dir / "reliability.csv", rows)
     return rows
 
 
@@ -319,23 +419,20 @@ def plots(rows: list[dict], task_rows: list[dict], out_dir: Path, ks) -> None:
     plt.close(fig)
 
     if task_rows:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        labels = sorted({(r["budget"], r["tx_power_dbm"]) for r in task_rows})
-        width = 0.8 / 3
-        for i, codec in enumerate(("quantized", "jscc", "jscc+cddm")):
-            vals = [
-                next(
-                    r["success_rate"]
-                    for r in task_rows
-                    if r["codec"] == codec and (r["budget"], r["tx_power_dbm"]) == lb
-                )
-                for lb in labels
-            ]
-            ax.bar([j + i * width for j in range(len(labels))], vals, width, label=codec)
-        ax.set_xticks([j + width for j in range(len(labels))])
-        ax.set_xticklabels([f"k={b}\n{p} dBm" for b, p in labels])
-        ax.set_ylabel("expert success rate")
-        ax.legend()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = [r["codec"] for r in task_rows]
+        rates = [r["success_rate"] for r in task_rows]
+        err = [
+            [r["success_rate"] - r["ci_low"] for r in task_rows],
+            [r["ci_high"] - r["success_rate"] for r in task_rows],
+        ]
+        ax.bar(names, rates, yerr=err, capsize=4)
+        r0 = task_rows[0]
+        ax.set_title(
+            f"k={r0['budget']}, {r0['tx_power_dbm']:g} dBm, link SNR "
+            f"{r0['mean_link_snr_db']:.1f} dB, n={r0['episodes']}"
+        )
+        ax.set_ylabel("expert success rate (Wilson 95%)")
         fig.tight_layout()
         fig.savefig(out_dir / "task.png", dpi=110)
         plt.close(fig)
@@ -362,41 +459,60 @@ def main() -> None:
     prior = math.log(3 / 253)  # SearchRescue-v0's prior log-odds: p0 = 3 victims / 256 cells
     snrs = [0.0, 5.0, 10.0, 20.0] if args.quick else [0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0]
     print(f"{maps.shape[0]} test maps; bundle {bundle_dir} k={bundle.channel_uses}", flush=True)
-    rows = recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, args.seed)
+    rows, low = recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, args.seed)
+    reliability_plot(low, out_dir)
 
     lat = latency(bundle, reps=5 if args.quick else 20)
     write_csv(out_dir / "latency.csv", lat)
     for r in lat:
         print(
             f"latency {r['receiver']:13s} batch={r['batch']:3d} "
-            f"{r['ms_per_message']:.2f} ms/message ({r['ms_per_batch']:.1f} ms/batch)"
+            f"{r['ms_per_message']:.3f} ms/message ({r['ms_per_batch']:.1f} ms/batch, "
+            f"{r['network_calls']} network calls)"
         )
 
     task_rows = []
     if not args.no_task:
-        episodes = args.episodes or (20 if args.quick else 100)
-        task_rows = task(bundle_dir, episodes, (22, 38), (15.0, 0.0), args.seed)
+        episodes = args.episodes or (20 if args.quick else 2000)
+        task_rows = task(bundle_dir, episodes, args.seed)
         write_csv(out_dir / "task.csv", task_rows)
     plots(rows, task_rows, out_dir, bundle.channel_uses)
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in summary(rows, lat, task_rows).items()))
 
-    # --- summary: diffusion receivers vs JSCC below 5 dB at equal channel uses
-    def mean_mse(method: str, low: bool) -> float:
-        sel = [r["mse"] for r in rows if r["method"] == method and (r["snr_db"] < 5) == low]
+
+def summary(rows: list[dict], lat: list[dict], task_rows: list[dict]) -> dict[str, str]:
+    """The RESULT keys: calibration, MSE, cost and task effect below ``LOW_DB``."""
+
+    def low_mean(method: str, metric: str) -> float:
+        sel = [r[metric] for r in rows if r["method"] == method and r["snr_db"] < LOW_DB]
         return sum(sel) / len(sel)
 
-    result = {}
-    for m in ("jscc", "jscc+cddm", "jscc+diffcom", "quantized", "ldpc"):
-        if any(r["method"] == m for r in rows):
-            result[f"mse_below5dB_{m}"] = f"{mean_mse(m, True):.5f}"
-    for m in ("jscc+cddm", "jscc+diffcom"):
-        result[f"{m}_beats_jscc_below5dB"] = str(mean_mse(m, True) < mean_mse("jscc", True))
-    for r in lat:
-        if r["batch"] == 1:
-            result[f"latency_ms_b1_{r['receiver']}"] = f"{r['ms_per_message']:.2f}"
+    diff = {r["batch"]: r for r in lat if r["receiver"] == "diffusion"}
+    result = {
+        "xent_jscc_low": f"{low_mean('jscc', 'xent_bits'):.5f}",
+        "xent_diffusion_low": f"{low_mean('diffusion', 'xent_bits'):.5f}",
+        "xent_cddm_sample_low": f"{low_mean('jscc+cddm', 'xent_bits'):.5f}",
+        "xent_sent_low": f"{low_mean('raw', 'xent_bits'):.5f}",
+        "mse_jscc_low": f"{low_mean('jscc', 'mse'):.5f}",
+        "mse_diffusion_mean_low": f"{low_mean('diffusion', 'mse'):.5f}",
+        "mse_cddm_sample_low": f"{low_mean('jscc+cddm', 'mse'):.5f}",
+        "mse_send_nothing": f"{low_mean('send_nothing', 'mse'):.5f}",
+        "posterior_samples": str(DIFFUSION["posterior_samples"]),
+        "calls_per_message": str(diff[1]["network_calls"]),
+        "latency_ms_b1": f"{diff[1]['ms_per_message']:.3f}",
+        "latency_ms_b64": f"{diff[64]['ms_per_message']:.3f}",
+        "latency_ms_b1_jscc": f"{next(r['ms_per_message'] for r in lat if r['receiver'] == 'jscc' and r['batch'] == 1):.3f}",
+    }
     for r in task_rows:
-        key = f"success_{r['codec']}_k{r['budget']}_{int(r['tx_power_dbm'])}dBm"
-        result[key] = f"{r['success_rate']:.3f}"
-    print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
+        if r["codec"] in ("jscc", "diffusion"):
+            key = f"task_success_{r['codec']}_low"
+            result[key] = f"{r['success_rate']:.4f}"
+            result[f"{key}_ci_low"] = f"{r['ci_low']:.4f}"
+            result[f"{key}_ci_high"] = f"{r['ci_high']:.4f}"
+            result[f"task_peer_snr_db_{r['codec']}"] = f"{r['mean_link_snr_db']:.2f}"
+    if task_rows:
+        result["task_episodes"] = str(task_rows[0]["episodes"])
+    return result
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
   (data-parallel through a wrapper such as Ray Train's ``prepare_model``).
 * :mod:`~agentcomm.decoders.cddm`: receiver A, denoising from the SNR-matched step (CDDM).
 * :mod:`~agentcomm.decoders.diffcom`: receiver B, posterior sampling guided by ``y`` (DiffCom/DPS).
+* :mod:`~agentcomm.decoders.posterior`: the posterior-mean belief of ``S`` samples, and its
+  scores against the true occupancy (cross-entropy, reliability diagram).
 * :mod:`~agentcomm.decoders.bundle`: a trained set (prior + JSCC per budget + calibration) on
   disk, and the bundles shipped in ``agentcomm/models/decoders/``.
 * :mod:`~agentcomm.decoders.codec`: the ``"jscc"``, ``"jscc+cddm"`` and ``"jscc+diffcom"`` codecs,
@@ -46,6 +48,7 @@ from agentcomm.decoders.jscc import (
     save_checkpoint,
     train_jscc,
 )
+from agentcomm.decoders.posterior import PosteriorBelief, cross_entropy_bits, posterior_belief
 from agentcomm.decoders.prior import (
     DiffusionPrior,
     PriorConfig,
@@ -66,9 +69,11 @@ __all__ = [
     "JSCCCodec",
     "JSCCConfig",
     "JSCCDiffComCodec",
+    "PosteriorBelief",
     "PriorConfig",
     "ddim_step",
     "check_maps",
+    "cross_entropy_bits",
     "ddim_timesteps",
     "default_bundle_dir",
     "effective_snr_db",
@@ -76,6 +81,7 @@ __all__ = [
     "from_unit",
     "load_bundle",
     "load_checkpoint",
+    "posterior_belief",
     "prior_logodds",
     "register_decoder_codecs",
     "save_checkpoint",

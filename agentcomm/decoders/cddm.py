@@ -268,3 +268,39 @@ class CDDMReceiver:
         """
         x_t, t_star = self.initial_state(out)
         return from_unit(self.prior.denoise(x_t, t_star, self.steps), self.prior.config.clip)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        out: ChannelOutput,
+        samples: int,
+        generator: torch.Generator,
+        eta: float = 1.0,
+    ) -> torch.Tensor:
+        """Draw ``samples`` posterior maps per message in one batched pass.
+
+        The JSCC decoder runs once on the ``M`` messages; the ``M * S`` copies of their
+        SNR-matched starts then go through the ``steps`` reverse steps together, each
+        step one network call on ``[M * S, H, W]``. With ``eta = 1`` each step adds the
+        DDPM posterior's noise, so the maps are draws from :math:`p(x_0 \\mid x_{t^*})`.
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI.
+            samples: ``S >= 1``.
+            generator: source of the step noise (same state, same maps).
+            eta: step noise in ``[0, 1]`` (:meth:`DiffusionPrior.denoise`); 0 makes every
+                sample equal to :meth:`decode`.
+        Returns:
+            float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
+        """
+        s = int(check_range("samples", samples, 1, None))
+        x_t, t_star = self.initial_state(out)
+        m, h, w = x_t.shape
+        x0 = self.prior.denoise(
+            x_t.repeat_interleave(s, dim=0),
+            t_star.repeat_interleave(s),
+            self.steps,
+            eta=eta,
+            generator=generator,
+        )
+        return from_unit(x0, self.prior.config.clip).view(m, s, h, w)

@@ -29,19 +29,34 @@ codec holds ``encoder_snr_db``: the SNR the transmitter assumes (set it to the
 link's average SNR when it is known). The decoders use the actual effective
 SNR from the receiver's CSI. The receiver's ``prior`` is used only for
 messages that cannot be sent; ``intent`` is ignored (the whole map is coded).
+
+Posterior belief. The diffusion codecs take ``posterior_samples`` ``S``: with
+``S = 1`` (the default) the decoded map is the receiver's one deterministic
+reconstruction; with ``S > 1`` the receiver draws ``S`` posterior maps per message
+in one batched pass (``[M * S, H, W]`` through every network call, no loop over
+samples or messages) and decodes to their posterior-mean belief
+(:mod:`agentcomm.decoders.posterior`): per cell :math:`\bar p = \frac1S\sum_s
+\sigma(\ell_s)`, returned as :math:`\mathrm{logit}\,\bar p` clipped to the models'
+clip bound. :meth:`JSCCCodec.decode_posterior` also returns :math:`\bar p` and its
+per-cell sample variance. The sampling noise comes from the generator passed to
+:meth:`~agentcomm.codecs.base.Codec.deliver` (the one of
+:func:`~agentcomm.codecs.base.transmit` and of the environment): ``deliver`` draws one
+seed from it into the message context, so the same generator state gives the same
+belief; without a generator the codec's own, seeded by ``seed``, is used.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import torch
 
 from agentcomm._checks import check_range
-from agentcomm.channels.base import ChannelOutput
+from agentcomm.channels.base import Channel, ChannelOutput
 from agentcomm.codecs.base import Codec, Message, Received
 from agentcomm.decoders.bundle import (
     DecoderBundle,
@@ -52,11 +67,17 @@ from agentcomm.decoders.bundle import (
 from agentcomm.decoders.cddm import CDDMReceiver
 from agentcomm.decoders.diffcom import DiffComReceiver
 from agentcomm.decoders.jscc import JSCC
+from agentcomm.decoders.posterior import PosteriorBelief, posterior_belief
 
 __all__ = ["JSCCCDDMCodec", "JSCCCodec", "JSCCDiffComCodec", "register_decoder_codecs"]
 
 # ``(channel output of the messages using this k, encoder SNR dB [M_k]) -> log-odds [M_k, H, W]``
 Reconstruct = Callable[[ChannelOutput, torch.Tensor], torch.Tensor]
+# ``(channel output, encoder SNR dB [M_k], S, generator) -> sampled log-odds [M_k, S, H, W]``
+Sampler = Callable[[ChannelOutput, torch.Tensor, int, torch.Generator], torch.Tensor]
+
+#: Context key of the seed of the posterior sampling noise (int64 ``[M]``, one value).
+POSTERIOR_SEED = "posterior_seed"
 
 
 def _rows(out: ChannelOutput, idx: torch.Tensor, k: int) -> ChannelOutput:
@@ -180,23 +201,137 @@ class JSCCCodec(Codec):
         )
 
     def _decode(self, received: Received, prior: torch.Tensor) -> torch.Tensor:
+        return self._posterior(received, prior).logodds
+
+    def decode_posterior(self, received: Received) -> PosteriorBelief:
+        """The decoded belief with its per-cell uncertainty (module docstring).
+
+        Args:
+            received: what :meth:`deliver` returned.
+        Returns:
+            :class:`~agentcomm.decoders.posterior.PosteriorBelief` over ``[M, *S]``:
+            ``logodds`` equals :meth:`decode`; ``prob`` its probabilities; ``variance`` the
+            sample variance of the posterior samples' probabilities (zeros with one sample,
+            for the point decoder ``"jscc"`` and for messages decoded to the prior).
+        """
+        prior = received.message.prior
+        m = prior.shape[0]
+        flat_prior = prior.reshape(m, self.n)
+        post = self._posterior(received, flat_prior)
+        keep = received.delivered.unsqueeze(1)
+        logodds = torch.where(keep, post.logodds, flat_prior)
+        prob = torch.where(keep, post.prob, torch.sigmoid(flat_prior.float()))
+        var = torch.where(keep, post.variance, 0.0)
+        return PosteriorBelief(
+            logodds=logodds.reshape(prior.shape),
+            prob=prob.reshape(prior.shape),
+            variance=var.reshape(prior.shape),
+            samples=post.samples,
+        )
+
+    def _samples(self) -> int:
+        """Posterior samples per message (1: the deterministic reconstruction)."""
+        return 1
+
+    def _sampler(self, k: int) -> Sampler | None:
+        """The batched posterior sampler of the receiver for ``k``; ``None`` for a point decoder."""
+        return None
+
+    def _posterior(self, received: Received, prior: torch.Tensor) -> PosteriorBelief:
+        """Posterior belief over flat ``[M, n]`` rows (the prior's rows where nothing was sent)."""
         if received.channel is None:
             raise ValueError(f"{self.name!r} decodes analog symbols; received.channel is None")
         msg = received.message
+        s = self._samples()
         est = prior.clone()
+        prob = torch.sigmoid(prior.float())
+        var = torch.zeros_like(prob)
+        generator = self._generator(received) if s > 1 else None
         for k, reconstruct in self.receivers.items():
             idx = (msg.channel_uses == k).nonzero().squeeze(1)
             if idx.numel() > 0:
                 out = _rows(received.channel, idx, k)
                 snr = msg.context["encoder_snr_db"][idx]
+                sampler = self._sampler(k)
                 # DiffCom turns gradients on inside its guided steps; nothing else needs them.
                 with torch.no_grad():
-                    rec = reconstruct(out, snr)
-                est[idx] = rec.reshape(idx.numel(), self.n).to(prior.dtype)
-        return est
+                    if s == 1 or sampler is None:
+                        rec = reconstruct(out, snr).reshape(idx.numel(), self.n)
+                        p, v = torch.sigmoid(rec.float()), torch.zeros_like(rec, dtype=prob.dtype)
+                    else:
+                        samples = sampler(out, snr, s, generator)
+                        post = posterior_belief(samples, self.models[k].config.clip)
+                        rec = post.logodds.reshape(idx.numel(), self.n)
+                        p = post.prob.reshape(idx.numel(), self.n)
+                        v = post.variance.reshape(idx.numel(), self.n)
+                est[idx] = rec.to(prior.dtype)
+                prob[idx] = p.to(prob.dtype)
+                var[idx] = v.to(var.dtype)
+        return PosteriorBelief(logodds=est, prob=prob, variance=var, samples=s)
+
+    def _generator(self, received: Received) -> torch.Generator:
+        """The sampling generator: seeded from the message context (:meth:`deliver`) when
+        there, else the codec's own."""
+        seed = received.message.context.get(POSTERIOR_SEED)
+        if seed is None or seed.numel() == 0:
+            return self._own_generator
+        device = received.channel.y.device
+        return torch.Generator(device=device).manual_seed(int(seed[0]))
 
 
-class JSCCCDDMCodec(JSCCCodec):
+class _PosteriorCodec(JSCCCodec):
+    """A JSCC codec whose receiver can sample the posterior (the diffusion receivers)."""
+
+    def _setup_posterior(
+        self,
+        receivers: dict[int, Any],
+        sampler: Callable[[Any, ChannelOutput, torch.Tensor, int, torch.Generator], torch.Tensor],
+        posterior_samples: int,
+        eta: float,
+        seed: int,
+    ) -> None:
+        """Hold ``S``, the step noise ``eta``, the fallback generator and one sampler per ``k``."""
+        if isinstance(posterior_samples, bool) or not isinstance(posterior_samples, int):
+            raise ValueError(f"posterior_samples={posterior_samples!r} must be an int in [1, 4096]")
+        self.posterior_samples = int(check_range("posterior_samples", posterior_samples, 1, 4096))
+        self.eta = float(check_range("eta", eta, 0.0, 1.0, low_inclusive=False))
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed={seed!r} must be an int")
+        self._own_generator = torch.Generator().manual_seed(seed)
+        self._samplers: dict[int, Sampler] = {
+            k: partial(sampler, r, eta=self.eta) for k, r in receivers.items()
+        }
+        self._params.update(posterior_samples=self.posterior_samples, eta=self.eta)
+
+    def _samples(self) -> int:
+        return self.posterior_samples
+
+    def _sampler(self, k: int) -> Sampler | None:
+        return self._samplers[k]
+
+    def deliver(
+        self,
+        message: Message,
+        channel: Channel,
+        snr_db: float | torch.Tensor,
+        generator: torch.Generator | None,
+        h: torch.Tensor | None = None,
+    ) -> Received:
+        """Send the symbols; with ``posterior_samples > 1`` also draw the seed of the
+        receiver's sampling noise from ``generator`` (after the channel's draws) into
+        ``message.context["posterior_seed"]``."""
+        received = super().deliver(message, channel, snr_db, generator, h)
+        if self.posterior_samples == 1:
+            return received
+        src = self._own_generator if generator is None else generator
+        seed = torch.randint(0, 2**62, (1,), generator=src, device=src.device).cpu()
+        msg = received.message
+        m = msg.channel_uses.shape[0]
+        context = {**msg.context, POSTERIOR_SEED: seed.expand(m).clone()}
+        return replace(received, message=replace(msg, context=context))
+
+
+class JSCCCDDMCodec(_PosteriorCodec):
     """Deep JSCC with the CDDM receiver (:class:`~agentcomm.decoders.cddm.CDDMReceiver`).
 
     Args:
@@ -205,6 +340,12 @@ class JSCCCDDMCodec(JSCCCodec):
         receiver: a calibrated :class:`CDDMReceiver` (a single ``k``; its ``jscc`` transmits).
         encoder_snr_db: the SNR (dB) the encoder is conditioned on.
         steps: DDIM steps of the bundle's receivers; ``None``: the calibrated value.
+        posterior_samples: ``S``, posterior samples per message (module docstring); 1 keeps
+            the deterministic CDDM reconstruction, ``S > 1`` decodes to the posterior-mean
+            belief of ``S`` ancestral samples (DDIM with noise ``eta``) from the
+            SNR-matched start.
+        eta: step noise of the posterior samples, in ``(0, 1]`` (1: DDPM's posterior noise).
+        seed: seed of the codec's own generator, used when :meth:`deliver` gets none.
     """
 
     name = "jscc+cddm"
@@ -216,6 +357,9 @@ class JSCCCDDMCodec(JSCCCodec):
         receiver: CDDMReceiver | None = None,
         encoder_snr_db: float = 10.0,
         steps: int | None = None,
+        posterior_samples: int = 1,
+        eta: float = 1.0,
+        seed: int = 0,
     ) -> None:
         rx = self._load(
             source_shape, checkpoint, "receiver", receiver, CDDMReceiver, lambda b: dict(b.cddm)
@@ -226,11 +370,18 @@ class JSCCCDDMCodec(JSCCCodec):
                 for k, r in rx.items()
             }
         self._setup(source_shape, rx, encoder_snr_db, lambda r, out, snr: r.decode(out))
+        self._setup_posterior(
+            rx,
+            lambda r, out, snr, s, g, eta: r.sample(out, s, g, eta=eta),
+            posterior_samples,
+            eta,
+            seed,
+        )
         self.receiver = rx[max(rx)]
         self._params["steps"] = self.receiver.steps
 
 
-class JSCCDiffComCodec(JSCCCodec):
+class JSCCDiffComCodec(_PosteriorCodec):
     """Deep JSCC with the DiffCom receiver (:class:`~agentcomm.decoders.diffcom.DiffComReceiver`).
 
     The receiver must start from the SNR-matched JSCC estimate (``receiver.start``
@@ -243,6 +394,10 @@ class JSCCDiffComCodec(JSCCCodec):
         encoder_snr_db: the SNR (dB) the encoder is conditioned on.
         steps: DDIM steps of the bundle's receivers; ``None``: the bundle's value.
         zeta: guidance step of the bundle's receivers; ``None``: the validated value per ``k``.
+        posterior_samples: ``S``, guided posterior samples per message (module docstring);
+            1 keeps the deterministic DiffCom reconstruction.
+        eta: step noise of the posterior samples, in ``(0, 1]``.
+        seed: seed of the codec's own generator, used when :meth:`deliver` gets none.
     """
 
     name = "jscc+diffcom"
@@ -255,6 +410,9 @@ class JSCCDiffComCodec(JSCCCodec):
         encoder_snr_db: float = 10.0,
         steps: int | None = None,
         zeta: float | None = None,
+        posterior_samples: int = 1,
+        eta: float = 1.0,
+        seed: int = 0,
     ) -> None:
         rx = self._load(
             source_shape,
@@ -270,6 +428,13 @@ class JSCCDiffComCodec(JSCCCodec):
                 "DiffCom receiver must start from the SNR-matched JSCC estimate"
             )
         self._setup(source_shape, rx, encoder_snr_db, lambda r, out, snr: r.decode(out, snr))
+        self._setup_posterior(
+            rx,
+            lambda r, out, snr, s, g, eta: r.sample(out, snr, s, g, eta=eta),
+            posterior_samples,
+            eta,
+            seed,
+        )
         self.receiver = rx[max(rx)]
         self._params.update(steps=self.receiver.steps, zeta=self.receiver.zeta)
 

@@ -46,7 +46,7 @@ from agentcomm.channels.base import ChannelOutput
 from agentcomm.decoders.cddm import CDDMReceiver, check_compatible
 from agentcomm.decoders.data import from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, _snr_vector
-from agentcomm.decoders.prior import DiffusionPrior, ddim_step
+from agentcomm.decoders.prior import DiffusionPrior, ddim_step_eta
 
 __all__ = ["DiffComReceiver", "select_zeta"]
 
@@ -114,17 +114,68 @@ class DiffComReceiver:
         Returns:
             float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
+        return self._run(out, snr_db, generator, 1, 0.0)[:, 0]
+
+    def sample(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float,
+        samples: int,
+        generator: torch.Generator,
+        eta: float = 1.0,
+    ) -> torch.Tensor:
+        """Draw ``samples`` guided posterior maps per message in one batched pass.
+
+        The start (JSCC decoding, or the initial noise) is computed once per message and
+        repeated ``S`` times; every guided step then runs the prior, the encoder and their
+        backward pass once on ``[M * S, H, W]``. With ``eta > 0`` each step adds DDIM
+        noise (``eta = 1``: the DDPM posterior's), so the ``S`` copies differ.
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``, with ``h_hat``.
+            snr_db: the encoder's SNR (dB), scalar or ``[M]``.
+            samples: ``S >= 1``.
+            generator: source of all noise (same state, same maps).
+            eta: step noise in ``[0, 1]``.
+        Returns:
+            float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
+        """
+        s = int(check_range("samples", samples, 1, None))
+        check_range("eta", eta, 0.0, 1.0)
+        if eta > 0 and generator is None:
+            raise ValueError(f"generator is None with eta={eta}: stochastic steps need one")
+        return self._run(out, snr_db, generator, s, eta)
+
+    def _run(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float,
+        generator: torch.Generator | None,
+        s: int,
+        eta: float,
+    ) -> torch.Tensor:
+        """``S = s`` guided DDIM chains per message -> log-odds ``[M, S, H, W]``."""
         m = out.y.shape[0]
         snr = _snr_vector(snr_db, m)
         c = self.prior.config
         if self.start is not None:
             with torch.no_grad():
                 x_t, t_start = self.start.initial_state(out)
+            x_t, t_start = x_t.repeat_interleave(s, dim=0), t_start.repeat_interleave(s)
         else:
             if generator is None:
                 raise ValueError("generator is None: sampling from noise needs a generator")
-            x_t = torch.randn(m, c.height, c.width, generator=generator)
-            t_start = torch.full((m,), self.prior.num_train_timesteps - 1, dtype=torch.long)
+            # Independent start noise for every sample (``s = 1``: as many draws as before).
+            x_t = torch.randn(m * s, c.height, c.width, generator=generator)
+            t_start = torch.full((m * s,), self.prior.num_train_timesteps - 1, dtype=torch.long)
+        if s > 1:
+            snr = snr.repeat_interleave(s, dim=0)
+            out = ChannelOutput(
+                y=out.y.repeat_interleave(s, dim=0),
+                h=out.h.repeat_interleave(s, dim=0),
+                h_hat=None if out.h_hat is None else out.h_hat.repeat_interleave(s, dim=0),
+                noise_var=out.noise_var.repeat_interleave(s, dim=0),
+            )
         a = self.prior.alphas_cumprod
 
         def guided_step(x: torch.Tensor, t: torch.Tensor, abar_prev: torch.Tensor) -> torch.Tensor:
@@ -132,7 +183,7 @@ class DiffComReceiver:
                 x = x.detach().requires_grad_(self.zeta > 0)
                 raw_a = a[t].view(-1, 1, 1)
                 eps = self.prior.eps(x, t)
-                x_prev, x0_clipped = ddim_step(x, eps, a[t], abar_prev)
+                x_prev, x0_clipped = ddim_step_eta(x, eps, a[t], abar_prev, eta, generator)
                 if self.zeta == 0:
                     return x_prev.detach()
                 x0_raw = (x - (1.0 - raw_a).sqrt() * eps) / raw_a.sqrt()
@@ -143,7 +194,7 @@ class DiffComReceiver:
             return (x_prev - self.zeta * grad).detach()
 
         x0 = self.prior.denoise(x_t, t_start, self.steps, guidance=guided_step)
-        return from_unit(x0, c.clip).detach()
+        return from_unit(x0, c.clip).detach().view(m, s, c.height, c.width)
 
 
 @torch.no_grad()

@@ -36,6 +36,7 @@ from agentcomm.diffusion import (
     PREDICTIONS,
     BetaSchedule,
     Prediction,
+    ddim_sigma,
     ddim_step,
     ddim_timesteps,
     ddpm_scheduler,
@@ -46,6 +47,7 @@ __all__ = [
     "DiffusionPrior",
     "PriorConfig",
     "ddim_step",
+    "ddim_step_eta",
     "ddim_timesteps",
     "train_prior",
 ]
@@ -225,6 +227,8 @@ class DiffusionPrior(nn.Module):
         t_start: torch.Tensor,
         steps: int,
         guidance: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Run DDIM from per-map start steps down to a clean map.
 
@@ -235,9 +239,16 @@ class DiffusionPrior(nn.Module):
             guidance: optional ``(x_t [M, H, W], t [M], abar_prev [M]) -> x_prev [M, H, W]``
                 that replaces the plain DDIM step (posterior sampling uses it); it may
                 need gradients, so the loop does not disable autograd itself.
+            eta: stochasticity of the plain step (:func:`ddim_step_eta`): 0 is deterministic
+                DDIM, 1 the DDPM posterior's noise (ancestral sampling of
+                :math:`p(x_0 \\mid x_t)`). Ignored with ``guidance``.
+            generator: source of the step noise; required when ``eta > 0``.
         Returns:
             float ``[M, H, W]``: normalized maps :math:`\\hat x_0` in ``[-1, 1]``.
         """
+        check_range("eta", eta, 0.0, 1.0)
+        if eta > 0 and generator is None:
+            raise ValueError(f"generator is None with eta={eta}: stochastic steps need one")
         grid = ddim_timesteps(t_start, steps)
         a = self.alphas_cumprod
         one = torch.ones_like(a[:1]).expand(x_t.shape[0])
@@ -245,10 +256,12 @@ class DiffusionPrior(nn.Module):
         for j in range(steps):
             t = grid[j]
             abar_prev = a[grid[j + 1]] if j + 1 < steps else one
-            if guidance is None:
+            if guidance is not None:
+                x = guidance(x, t, abar_prev)
+            elif eta == 0:
                 x, _ = ddim_step(x, self.eps(x, t), a[t], abar_prev)
             else:
-                x = guidance(x, t, abar_prev)
+                x, _ = ddim_step_eta(x, self.eps(x, t), a[t], abar_prev, eta, generator)
         return x.clamp(-1.0, 1.0)
 
     @torch.no_grad()
@@ -268,6 +281,44 @@ class DiffusionPrior(nn.Module):
         x = torch.randn(n, c.height, c.width, generator=generator)
         t0 = torch.full((n,), self.num_train_timesteps - 1, dtype=torch.long)
         return from_unit(self.denoise(x, t0, steps), c.clip)
+
+
+def ddim_step_eta(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    abar_t: torch.Tensor,
+    abar_prev: torch.Tensor,
+    eta: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""One DDIM step with noise (Song et al., ICLR 2021, eq. 12), per sample.
+
+    :math:`x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1 - \bar\alpha_{t'} - \sigma_t^2}
+    \,\hat\epsilon + \sigma_t z`, with :math:`\sigma_t` = :func:`~agentcomm.diffusion.ddim_sigma`,
+    :math:`\hat x_0` clipped to ``[-1, 1]`` and :math:`\hat\epsilon` re-derived from it (as
+    :func:`ddim_step`). ``eta = 0`` is exactly :func:`ddim_step` and draws nothing.
+
+    Args:
+        x_t, eps: float ``[M, ...]``.
+        abar_t, abar_prev: float ``[M]``.
+        eta: in ``[0, 1]``.
+        generator: source of :math:`z`; required when ``eta > 0``.
+    Returns:
+        ``(x_prev [M, ...], x0_hat [M, ...])``.
+    """
+    if eta == 0:
+        return ddim_step(x_t, eps, abar_t, abar_prev)
+    if generator is None:
+        raise ValueError(f"generator is None with eta={eta}: stochastic steps need one")
+    shape = (-1, *([1] * (x_t.dim() - 1)))
+    a_t = abar_t.view(shape)
+    a_p = abar_prev.view(shape)
+    x0 = ((x_t - (1.0 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1.0, 1.0)
+    eps = (x_t - a_t.sqrt() * x0) / (1.0 - a_t).sqrt()
+    sigma = ddim_sigma(a_t, a_p, eta)
+    z = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+    direction = (1.0 - a_p - sigma.square()).clamp_min(0.0).sqrt()
+    return a_p.sqrt() * x0 + direction * eps + sigma * z, x0
 
 
 def train_prior(
