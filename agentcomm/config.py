@@ -31,6 +31,7 @@ with a safe loader only (:func:`load_yaml`): a config never runs code.
 from __future__ import annotations
 
 import contextvars
+import copy
 import dataclasses
 import functools
 import json
@@ -76,7 +77,7 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
-__all__ = ["Config", "atomic_write_text", "check_type", "choices", "rng"]
+__all__ = ["Config", "atomic_write_text", "check_type", "choices", "merged", "rng"]
 
 C = TypeVar("C", bound="Config")
 
@@ -381,6 +382,14 @@ def _unwrap_optional(tp: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return tp
+
+
+def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the nested mapping ``base`` with ``changes`` merged in, section by section
+    (a nested mapping updates the one it replaces; any other value replaces it)."""
+    out = copy.deepcopy(dict(base))
+    _deep_update(out, changes)
+    return out
 
 
 def _deep_update(base: dict[str, Any], changes: Mapping[str, Any]) -> None:

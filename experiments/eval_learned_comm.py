@@ -79,16 +79,6 @@ def pareto_bits_ratio(
     return NAN
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _parse_policies(items: list[str]) -> dict[str, Path]:
     out = {}
     for item in items:
@@ -123,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the evaluation; print each point, write the CSV and the ``RESULT`` line."""
     import torch
 
+    from agentcomm.config import merged
     from agentcomm.policies.evaluate import checkpoint_env, load_actor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -176,9 +167,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     elif actor is None:
                         point = {"success": NAN, "low": NAN, "high": NAN, "n": 0, "bits": NAN}
                     else:
-                        cfg = _deep_merge(
-                            trained_on, {"comm": {"budget": k, "budget_levels": [k], "mode": mode}}
-                        )
+                        # The point's budget as the world's only cap, at the default power.
+                        point_cfg = {
+                            "comm": {"budget": k, "budget_levels": [k], "mode": mode},
+                            "channel": {"tx_power_dbm_range": None},
+                        }
+                        cfg = merged(trained_on, point_cfg)
                         point = _point(actor, env_id, episodes, cfg, args.seed)
                     curves[who].append((point["success"], point["bits"]))
                     rows.append(

@@ -50,30 +50,31 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     policy = DiffusionPolicy.from_config(policy_cfg, generator=generator).to(device)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     start = time.perf_counter()
-    result = train_bc(
-        policy,
-        demos.obs.to(device),
-        demos.actions.to(device),
-        epochs=bc.epochs,
-        batch_size=bc.batch_size,
-        lr=bc.lr,
-        ema_decay=bc.ema_decay,
-        generator=gen,
-        progress=config.progress,
-        save_dir=out / "policy",
-        save_metadata=policy_metadata(
-            config,
-            demos=int(demos.obs.shape[0]),
-            expert_success_rate=demos.success_rate,
-        ),
-    )
-    losses = list(result.losses)
+
+    def fit(obs: torch.Tensor, actions: torch.Tensor, epochs: int, **meta: object) -> list:
+        """Train on ``obs``/``actions`` for ``epochs`` more passes; save the EMA policy."""
+        return train_bc(
+            policy,
+            obs.to(device),
+            actions.to(device),
+            epochs=epochs,
+            batch_size=bc.batch_size,
+            lr=bc.lr,
+            ema_decay=bc.ema_decay,
+            generator=gen,
+            progress=config.progress,
+            save_dir=out / "policy",
+            save_metadata=policy_metadata(
+                config, demos=int(obs.shape[0]), expert_success_rate=demos.success_rate, **meta
+            ),
+        ).losses
+
+    losses = list(fit(demos.obs, demos.actions, bc.epochs))
     obs, actions = demos.obs, demos.actions
     for round_ in range(bc.dagger_rounds):
         # DAgger (policies/demos.py): the current policy drives, the expert labels.
         from agentcomm.policies.evaluate import policy_actor
 
-        actor = policy_actor(policy, config.sampler)
         more = collect_demos(
             config.env,
             bc.demo_steps,
@@ -82,32 +83,12 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
             device=device,
             env_config=config.env_config,
             progress=config.progress,
-            behaviour=actor,
+            behaviour=policy_actor(policy, config.sampler),
         )
         obs, actions = torch.cat([obs, more.obs]), torch.cat([actions, more.actions])
         if config.progress:
-            print(
-                f"[dagger {round_ + 1}] policy success {more.success_rate:.3f}, {obs.shape[0]} rows"
-            )
-        result = train_bc(
-            policy,
-            obs.to(device),
-            actions.to(device),
-            epochs=bc.dagger_epochs,
-            batch_size=bc.batch_size,
-            lr=bc.lr,
-            ema_decay=bc.ema_decay,
-            generator=gen,
-            progress=config.progress,
-            save_dir=out / "policy",
-            save_metadata=policy_metadata(
-                config,
-                demos=int(obs.shape[0]),
-                expert_success_rate=demos.success_rate,
-                dagger_rounds=round_ + 1,
-            ),
-        )
-        losses += result.losses
+            print(f"[dagger {round_ + 1}] policy success {more.success_rate:.3f}, {len(obs)} rows")
+        losses += fit(obs, actions, bc.dagger_epochs, dagger_rounds=round_ + 1)
     rows = [{"epoch": i + 1, "loss": loss} for i, loss in enumerate(losses)]
     write_csv(out / "bc_loss.csv", rows)
     plot_curves(out / "bc_loss.png", [r["epoch"] for r in rows], {"BC loss": losses}, "epoch")

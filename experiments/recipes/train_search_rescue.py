@@ -79,7 +79,7 @@ from typing import Any
 
 import torch
 
-from agentcomm.config import atomic_write_text, load_yaml
+from agentcomm.config import atomic_write_text, load_yaml, merged
 from agentcomm.experiments.execute import init_local_ray, write_csv
 from agentcomm.experiments.threads import use_one_thread
 
@@ -106,7 +106,7 @@ def load_recipe(path: str | Path = RECIPE, overrides: dict[str, Any] | None = No
         raise ValueError(f"recipe={str(path)!r} must hold a mapping, got {type(data).__name__}")
     config = TrainConfig.from_dict(data)
     if overrides:
-        data = _merge(data, overrides)
+        data = merged(data, overrides)
         config = config.replace(**overrides)
     if config.algo != "dppo" or config.env != ENV:
         raise ValueError(
@@ -114,17 +114,6 @@ def load_recipe(path: str | Path = RECIPE, overrides: dict[str, Any] | None = No
             f"allowed: algo='dppo', env={ENV!r}"
         )
     return data
-
-
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` merged in, section by section."""
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def full_settings(recipe: dict[str, Any]) -> dict[str, Any]:
