@@ -128,23 +128,6 @@ class ScenarioHooks:
         doc="float ``[B, N, H, W]``: each agent's own evidence, log-odds (grid scenarios).",
     )
 
-    def clear_cells(self, env: torch.Tensor, cell: torch.Tensor) -> None:
-        """Mark flat cells ``cell [M]`` of worlds ``env [M]`` certainly empty in every belief
-        and stored copy (a fact the scenario made public)."""
-        self.beliefs.clear_cells(env, cell)
-
-    def _clear_where(self, cells: torch.Tensor, mask: torch.Tensor) -> None:
-        self.beliefs.clear_where(cells, mask)
-
-    def _row_starts(self, rows: int) -> torch.Tensor:
-        return self.beliefs.row_starts(rows)
-
-    def _belief_summary(self, belief: torch.Tensor, key: str = "prob") -> dict[str, torch.Tensor]:
-        return self.beliefs.summary(belief, key)
-
-    def _belief_entropy(self, belief: torch.Tensor) -> torch.Tensor:
-        return self.beliefs.entropy(belief)
-
     @property
     def intent_resolution(self) -> torch.Tensor:
         """``[B, N, N]`` side (cells) of the quantization cell of the intent agent ``i`` holds

@@ -216,7 +216,7 @@ class SearchRescue(CommWorld):
         self.rescued = self.rescued | new
         # A rescue is announced to the whole team (the victim's beacon): every belief, and the
         # fusion centre's copies, mark the cell clear, so no stale evidence pulls agents back.
-        self._clear_where(self.victim_cell, new)
+        self.beliefs.clear_where(self.victim_cell, new)
         return cfg.rescue_reward * new.sum(1).float()
 
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
@@ -224,7 +224,7 @@ class SearchRescue(CommWorld):
         w = self.config.info_gain_weight
         if w == 0:
             return torch.zeros(self.num_envs, device=self.device)
-        drop = self._belief_entropy(before) - self._belief_entropy(after)  # [B, N]
+        drop = self.beliefs.entropy(before) - self.beliefs.entropy(after)  # [B, N]
         self._entropy_drop = drop  # each agent's own information term, for reward shares
         return w * drop.mean(1)
 
@@ -244,10 +244,10 @@ class SearchRescue(CommWorld):
         """``kl_to_truth(belief, truth, "mean")`` bit for bit, from the belief's softplus that
         the entropy reward computed already: the KL of an empty cell is softplus(l) / ln 2,
         of an occupied one softplus(-l) / ln 2, evaluated here for the victims' cells only."""
-        softplus = self._belief_summary(self.belief, "softplus")["softplus"]
+        softplus = self.beliefs.summary(self.belief, "softplus")["softplus"]
         kl = torch.div(softplus, _LN2, out=_with_scratch(tuple(softplus.shape), self.device))
         # [B, N, V] flat cells of the victims
-        pos = self._row_starts(self.num_agents) + self.victim_cell.unsqueeze(1)
+        pos = self.beliefs.row_starts(self.num_agents) + self.victim_cell.unsqueeze(1)
         occupied = _blocked_softplus(-self.belief.take(pos)) / _LN2
         _put_where(kl, pos, ~self.rescued.unsqueeze(1).expand(pos.shape), occupied)
         return kl.mean(dim=(-2, -1))
