@@ -39,6 +39,7 @@ so nothing is re-validated.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ from agentcomm.beliefs.grid import _constant
 from agentcomm.channels import IIDErasure, LogDistancePathLoss, make_channel
 from agentcomm.codecs import make_codec, transmit
 from agentcomm.codecs.base import capacity_delivery
+from agentcomm.codecs.registry import codec_class
 
 from .config import WorldConfig
 
@@ -175,8 +177,10 @@ class CommStack:
         self.codec = None
         if source_shape:
             params = dict(cm.codec_params)
-            if cm.codec in ("quantized", "topk", "ldpc_qam") and "range" not in params:
-                # Quantize exactly the values that can occur: the payload's own range.
+            takes_range = "range" in inspect.signature(codec_class(cm.codec)).parameters
+            if takes_range and "range" not in params:
+                # A quantizing codec quantizes exactly the values that can occur: the
+                # payload's own range.
                 if value_range is None:
                     value_range = (-cm.logodds_clip, cm.logodds_clip)
                 params["range"] = (float(value_range[0]), float(value_range[1]))

@@ -119,14 +119,17 @@ def operating_point(world: CommWorld) -> torch.Tensor:
     cost per channel use ``c`` as :math:`2 c / (1 + c) - 1`. The link quality (the drawn
     transmit power) shows in the observation's link SNRs.
     """
-    cm = world.config.comm
-    b = world.num_envs
     scale = 2.0 / math.log2(1 + BUDGET_REFERENCE)
     budget = (torch.log2(1.0 + world.budget_cap.float()) * scale - 1.0).clamp_max(1.0)
-    fixed = [1.0 if cm.mode == m else -1.0 for m in _MODES]
-    cost = cm.cost_per_channel_use
-    fixed.append(2.0 * cost / (1.0 + cost) - 1.0)
-    rest = torch.tensor(fixed, device=world.device).expand(b, -1)
+    # The mode and cost columns are the config's: built once per world, not every step.
+    rest = getattr(world, "_operating_point_fixed", None)
+    if rest is None:
+        cm = world.config.comm
+        fixed = [1.0 if cm.mode == m else -1.0 for m in _MODES]
+        fixed.append(2.0 * cm.cost_per_channel_use / (1.0 + cm.cost_per_channel_use) - 1.0)
+        rest = torch.tensor(fixed, device=world.device)
+        world._operating_point_fixed = rest
+    rest = rest.expand(world.num_envs, -1)
     return torch.cat([budget.unsqueeze(1), rest], dim=1)
 
 

@@ -71,10 +71,10 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
 
     losses = list(fit(demos.obs, demos.actions, bc.epochs))
     obs, actions = demos.obs, demos.actions
+    from agentcomm.policies.evaluate import policy_actor
+
     for round_ in range(bc.dagger_rounds):
         # DAgger (policies/demos.py): the current policy drives, the expert labels.
-        from agentcomm.policies.evaluate import policy_actor
-
         more = collect_demos(
             config.env,
             bc.demo_steps,

@@ -259,8 +259,6 @@ class LDPCQAMCodec(QuantizedCodec):
     """
 
     name = "ldpc_qam"
-    digital = True
-    cell_codec = True
 
     def __init__(
         self,

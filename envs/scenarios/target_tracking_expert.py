@@ -32,6 +32,10 @@ _LOOK_STEPS = 1.0  # steps added to every travel time of the search (the look it
 _SHARES_TRACKS: weakref.WeakKeyDictionary[CommWorld, dict[int, bool]] = (
     weakref.WeakKeyDictionary()
 )
+#: bool ``[L]``: whether tracks get through at each of ``comm.budget_levels``, per world.
+_SHARES_BY_LEVEL: weakref.WeakKeyDictionary[CommWorld, torch.Tensor] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _delivers_track(world: CommWorld, budget: int, intents: int) -> bool:
@@ -84,9 +88,11 @@ def _shares_tracks(world: CommWorld) -> bool | torch.Tensor:
     levels = world.config.comm.budget_levels
     if levels is None:
         return _shares_at(world, world.config.comm.budget)
-    table = torch.tensor([_shares_at(world, int(k)) for k in levels], device=world.device)
-    caps = torch.tensor(levels, device=world.device)
-    return table.take((world.budget_cap.unsqueeze(1) == caps).long().argmax(1))
+    table = _SHARES_BY_LEVEL.get(world)
+    if table is None:  # one dry run per level, once per world
+        table = torch.tensor([_shares_at(world, int(k)) for k in levels], device=world.device)
+        _SHARES_BY_LEVEL[world] = table
+    return table.take((world.budget_cap.unsqueeze(1) == world._budget_levels).long().argmax(1))
 
 
 def target_tracking_expert(world: CommWorld) -> torch.Tensor:
