@@ -1,16 +1,21 @@
 """Pieces every scripted expert shares (:mod:`agentcomm.envs.experts` documents them):
-full-speed actions toward a goal, cell tables, distances, the deconfliction rule by
-announced intents, and each expert's per-world memory of its own episode.
+full-speed actions toward a goal, cell tables, sensing windows, distances, the deconfliction
+rule by announced intents, a bottleneck assignment, and each expert's per-world memory of
+its own episode.
 
-Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``K`` candidate points.
+Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``K`` candidate points,
+``W`` window cells.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import weakref
 
 import torch
+
+from agentcomm.beliefs.grid import window_offsets
 
 from .world import CommWorld
 
@@ -45,6 +50,13 @@ def _cells(grid: int, device: torch.device) -> torch.Tensor:
     return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(grid * grid, 2)
 
 
+def _cell_index(points: torch.Tensor, grid: int) -> torch.Tensor:
+    """long ``[...]``: row-major index of the cell holding each of ``points [..., 2]``
+    (cells; a point off the grid counts in the nearest border cell)."""
+    cell = points.floor().clamp(0, grid - 1).long()
+    return cell[..., 0] * grid + cell[..., 1]
+
+
 @functools.lru_cache(maxsize=8)
 def _disk_table(grid: int, radius: float, device: torch.device) -> torch.Tensor:
     """``[C, C]`` float, 1 where two cell centres are within ``radius`` of each other."""
@@ -62,6 +74,30 @@ def _drift_table(grid: int, device: torch.device) -> torch.Tensor:
     return table + torch.diag(1.0 - table.sum(1))
 
 
+@functools.lru_cache(maxsize=8)
+def _window_table(
+    grid: int, radius: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per home cell, the cells that can lie within ``radius`` of a point anywhere in it
+    (:func:`~agentcomm.beliefs.grid.window_offsets`): ``index [C, W]`` (flat cell indices,
+    each axis clamped to the grid) and bool ``inside [C, W]`` (the cell lies on the grid;
+    clamped duplicates are ``False``)."""
+    cell = _cells(grid, device).long().unsqueeze(1) + window_offsets(radius, device=device)
+    inside = ((cell >= 0) & (cell < grid)).all(-1)
+    cell = cell.clamp(0, grid - 1)
+    return cell[..., 0] * grid + cell[..., 1], inside
+
+
+def _window(world: CommWorld, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``index [B, N, W]`` and bool ``inside [B, N, W]``: the cells around each agent that
+    can lie within ``radius`` of it (:func:`_window_table` at the agent's cell), so that a
+    rule on its sensing disk reads and updates those only."""
+    index, inside = _window_table(world.grid, radius, world.device)
+    flat = _cell_index(world.pos, world.grid).reshape(-1)
+    shape = (world.num_envs, world.num_agents, -1)
+    return index.index_select(0, flat).view(shape), inside.index_select(0, flat).view(shape)
+
+
 def _dist(points: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
     """``[..., P, Q]`` Euclidean distances from ``points [..., P, 2]`` to ``to [Q, 2]`` or
     ``to [..., Q, 2]`` (exact: no matrix-product shortcut)."""
@@ -75,10 +111,39 @@ def _dist(points: torch.Tensor, to: torch.Tensor) -> torch.Tensor:
     return out.view(*lead, points.shape[-2], to.shape[-2])
 
 
+@functools.lru_cache(maxsize=8)
+def _permutations(n: int, device: torch.device) -> torch.Tensor:
+    """``[P, n]`` long: every assignment of ``n`` tasks to ``n`` agents (row ``p``: the task
+    of each agent), in lexicographic order, the identity first."""
+    rows = list(itertools.permutations(range(n)))
+    return torch.tensor(rows, dtype=torch.long, device=device).view(len(rows), n)
+
+
+def _bottleneck_assignment(cost: torch.Tensor, weight: float) -> torch.Tensor:
+    """long ``[..., N]``: the task of each agent in the assignment of ``N`` agents to ``N``
+    tasks (``cost [..., N(agent), N(task)]``) that minimizes ``weight`` times its largest
+    cost plus its total, so a ``weight`` above every total puts the largest cost first.
+    Permutations are tried in a fixed order, ties going to the first, so every caller with
+    the same costs picks the same assignment. All ``N!`` are enumerated: meant for small
+    ``N``."""
+    n = cost.shape[-1]
+    perms = _permutations(n, cost.device)  # [P, N]
+    pairs = (torch.arange(n, device=cost.device).unsqueeze(1) * n + perms.t()).reshape(-1)
+    picked = cost.flatten(-2).index_select(-1, pairs).view(*cost.shape[:-2], n, -1)  # [..., N, P]
+    return perms[(picked.amax(-2) * weight + picked.sum(-2)).argmin(-1)]
+
+
 def _intent_slack(world: CommWorld) -> torch.Tensor:
     """``[B, N, N]`` worst-case error (cells) of the intent agent ``i`` holds for ``j``: half
     the diagonal of its quantization cell, ``grid / 2**bits``."""
     return world.grid / torch.exp2(world.intent_bits.float()) * 0.5**0.5
+
+
+def _worst_gap(world: CommWorld, points: torch.Tensor) -> torch.Tensor:
+    """``[B, N, N, K]`` the farthest that teammate ``j``'s goal, as agent ``i`` received it,
+    may lie from each of ``points`` (``[K, 2]`` or ``[B, N, K, 2]``, cells): the distance to
+    the received intent plus :func:`_intent_slack`."""
+    return _dist(world.known_intent, points) + _intent_slack(world).unsqueeze(-1)
 
 
 def _fresh_teammates(world: CommWorld) -> torch.Tensor:
@@ -109,8 +174,7 @@ def _yields(
     """
     n = world.num_agents
     lower = torch.ones(n, n, dtype=torch.bool, device=world.device).tril(-1)  # j < i
-    gap = _dist(world.known_intent, points)  # [B, N, N(j), K]
-    worst = gap + _intent_slack(world).unsqueeze(-1)
+    worst = _worst_gap(world, points)  # [B, N, N(j), K]
     near = worst <= radius
     if owner is not None:
         agents = torch.arange(n, device=world.device).view(1, 1, n, 1)
@@ -130,6 +194,18 @@ def _memory(world: CommWorld) -> dict[str, torch.Tensor]:
         mem = {}
         _MEMORIES[world] = mem
     return mem
+
+
+def _recall(
+    world: CommWorld, mem: dict[str, torch.Tensor], key: str, fresh: torch.Tensor
+) -> torch.Tensor:
+    """A new tensor: ``mem[key]``, with ``fresh`` (its value at the start of an episode) in
+    the worlds where ``world.t == 0``, and everywhere if the memory holds no ``key`` of
+    ``fresh``'s shape (memory created mid-episode starts from ``fresh``)."""
+    old = mem.get(key)
+    if old is None or old.shape != fresh.shape:
+        return fresh.clone()
+    return torch.where((world.t == 0).view(-1, *(1,) * (fresh.ndim - 1)), fresh, old)
 
 
 def _new_step(world: CommWorld, mem: dict[str, torch.Tensor]) -> torch.Tensor:

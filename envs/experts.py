@@ -11,30 +11,33 @@ is worth at least a blurred one, a larger budget at least a smaller one, and a l
 loses most messages at least no link. Where a rule needs teammates to agree (the
 SearchRescue-v0 territories), an agent departs from the convention it would follow without
 messages only when what it heard makes it likely that its teammates departed too
-(:func:`~agentcomm.envs.scenarios.search_rescue_expert._territories`), so partial information never splits the team. All experts are
-batched over ``[B, N]`` and deterministic.
+(:func:`~agentcomm.envs.scenarios.search_rescue_expert._territories`), so partial
+information never splits the team. All experts are batched over ``[B, N]`` and
+deterministic.
 
 Shared pieces:
 
-* **Deconfliction by announced intents** (:func:`~agentcomm.envs.expert_base._yields`). Agent :math:`i` leaves a point
-  :math:`x` (a probable victim, a target) to teammate :math:`j` when :math:`j`'s fresh
-  announced goal :math:`\hat g_j` lies within the claim radius :math:`R` of :math:`x` and
-  :math:`j` is the better claimant. Unless :math:`i` itself announced :math:`x` last step,
-  the better claimant is the nearer one, :math:`\lVert\hat g_j - x\rVert + s_j <
-  \lVert p_i - x\rVert` (:math:`s_j` the worst-case error of a coarsely received intent,
-  half the diagonal of its quantization cell), so nobody walks to a victim a teammate is
-  already standing over. Once :math:`i` has announced :math:`x` it yields only to lower
-  indices: two agents that both announced :math:`x` settle in one step, and an agent does
-  not abandon its goal because a teammate it repels still announces it (with the symmetric
-  rule both left, then both came back, step after step).
-* **Memory** (:func:`~agentcomm.envs.expert_base._memory`): what an agent remembers of its own episode (where it has
-  been, what its own sensor reported, where it has searched), kept per world, reset where
-  ``world.t == 0`` and advanced once per step (a second call on the same state reuses it,
-  so one state always gets one answer). It is exact when the expert is called every step.
-* **Actions** (:func:`~agentcomm.envs.expert_base._act`): full speed toward the goal, the goal announced as the intent
-  (SearchRescue-v0 announces the start position during the first steps instead),
-  the whole budget used (component 4 = 1) and, in hybrid mode, half of it on the uplink
-  (component 5 = 0).
+* **Deconfliction by announced intents** (:func:`~agentcomm.envs.expert_base._yields`).
+  Agent :math:`i` leaves a point :math:`x` (a probable victim, a target) to teammate
+  :math:`j` when :math:`j`'s fresh announced goal :math:`\hat g_j` lies within the claim
+  radius :math:`R` of :math:`x` and :math:`j` is the better claimant. Unless :math:`i`
+  itself announced :math:`x` last step, the better claimant is the nearer one,
+  :math:`\lVert\hat g_j - x\rVert + s_j < \lVert p_i - x\rVert` (:math:`s_j` the worst-case
+  error of a coarsely received intent, half the diagonal of its quantization cell), so
+  nobody walks to a victim a teammate is already standing over. Once :math:`i` has announced
+  :math:`x` it yields only to lower indices: two agents that both announced :math:`x` settle
+  in one step, and an agent does not abandon its goal because a teammate it repels still
+  announces it (with the symmetric rule both left, then both came back, step after step).
+* **Memory** (:func:`~agentcomm.envs.expert_base._memory`,
+  :func:`~agentcomm.envs.expert_base._recall`): what an agent remembers of its own episode
+  (where it has been, what its own sensor reported, where it has searched), kept per world,
+  reset where ``world.t == 0`` and advanced once per step (a second call on the same state
+  reuses it, so one state always gets one answer). It is exact when the expert is called
+  every step.
+* **Actions** (:func:`~agentcomm.envs.expert_base._act`): full speed toward the goal, the
+  goal announced as the intent (SearchRescue-v0 announces the start position during the
+  first steps instead), the whole budget used (component 4 = 1) and, in hybrid mode, half of
+  it on the uplink (component 5 = 0).
 
 Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``M`` sweep waypoints,
 ``K`` candidate cells, ``T`` targets.

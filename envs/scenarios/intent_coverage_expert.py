@@ -1,7 +1,7 @@
 """The scripted expert of IntentCoverage-v0: nearest site no lower-index teammate claims.
 
-The rules and why they are rational are in the docstring of :func:`intent_coverage_expert`; the pieces
-every expert shares are in :mod:`agentcomm.envs.expert_base`.
+The rules and why they are rational are in the docstring of :func:`intent_coverage_expert`;
+the pieces every expert shares are in :mod:`agentcomm.envs.expert_base`.
 """
 
 from __future__ import annotations

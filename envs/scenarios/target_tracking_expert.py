@@ -1,7 +1,7 @@
-"""The scripted expert of TargetTracking-v0: pursue located targets, search a posterior for the rest.
+"""The scripted expert of TargetTracking-v0: pursue located targets, search for the rest.
 
-The rules and why they are rational are in the docstring of :func:`target_tracking_expert`; the pieces
-every expert shares are in :mod:`agentcomm.envs.expert_base`.
+The rules and why they are rational are in the docstring of :func:`target_tracking_expert`;
+the pieces every expert shares are in :mod:`agentcomm.envs.expert_base`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 
 from ..expert_base import (
     _act,
+    _cell_index,
     _cells,
     _disk_table,
     _dist,
@@ -165,8 +166,7 @@ def target_tracking_expert(world: CommWorld) -> torch.Tensor:
     q_next = q_next * torch.where(dist <= rs, 1.0 - pd, 1.0)
     if per_world or shares:  # worlds that do not share heard nothing: a factor of 1
         heard = (teammates & (world.intent_age == 0)).float()  # [B, N, N]
-        goal = world.known_intent.floor().clamp(0, g - 1).long()
-        goal_cell = goal[..., 0] * g + goal[..., 1]  # [B, N, N]
+        goal_cell = _cell_index(world.known_intent, g)  # [B, N, N]
         goals = torch.zeros(b, n, c, device=dev).scatter_add_(2, goal_cell, heard)
         q_next = q_next * (1.0 - pd) ** (goals @ disk)
     q_next = q_next / q_next.sum(-1, keepdim=True).clamp_min(1e-30)
