@@ -57,7 +57,9 @@ def step_input(world: CommWorld, actions: torch.Tensor) -> torch.Tensor:
         shape=(world.num_envs, world.num_agents, ACTION_DIM),
         dtypes=(torch.float32, torch.float64),
     )
-    a = actions.to(device=world.device, dtype=torch.float32)
+    a = actions
+    if actions.dtype != torch.float32 or actions.device != world.device:
+        a = actions.to(device=world.device, dtype=torch.float32)
     if bool(world.done.any() | ~torch.isfinite(a.sum())):
         if bool(world.done.any()):
             idx = world.done.nonzero().squeeze(1)[:8].tolist()

@@ -93,14 +93,10 @@ def observation(world: CommWorld) -> torch.Tensor:
     team = torch.cat([rel, (age * 2 - 1).unsqueeze(-1), snr[..., :n, None]], dim=-1)
     team = team.reshape(b, n * n, -1).index_select(1, world._off_index)
     parts.append(team.reshape(b, n, -1))
-    frac_links = world.adj.sum(-1).float() / max(n - 1, 1)
-    elapsed = (world.t.float() / cfg.max_steps).view(b, 1).expand(b, n)
-    parts += [
-        snr[..., n:],
-        (frac_links * 2 - 1).unsqueeze(-1),
-        (elapsed * 2 - 1).unsqueeze(-1),
-        world._scenario_obs(),
-    ]
+    frac_links = world.adj.sum(-1, keepdim=True).float() / max(n - 1, 1)
+    # The elapsed fraction is scaled once per world, then shown to its agents.
+    elapsed = (world.t.float() / cfg.max_steps * 2 - 1).view(b, 1, 1).expand(b, n, 1)
+    parts += [snr[..., n:], frac_links * 2 - 1, elapsed, world._scenario_obs()]
     if cfg.observe_operating_point:
         parts.append(operating_point(world).unsqueeze(1).expand(b, n, -1))
     if cfg.observe_agent_index:

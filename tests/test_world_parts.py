@@ -171,3 +171,18 @@ def test_observation_lists_each_teammate_in_index_order():
                     expected += [*rel.tolist(), age[b, i, j].item(), snr[b, i, j].item()]
             block = obs[b, i, 6 : 6 + 4 * (n - 1)]
             assert block.tolist() == torch.tensor(expected).clamp(-1, 1).tolist()
+
+
+@pytest.mark.parametrize("radius", [0.3, 1.0, 1.5, 2.7, 7.0])
+@pytest.mark.parametrize("grid", [8, 16])
+def test_reset_exclusion_window_matches_the_whole_grid(radius, grid):
+    # SearchRescue keeps victims away from the starts by checking only the cells around each
+    # agent; the cells it excludes must be exactly those the whole-grid distance excludes.
+    world = agentcomm.make_vec(
+        "SearchRescue-v0", num_envs=64, grid_size=grid, rescue_radius=radius, seed=3
+    )
+    gen = torch.Generator().manual_seed(int(radius * 10) + grid)
+    pos = (torch.rand(64, world.num_agents, 2, generator=gen) * grid).clamp(0.0, grid - 1e-4)
+    gap = (world._cell_centres().view(1, -1, 1, 2) - pos.unsqueeze(1)).norm(dim=-1)
+    expected = (gap <= radius + 0.5).any(-1)
+    assert torch.equal(world._near_cells(pos), expected)

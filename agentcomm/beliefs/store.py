@@ -190,15 +190,25 @@ def _with_scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 
 def _put_where(
-    grid: torch.Tensor, index: torch.Tensor, where: torch.Tensor, values: torch.Tensor | float
+    grid: torch.Tensor,
+    index: torch.Tensor,
+    where: torch.Tensor,
+    values: torch.Tensor | float,
+    targets: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """In place: ``grid``'s flat entries ``index`` (distinct) take ``values`` where
     ``where`` holds and keep their value elsewhere. On a :func:`_with_scratch` grid the
     other writes go to the scratch element (one cached address), so nothing is read back;
-    otherwise the kept values are read and written again."""
+    otherwise the kept values are read and written again. ``targets``: a dict that keeps
+    the scratch path's write addresses by grid size, for several grids of one size that take
+    the same ``index`` and ``where``."""
     buffer = getattr(grid, "_scratch", None)
     if buffer is not None and buffer.data_ptr() == grid.data_ptr():
-        target = torch.where(where, index, _constant(grid.numel(), torch.long, grid.device))
+        target = None if targets is None else targets.get(grid.numel())
+        if target is None:
+            target = torch.where(where, index, _constant(grid.numel(), torch.long, grid.device))
+            if targets is not None:
+                targets[grid.numel()] = target
         if torch.is_tensor(values):
             _put(buffer, target, values)
         else:
@@ -364,14 +374,15 @@ class LogOddsGridStore:
             grids.append((self.peer_evidence, self._cleared_evidence))
         old, version = self.belief, self.belief._version
         where = mask.unsqueeze(1)
-        positions: dict[int, torch.Tensor] = {}
+        positions: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        targets: dict[int, torch.Tensor] = {}  # grids of one size share their write addresses
 
         def clear(grid: torch.Tensor, value: float) -> torch.Tensor:
             rows = grid.numel() // (b * hw)
             if rows not in positions:  # flat index of (world, row, cell): [B, rows, K]
-                positions[rows] = self.row_starts(rows) + cells.unsqueeze(1)
-            pos = positions[rows]
-            return _put_where(grid, pos, where.expand(pos.shape), value)
+                pos = self.row_starts(rows) + cells.unsqueeze(1)
+                positions[rows] = (pos, where.expand(pos.shape))
+            return _put_where(grid, *positions[rows], value, targets)
 
         for grid, value in grids:
             clear(grid, value)

@@ -117,18 +117,32 @@ class IntentCoverage(CommWorld):
         self.pos = torch.where(m, pos.clamp(0.0, g - 1e-4), self.pos)
         self.sites = torch.where(m, sites, self.sites)
 
+    def _sites_seen(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, N, S]`` agent-site distances and long ``[B, S]`` agents within ``site_radius``
+        of each site, computed once per state of the positions and sites (a move or reset
+        replaces them, an in-place change bumps their version)."""
+        state = (self.pos, self.sites)
+        # Inference tensors keep no version counter: such states are computed every time.
+        key = None if any(map(torch.is_inference, state)) else [(t, t._version) for t in state]
+        cached = getattr(self, "_sites_cache", None)
+        if (
+            key is None
+            or cached is None
+            or cached[0] is None
+            or any(t is not u or v != w for (t, v), (u, w) in zip(cached[0], key))
+        ):
+            dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1)
+            cached = self._sites_cache = (key, dist, (dist <= self.config.site_radius).sum(1))
+        return cached[1], cached[2]
+
     def _occupancy(self) -> torch.Tensor:
         """long ``[B, S]``: agents within ``site_radius`` of each site."""
-        # [B, N, S] agent-site distances
-        dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1)
-        return (dist <= self.config.site_radius).sum(1)
+        return self._sites_seen()[1]
 
     def _scenario_step(self) -> torch.Tensor:
         cfg = self.config
-        # [B, N, S] agent-site distances
-        dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1)
+        dist, occ = self._sites_seen()  # [B, N, S], [B, S]
         self._site_dist = dist  # for the agents' reward shares
-        occ = self._occupancy()
         conflicts = (occ - 1).clamp_min(0).sum(1).float()
         cover = dist.min(1).values.mean(1) / self.grid
         success = self._success().float()

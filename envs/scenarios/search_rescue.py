@@ -8,34 +8,27 @@ r"""SearchRescue-v0: multi-agent search and rescue through semantic collaboratio
 | Import | ``agentcomm.make("SearchRescue-v0")`` |
 
 ## Description
-Victims are hidden at random cells of a ``grid_size x grid_size`` area. The
-agents start at scattered points of the area, sense the cells within ``sensing.radius`` with
-a noisy detector (detection ``pd``, false alarm ``pfa``), keep log-odds
-occupancy beliefs, and share them over wireless links under a channel-use
-budget. A victim is rescued when an agent comes within ``rescue_radius`` of it;
-a rescue is announced to the whole team (the victim's beacon), so every belief
-marks that cell clear. What must travel over the links is the search itself:
-where teammates are, where they have looked, what they detected, and where they
-are heading. Without messages a team can only split the area by a convention
-fixed in advance (agent index to region), and walks far to its regions from
-where it happens to start; within ``max_steps`` a team that splits the area by
-where its members actually are, and skips what teammates have already
-searched, finds every victim far more often.
+Victims hide at random cells of a ``grid_size x grid_size`` area. The agents start at
+scattered points, sense the cells within ``sensing.radius`` with a noisy detector (``pd``,
+false alarm ``pfa``), keep log-odds occupancy beliefs and share them over wireless links
+under a channel-use budget. An agent within ``rescue_radius`` of a victim rescues it; the
+rescue is announced to the team (the victim's beacon), so every belief marks the cell clear.
+What must travel is the search itself: where teammates are, where they looked, what they
+detected, where they head. Without messages a team can only split the area by a fixed
+convention (agent index to region) and walks far to its regions; a team that splits it by
+where its members are, and skips what teammates searched, finds every victim far more often.
 
 ## Observation Space
-The base world layout (:meth:`agentcomm.envs.world.CommWorld.observation`),
-then an egocentric ``crop_size x crop_size`` crop of the fused belief at full
-resolution (probabilities scaled to [-1, 1], outside the area = -1) and the
-fraction of victims rescued (scaled).
-
-With ``observe_operating_point`` (off by default) the world's operating point
-follows (5: budget cap, coordination mode one-hot, cost per channel use;
-:func:`agentcomm.envs.observe.operating_point`), so Do grows by 5.
+The base world layout (:meth:`agentcomm.envs.world.CommWorld.observation`), an egocentric
+``crop_size x crop_size`` crop of the fused belief at full resolution (probabilities scaled to
+[-1, 1], outside the area -1) and the fraction of victims rescued (scaled); with
+``observe_operating_point`` (off by default) the operating point (5: budget cap, mode one-hot,
+cost per channel use; :func:`agentcomm.envs.observe.operating_point`), so Do grows by 5.
 
 ## Rewards
-Team reward per step, shared by every agent (``team_reward_weight < 1`` mixes in
-each agent's own share: rescues split among the agents that reached the victim, its
-own entropy drop, its own channel uses):
+Team reward per step, shared by every agent (``team_reward_weight < 1`` mixes in each agent's
+own share: rescues split among the agents that reached the victim, its own entropy drop, its
+own channel uses):
 
 .. math::
 
@@ -43,38 +36,32 @@ own entropy drop, its own channel uses):
           + \lambda_\text{info} \frac1N \sum_i \big(\mathcal H(b^i_{t-1}) - \mathcal H(b^i_t)\big)
           - c \sum_i k^i_t
 
-with :math:`n^\text{new}_t` victims rescued this step, :math:`\mathcal H` the
-total belief entropy in bits, :math:`k^i_t` the channel uses of agent
-:math:`i` and :math:`c` = ``comm.cost_per_channel_use``.
+with :math:`n^\text{new}_t` victims rescued this step, :math:`\mathcal H` the belief entropy
+(bits), :math:`k^i_t` agent :math:`i`'s channel uses, :math:`c` = ``comm.cost_per_channel_use``.
 
 ## Starting State
-``start="scattered"`` (default): each agent at its own uniformly drawn point of
-the area, independently of its teammates (nobody knows where the others are
-until they say so). ``start="base"``: every agent at ``base`` (default: the
-area's centre), jittered by up to half a cell. Victims at distinct uniformly
-drawn cells, none within ``rescue_radius`` (plus half a cell) of an agent's
-start (of the base); beliefs at the prior
-:math:`\ell_0 = \log\frac{p_0}{1-p_0}`, :math:`p_0 = V / (H W)`.
+``start="scattered"`` (default): each agent at its own uniformly drawn point, independently
+of its teammates (nobody knows where the others are until they say so). ``start="base"``: all
+at ``base`` (default: the centre), jittered by up to half a cell. Victims at distinct random
+cells, none within ``rescue_radius`` (plus half a cell) of an agent's start (of the base);
+beliefs at the prior :math:`\ell_0 = \log\frac{p_0}{1-p_0}`, :math:`p_0 = V / (H W)`.
 
 | Default | Value |
 |---|---|
-| ``start`` | ``"scattered"`` (``"base"``: all at ``base``) |
 | ``max_steps`` | 18 |
 | ``num_victims`` | 3 |
 | ``rescue_radius`` | 1.0 cell |
 | grid, agents, sensing | 16 x 16 cells, 4 agents, radius 2, ``pd`` 0.9, ``pfa`` 0.05 |
 
 ## Episode End
-Terminated when every victim is rescued (success); truncated after
-``max_steps``.
+Terminated when every victim is rescued (success); truncated after ``max_steps``.
 
 ## Arguments
 :class:`SearchRescueConfig` fields (and every :class:`~agentcomm.envs.config.WorldConfig` field).
 
 ## Version History
-* v0: initial release. Agents start scattered (``start="scattered"``) and episodes
-  last 18 steps by default; ``start="base", max_steps=30`` gives the earlier start and
-  length.
+* v0: initial release. Agents start scattered and episodes last 18 steps by default;
+  ``start="base", max_steps=30`` gives the earlier start and length.
 """
 
 from __future__ import annotations
@@ -96,9 +83,8 @@ __all__ = ["SearchRescue", "SearchRescueConfig"]
 @dataclass
 class SearchRescueConfig(WorldConfig):
     max_steps: int = field(default=18, metadata=rng(1, 100_000))
-    """Episode length. The default leaves little more than the time to sweep the area once
-    (16 x 16 cells at four agents' fresh swaths of 2 x 2 cells per step: 16 steps), so a
-    team must split the area well from where its members start."""
+    """Episode length: about the time to sweep the area once (16 x 16 cells at four agents'
+    fresh 2 x 2 swaths per step: 16 steps), so a team must split it well from its starts."""
     num_victims: int = field(default=3, metadata=rng(1, 1024))
     rescue_radius: float = field(default=1.0, metadata=rng(0.0, 512.0, low_inclusive=False))
     """Distance in cells within which an agent rescues a victim."""
@@ -106,9 +92,8 @@ class SearchRescueConfig(WorldConfig):
     info_gain_weight: float = field(default=0.05, metadata=rng(0.0, 1e6))
     """Reward per bit of mean belief-entropy reduction."""
     start: str = field(default="scattered", metadata=choices("scattered", "base"))
-    """Where the agents start: ``scattered``, each at its own uniformly drawn point of the
-    area (a teammate learns it only from the messages), or ``base``, all together at
-    ``base`` (the earlier start; agents then know each other's start without a word)."""
+    """``scattered``: each agent at its own uniformly drawn point (teammates learn it only from
+    messages); ``base``: all at ``base`` (the earlier start: each other's start is known)."""
     base: tuple[float, float] | None = None
     """Start position of every agent in cells with ``start="base"``; ``None``: the area's
     centre. Only allowed with ``start="base"``."""
@@ -129,14 +114,14 @@ class SearchRescueConfig(WorldConfig):
                 f"{prefix}num_victims={self.num_victims} must be below half the cells "
                 f"({self.grid_size**2 // 2})"
             )
-        if self.base is not None and self.start != "base":
+        if self.base is None:
+            return
+        if self.start != "base":
             raise ValueError(
                 f"{prefix}base={self.base!r} is only used with {prefix}start='base' "
                 f"(got {prefix}start={self.start!r}); allowed with 'scattered': None"
             )
-        if self.base is not None and (
-            len(self.base) != 2 or not all(0.0 <= float(c) < self.grid_size for c in self.base)
-        ):
+        if len(self.base) != 2 or not all(0.0 <= float(c) < self.grid_size for c in self.base):
             raise ValueError(
                 f"{prefix}base={self.base!r} must be two coordinates in [0, {self.grid_size})"
             )
@@ -159,60 +144,54 @@ class SearchRescue(CommWorld):
         self.victim_cell = torch.zeros(b, v, dtype=torch.long, device=dev)
         self.victim_pos = torch.zeros(b, v, 2, device=dev)
         self.rescued = torch.zeros(b, v, dtype=torch.bool, device=dev)
-        r = self.config.crop_size // 2
-        # Offsets of the crop's rows (and columns) from the agent's cell; crop cell (i, j)
-        # is row i, column j of the window, row-major.
-        self._crop_span = torch.arange(-r, r + 1, device=dev)
-        # Reset constants: the base, the cell centres, the cells too near the base.
         g, cfg = self.grid, self.config
+        self._crop_offsets = self._window_offsets(cfg.crop_size // 2)  # [2, crop cells]
+        # Reset constants: base, cell centres, cells near the base, window of a start's near cells
         self._base = torch.tensor(cfg.base if cfg.base is not None else (g / 2, g / 2), device=dev)
         self._centres = self._cell_centres()
         self._near_base = (self._centres - self._base).norm(dim=-1) <= cfg.rescue_radius + 0.5
+        self._reset_offsets = self._window_offsets(min(math.ceil(cfg.rescue_radius + 0.5), g - 1))
 
     # ------------------------------------------------------------------ reset
     def _reset_scenario(self, mask: torch.Tensor) -> None:
-        cfg, g, dev = self.config, self.grid, self.device
+        cfg, g, dev, gen = self.config, self.grid, self.device, self.generator
         b, n, v = self.num_envs, self.num_agents, cfg.num_victims
-        base, centres, near_base = self._base, self._centres, self._near_base
         if cfg.start == "base":
-            jitter = torch.rand(b, n, 2, generator=self.generator, device=dev) - 0.5
-            pos = (base + jitter).clamp(0.0, g - 1e-4)
-            near = near_base.unsqueeze(0)
+            jitter = torch.rand(b, n, 2, generator=gen, device=dev) - 0.5
+            pos, near = (self._base + jitter).clamp(0.0, g - 1e-4), self._near_base.unsqueeze(0)
         else:
-            pos = (torch.rand(b, n, 2, generator=self.generator, device=dev) * g).clamp(
-                0.0, g - 1e-4
-            )
-            # [B, C]: cells an agent would rescue from where it starts
-            gap = (centres.view(1, -1, 1, 2) - pos.unsqueeze(1)).norm(dim=-1)
-            near = (gap <= cfg.rescue_radius + 0.5).any(-1)
+            pos = (torch.rand(b, n, 2, generator=gen, device=dev) * g).clamp(0.0, g - 1e-4)
+            near = self._near_cells(pos)
         # Distinct victim cells away from the starts: top-V of random keys, excluded cells last.
-        keys = torch.rand(b, g * g, generator=self.generator, device=dev)
-        keys = keys.masked_fill(near, -1.0)
-        cells = keys.topk(v, dim=1).indices
+        keys = torch.rand(b, g * g, generator=gen, device=dev).masked_fill(near, -1.0)
         m1 = mask.view(-1, 1)
         self.pos = torch.where(m1.unsqueeze(-1), pos, self.pos)
-        self.victim_cell = torch.where(m1, cells, self.victim_cell)
-        self.victim_pos = centres[self.victim_cell]
+        self.victim_cell = torch.where(m1, keys.topk(v, dim=1).indices, self.victim_cell)
+        self.victim_pos = self._centres[self.victim_cell]
         self.rescued = self.rescued & ~m1
 
-    def _cell_centres(self) -> torch.Tensor:
-        g = self.grid
-        idx = torch.arange(g, device=self.device, dtype=torch.float32) + 0.5
-        return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(g * g, 2)
+    def _near_cells(self, pos: torch.Tensor) -> torch.Tensor:
+        """bool ``[B, H * W]``: cells with centre within ``rescue_radius + 0.5`` of an agent at
+        ``pos``, from the windows around the agents (the distances of the whole grid's)."""
+        b, g = self.num_envs, self.grid
+        idx, cells, inside = self._cell_window(pos, self._reset_offsets)
+        gap = torch.stack(((idx + 0.5) - pos.unsqueeze(-1)).unbind(2), -1)  # centre - position
+        near = (gap.norm(dim=-1) <= self.config.rescue_radius + 0.5) & inside
+        out = torch.zeros(b, g * g + 1, dtype=torch.bool, device=self.device)  # + a sink cell
+        return out.scatter_(1, torch.where(near, cells, g * g).view(b, -1), True)[:, :-1]
 
     # ------------------------------------------------------------------ dynamics
     def _true_map(self) -> torch.Tensor:
         b, g = self.num_envs, self.grid
         occ = torch.zeros(b, g * g, dtype=torch.bool, device=self.device)
-        occ.scatter_(1, self.victim_cell, ~self.rescued)
-        return occ.view(b, g, g)
+        return occ.scatter_(1, self.victim_cell, ~self.rescued).view(b, g, g)
 
     def _scenario_step(self) -> torch.Tensor:
         cfg = self.config
         dist = (self.pos.unsqueeze(2) - self.victim_pos.unsqueeze(1)).norm(dim=-1)  # [B,N,V]
         reach = dist <= cfg.rescue_radius
         new = reach.any(1) & ~self.rescued
-        self._rescuers = reach & new.unsqueeze(1)  # [B, N, V], for the agents' reward shares
+        self._reached = (reach, new)  # [B, N, V] and [B, V], for the agents' reward shares
         self.rescued = self.rescued | new
         # A rescue is announced to the whole team (the victim's beacon): every belief, and the
         # fusion centre's copies, mark the cell clear, so no stale evidence pulls agents back.
@@ -220,30 +199,24 @@ class SearchRescue(CommWorld):
         return cfg.rescue_reward * new.sum(1).float()
 
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
-        after = self.belief
         w = self.config.info_gain_weight
         if w == 0:
             return torch.zeros(self.num_envs, device=self.device)
-        drop = self.beliefs.entropy(before) - self.beliefs.entropy(after)  # [B, N]
-        self._entropy_drop = drop  # each agent's own information term, for reward shares
-        return w * drop.mean(1)
+        # [B, N], each agent's own information term (kept for the reward shares)
+        self._entropy_drop = self.beliefs.entropy(before) - self.beliefs.entropy(self.belief)
+        return w * self._entropy_drop.mean(1)
 
     def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
-        # Each rescue is credited to the agents that reached the victim, split equally; the
-        # information term to the agent whose belief it sharpened.
-        cfg = self.config
-        rescuers = self._rescuers.float()
+        # Rescues split among the agents that reached the victim; information to its agent.
+        cfg, (reach, new) = self.config, self._reached
+        rescuers = (reach & new.unsqueeze(1)).float()
         split = rescuers / rescuers.sum(1, keepdim=True).clamp_min(1.0)
-        shares = cfg.rescue_reward * split.sum(2)
-        w = cfg.info_gain_weight
-        if w != 0:  # the step's _belief_reward computed the drop
-            shares = shares + w * self._entropy_drop / self.num_agents
-        return shares
+        shares, w = cfg.rescue_reward * split.sum(2), cfg.info_gain_weight
+        return shares if w == 0 else shares + w * self._entropy_drop / self.num_agents
 
     def _belief_error(self, truth: torch.Tensor | None = None) -> torch.Tensor:
-        """``kl_to_truth(belief, truth, "mean")`` bit for bit, from the belief's softplus that
-        the entropy reward computed already: the KL of an empty cell is softplus(l) / ln 2,
-        of an occupied one softplus(-l) / ln 2, evaluated here for the victims' cells only."""
+        """``kl_to_truth(belief, truth, "mean")`` bit for bit from the entropy's softplus: the KL
+        of an empty cell is softplus(l) / ln 2, of a victim's softplus(-l) / ln 2 (taken anew)."""
         softplus = self.beliefs.summary(self.belief, "softplus")["softplus"]
         kl = torch.div(softplus, _LN2, out=_with_scratch(tuple(softplus.shape), self.device))
         # [B, N, V] flat cells of the victims
@@ -261,13 +234,7 @@ class SearchRescue(CommWorld):
 
     def _scenario_obs(self) -> torch.Tensor:
         b, n, g = self.num_envs, self.num_agents, self.grid
-        # The crop is separable: rows and columns of the window, [B, N, 2, S] (S = side).
-        idx = self.pos.floor().long().unsqueeze(-1) + self._crop_span
-        clamped = idx.clamp(0, g - 1)
-        ok = clamped == idx
-        rows, cols = clamped.unbind(2)
-        flat = ((rows * g).unsqueeze(-1) + cols.unsqueeze(-2)).view(b, n, -1)  # row * g + col
-        inside = (ok[:, :, 0].unsqueeze(-1) & ok[:, :, 1].unsqueeze(-2)).view(b, n, -1)
+        _, flat, inside = self._cell_window(self.pos, self._crop_offsets)
         prob = torch.sigmoid(self.belief.view(b, n, g * g).gather(2, flat))
         crop = torch.where(inside, prob * 2 - 1, -1.0)
         frac = self.rescued.float().mean(1).view(b, 1, 1).expand(b, n, 1)
@@ -277,7 +244,5 @@ class SearchRescue(CommWorld):
         return 3 * self.config.num_victims
 
     def _scenario_state(self) -> torch.Tensor:
-        b, g = self.num_envs, float(self.grid)
-        return torch.cat(
-            [(self.victim_pos / g * 2 - 1).reshape(b, -1), self.rescued.float() * 2 - 1], dim=-1
-        )
+        victims = (self.victim_pos / self.grid * 2 - 1).reshape(self.num_envs, -1)
+        return torch.cat([victims, self.rescued.float() * 2 - 1], dim=-1)

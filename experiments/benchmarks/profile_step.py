@@ -85,6 +85,7 @@ BELIEFS = object()
 STAGES: list[tuple[Any, str, str]] = [
     (CommWorld, "step", "step (rest)"),
     (CommWorld, "reset_at", "reset_at"),
+    (CommWorld, "_reset_scenario", "reset: scenario (starts, objects)"),
     (world_module, "step_input", "step input checks"),
     (CommWorld, "_scenario_step", "scenario (rescue/move targets)"),
     (world_module, "_sense_window", "sense: sense window"),
