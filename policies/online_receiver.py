@@ -25,6 +25,19 @@ receiver decodes; the loss is :math:`\mathrm{MSE}(\hat u, u)`, :math:`u = \mathr
 -L, L)/L`, the loss of :func:`~agentcomm.decoders.jscc.train_jscc` (see
 :mod:`agentcomm.decoders.jscc` for why MSE on clipped log-odds).
 
+Batches. One train batch holds the maps of a few episodes, passed over ``num_epochs``
+times; trained on it alone the receiver fits those episodes (its batch loss falls far below
+its loss on other episodes) and on held-out maps it stays near the best constant map for
+many iterations. Each receiver module therefore keeps the last ``replay_maps`` maps
+(:class:`MapReplay`) and trains every minibatch together with as many maps drawn from them
+(``docs/online_receiver.md`` has the measurements).
+
+Diffusion prior. With ``online_receiver_config(prior=PriorConfig(...))`` a third module,
+:class:`~agentcomm.policies.online_diffusion_receiver.DiffusionPriorRLModule`, trains the
+receiver's diffusion prior on the same maps by its own denoising loss, with its own
+optimizer; the JSCC and the prior then decode CDDM-style
+(:func:`~agentcomm.policies.online_diffusion_receiver.online_cddm_receiver`).
+
 Layering: it imports RLlib and :mod:`agentcomm.envs`, so it lives with the trainers in
 :mod:`agentcomm.policies`, not in the core :mod:`agentcomm.decoders`.
 """
@@ -51,16 +64,19 @@ from agentcomm._checks import check_positive, check_range
 from agentcomm.channels.registry import CHANNELS, make_channel
 from agentcomm.decoders.data import check_maps, to_unit
 from agentcomm.decoders.jscc import JSCC, JSCCConfig
+from agentcomm.decoders.prior import PriorConfig
 from agentcomm.envs.adapters.rllib import CommMultiAgentEnv
 from agentcomm.policies.gaussian_ppo import gaussian_ppo_config
 
 __all__ = [
     "BELIEF",
     "POLICY_MODULE_ID",
+    "PRIOR_MODULE_ID",
     "RECEIVER_MODULE_ID",
     "TRUE_MAP",
     "AddBeliefsToReceiverBatch",
     "BeliefInfoMultiAgentEnv",
+    "MapReplay",
     "ReceiverPPOTorchLearner",
     "ReceiverRLModule",
     "online_receiver_config",
@@ -68,6 +84,10 @@ __all__ = [
 
 #: Module id of the receiver in the ``MultiRLModule``; no agent maps to it.
 RECEIVER_MODULE_ID = "receiver"
+#: Module id of the receiver's diffusion prior
+#: (:class:`~agentcomm.policies.online_diffusion_receiver.DiffusionPriorRLModule`), present
+#: when :func:`online_receiver_config` gets ``prior=``; no agent maps to it.
+PRIOR_MODULE_ID = "receiver_prior"
 #: Module id of the policy shared by every agent.
 POLICY_MODULE_ID = "shared"
 #: Info key / receiver batch column: the agent's own belief, float32 ``[H, W]`` log-odds (nats).
@@ -80,6 +100,51 @@ TRUE_MAP = "true_map"
 # constant in early batches (never sensed) may vary later: a tiny running std would blow its
 # standardized input up by orders of magnitude.
 _STD_FLOOR = 0.05
+
+
+class MapReplay(nn.Module):
+    """A first-in-first-out store of the last ``capacity`` belief maps, for the receiver modules.
+
+    A train batch holds the maps of a few episodes, strongly correlated within an episode,
+    and PPO passes over it ``num_epochs`` times: trained on it alone, a receiver module
+    fits those episodes and forgets earlier ones. :class:`AddBeliefsToReceiverBatch` calls
+    :meth:`add` once per update with the new maps; :meth:`mix` appends to every minibatch as
+    many maps drawn uniformly from the store, so that each gradient step also sees maps of
+    earlier iterations. ``capacity = 0`` turns it off. The store is not part of the module's
+    state (checkpoints carry weights only).
+
+    Args:
+        capacity: maps kept.
+        height, width: the grid.
+    """
+
+    def __init__(self, capacity: int, height: int, width: int) -> None:
+        super().__init__()
+        self.capacity = int(check_range("replay_maps", capacity, 0, None))
+        self.register_buffer("maps", torch.zeros(self.capacity, height, width), persistent=False)
+        self.size = 0
+        self._next = 0
+
+    @torch.no_grad()
+    def add(self, maps: torch.Tensor) -> None:
+        """Store float ``[M, H, W]`` maps, overwriting the oldest when full."""
+        if self.capacity == 0 or maps.shape[0] == 0:
+            return
+        maps = maps[-self.capacity :].to(self.maps)
+        idx = (self._next + torch.arange(maps.shape[0], device=maps.device)) % self.capacity
+        self.maps[idx] = maps
+        self._next = (self._next + maps.shape[0]) % self.capacity
+        self.size = min(self.size + maps.shape[0], self.capacity)
+
+    def mix(self, maps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``maps`` float ``[M, H, W]`` followed by ``M`` stored maps drawn with replacement
+        (``[2M, H, W]``), or ``maps`` itself while the store is empty."""
+        if self.size == 0:
+            return maps
+        idx = torch.randint(
+            0, self.size, (maps.shape[0],), generator=generator, device=generator.device
+        )
+        return torch.cat([maps, self.maps[idx.to(self.maps.device)].to(maps)])
 
 
 class BeliefInfoMultiAgentEnv(CommMultiAgentEnv):
@@ -136,7 +201,8 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
     (of the module's generator for SNRs and channel noise, default 0), ``"stat_momentum"``
     (weight of a new batch in the running per-cell mean / std, default 0.05) and
     ``"prior_logodds"`` (the scenario's prior, nats; if given, the loss of predicting it
-    is logged as ``prior_mse``).
+    is logged as ``prior_mse``) and ``"replay_maps"`` (capacity of the :class:`MapReplay`
+    store whose maps are mixed into every minibatch, default 0: none).
 
     The per-cell statistics the JSCC standardizes its input by and adds back at its output
     (fitted once to the data set offline) are running averages here, updated from every
@@ -153,7 +219,7 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
         """Build the JSCC codec and the channel from ``model_config``."""
         cfg = dict((self.model_config or {}).get("receiver", {}))
         fields = {f.name for f in dataclasses.fields(JSCCConfig)}
-        extra = {"channel", "snr_range_db", "seed", "stat_momentum", "prior_logodds"}
+        extra = {"channel", "snr_range_db", "seed", "stat_momentum", "prior_logodds", "replay_maps"}
         unknown = sorted(set(cfg) - fields - extra)
         if unknown:
             raise ValueError(
@@ -175,6 +241,8 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
         prior = cfg.get("prior_logodds")
         self.prior_logodds = None if prior is None else float(prior)
         self.register_buffer("num_stat_updates", torch.zeros((), dtype=torch.int64))
+        c = self.jscc.config
+        self.replay = MapReplay(int(cfg.get("replay_maps", 0)), c.height, c.width)
         self._generator: torch.Generator | None = None
 
     def _rng(self, device: torch.device) -> torch.Generator:
@@ -207,14 +275,18 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
         return {"u_hat": self.jscc._decode_unit(out), "snr_db": snr_db}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Update the running statistics, then send every map of ``batch["belief"]`` once.
+        """Update the running statistics, then send every map of ``batch["belief"]`` once,
+        followed by as many maps replayed from earlier batches (:class:`MapReplay`).
 
         Returns:
-            ``{"u_hat": float32 [M, H*W] unclipped normalized estimate, "snr_db": float32 [M]}``.
+            ``{"u_hat": float32 [M', H*W] unclipped normalized estimate, "snr_db": float32
+            [M'], "sent": float32 [M', H, W] the maps sent}`` with ``M' = M`` (no replay) or
+            ``2M``.
         """
         maps = batch[BELIEF].float()
         self._update_statistics(maps)
-        return self._transmit(maps, None)
+        sent = self.replay.mix(maps, self._rng(maps.device))
+        return {**self._transmit(sent, None), "sent": sent}
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Send ``batch["belief"]`` at ``batch["snr_db"]`` (dB, ``[M]``; uniform if absent).
@@ -239,9 +311,12 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
     ) -> torch.Tensor:
         """Reconstruction MSE of the sender's belief on normalized log-odds (dimensionless).
 
-        Also logs under ``module_id``: ``reconstruction_mse`` (the loss),
-        ``mean_map_mse`` (the loss of the batch's per-cell mean map, the best constant
-        prediction; beating it means the message carries information), ``prior_mse`` if
+        The loss is taken over the maps sent by :meth:`_forward_train`: the batch's and, with
+        a replay store, as many earlier maps. Logs under ``module_id``, all on the batch's
+        own maps: ``reconstruction_mse``, ``mean_map_mse`` (the loss of the batch's per-cell
+        mean map, the best constant prediction, fitted to the batch itself; beating it means
+        the message carries information), ``running_mean_mse`` (the loss of the running mean
+        map of earlier batches, the constant the decoder starts from), ``prior_mse`` if
         ``prior_logodds`` was configured, and with a ``"true_map"`` column ``truth_brier`` /
         ``belief_brier``: the Brier score :math:`\\overline{(\\sigma(\\hat\\ell) - x)^2}`
         against the true map of the received and of the sender's own belief.
@@ -251,13 +326,17 @@ class ReceiverRLModule(TorchRLModule, SelfSupervisedLossAPI):
         """
         c = self.jscc.config
         maps = batch[BELIEF].float()
+        m = maps.shape[0]
+        loss = nn.functional.mse_loss(
+            fwd_out["u_hat"], to_unit(fwd_out.get("sent", maps), c.clip).flatten(1)
+        )
         target = to_unit(maps, c.clip).flatten(1)
-        u_hat = fwd_out["u_hat"]
-        loss = nn.functional.mse_loss(u_hat, target)
+        u_hat = fwd_out["u_hat"][:m]
         with torch.no_grad():
             metrics = {
-                "reconstruction_mse": loss.detach(),
+                "reconstruction_mse": nn.functional.mse_loss(u_hat, target),
                 "mean_map_mse": (target - target.mean(0)).square().mean(),
+                "running_mean_mse": (target - self.jscc.decoder.out_mean).square().mean(),
             }
             if self.prior_logodds is not None:
                 prior_u = min(max(self.prior_logodds / c.clip, -1.0), 1.0)
@@ -276,7 +355,8 @@ class AddBeliefsToReceiverBatch(ConnectorV2):
 
     Collects ``infos[t]["belief"]`` (and ``"true_map"``) of every agent of every episode,
     for every timestep of the episode, and sets ``batch["receiver"] = {"belief": float32
-    [M, H, W], "true_map": float32 [M, H, W]}`` on the receiver's device. The order of the
+    [M, H, W], "true_map": float32 [M, H, W]}`` on the receiver's device (the same under
+    ``"receiver_prior"`` when the diffusion prior's module is there). The order of the
     maps does not matter (the loss is self-supervised and per map), so the piece reads the
     episodes directly instead of following the policy's batch layout. Place it after
     ``NumpyToTensor``: it writes tensors.
@@ -304,11 +384,19 @@ class AddBeliefsToReceiverBatch(ConnectorV2):
                 truths.append(info[TRUE_MAP])
         if not beliefs:
             return batch
-        device = next(rl_module[RECEIVER_MODULE_ID].parameters()).device
-        batch[RECEIVER_MODULE_ID] = {
-            BELIEF: torch.as_tensor(np.stack(beliefs), dtype=torch.float32, device=device),
-            TRUE_MAP: torch.as_tensor(np.stack(truths), dtype=torch.float32, device=device),
-        }
+        beliefs, truths = np.stack(beliefs), np.stack(truths)
+        for module_id in (RECEIVER_MODULE_ID, PRIOR_MODULE_ID):
+            if module_id in rl_module:
+                module = rl_module[module_id]
+                device = next(module.parameters()).device
+                batch[module_id] = {
+                    BELIEF: torch.as_tensor(beliefs, dtype=torch.float32, device=device),
+                    TRUE_MAP: torch.as_tensor(truths, dtype=torch.float32, device=device),
+                }
+                # Once per update (not per minibatch, so each map is stored once).
+                replay = getattr(module, "replay", None)
+                if isinstance(replay, MapReplay):
+                    replay.add(batch[module_id][BELIEF])
         return batch
 
 
@@ -353,6 +441,9 @@ def online_receiver_config(
     snr_range_db: tuple[float, float] = (0.0, 20.0),
     receiver_lr: float = 1e-3,
     stat_momentum: float = 0.05,
+    replay_maps: int = 4096,
+    prior: PriorConfig | None = None,
+    prior_lr: float = 1e-3,
     seed: int = 0,
     **ppo_kwargs: Any,
 ) -> PPOConfig:
@@ -368,22 +459,37 @@ def online_receiver_config(
         snr_range_db: ``(low, high)`` dB; each map gets an SNR uniform in it.
         receiver_lr: Adam learning rate of the receiver (the policy uses ``lr``).
         stat_momentum: see :class:`ReceiverRLModule`.
-        seed: RLlib seed and the receiver's generator seed.
+        replay_maps: maps of earlier updates each receiver module keeps (:class:`MapReplay`);
+            every minibatch is trained on together with as many of them. 0: the current
+            batch only.
+        prior: if given, the receiver gets a diffusion prior too: a third module
+            ``"receiver_prior"``
+            (:class:`~agentcomm.policies.online_diffusion_receiver.DiffusionPriorRLModule`)
+            with this architecture (``height``/``width``/``clip`` those of ``receiver``),
+            trained on the same maps by its denoising loss, with its own optimizer.
+        prior_lr: Adam learning rate of the prior.
+        seed: RLlib seed and the receiver's (and prior's) generator seed.
         **ppo_kwargs: forwarded to :func:`~agentcomm.policies.gaussian_ppo.gaussian_ppo_config`
             (``num_env_runners``, ``train_batch_size``, ``minibatch_size``, ``lr``, ...).
     Returns:
-        A ``PPOConfig`` with modules ``"shared"`` (every agent) and ``"receiver"`` (no agent)
-        and :class:`ReceiverPPOTorchLearner`; ``config.build_algo()`` builds it.
+        A ``PPOConfig`` with modules ``"shared"`` (every agent), ``"receiver"`` and, with
+        ``prior``, ``"receiver_prior"`` (no agent), and :class:`ReceiverPPOTorchLearner`;
+        ``config.build_algo()`` builds it.
     """
     if channel not in CHANNELS:
         raise ValueError(f"channel={channel!r} is not one of {list(CHANNELS)}")
     check_positive("receiver_lr", receiver_lr)
+    check_positive("prior_lr", prior_lr)
+    if isinstance(replay_maps, bool) or not isinstance(replay_maps, int) or replay_maps < 0:
+        raise ValueError(f"replay_maps={replay_maps!r} must be an int >= 0")
+    if prior is not None and not isinstance(prior, PriorConfig):
+        raise ValueError(f"prior must be a PriorConfig or None, got {type(prior).__name__}")
     env_config = dict(env_config or {})
     if "env_id" in env_config:
         raise ValueError("env_config must not contain 'env_id'; pass env_id=")
     probe = BeliefInfoMultiAgentEnv({**env_config, "env_id": env_id})
     grid = int(probe.world.belief.shape[-1])
-    prior = float(probe.world.prior)
+    prior_logodds = float(probe.world.prior)
     receiver = receiver or JSCCConfig(height=grid, width=grid, hidden=128)
     if (receiver.height, receiver.width) != (grid, grid):
         raise ValueError(
@@ -391,6 +497,13 @@ def online_receiver_config(
             f"scenario's {grid}x{grid}"
         )
     clip = receiver.clip
+    if prior is not None:
+        for key in ("height", "width", "clip"):
+            if getattr(prior, key) != getattr(receiver, key):
+                raise ValueError(
+                    f"prior.{key}={getattr(prior, key)!r} differs from receiver.{key}="
+                    f"{getattr(receiver, key)!r}; the prior must describe the receiver's maps"
+                )
     receiver_spec = RLModuleSpec(
         module_class=ReceiverRLModule,
         observation_space=gym.spaces.Box(-clip, clip, (grid, grid), np.float32),
@@ -402,10 +515,23 @@ def online_receiver_config(
                 "snr_range_db": [float(s) for s in snr_range_db],
                 "seed": seed,
                 "stat_momentum": stat_momentum,
-                "prior_logodds": prior,
+                "prior_logodds": prior_logodds,
+                "replay_maps": replay_maps,
             }
         },
     )
+    specs = {POLICY_MODULE_ID: RLModuleSpec(), RECEIVER_MODULE_ID: receiver_spec}
+    overrides = {RECEIVER_MODULE_ID: PPOConfig.overrides(lr=receiver_lr)}
+    if prior is not None:
+        from agentcomm.policies.online_diffusion_receiver import DiffusionPriorRLModule
+
+        specs[PRIOR_MODULE_ID] = RLModuleSpec(
+            module_class=DiffusionPriorRLModule,
+            observation_space=receiver_spec.observation_space,
+            action_space=receiver_spec.action_space,
+            model_config={"prior": {**prior.to_dict(), "seed": seed, "replay_maps": replay_maps}},
+        )
+        overrides[PRIOR_MODULE_ID] = PPOConfig.overrides(lr=prior_lr)
     config = gaussian_ppo_config(
         BeliefInfoMultiAgentEnv,
         env_config={**env_config, "env_id": env_id},
@@ -417,19 +543,10 @@ def online_receiver_config(
         config.multi_agent(
             # A list, not a set: the modules are built in this order whatever the
             # string hash (PYTHONHASHSEED) orders a set by.
-            policies=[POLICY_MODULE_ID, RECEIVER_MODULE_ID],
+            policies=list(specs),
             policy_mapping_fn=_policy_mapping,
-            algorithm_config_overrides_per_module={
-                RECEIVER_MODULE_ID: PPOConfig.overrides(lr=receiver_lr)
-            },
+            algorithm_config_overrides_per_module=overrides,
         )
-        .rl_module(
-            rl_module_spec=MultiRLModuleSpec(
-                rl_module_specs={
-                    POLICY_MODULE_ID: RLModuleSpec(),
-                    RECEIVER_MODULE_ID: receiver_spec,
-                }
-            )
-        )
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
         .learners(learner_class=ReceiverPPOTorchLearner)
     )
