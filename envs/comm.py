@@ -344,7 +344,10 @@ class CommStack:
                 payload if isinstance(payload, tuple) else (payload, torch.arange(m, device=dev))
             )
             cells, levels = self.codec.encode_cells(source, rows, plan.width, goal, prior)
-            carried = (plan.cols < count.unsqueeze(1)) & payload_ok.unsqueeze(1)
+            # The first ``count`` cells of a payload that arrived (none of a lost one): the
+            # delivery folded into the count, one [M, W] pass instead of two.
+            sent = torch.where(payload_ok, count, _constant(0, count.dtype, dev))
+            carried = plan.cols < sent.unsqueeze(1)
             bits = hdr_bits64 + pay_bits64
             delivered_bits = delivered_bits + torch.where(payload_ok, pay_bits64, zero)
             capacity = capacity + pay_cap

@@ -217,7 +217,7 @@ class CommWorld(ScenarioHooks):
         info.update(success=success, budget_cap=self.budget_cap, tx_power_dbm=self.tx_power)
         n, w = self.num_agents, cfg.team_reward_weight
         if w == 1.0:
-            rew = reward.unsqueeze(1).expand(-1, n).contiguous()
+            rew = torch.stack([reward] * n, dim=1)
         else:
             # Own shares (difference-reward style credit) against the same team total: the
             # shares sum to the team reward, so N * share has the team reward's scale.

@@ -186,3 +186,16 @@ def test_reset_exclusion_window_matches_the_whole_grid(radius, grid):
     gap = (world._cell_centres().view(1, -1, 1, 2) - pos.unsqueeze(1)).norm(dim=-1)
     expected = (gap <= radius + 0.5).any(-1)
     assert torch.equal(world._near_cells(pos), expected)
+
+
+@pytest.mark.parametrize("count", [7, 4096, 50_000])
+def test_large_gathers_equal_take(count):
+    # Above a size the grid stores gather by index_select on the flat view instead of take;
+    # the golden trajectories run too few worlds to reach that path.
+    from agentcomm.beliefs.grid import _take
+
+    gen = torch.Generator().manual_seed(count)
+    source = torch.randn(64, 4, 16, 16, generator=gen)[:, :3]  # not contiguous
+    index = torch.randint(0, source.numel(), (count // 7 + 1, 7), generator=gen)
+    assert torch.equal(_take(source, index), source.take(index))
+    assert torch.equal(_take(source.contiguous(), index), source.contiguous().take(index))

@@ -311,6 +311,19 @@ def _constant(value: float | int, dtype: torch.dtype, device: torch.device) -> t
     return torch.tensor(value, dtype=dtype, device=device)
 
 
+#: Index counts from which :func:`_take` gathers by ``index_select`` (below it: one ``take``).
+_TAKE_SELECT_MIN = 4096
+
+
+def _take(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``source.take(index)`` (flat row-major indices in ``[0, numel)``), the same values: a
+    large ``index`` gathers by ``index_select`` on the flat view, several times faster than
+    ``take`` on CPU; a small one keeps the single ``take`` op."""
+    if index.numel() < _TAKE_SELECT_MIN:
+        return source.take(index)
+    return source.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
+
+
 def _strip(coord: torch.Tensor, span: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One axis of the window around each agent (``coord [...]``: any leading shape, e.g.
     ``[B, N]`` for one axis or ``[B, N, 2]`` for both axes of a square grid; ``span [R]`` in

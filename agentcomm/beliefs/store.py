@@ -41,6 +41,7 @@ from agentcomm.beliefs.grid import (
     WindowObservation,
     _add_window_increment,
     _constant,
+    _take,
     entropy,
     kl_to_truth,
     sensor_increments,
@@ -174,7 +175,7 @@ def _put(grid: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch
     ``put_`` (the same values where indices are distinct; only a scratch element is
     written twice), ``put_`` otherwise, as it is about twice as fast on CPU."""
     if torch.are_deterministic_algorithms_enabled():
-        grid.view(-1).index_put_((index,), values)
+        grid.view(-1).index_put_((index.reshape(-1),), values.reshape(-1))
         return grid
     return grid.put_(index, values)
 
@@ -182,9 +183,10 @@ def _put(grid: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch
 def _with_scratch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """An uninitialized float32 tensor of ``shape`` with one scratch element after it in
     the same buffer (held as its ``_scratch`` attribute), for :func:`_put_where`."""
-    numel = math.prod(shape)
-    buffer = torch.empty(numel + 1, device=device)
-    grid = buffer[:numel].view(shape)
+    buffer = torch.empty(math.prod(shape) + 1, device=device)
+    # The leading cells as one contiguous view (one op, not a slice and a view).
+    strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
+    grid = buffer.as_strided(shape, strides)
     grid._scratch = buffer
     return grid
 
@@ -206,15 +208,17 @@ def _put_where(
     if buffer is not None and buffer.data_ptr() == grid.data_ptr():
         target = None if targets is None else targets.get(grid.numel())
         if target is None:
-            target = torch.where(where, index, _constant(grid.numel(), torch.long, grid.device))
+            # Flat (index_fill_ takes it as it is; put_ needs only its element count).
+            sink = _constant(grid.numel(), torch.long, grid.device)
+            target = torch.where(where, index, sink).view(-1)
             if targets is not None:
                 targets[grid.numel()] = target
         if torch.is_tensor(values):
             _put(buffer, target, values)
         else:
-            buffer.index_fill_(0, target.view(-1), values)
+            buffer.index_fill_(0, target, values)
         return grid
-    return _put(grid, index, torch.where(where, values, grid.take(index)))
+    return _put(grid, index, torch.where(where, values, _take(grid, index)))
 
 
 def _blocked_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -452,11 +456,11 @@ class LogOddsGridStore:
         if ex.cells is not None:
             row = env * self.num_agents + dst
             pos = (row * (self.grid * self.grid)).unsqueeze(1) + ex.cells
-            echo = self.fc_store.take(pos)
+            echo = _take(self.fc_store, pos)
             self._put_cells(self.fc_view, row, ex, ex.values)
             self._put_cells(self.fc_echo, row, ex, echo)
             if not self.derived:
-                fused = _rebase_logodds(ex.values, self.local.take(pos), echo).clamp_(-clip, clip)
+                fused = _rebase_logodds(ex.values, _take(self.local, pos), echo).clamp_(-clip, clip)
                 self._put_cells(self.belief, row, ex, fused)
             return
         take = ex.informative

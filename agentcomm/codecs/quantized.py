@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from agentcomm._checks import check_positive, check_range
+from agentcomm.beliefs.grid import _take
 from agentcomm.codecs.base import Codec, Message, Received
 from agentcomm.codecs.intent import intent_order, selection_order
 
@@ -71,7 +72,7 @@ class UniformQuantizer:
             tables[key] = self.dequantize(
                 torch.arange(self.levels, device=values.device), values.dtype
             )
-        return tables[key].take(index)
+        return _take(tables[key], index)
 
 
 #: :meth:`UniformQuantizer.reconstruct` tables the levels of up to 2**16.
@@ -184,7 +185,7 @@ class QuantizedCodec(Codec):
         prior: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         order = self._goal_order(goal, rows.shape[0], width, source.device)
-        values = source.take((rows * self.n).unsqueeze(1) + order)
+        values = _take(source, (rows * self.n).unsqueeze(1) + order)
         return order, self.quantizer.reconstruct(values)
 
     def _goal_order(

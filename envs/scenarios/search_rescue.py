@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agentcomm.beliefs.grid import _LN2
+from agentcomm.beliefs.grid import _LN2, _constant, _take
 from agentcomm.config import choices, rng
 
 from ..config import WorldConfig
@@ -221,7 +221,7 @@ class SearchRescue(CommWorld):
         kl = torch.div(softplus, _LN2, out=_with_scratch(tuple(softplus.shape), self.device))
         # [B, N, V] flat cells of the victims
         pos = self.beliefs.row_starts(self.num_agents) + self.victim_cell.unsqueeze(1)
-        occupied = _blocked_softplus(-self.belief.take(pos)) / _LN2
+        occupied = _blocked_softplus(-_take(self.belief, pos)) / _LN2
         _put_where(kl, pos, ~self.rescued.unsqueeze(1).expand(pos.shape), occupied)
         return kl.mean(dim=(-2, -1))
 
@@ -236,7 +236,7 @@ class SearchRescue(CommWorld):
         b, n, g = self.num_envs, self.num_agents, self.grid
         _, flat, inside = self._cell_window(self.pos, self._crop_offsets)
         prob = torch.sigmoid(self.belief.view(b, n, g * g).gather(2, flat))
-        crop = torch.where(inside, prob * 2 - 1, -1.0)
+        crop = torch.where(inside, prob * 2 - 1, _constant(-1.0, prob.dtype, self.device))
         frac = self.rescued.float().mean(1).view(b, 1, 1).expand(b, n, 1)
         return torch.cat([crop, frac * 2 - 1], dim=-1)
 
