@@ -1,8 +1,10 @@
-r"""Diffusion schedules and the DDPM / DDIM reverse steps, shared by every diffusion model.
+r"""Diffusion schedules, the DDPM / DDIM reverse steps and the rectified-flow steps, shared
+by every diffusion model.
 
-Both diffusion models of the project, the action policies (:mod:`agentcomm.policies.diffusion`)
-and the prior over belief maps (:mod:`agentcomm.decoders.prior`), take their schedules and
-their step equations from here.
+The diffusion models of the project, the action policies (:mod:`agentcomm.policies.diffusion`),
+the DDPM prior over belief maps (:mod:`agentcomm.decoders.prior`) and its few-step
+rectified-flow counterpart (:mod:`agentcomm.decoders.flow`), take their schedules and their
+step equations from here.
 
 Forward process (Ho et al., "Denoising Diffusion Probabilistic Models", NeurIPS 2020, eq. 4)
 with :math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)` from diffusers'
@@ -44,6 +46,38 @@ and diffusers' ``step`` takes one timestep for the whole batch); :func:`ddim_coe
 folds it into ``x_{t'} = c_0 \hat x_0 + c_t x_t`` for the policies, whose chains run at
 batch 1 where each tensor op costs more than its arithmetic. Tests check both against
 ``DDIMScheduler.step`` and against each other.
+
+Rectified flow (Liu et al., "Flow Straight and Fast", ICLR 2023; Lipman et al., "Flow
+Matching for Generative Modeling", ICLR 2023): the straight path from data to noise,
+:math:`\tau \in [0, 1]`,
+
+.. math::
+    x_\tau = (1 - \tau)\, x_0 + \tau\, \epsilon, \qquad
+    v = \frac{\mathrm d x_\tau}{\mathrm d\tau} = \epsilon - x_0,
+
+learned by regressing :math:`v_\theta(x_\tau, \tau)` on :math:`\epsilon - x_0`
+(:func:`flow_interpolate`). One network output gives both ends,
+:math:`\hat x_0 = \mathrm{clip}(x_\tau - \tau v_\theta, -1, 1)` and
+:math:`\hat\epsilon = (x_\tau - (1 - \tau)\hat x_0)/\tau` (re-derived from the
+clipped :math:`\hat x_0`, as for DDIM). The Euler step from :math:`\tau` to
+:math:`\tau' < \tau` (:func:`flow_step`, ``eta = 0``),
+
+.. math::
+    x_{\tau'} = x_\tau + (\tau' - \tau)\, v_\theta = (1 - \tau')\hat x_0 + \tau'\hat\epsilon,
+
+is the DDIM step of this path (:math:`\alpha_\tau = 1 - \tau`, :math:`\sigma_\tau = \tau`
+in place of :math:`\sqrt{\bar\alpha_t}`, :math:`\sqrt{1 - \bar\alpha_t}`). With noise
+(``eta > 0``) the step keeps the path's marginals and, at ``eta = 1``, is the Gaussian
+posterior :math:`q(x_{\tau'} \mid x_\tau, \hat x_0)` (ancestral sampling):
+
+.. math::
+    x_{\tau'} = (1 - \tau')\hat x_0 + \sqrt{\tau'^2 - s^2}\,\hat\epsilon + s z,\qquad
+    s = \eta\,\tau' \sqrt{1 - \Big(\frac{(1 - \tau)\,\tau'}{(1 - \tau')\,\tau}\Big)^2} .
+
+A point estimate :math:`\hat u = u + \sigma_e \epsilon` of a map matches the path at
+:math:`\tau^* = \sigma_e / (1 + \sigma_e)`, where :math:`\tau/(1 - \tau) = \sigma_e`:
+:math:`(1 - \tau^*)\hat u` has the law of :math:`x_{\tau^*}` (:func:`flow_start`; the
+analogue of the SNR-matched DDPM step, exact here since :math:`\tau` is continuous).
 """
 
 from __future__ import annotations
@@ -68,6 +102,12 @@ __all__ = [
     "ddpm_posterior",
     "ddpm_scheduler",
     "eps_from_prediction",
+    "flow_coefficients",
+    "flow_interpolate",
+    "flow_sigma",
+    "flow_start",
+    "flow_step",
+    "flow_timesteps",
 ]
 
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
@@ -232,3 +272,127 @@ def ddim_step(
         x0 = x0.clamp(-1.0, 1.0)
         eps = (x_t - a_t.sqrt() * x0) / (1.0 - a_t).sqrt()
     return a_p.sqrt() * x0 + (1.0 - a_p).sqrt() * eps, x0
+
+
+def flow_interpolate(
+    x0: torch.Tensor, noise: torch.Tensor, tau: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A point of the rectified-flow path and its velocity (module docstring).
+
+    Args:
+        x0: float ``[M, ...]``, clean samples.
+        noise: float ``[M, ...]``, :math:`\epsilon \sim \mathcal N(0, I)`.
+        tau: float ``[M]`` in ``[0, 1]``.
+    Returns:
+        ``(x_tau [M, ...], v [M, ...])``: :math:`(1 - \tau)x_0 + \tau\epsilon` and the
+        regression target :math:`\epsilon - x_0`.
+    """
+    t = tau.view(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)
+    return (1.0 - t) * x0 + t * noise, noise - x0
+
+
+def flow_timesteps(tau_start: torch.Tensor, steps: int) -> torch.Tensor:
+    r"""Per-sample Euler grids from ``tau_start`` down to 0, evenly spaced.
+
+    :math:`\tau_j = \tau_{start} (S - j) / S`, ``j = 0..S``.
+
+    Args:
+        tau_start: float ``[M]`` in ``(0, 1]``.
+        steps: ``S >= 1`` (network evaluations).
+    Returns:
+        float ``[S + 1, M]``, decreasing along the first axis, the last row 0.
+    """
+    check_range("steps", steps, 1, None)
+    j = torch.arange(steps, -1, -1, device=tau_start.device, dtype=tau_start.dtype)
+    return tau_start.unsqueeze(0) * (j / steps).unsqueeze(1)
+
+
+def flow_start(error_var: torch.Tensor, tau_max: float = 1.0) -> torch.Tensor:
+    r""":math:`\tau^* = \sigma_e / (1 + \sigma_e)`, the point of the path whose noise
+    matches an estimate's (module docstring).
+
+    Args:
+        error_var: float ``[M]``, :math:`\sigma_e^2 > 0` per estimate (normalized maps).
+        tau_max: upper bound of the result, in ``(0, 1]``.
+    Returns:
+        float ``[M]`` in ``(0, tau_max]``.
+    """
+    check_range("tau_max", tau_max, 0.0, 1.0, low_inclusive=False)
+    sigma = error_var.clamp_min(0.0).sqrt()
+    return (sigma / (1.0 + sigma)).clamp(max=tau_max)
+
+
+def flow_sigma(tau: torch.Tensor, tau_next: torch.Tensor, eta: float) -> torch.Tensor:
+    r"""The noise :math:`s` of the step from :math:`\tau` to :math:`\tau' < \tau`,
+    elementwise (module docstring; ``eta = 1``: the posterior :math:`q(x_{\tau'} \mid
+    x_\tau, x_0)`'s standard deviation, 0 when :math:`\tau' = 0`)."""
+    ratio = (1.0 - tau) * tau_next / ((1.0 - tau_next) * tau)
+    return eta * tau_next * (1.0 - ratio.square()).clamp_min(0.0).sqrt()
+
+
+def flow_coefficients(
+    tau: torch.Tensor, tau_next: torch.Tensor, eta: float = 0.0
+) -> dict[str, torch.Tensor]:
+    r"""The flow step of :func:`flow_step` folded into a few multiply-adds, elementwise.
+
+    With :math:`d = \sqrt{\tau'^2 - s^2}` and :math:`\hat\epsilon = (x_\tau - (1 - \tau)
+    \hat x_0)/\tau`, the step :math:`(1 - \tau')\hat x_0 + d\,\hat\epsilon + s z` is
+    ``coef_x0 * x0 + coef_x * x + noise * z``.
+
+    Args:
+        tau: float ``[...]`` in ``(0, 1]``.
+        tau_next: float ``[...]`` in ``[0, tau)``.
+        eta: step noise in ``[0, 1]``.
+    Returns:
+        ``coef_x0`` :math:`(1 - \tau') - d(1 - \tau)/\tau`, ``coef_x`` :math:`d/\tau`,
+        ``noise`` :math:`s` (:func:`flow_sigma`).
+    """
+    s = flow_sigma(tau, tau_next, eta)
+    d = (tau_next.square() - s.square()).clamp_min(0.0).sqrt()
+    return {"coef_x0": (1.0 - tau_next) - d * (1.0 - tau) / tau, "coef_x": d / tau, "noise": s}
+
+
+def flow_step(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    tau: torch.Tensor,
+    tau_next: torch.Tensor,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = True,
+    coefficients: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""One step of the rectified flow from :math:`\tau` to :math:`\tau'`, per sample.
+
+    ``eta = 0``: the Euler step :math:`x + (\tau' - \tau) v` with :math:`v` re-derived from
+    the clipped :math:`\hat x_0` (exactly the Euler step when nothing is clipped);
+    ``eta > 0``: the noisy step of the module docstring. Evaluated in the folded form of
+    :func:`flow_coefficients`.
+
+    Args:
+        x: float ``[M, ...]``, :math:`x_\tau`.
+        v: float ``[M, ...]``, the predicted velocity :math:`v_\theta(x_\tau, \tau)`.
+        tau: float ``[M]`` in ``(0, 1]``.
+        tau_next: float ``[M]`` in ``[0, tau)``.
+        eta: step noise in ``[0, 1]``.
+        generator: source of :math:`z`; required when ``eta > 0``.
+        clip_x0: clip :math:`\hat x_0` to ``[-1, 1]`` (the data range).
+        coefficients: :func:`flow_coefficients` of ``(tau, tau_next, eta)`` when the caller
+            has them already (a sampler computes every step's at once), each ``[M]``.
+    Returns:
+        ``(x_next [M, ...], x0_hat [M, ...])``.
+    """
+    if not 0.0 <= eta <= 1.0:
+        check_range("eta", eta, 0.0, 1.0)
+    if eta > 0 and generator is None:
+        raise ValueError(f"generator is None with eta={eta}: stochastic steps need one")
+    shape = (-1, *([1] * (x.dim() - 1)))
+    c = flow_coefficients(tau, tau_next, eta) if coefficients is None else coefficients
+    x0 = x - tau.view(shape).to(x.dtype) * v
+    if clip_x0:
+        x0 = x0.clamp(-1.0, 1.0)
+    out = c["coef_x0"].view(shape) * x0 + c["coef_x"].view(shape) * x
+    if eta > 0:
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        out = out + c["noise"].view(shape) * z
+    return out, x0

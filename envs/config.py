@@ -23,7 +23,7 @@ __all__ = ["ChannelConfig", "CommConfig", "SensingConfig", "WorldConfig"]
 CODECS = available_codecs()
 #: Codecs whose models are loaded from a decoder bundle (``codec_params["checkpoint"]`` or the
 #: shipped one for the payload shape).
-LEARNED_CODECS = ("jscc", "jscc+cddm", "jscc+diffcom")
+LEARNED_CODECS = ("jscc", "jscc+cddm", "jscc+diffcom", "jscc+flow")
 
 
 @dataclass

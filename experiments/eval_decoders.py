@@ -1,11 +1,13 @@
 """Evaluate the learned receivers against SNR and bandwidth, their latency and their task effect.
 
-Run (1 torch thread; the full run takes about 12 minutes, ``--quick`` under one)::
+Run (1 torch thread; the full run takes about 12 minutes plus part 4, not yet timed; ``--quick``
+about two; ``--robust-only`` runs part 4 alone)::
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --out runs/eval_decoders
     OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --quick --out /tmp/ev
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --quick --robust-only --out /tmp/ev
 
-Three parts, each a CSV (and PNG) under ``--out``:
+Four parts, each a CSV (and PNG) under ``--out``:
 
 1. ``recon.csv`` / ``recon_snr.png`` / ``recon_bw.png``: belief reconstruction on held-out
    SearchRescue-v0 expert rollouts (a seed used neither for training nor validation; each
@@ -22,8 +24,11 @@ Three parts, each a CSV (and PNG) under ``--out``:
      16-QAM at code rate 1/2, best of the two; a block error leaves the prior;
    * ``jscc``, ``jscc+cddm``, ``jscc+diffcom``: the bundle's codecs (one deterministic
      reconstruction each);
-   * ``diffusion``: ``jscc+cddm`` decoding to its posterior-mean belief
-     (``posterior_samples=8``, ``steps=3``, :mod:`agentcomm.decoders.posterior`);
+   * ``diffusion``: the few-step receiver ``jscc+flow`` decoding to its posterior-mean
+     belief (``posterior_samples=4``, ``steps=2``: 3 network calls,
+     :mod:`agentcomm.decoders.flow`, :mod:`agentcomm.decoders.posterior`);
+   * ``ddim_posterior``: the DDIM reference, ``jscc+cddm`` decoding to its posterior-mean
+     belief (``posterior_samples=8``, ``steps=3``);
    * ``send_nothing``: the receiver's prior alone.
 
    Metrics: ``mse`` of normalized log-odds ``clip(l, -6, 6)/6`` (multiply by 36 for
@@ -41,6 +46,25 @@ Three parts, each a CSV (and PNG) under ``--out``:
    ``jscc`` vs ``diffusion`` (and ``quantized`` for reference) at 38 channel uses and
    ``tx_power_dbm = 8`` (a mean peer-link SNR of about 2 dB, reported), ``--episodes``
    episodes each (one batch of worlds), Wilson 95% intervals.
+
+4. ``robust.csv``: receivers that do not know the SNR exactly or have no CSI, on the same
+   held-out maps at SNR 0 and 2.5 dB (below ``LOW_DB``), every ``k``, the encoder
+   conditioned on the true SNR. Scenarios: ``matched`` (AWGN and Rayleigh block, perfect
+   CSI, the receiver assumes the true SNR), ``mismatch`` (the same channels, the receiver
+   assumes the true SNR -5 dB and +5 dB), ``nocsi`` (Rayleigh block, ``csi="none"``, true
+   SNR assumed) and ``nocsi_mismatch`` (both). Receivers, each on the same channel output:
+
+   * ``jscc``: the JSCC decoder at the assumed SNR; without CSI it gets the unequalised
+     ``y`` and the assumed SNR for every symbol (it takes ``h = 1``);
+   * ``jscc_blind``: the JSCC decoder at the blind gain estimate (``jscc`` where CSI is given);
+   * ``jscc_est``: ``jscc_blind`` at the SNR estimated from the decoding residual;
+   * ``cddm``, ``diffcom``: the bundle's receivers at the assumed SNR (blind gain estimate
+     without CSI; :mod:`agentcomm.decoders.cddm`, :mod:`agentcomm.decoders.diffcom`);
+   * ``cddm_est``, ``diffcom_est``: the same with ``estimate_snr=True``.
+
+   ``diffusion`` in the RESULT keys of this part is ``diffcom_est`` (blind DiffCom with the
+   residual SNR estimate), ``jscc`` the plain JSCC decoder; ``dxent_*`` / ``dmse_*`` are the
+   degradations from ``matched`` (for ``nocsi``: from Rayleigh block with perfect CSI).
 
 The last line printed is ``RESULT key=value ...``.
 """
@@ -61,19 +85,36 @@ from agentcomm.codecs import make_codec, transmit
 from agentcomm.codecs.base import Received
 from agentcomm.decoders import default_bundle_dir, load_bundle
 from agentcomm.decoders.data import to_unit
+from agentcomm.decoders.diffcom import DiffComReceiver
 from agentcomm.decoders.posterior import cross_entropy_bits, reliability
 from agentcomm.experiments.execute import write_csv
 from agentcomm.experiments.threads import use_one_thread
 from agentcomm.policies.receiver_training import collect_env_beliefs
 
 CLIP = 6.0
-METHODS = ("raw", "quantized", "ldpc", "jscc", "jscc+cddm", "jscc+diffcom", "diffusion")
-#: The posterior-mean receiver: ``jscc+cddm`` with these codec parameters.
-DIFFUSION = {"posterior_samples": 8, "steps": 3}
+METHODS = (
+    "raw",
+    "quantized",
+    "ldpc",
+    "jscc",
+    "jscc+cddm",
+    "jscc+diffcom",
+    "diffusion",
+    "ddim_posterior",
+)
+#: The posterior-mean receiver: the few-step flow codec with these parameters.
+DIFFUSION_CODEC = "jscc+flow"
+DIFFUSION = {"posterior_samples": 4, "steps": 2}
+#: The DDIM reference: ``jscc+cddm`` decoding to its posterior mean with these parameters.
+DDIM_POSTERIOR = {"posterior_samples": 8, "steps": 3}
 #: Transmit power (dBm) of the task runs: a mean peer-link SNR of 0-5 dB on SearchRescue-v0.
 TASK_POWER_DBM = 8.0
 TASK_BUDGET = 38
 LOW_DB = 5.0
+#: True SNRs (dB) of the robustness part, and the receivers' assumption errors (dB).
+ROBUST_SNRS = (0.0, 2.5)
+MISMATCH_DB = (-5.0, 5.0)
+ROBUST_RECEIVERS = ("jscc", "jscc_blind", "jscc_est", "cddm", "cddm_est", "diffcom", "diffcom_est")
 
 
 def metrics(est: torch.Tensor, sent: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -176,7 +217,10 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> tuple[
         name: make_codec(name, (16, 16), checkpoint=bundle_dir)
         for name in ("jscc", "jscc+cddm", "jscc+diffcom")
     }
-    codecs["diffusion"] = make_codec("jscc+cddm", (16, 16), checkpoint=bundle_dir, **DIFFUSION)
+    codecs["diffusion"] = make_codec(DIFFUSION_CODEC, (16, 16), checkpoint=bundle_dir, **DIFFUSION)
+    codecs["ddim_posterior"] = make_codec(
+        "jscc+cddm", (16, 16), checkpoint=bundle_dir, **DDIM_POSTERIOR
+    )
     low = {"jscc": [], "diffusion": [], "truth": []}
     rows = []
     channels = (
@@ -224,6 +268,116 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> tuple[
     return rows, {key: torch.cat(v) for key, v in low.items()}
 
 
+def robust_receivers(bundle, k: int) -> dict:
+    """``{name: (channel output, true SNR, assumed SNR) -> log-odds}`` of part 4 for ``k``."""
+    model, cddm = bundle.jscc[k], bundle.cddm[k]
+    cddm_est = cddm.options(estimate_snr=True)
+    diffcom = bundle.diffcom(k)
+    diffcom_est = DiffComReceiver(
+        model, bundle.prior, steps=diffcom.steps, zeta=diffcom.zeta, start=cddm_est
+    )
+    return {
+        "jscc": lambda out, snr, assumed: model.decode(out, assumed),
+        "jscc_blind": lambda out, snr, assumed: model.decode(
+            cddm.receiver_output(out, assumed, snr)
+        ),
+        "jscc_est": lambda out, snr, assumed: model.decode(
+            cddm_est.receiver_output(out, assumed, snr)
+        ),
+        "cddm": lambda out, snr, assumed: cddm.decode(out, assumed, snr),
+        "cddm_est": lambda out, snr, assumed: cddm_est.decode(out, assumed, snr),
+        "diffcom": lambda out, snr, assumed: diffcom.decode(out, snr, assumed_snr_db=assumed),
+        "diffcom_est": lambda out, snr, assumed: diffcom_est.decode(
+            out, snr, assumed_snr_db=assumed
+        ),
+    }
+
+
+def robustness(bundle, maps, truth, out_dir: Path, seed: int) -> list[dict]:
+    """Rows of ``robust.csv`` (module docstring, part 4): every receiver on the same channel
+    output per scenario, ``k`` and SNR."""
+    scenarios = [("matched", ch, 0.0) for ch in ("awgn", "rayleigh_block")]
+    scenarios += [("mismatch", ch, d) for ch in ("awgn", "rayleigh_block") for d in MISMATCH_DB]
+    scenarios += [("nocsi", "rayleigh_block_nocsi", 0.0)]
+    scenarios += [("nocsi_mismatch", "rayleigh_block_nocsi", d) for d in MISMATCH_DB]
+    channels = {
+        "awgn": AWGN(),
+        "rayleigh_block": RayleighBlockFading(),
+        "rayleigh_block_nocsi": RayleighBlockFading(csi="none"),
+    }
+    rows = []
+    for k in bundle.channel_uses:
+        model = bundle.jscc[k]
+        rx = robust_receivers(bundle, k)
+        for snr in ROBUST_SNRS:
+            with torch.no_grad():
+                z = model.encode(maps, snr)
+            for scenario, ch_name, offset in scenarios:
+                # The same channel realization for every scenario of a (k, SNR, channel).
+                g = torch.Generator().manual_seed(seed + 7 + k + int(snr * 10))
+                out = channels[ch_name].apply(z, snr, g)
+                assumed = snr + offset
+                for name, fn in rx.items():
+                    with torch.no_grad():
+                        est = fn(out, snr, assumed)
+                    row = {
+                        "scenario": scenario,
+                        "channel": ch_name,
+                        "csi": "none" if ch_name.endswith("nocsi") else "perfect",
+                        "snr_db": snr,
+                        "assumed_snr_db": assumed,
+                        "offset_db": offset,
+                        "k": k,
+                        "receiver": name,
+                    }
+                    row.update(metrics(est, maps, truth))
+                    rows.append(row)
+                print(
+                    f"robust {scenario:14s} {ch_name:20s} k={k:3d} snr={snr:4.1f} "
+                    f"assumed={assumed:5.1f} "
+                    + " ".join(
+                        f"{r['receiver']}={r['mse']:.4f}/{r['xent_bits']:.4f}"
+                        for r in rows[-len(rx) :]
+                    ),
+                    flush=True,
+                )
+    write_csv(out_dir / "robust.csv", rows)
+    return rows
+
+
+def robust_summary(rows: list[dict]) -> dict[str, str]:
+    """RESULT keys of the robustness part (module docstring, part 4)."""
+
+    def mean(receiver: str, metric: str, scenario: str, channel: str | None = None) -> float:
+        sel = [
+            r[metric]
+            for r in rows
+            if r["receiver"] == receiver
+            and r["scenario"] == scenario
+            and (channel is None or r["channel"] == channel)
+        ]
+        return sum(sel) / len(sel)
+
+    result = {}
+    labels = {"jscc": "jscc", "diffusion": "diffcom_est"}
+    labels.update({r: r for r in ROBUST_RECEIVERS if r != "jscc"})
+    for label, receiver in labels.items():
+        for metric, short in (("xent_bits", "xent"), ("mse", "mse")):
+            matched = mean(receiver, metric, "matched")
+            mismatch = mean(receiver, metric, "mismatch")
+            matched_ray = mean(receiver, metric, "matched", "rayleigh_block")
+            nocsi = mean(receiver, metric, "nocsi")
+            nocsi_mm = mean(receiver, metric, "nocsi_mismatch")
+            result[f"{short}_{label}_matched_low"] = f"{matched:.5f}"
+            result[f"{short}_{label}_mismatch_low"] = f"{mismatch:.5f}"
+            result[f"{short}_{label}_nocsi_low"] = f"{nocsi:.5f}"
+            result[f"{short}_{label}_nocsi_mismatch_low"] = f"{nocsi_mm:.5f}"
+            result[f"d{short}_{label}_mismatch"] = f"{mismatch - matched:.5f}"
+            result[f"d{short}_{label}_nocsi"] = f"{nocsi - matched_ray:.5f}"
+            result[f"d{short}_{label}_nocsi_mismatch"] = f"{nocsi_mm - matched_ray:.5f}"
+    return result
+
+
 def count_calls(modules: dict[str, torch.nn.Module], fn, *args) -> int:
     """Forward calls of ``modules`` (top-level networks) during ``fn(*args)``."""
     calls = [0]
@@ -244,19 +398,28 @@ def latency(bundle, reps: int) -> list[dict]:
     k = sorted(bundle.channel_uses)[len(bundle.channel_uses) // 2]
     model = bundle.jscc[k]
     cddm = bundle.cddm[k]
-    diffusion = type(cddm)(
-        cddm.jscc, cddm.prior, cddm.snr_grid_db, cddm.error_var_table, DIFFUSION["steps"]
+    ddim = type(cddm)(
+        cddm.jscc, cddm.prior, cddm.snr_grid_db, cddm.error_var_table, DDIM_POSTERIOR["steps"]
     )
-    s = DIFFUSION["posterior_samples"]
+    flow = bundle.flow_receiver(k, DIFFUSION["steps"])
+    s, s_ddim = DIFFUSION["posterior_samples"], DDIM_POSTERIOR["posterior_samples"]
     rx = {
         "jscc": lambda out, snr: model.decode(out),
         "jscc+cddm": lambda out, snr: cddm.decode(out),
         "jscc+diffcom": lambda out, snr: bundle.diffcom(k).decode(out, snr),
         "diffusion": lambda out, snr: (
-            diffusion.sample(out, s, torch.Generator().manual_seed(1)).sigmoid().mean(1)
+            flow.sample(out, s, torch.Generator().manual_seed(1)).sigmoid().mean(1)
+        ),
+        "ddim_posterior": lambda out, snr: (
+            ddim.sample(out, s_ddim, torch.Generator().manual_seed(1)).sigmoid().mean(1)
         ),
     }
-    nets = {"encoder": model.encoder, "decoder": model.decoder, "prior": bundle.prior.net}
+    nets = {
+        "encoder": model.encoder,
+        "decoder": model.decoder,
+        "prior": bundle.prior.net,
+        "flow": bundle.flow.net,
+    }
     maps = collect_env_beliefs("SearchRescue-v0", 16, 4, seed=4242).logodds
     rows = []
     for batch in (1, 64):
@@ -278,7 +441,7 @@ def latency(bundle, reps: int) -> list[dict]:
                     "receiver": name,
                     "k": k,
                     "batch": batch,
-                    "samples": s if name == "diffusion" else 1,
+                    "samples": {"diffusion": s, "ddim_posterior": s_ddim}.get(name, 1),
                     "network_calls": calls,
                     "ms_per_batch": 1e3 * med,
                     "ms_per_message": 1e3 * med / batch,
@@ -298,7 +461,7 @@ def task(bundle_dir, episodes: int, seed: int) -> list[dict]:
     settings = (
         ("quantized", "quantized", {}),
         ("jscc", "jscc", {"checkpoint": str(bundle_dir)}),
-        ("diffusion", "jscc+cddm", {"checkpoint": str(bundle_dir), **DIFFUSION}),
+        ("diffusion", DIFFUSION_CODEC, {"checkpoint": str(bundle_dir), **DIFFUSION}),
     )
     rows = []
     for label, codec, params in settings:
@@ -446,6 +609,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, help="episodes per task setting (default 100)")
     parser.add_argument("--no-task", action="store_true", help="skip the task evaluation")
     parser.add_argument("--seed", type=int, default=20_000)
+    parser.add_argument(
+        "--robust-only",
+        action="store_true",
+        help="only the SNR-mismatch / no-CSI part (robust.csv and its RESULT keys)",
+    )
     args = parser.parse_args()
     use_one_thread(override=False)
     out_dir = Path(args.out)
@@ -459,6 +627,12 @@ def main() -> None:
     prior = math.log(3 / 253)  # SearchRescue-v0's prior log-odds: p0 = 3 victims / 256 cells
     snrs = [0.0, 5.0, 10.0, 20.0] if args.quick else [0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0]
     print(f"{maps.shape[0]} test maps; bundle {bundle_dir} k={bundle.channel_uses}", flush=True)
+    robust_rows = robustness(bundle, maps, truth, out_dir, args.seed)
+    robust = robust_summary(robust_rows)
+    robust["robust_maps"] = str(maps.shape[0])
+    if args.robust_only:
+        print("RESULT " + " ".join(f"{k}={v}" for k, v in robust.items()))
+        return
     rows, low = recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, args.seed)
     reliability_plot(low, out_dir)
 
@@ -477,7 +651,9 @@ def main() -> None:
         task_rows = task(bundle_dir, episodes, args.seed)
         write_csv(out_dir / "task.csv", task_rows)
     plots(rows, task_rows, out_dir, bundle.channel_uses)
-    print("RESULT " + " ".join(f"{k}={v}" for k, v in summary(rows, lat, task_rows).items()))
+    result = summary(rows, lat, task_rows)
+    result.update(robust)
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
 
 
 def summary(rows: list[dict], lat: list[dict], task_rows: list[dict]) -> dict[str, str]:
@@ -488,6 +664,7 @@ def summary(rows: list[dict], lat: list[dict], task_rows: list[dict]) -> dict[st
         return sum(sel) / len(sel)
 
     diff = {r["batch"]: r for r in lat if r["receiver"] == "diffusion"}
+    ddim = {r["batch"]: r for r in lat if r["receiver"] == "ddim_posterior"}
     result = {
         "xent_jscc_low": f"{low_mean('jscc', 'xent_bits'):.5f}",
         "xent_diffusion_low": f"{low_mean('diffusion', 'xent_bits'):.5f}",
@@ -497,6 +674,9 @@ def summary(rows: list[dict], lat: list[dict], task_rows: list[dict]) -> dict[st
         "mse_diffusion_mean_low": f"{low_mean('diffusion', 'mse'):.5f}",
         "mse_cddm_sample_low": f"{low_mean('jscc+cddm', 'mse'):.5f}",
         "mse_send_nothing": f"{low_mean('send_nothing', 'mse'):.5f}",
+        "xent_ddim_posterior_low": f"{low_mean('ddim_posterior', 'xent_bits'):.5f}",
+        "mse_ddim_posterior_low": f"{low_mean('ddim_posterior', 'mse'):.5f}",
+        "latency_ms_b1_ddim_posterior": f"{ddim[1]['ms_per_message']:.3f}",
         "posterior_samples": str(DIFFUSION["posterior_samples"]),
         "calls_per_message": str(diff[1]["network_calls"]),
         "latency_ms_b1": f"{diff[1]['ms_per_message']:.3f}",

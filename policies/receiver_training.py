@@ -1,12 +1,17 @@
 r"""Offline training of the learned receivers with Ray Train, on data from the environments.
 
 One command trains everything a :class:`~agentcomm.decoders.bundle.DecoderBundle`
-holds, from expert rollouts of a batched environment:
+holds, from rollouts of a batched environment:
 
-1. every worker collects its own belief maps (:func:`collect_env_beliefs`, seed
-   ``seed + rank``);
-2. the diffusion prior (:func:`~agentcomm.decoders.prior.train_prior`), then one JSCC
-   per ``k`` in ``channel_uses`` (:func:`~agentcomm.decoders.jscc.train_jscc`),
+1. every worker collects its own belief maps (seed ``seed + rank``):
+   ``data_source="payloads"`` gathers the maps that are actually put on the air
+   (:func:`collect_payload_maps`: own evidence, fused beliefs and the fusion centre's map,
+   as each coordination mode sends them, at every step of episodes under every actor of
+   ``data_actors``, mode of ``data_modes`` and budget of ``data_budget_levels``);
+   ``"beliefs"`` the fused beliefs of expert rollouts (:func:`collect_env_beliefs`);
+2. the diffusion prior (:func:`~agentcomm.decoders.prior.train_prior`), the rectified-flow
+   prior (:func:`~agentcomm.decoders.flow.train_flow`, unless ``flow_steps = 0``), then
+   one JSCC per ``k`` in ``channel_uses`` (:func:`~agentcomm.decoders.jscc.train_jscc`),
    data-parallel: gradients are averaged across workers after every backward pass;
 3. rank 0 collects a *validation* split (another seed), calibrates each CDDM receiver
    on it (so loading needs no recalibration) and picks the DiffCom guidance step
@@ -51,16 +56,20 @@ from agentcomm.channels import AWGN, make_channel
 from agentcomm.config import Config, choices, rng
 from agentcomm.decoders.bundle import DecoderBundle
 from agentcomm.decoders.cddm import CDDMReceiver
-from agentcomm.decoders.data import BeliefMaps
+from agentcomm.decoders.data import BeliefMaps, to_unit
 from agentcomm.decoders.diffcom import select_zeta
+from agentcomm.decoders.flow import MAX_STEPS, FlowConfig, FlowPrior, train_flow
 from agentcomm.decoders.jscc import JSCC, JSCCConfig, train_jscc
 from agentcomm.decoders.prior import DiffusionPrior, PriorConfig, train_prior
 from agentcomm.envs import env_class, make_vec
 from agentcomm.envs.experts import expert_actions
+from agentcomm.policies.evaluate import load_actor
 
 __all__ = [
     "DecoderTrainConfig",
     "collect_env_beliefs",
+    "collect_payload_maps",
+    "collect_training_maps",
     "plot_losses",
     "train_decoders",
 ]
@@ -77,9 +86,30 @@ class DecoderTrainConfig(Config):
     num_envs: int = field(default=64, metadata=rng(1, 1_000_000))
     """Parallel worlds per worker during data collection."""
     rollout_steps: int = field(default=300, metadata=rng(1, 1_000_000))
-    """Environment steps per worker; maps = steps x num_envs x agents."""
+    """Environment steps per worker (``"payloads"``: per actor and mode); maps = steps x
+    num_envs x agents (``"payloads"``: x the messages of each mode)."""
     val_rollout_steps: int = field(default=40, metadata=rng(1, 1_000_000))
     """Steps of the validation rollout (rank 0, separate seed)."""
+    data_source: str = field(default="beliefs", metadata=choices("beliefs", "payloads"))
+    """``"beliefs"``: every agent's fused belief under the expert (:func:`collect_env_beliefs`);
+    ``"payloads"``: the maps put on the air (:func:`collect_payload_maps`) under each actor,
+    mode and budget below."""
+    data_actors: tuple[str, ...] = ("expert",)
+    """Actors of the ``"payloads"`` rollouts (:func:`agentcomm.policies.evaluate.load_actor`
+    names: ``"expert"``, ``"shipped:NAME"``); a policy runs in the scenario config it was
+    trained in (its checkpoint's ``env_config``) under ``env_overrides``."""
+    data_modes: tuple[str, ...] = ("distributed",)
+    """Coordination modes (``comm.mode``) of the ``"payloads"`` rollouts."""
+    data_budget_levels: tuple[int, ...] = (64,)
+    """Per-episode budget caps of the ``"payloads"`` rollouts (``comm.budget_levels``)."""
+    flow_hidden: int = field(default=128, metadata=rng(1, 65536))
+    flow_depth: int = field(default=3, metadata=rng(1, 64))
+    flow_steps: int = field(default=3000, metadata=rng(0, 10_000_000))
+    """Optimizer steps of the rectified-flow prior; 0: no flow in the bundle."""
+    flow_batch: int = field(default=256, metadata=rng(1, 1_000_000))
+    flow_lr: float = field(default=1e-3, metadata=rng(0.0, 1.0, low_inclusive=False))
+    flow_sample_steps: int = field(default=2, metadata=rng(1, MAX_STEPS))
+    """Euler steps of the ``jscc+flow`` receiver (with the JSCC decoder: steps + 1 calls)."""
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
     channel_uses: tuple[int, ...] = (16, 32, 64)
     """One JSCC model per value (complex channel uses per message)."""
@@ -140,6 +170,21 @@ class DecoderTrainConfig(Config):
             )
         if not self.zeta_snr_db:
             raise ValueError(f"{prefix}zeta_snr_db must hold at least one SNR (dB)")
+        for key in ("data_actors", "data_modes", "data_budget_levels"):
+            if not getattr(self, key):
+                raise ValueError(f"{prefix}{key}=() is not allowed; expected at least one value")
+        bad = [m for m in self.data_modes if m not in ("distributed", "centralized", "hybrid")]
+        if bad:
+            raise ValueError(
+                f"{prefix}data_modes={self.data_modes!r} is not allowed; each must be one of "
+                "'distributed', 'centralized', 'hybrid'"
+            )
+        if any(
+            isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in self.data_budget_levels
+        ):
+            raise ValueError(
+                f"{prefix}data_budget_levels={self.data_budget_levels!r} must hold ints >= 0"
+            )
 
 
 def _data_parallel(module: nn.Module) -> nn.Module:
@@ -196,6 +241,138 @@ def collect_env_beliefs(
     return BeliefMaps(logodds=torch.cat(logodds), truth=torch.cat(truth).bool())
 
 
+def _payloads(world: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every map the world's belief store would put on the air now: float32 ``[D, H, W]``
+    and the world of each, long ``[D]``.
+
+    Peer messages (``distributed``, ``hybrid``): each agent's peer payload (own evidence under
+    ``latest`` fusion, else its fused belief); uplinks (``centralized``, ``hybrid``): each
+    agent's own evidence, unless the peer payload already is that; downlinks
+    (``centralized``, ``hybrid``): the fusion centre's map. Ordered world by world within
+    each kind.
+    """
+    store = world.beliefs
+    mode = world.config.comm.mode
+    b, n = world.num_envs, world.num_agents
+    env = torch.arange(b, device=world.device).repeat_interleave(n)
+    src = torch.arange(n, device=world.device).repeat(b)
+    maps, worlds = [], []
+    if mode != "centralized":
+        grid, rows = store.peer_payload(env, src)
+        maps.append(grid[rows])
+        worlds.append(env)
+    if mode != "distributed":
+        if not (mode == "hybrid" and store.keeps_copies):
+            grid, rows = store.uplink_payload(env, src)
+            maps.append(grid[rows])
+            worlds.append(env)
+        maps.append(store.centre_payload())
+        worlds.append(torch.arange(b, device=world.device))
+    return torch.cat(maps).float(), torch.cat(worlds)
+
+
+def collect_payload_maps(
+    env_id: str,
+    num_envs: int,
+    steps: int,
+    seed: int,
+    actor: str = "expert",
+    **overrides: Any,
+) -> BeliefMaps:
+    """The maps put on the air at every step of rollouts under one actor, with their truth.
+
+    After each step the payloads of every message kind of the world's coordination mode
+    (:func:`_payloads`) are kept with the true map of their world (``world.true_map()``);
+    finished worlds are reset in place, so the data covers whole episodes, every step.
+
+    Args:
+        env_id: a grid-belief scenario, e.g. ``"SearchRescue-v0"``.
+        num_envs: parallel worlds ``B``.
+        steps: environment steps ``T``.
+        seed: seeds the world's generator and the actor's.
+        actor: a :func:`~agentcomm.policies.evaluate.load_actor` name (``"expert"``,
+            ``"shipped:NAME"``, a policy folder); a learned policy runs in the scenario
+            config recorded with it, updated by ``overrides``.
+        **overrides: scenario config overrides, as for :func:`agentcomm.make_vec`.
+    Returns:
+        :class:`BeliefMaps`, ordered by step, then message kind, then world and agent.
+    """
+    check_range("num_envs", num_envs, 1, None)
+    check_range("steps", steps, 1, None)
+    gen = torch.Generator().manual_seed(int(seed))
+    act, meta = load_actor(actor, generator=gen)
+    config = _merge(dict(meta.get("env_config") or {}), overrides)
+    world = make_vec(env_id, num_envs=num_envs, seed=int(seed), **config)
+    if world.belief_kind != "grid":
+        raise ValueError(
+            f"env_id={env_id!r} has belief_kind={world.belief_kind!r}; "
+            "collect_payload_maps needs a grid-belief scenario"
+        )
+    obs = world.reset(seed=int(seed))
+    logodds, truth = [], []
+    with torch.no_grad():
+        for _ in range(steps):
+            obs, _, terminated, truncated, _ = world.step(act(world, obs))
+            maps, worlds = _payloads(world)
+            logodds.append(maps.clone())
+            truth.append(world.true_map()[worlds])
+            done = terminated | truncated
+            if bool(done.any()):
+                world.reset_at(done)
+                obs = world.observation()
+    return BeliefMaps(logodds=torch.cat(logodds), truth=torch.cat(truth).bool())
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``over``, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def collect_training_maps(cfg: DecoderTrainConfig, steps: int, seed: int) -> BeliefMaps:
+    """The training (or validation) maps of a config: :func:`collect_env_beliefs` for
+    ``data_source="beliefs"``; for ``"payloads"`` :func:`collect_payload_maps` under every
+    actor and coordination mode of the config (budgets drawn per episode from
+    ``data_budget_levels``), ``steps`` steps each, each pair on its own seed."""
+    if cfg.data_source == "beliefs":
+        return collect_env_beliefs(cfg.env_id, cfg.num_envs, steps, seed, **cfg.env_overrides)
+    levels = tuple(sorted(cfg.data_budget_levels))
+    parts = []
+    for i, actor in enumerate(cfg.data_actors):
+        for j, mode in enumerate(cfg.data_modes):
+            comm = {"mode": mode, "budget": max(levels)}
+            if len(levels) > 1:
+                comm["budget_levels"] = levels
+            over = _merge(cfg.env_overrides, {"comm": comm})
+            parts.append(
+                collect_payload_maps(
+                    cfg.env_id, cfg.num_envs, steps, seed + 7 * i + 101 * j, actor, **over
+                )
+            )
+    return BeliefMaps(
+        logodds=torch.cat([p.logodds for p in parts]), truth=torch.cat([p.truth for p in parts])
+    )
+
+
+def _unit_stats(maps: torch.Tensor, clip: float) -> tuple[float, float]:
+    """Mean and standard deviation of the normalized cells of ``maps [D, H, W]`` over every
+    worker's data (the flow's preconditioning constants, the same on every worker)."""
+    import torch.distributed as dist
+
+    u = to_unit(maps, clip).double()
+    sums = torch.stack([u.sum(), u.square().sum(), torch.tensor(float(u.numel()), device=u.device)])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    mean = float(sums[0] / sums[2])
+    var = max(float(sums[1] / sums[2]) - mean**2, 1e-8)
+    return round(mean, 6), round(var**0.5, 6)
+
+
 def _logodds_clip(cfg: DecoderTrainConfig) -> float:
     """The environment's log-odds bound ``L`` (``comm.logodds_clip``) under the overrides."""
     return float(env_class(cfg.env_id).config_cls.from_dict(cfg.env_overrides).comm.logodds_clip)
@@ -217,9 +394,7 @@ def _train_loop(raw: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[train-decoder {time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
 
-    data = collect_env_beliefs(
-        cfg.env_id, cfg.num_envs, cfg.rollout_steps, cfg.seed + rank, **cfg.env_overrides
-    )
+    data = collect_training_maps(cfg, cfg.rollout_steps, cfg.seed + rank)
     maps = data.logodds.to(device)
     d, h, w = maps.shape
     clip = _logodds_clip(cfg)
@@ -250,6 +425,31 @@ def _train_loop(raw: dict[str, Any]) -> None:
         progress=progress("prior", cfg.prior_steps),
         parallel=_data_parallel,
     )
+    flow = None
+    if cfg.flow_steps > 0:
+        mean, std = _unit_stats(maps, clip)
+        torch.manual_seed(cfg.seed + 1)
+        flow = FlowPrior(
+            FlowConfig(
+                height=h,
+                width=w,
+                clip=clip,
+                hidden=cfg.flow_hidden,
+                depth=cfg.flow_depth,
+                data_mean=mean,
+                data_std=std,
+            )
+        ).to(device)
+        train_flow(
+            flow,
+            maps,
+            generator,
+            steps=cfg.flow_steps,
+            batch_size=cfg.flow_batch,
+            lr=cfg.flow_lr,
+            progress=progress("flow", cfg.flow_steps),
+            parallel=_data_parallel,
+        )
     channel = make_channel(cfg.train_channel, csi="perfect")
     models = {}
     for k in sorted(cfg.channel_uses):
@@ -282,9 +482,8 @@ def _train_loop(raw: dict[str, Any]) -> None:
         return
     # --- rank 0: validation split, CDDM calibration, zeta selection, save
     prior, models = prior.cpu(), {k: m.cpu() for k, m in models.items()}
-    val = collect_env_beliefs(
-        cfg.env_id, cfg.num_envs, cfg.val_rollout_steps, cfg.seed + 1_000_003, **cfg.env_overrides
-    ).logodds
+    flow = None if flow is None else flow.cpu()
+    val = collect_training_maps(cfg, cfg.val_rollout_steps, cfg.seed + 1_000_003).logodds
     vgen = torch.Generator().manual_seed(cfg.seed + 17)
     perm = torch.randperm(val.shape[0], generator=vgen)
     val_zeta = val[perm[: cfg.zeta_maps]]
@@ -310,6 +509,8 @@ def _train_loop(raw: dict[str, Any]) -> None:
         cddm=cddm,
         zeta=zeta,
         diffcom_steps=cfg.diffcom_steps,
+        flow=flow,
+        flow_steps=cfg.flow_sample_steps,
         info={
             "env_id": cfg.env_id,
             "train_maps_per_worker": d,

@@ -33,6 +33,7 @@ _REGISTRY: dict[str, type[Codec] | str] = {
     "jscc": "agentcomm.decoders.codec:JSCCCodec",
     "jscc+cddm": "agentcomm.decoders.codec:JSCCCDDMCodec",
     "jscc+diffcom": "agentcomm.decoders.codec:JSCCDiffComCodec",
+    "jscc+flow": "agentcomm.decoders.codec:JSCCFlowCodec",
 }
 
 

@@ -4,6 +4,8 @@
 * :mod:`~agentcomm.decoders.jscc`: SNR-adaptive deep JSCC encoder/decoder, training, checkpoints.
 * :mod:`~agentcomm.decoders.prior`: a DDPM prior over belief maps, sampled with the per-map
   DDIM step of :mod:`agentcomm.diffusion`.
+* :mod:`~agentcomm.decoders.flow`: a few-step rectified-flow prior over belief maps (its steps
+  in :mod:`agentcomm.diffusion`) and the receiver that samples it from the SNR-matched point.
 * :mod:`~agentcomm.decoders.optimize`: the optimisation loop both models train with
   (data-parallel through a wrapper such as Ray Train's ``prepare_model``).
 * :mod:`~agentcomm.decoders.cddm`: receiver A, denoising from the SNR-matched step (CDDM).
@@ -12,7 +14,8 @@
   scores against the true occupancy (cross-entropy, reliability diagram).
 * :mod:`~agentcomm.decoders.bundle`: a trained set (prior + JSCC per budget + calibration) on
   disk, and the bundles shipped in ``agentcomm/models/decoders/``.
-* :mod:`~agentcomm.decoders.codec`: the ``"jscc"``, ``"jscc+cddm"`` and ``"jscc+diffcom"`` codecs,
+* :mod:`~agentcomm.decoders.codec`: the ``"jscc"``, ``"jscc+cddm"``, ``"jscc+diffcom"`` and
+  ``"jscc+flow"`` codecs,
   registered with :func:`agentcomm.codecs.register_codec` when this package is imported.
 * :mod:`~agentcomm.decoders.cli`: ``agentcomm train-decoder``, offline training with Ray Train
   on environment rollouts; the training itself lives above the communication stack, in
@@ -27,6 +30,7 @@ from agentcomm.decoders.codec import (
     JSCCCDDMCodec,
     JSCCCodec,
     JSCCDiffComCodec,
+    JSCCFlowCodec,
     register_decoder_codecs,
 )
 from agentcomm.decoders.data import (
@@ -39,6 +43,7 @@ from agentcomm.decoders.data import (
     to_unit,
 )
 from agentcomm.decoders.diffcom import DiffComReceiver, select_zeta
+from agentcomm.decoders.flow import FlowConfig, FlowPrior, FlowReceiver, train_flow
 from agentcomm.decoders.jscc import (
     JSCC,
     JSCCConfig,
@@ -69,6 +74,10 @@ __all__ = [
     "JSCCCodec",
     "JSCCConfig",
     "JSCCDiffComCodec",
+    "JSCCFlowCodec",
+    "FlowConfig",
+    "FlowPrior",
+    "FlowReceiver",
     "PosteriorBelief",
     "PriorConfig",
     "ddim_step",
@@ -88,6 +97,7 @@ __all__ = [
     "select_zeta",
     "simulate_belief_maps",
     "to_unit",
+    "train_flow",
     "train_jscc",
     "train_prior",
 ]

@@ -3,8 +3,9 @@ r"""A trained set of learned receivers on disk: one prior, JSCC models at severa
 A JSCC model sends a fixed number ``k`` of complex symbols, so one model serves
 one budget. A *bundle* holds a model per ``k`` (e.g. 16, 32 and 64 channel
 uses), the diffusion prior they share, each model's CDDM calibration table and
-the DiffCom guidance step ``zeta`` chosen on validation data, so that loading
-needs neither data nor recalibration. Budget rule
+the DiffCom guidance step ``zeta`` chosen on validation data and, optionally, a
+few-step rectified-flow prior (:mod:`agentcomm.decoders.flow`) for the ``jscc+flow``
+receiver, so that loading needs neither data nor recalibration. Budget rule
 (:meth:`DecoderBundle.select_channel_uses`): a message with budget ``b`` uses
 the largest ``k <= b``; below the smallest ``k`` nothing is sent.
 
@@ -14,6 +15,7 @@ Layout of a bundle folder (written by :meth:`DecoderBundle.save`, by
     bundle.json          grid, clip, the k values, receiver settings, training config,
                          the SHA-256 of each cddm.safetensors (calibration_sha256)
     prior/               model.safetensors + config.json   (DiffusionPrior)
+    flow/                model.safetensors + config.json   (FlowPrior; optional)
     k16/                 model.safetensors + config.json   (JSCC, channel_uses=16)
                          cddm.safetensors                  (CDDM calibration table)
     k32/ ...
@@ -33,10 +35,11 @@ from typing import Any, Literal
 
 import torch
 
-from agentcomm._checks import check_tensor
+from agentcomm._checks import check_range, check_tensor
 from agentcomm._integrity import check_sha256, read_json_file, sha256_file
 from agentcomm.decoders.cddm import CALIBRATION_FILE, CDDMReceiver
 from agentcomm.decoders.diffcom import DiffComReceiver
+from agentcomm.decoders.flow import MAX_STEPS, FlowConfig, FlowPrior, FlowReceiver
 from agentcomm.decoders.jscc import JSCC, JSCCConfig, load_checkpoint, save_checkpoint
 from agentcomm.decoders.prior import DiffusionPrior, PriorConfig
 from agentcomm.io import atomic_write_text
@@ -79,6 +82,8 @@ class DecoderBundle:
         cddm: ``{k: CDDMReceiver}``, calibrated on validation data.
         zeta: ``{k: float}``, the DiffCom guidance step chosen on validation data.
         diffcom_steps: DDIM steps of the DiffCom receiver.
+        flow: the rectified-flow prior of the ``jscc+flow`` receiver (``None``: none).
+        flow_steps: Euler steps of the ``jscc+flow`` receiver.
         info: free-form provenance (environment, training config, validation figures),
             saved into ``bundle.json``.
     """
@@ -88,6 +93,8 @@ class DecoderBundle:
     cddm: dict[int, CDDMReceiver]
     zeta: dict[int, float]
     diffcom_steps: int = 10
+    flow: FlowPrior | None = None
+    flow_steps: int = 2
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,6 +105,15 @@ class DecoderBundle:
                 raise ValueError(
                     f"{name} has keys {sorted(table)}; expected the jscc keys {sorted(self.jscc)}"
                 )
+        if self.flow is not None:
+            for key in ("height", "width", "clip"):
+                fv, pv = getattr(self.flow.config, key), getattr(self.prior.config, key)
+                if fv != pv:
+                    raise ValueError(
+                        f"flow.config.{key}={fv!r} differs from prior.config.{key}={pv!r}; "
+                        "the flow and the prior must describe the same maps"
+                    )
+            check_range("flow_steps", self.flow_steps, 1, MAX_STEPS)
         for k, model in self.jscc.items():
             if model.config.channel_uses != k:
                 raise ValueError(
@@ -129,6 +145,21 @@ class DecoderBundle:
             start=self.cddm[k],
         )
 
+    def flow_receiver(self, k: int, steps: int | None = None) -> FlowReceiver:
+        """The ``jscc+flow`` receiver for ``k``, on the CDDM calibration table of ``jscc[k]``.
+
+        Raises:
+            ValueError: the bundle holds no flow prior.
+        """
+        if self.flow is None:
+            raise ValueError(
+                "this decoder bundle holds no flow prior (no flow/ folder); train one with "
+                "`python experiments/recipes/train_decoders.py` (flow_steps > 0)"
+            )
+        return FlowReceiver.from_cddm(
+            self.cddm[k], self.flow, self.flow_steps if steps is None else steps
+        )
+
     def save(
         self, directory: str | os.PathLike[str], dtype: Literal["float32", "float16"] = "float32"
     ) -> Path:
@@ -136,6 +167,8 @@ class DecoderBundle:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.prior, out / "prior", dtype=dtype)
+        if self.flow is not None:
+            save_checkpoint(self.flow, out / "flow", dtype=dtype)
         for k, model in self.jscc.items():
             save_checkpoint(model, out / f"k{k}", dtype=dtype)
             self.cddm[k].save_calibration(out / f"k{k}")
@@ -152,6 +185,7 @@ class DecoderBundle:
             "cddm_steps": {str(k): r.steps for k, r in self.cddm.items()},
             "diffcom_zeta": {str(k): z for k, z in self.zeta.items()},
             "diffcom_steps": self.diffcom_steps,
+            "flow_steps": self.flow_steps if self.flow is not None else None,
             "info": self.info,
         }
         atomic_write_text(out / BUNDLE_FILE, json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -178,6 +212,9 @@ def load_bundle(directory: str | os.PathLike[str] | resources.abc.Traversable) -
     if doc.get("format") != _FORMAT:
         raise ValueError(f"{meta_path} has format {doc.get('format')!r}; expected {_FORMAT}")
     prior = load_checkpoint(DiffusionPrior, PriorConfig, src / "prior")
+    flow = None
+    if (src / "flow").is_dir():
+        flow = load_checkpoint(FlowPrior, FlowConfig, src / "flow")
     jscc, cddm, zeta = {}, {}, {}
     hashes = doc.get("calibration_sha256")
     if not isinstance(hashes, dict):
@@ -199,6 +236,8 @@ def load_bundle(directory: str | os.PathLike[str] | resources.abc.Traversable) -
         cddm=cddm,
         zeta=zeta,
         diffcom_steps=int(doc["diffcom_steps"]),
+        flow=flow,
+        flow_steps=int(doc.get("flow_steps") or 2),
         info=doc.get("info", {}),
     )
 

@@ -44,6 +44,23 @@ So :math:`t^* = \arg\min_t \big|\log\frac{1 - \bar\alpha_t}{\bar\alpha_t} - \log
 steps from :math:`t^*` to 0 (CDDM, Sec. III-C, uses the same
 :math:`\sqrt{\bar\alpha}` scaling of the equalized signal).
 
+Receiver knowledge
+------------------
+By default the receiver uses the channel output as it comes: the CSI ``h_hat`` and the
+channel's :math:`N_0`. Three options relax that (:meth:`CDDMReceiver.receiver_output`):
+
+* ``snr_db`` (per call): the SNR the receiver *assumes*; the JSCC decoder and the
+  SNR-matched step :math:`t^*` both use it instead of the true one
+  (:func:`~agentcomm.decoders.jscc.assume_snr`), which models SNR mismatch.
+* no CSI (``h_hat=None``, block fading): the gain is estimated jointly with the map
+  (:func:`~agentcomm.decoders.jscc.estimate_gain`, started from the mean symbols of
+  ``reference_samples`` maps drawn once from the prior, then ``blind_iters`` alternations
+  of decoding and least-squares refitting).
+* ``estimate_snr=True``: after that, the SNR is re-estimated from the decoding residual
+  (:func:`~agentcomm.decoders.jscc.residual_snr_db`) and replaces the assumed one for the
+  decoding and for :math:`t^*`, so a wrong assumption costs one extra decode, not a
+  mismatched start.
+
 Shape legend: ``M`` messages, ``H x W`` grid, ``k`` channel uses, ``G`` calibration SNRs.
 """
 
@@ -59,7 +76,14 @@ from agentcomm._checks import check_range, check_tensor
 from agentcomm._integrity import load_tensors, tensors_metadata
 from agentcomm.channels.base import Channel, ChannelOutput
 from agentcomm.decoders.data import check_maps, from_unit, to_unit
-from agentcomm.decoders.jscc import JSCC, effective_snr_db
+from agentcomm.decoders.jscc import (
+    JSCC,
+    _snr_vector,
+    assume_snr,
+    effective_snr_db,
+    estimate_gain,
+    residual_snr_db,
+)
 from agentcomm.decoders.prior import DiffusionPrior
 from agentcomm.io import atomic_write
 
@@ -110,6 +134,10 @@ class CDDMReceiver:
         error_var: float ``[G]`` positive, the decoder's per-cell error variance
             :math:`\\sigma_e^2` on normalized maps at each grid SNR.
         steps: DDIM steps from :math:`t^*` to 0 (network evaluations).
+        estimate_snr: re-estimate the SNR from the decoding residual instead of trusting
+            the channel's or the assumed one (module docstring).
+        blind_iters: alternations of the blind gain estimate (used only without CSI).
+        reference_samples: prior draws whose mean symbols start the blind gain estimate.
 
     Use :meth:`calibrate` to build one from validation data.
     """
@@ -121,6 +149,9 @@ class CDDMReceiver:
         snr_grid_db: torch.Tensor,
         error_var: torch.Tensor,
         steps: int = 5,
+        estimate_snr: bool = False,
+        blind_iters: int = 2,
+        reference_samples: int = 256,
     ) -> None:
         check_compatible(jscc, prior)
         check_tensor("snr_grid_db", snr_grid_db, ndim=1, finite=True)
@@ -134,6 +165,71 @@ class CDDMReceiver:
         self.snr_grid_db = snr_grid_db.float()
         self.error_var_table = error_var.float()
         self.steps = int(check_range("steps", steps, 1, prior.num_train_timesteps))
+        if not isinstance(estimate_snr, bool):
+            raise ValueError(f"estimate_snr={estimate_snr!r} must be a bool")
+        self.estimate_snr = estimate_snr
+        self.blind_iters = int(check_range("blind_iters", blind_iters, 0, 100))
+        self.reference_samples = int(check_range("reference_samples", reference_samples, 1, None))
+        self._reference: torch.Tensor | None = None
+
+    def options(self, **changes) -> CDDMReceiver:
+        """A copy sharing the models and the calibration, with ``steps``, ``estimate_snr``,
+        ``blind_iters`` or ``reference_samples`` changed."""
+        kw = {
+            "steps": self.steps,
+            "estimate_snr": self.estimate_snr,
+            "blind_iters": self.blind_iters,
+            "reference_samples": self.reference_samples,
+        }
+        unknown = set(changes) - set(kw)
+        if unknown:
+            raise ValueError(f"unknown options {sorted(unknown)}; allowed {sorted(kw)}")
+        kw.update(changes)
+        return CDDMReceiver(self.jscc, self.prior, self.snr_grid_db, self.error_var_table, **kw)
+
+    @torch.no_grad()
+    def reference_maps(self) -> torch.Tensor:
+        """``reference_samples`` maps drawn once from the prior (fixed seed, 20 DDIM steps),
+        cached: float ``[R, H, W]`` log-odds (nats). They give the blind gain estimate its
+        mean symbols."""
+        if self._reference is None:
+            g = torch.Generator().manual_seed(0)
+            self._reference = self.prior.sample(self.reference_samples, 20, g)
+        return self._reference
+
+    def receiver_output(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> ChannelOutput:
+        """The channel output as this receiver uses it (module docstring, receiver knowledge).
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
+            snr_db: the SNR (dB) the receiver assumes, finite, scalar or ``[M]``; ``None``:
+                the channel's.
+            encoder_snr_db: the SNR (dB) the encoder was conditioned on (re-encoding of the
+                blind and residual estimates); ``None``: the assumed SNR.
+        Returns:
+            ``out`` itself with the defaults (CSI given, ``snr_db=None``,
+            ``estimate_snr=False``); otherwise a copy with ``noise_var`` (assumed or
+            estimated) and ``h_hat`` (blind estimate where missing) replaced.
+        """
+        rx = out if snr_db is None else assume_snr(out, snr_db, "snr_db")
+        if rx.h_hat is not None and not self.estimate_snr:
+            return rx
+        m = rx.y.shape[0]
+        if encoder_snr_db is None:
+            enc = -10.0 * torch.log10(rx.noise_var.reshape(m).float())
+        else:
+            enc = _snr_vector(encoder_snr_db, m, "encoder_snr_db")
+        if rx.h_hat is None:
+            h_hat = estimate_gain(self.jscc, rx, enc, self.reference_maps(), self.blind_iters)
+            rx = ChannelOutput(y=rx.y, h=rx.h, h_hat=h_hat, noise_var=rx.noise_var)
+        if self.estimate_snr:
+            rx = assume_snr(rx, residual_snr_db(self.jscc, rx, enc), "estimated snr_db")
+        return rx
 
     @classmethod
     @torch.no_grad()
@@ -244,29 +340,47 @@ class CDDMReceiver:
         table = self.prior.noise_to_signal().log()
         return (table.unsqueeze(0) - noise_to_signal.float().log().unsqueeze(1)).abs().argmin(1)
 
-    def initial_state(self, out: ChannelOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """JSCC estimate mapped into the diffusion at its matched step.
 
         Args:
-            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI.
+            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI or, for block
+                fading, without (``h_hat=None``: blind gain estimate).
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's
+                (:meth:`receiver_output`).
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
         Returns:
             ``(x_t float [M, H, W], t_star long [M])`` with :math:`x_{t^*} = \\sqrt{\\bar\\alpha_{t^*}}\\hat u`.
         """
+        out = self.receiver_output(out, snr_db, encoder_snr_db)
         u_hat = to_unit(self.jscc.decode(out), self.jscc.config.clip)
         snr = effective_snr_db(out, self.jscc.config.channel_uses).mean(dim=1)
         t_star = self.start_step(self.error_var(snr))
         return self.prior.alphas_cumprod[t_star].sqrt().view(-1, 1, 1) * u_hat, t_star
 
     @torch.no_grad()
-    def decode(self, out: ChannelOutput) -> torch.Tensor:
+    def decode(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
         """Reconstruct belief maps from a channel output (deterministic: DDIM with :math:`\\eta = 0`).
 
         Args:
-            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``, with CSI.
+            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``, with
+                CSI or (block fading) without.
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
         Returns:
             float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
-        x_t, t_star = self.initial_state(out)
+        x_t, t_star = self.initial_state(out, snr_db, encoder_snr_db)
         return from_unit(self.prior.denoise(x_t, t_star, self.steps), self.prior.config.clip)
 
     @torch.no_grad()
@@ -276,6 +390,8 @@ class CDDMReceiver:
         samples: int,
         generator: torch.Generator,
         eta: float = 1.0,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """Draw ``samples`` posterior maps per message in one batched pass.
 
@@ -290,11 +406,13 @@ class CDDMReceiver:
             generator: source of the step noise (same state, same maps).
             eta: step noise in ``[0, 1]`` (:meth:`DiffusionPrior.denoise`); 0 makes every
                 sample equal to :meth:`decode`.
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
         Returns:
             float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
         s = int(check_range("samples", samples, 1, None))
-        x_t, t_star = self.initial_state(out)
+        x_t, t_star = self.initial_state(out, snr_db, encoder_snr_db)
         m, h, w = x_t.shape
         x0 = self.prior.denoise(
             x_t.repeat_interleave(s, dim=0),

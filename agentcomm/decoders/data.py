@@ -19,10 +19,12 @@ occupancy-grid form, Thrun et al., *Probabilistic Robotics*, 2005, eq. 9.7):
 with :math:`V` victims. Clipping at :math:`\pm L` keeps the map able to
 change its mind, as occupancy grids do.
 
-:func:`agentcomm.policies.receiver_training.collect_env_beliefs` gathers the same kind of
-data from the batched environments instead (every agent's fused belief at every step of
-expert rollouts): the default training data of the shipped receivers, since it is what
-the codecs see in the environment.
+:func:`agentcomm.policies.receiver_training.collect_payload_maps` gathers what the codecs
+see in the batched environments instead: the maps put on the air (own evidence, fused
+beliefs, the fusion centre's map, as each coordination mode sends them) at every step of
+rollouts under the expert and the shipped policies, across modes and budgets; the training
+data of the shipped receivers. :func:`~agentcomm.policies.receiver_training.collect_env_beliefs`
+keeps every agent's fused belief under the expert.
 
 Shape legend: ``D`` maps, ``A`` agents, ``H x W`` grid.
 """

@@ -30,8 +30,27 @@ Start: from pure noise at :math:`t = T-1` (DPS), or, given a
 SNR-matched step (as in DiffCom's HiFi variant, which starts from the
 deterministic decoder's output), which lets few-step sampling work.
 
-Only the known-channel variant is implemented (the receiver uses ``h_hat``);
-the blind variant (unknown :math:`h`) is not.
+Blind variant (no CSI, ``h_hat=None``, block fading). The gain is estimated jointly with
+the map: at every guided step the forward operator uses the least-squares (for Gaussian
+noise, maximum-likelihood) block gain of :math:`y` against the encoded current estimate,
+
+.. math::
+    \hat h_t = \frac{f_\phi(L\hat x_0)^H y}{\|f_\phi(L\hat x_0)\|^2},\qquad
+    \mathcal A_t(x_0) = \hat h_t\, f_\phi(L x_0),
+
+one complex scalar per message, computed batched and held fixed (detached) in the
+gradient. As :math:`\hat h_t` minimises :math:`\|y - h f_\phi\|` over :math:`h`, the
+gradient with it held fixed is the gradient of the profile residual
+:math:`\min_h \|y - h f_\phi(L\hat x_0)\|` (envelope theorem): guidance and gain
+estimate alternate, EM-style, one update of each per step. The start (with ``start``)
+is the CDDM receiver's blind estimate (:meth:`~agentcomm.decoders.cddm.CDDMReceiver.receiver_output`:
+the gain against the prior's mean symbols, refitted after decoding), so the first guided
+step fits its gain to a map decoded at that estimate rather than to noise. Pilots are
+optional: with ``h_hat`` given the receiver uses it as before.
+
+SNR. The normalized step makes the guidance independent of :math:`N_0`; the SNR enters
+through the start only (the JSCC estimate and :math:`t^*`), so ``assumed_snr_db`` and the
+start's ``estimate_snr`` act there.
 
 Shape legend: ``M`` messages, ``H x W`` grid, ``k`` channel uses.
 """
@@ -45,7 +64,7 @@ from agentcomm.channels.awgn import AWGN
 from agentcomm.channels.base import ChannelOutput
 from agentcomm.decoders.cddm import CDDMReceiver, check_compatible
 from agentcomm.decoders.data import from_unit, to_unit
-from agentcomm.decoders.jscc import JSCC, _snr_vector
+from agentcomm.decoders.jscc import JSCC, _snr_vector, ls_gain
 from agentcomm.decoders.prior import DiffusionPrior, ddim_step_eta
 
 __all__ = ["DiffComReceiver", "select_zeta"]
@@ -84,18 +103,16 @@ class DiffComReceiver:
 
         Args:
             x0: float ``[M, H, W]`` normalized maps.
-            out: channel output, ``y`` complex ``[M, k]``, with ``h_hat``.
+            out: channel output, ``y`` complex ``[M, k]``; with ``h_hat``, or ``None`` (block
+                fading): :math:`\\hat h` is then the least-squares gain against
+                :math:`f_\\phi(L x_0)`, detached (module docstring, blind variant).
             snr_db: float ``[M]``, the SNR the encoder was conditioned on (dB).
         Returns:
             float ``[M]``.
         """
-        if out.h_hat is None:
-            raise ValueError(
-                "out.h_hat is None: DiffCom here needs channel state information "
-                "(the blind variant is not implemented); use csi='perfect' or 'estimated'"
-            )
         z = self.jscc.encoder(from_unit(x0, self.jscc.config.clip), snr_db)
-        r = out.y - out.h_hat * z
+        h = ls_gain(out.y, z).detach() if out.h_hat is None else out.h_hat
+        r = out.y - h * z
         return (r.real.square() + r.imag.square()).sum(dim=1).sqrt()
 
     def decode(
@@ -103,18 +120,23 @@ class DiffComReceiver:
         out: ChannelOutput,
         snr_db: torch.Tensor | float,
         generator: torch.Generator | None = None,
+        assumed_snr_db: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """Sample belief maps consistent with the received symbols.
 
         Args:
-            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``.
+            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``,
+                with ``h_hat`` or without (``None``: blind, block fading).
             snr_db: the nominal SNR (dB) the transmitter conditioned its encoder on,
                 scalar or ``[M]``.
             generator: source of the initial noise; required when there is no ``start``.
+            assumed_snr_db: the channel SNR (dB) the receiver assumes, scalar or ``[M]``;
+                the start (JSCC decoding and :math:`t^*`) uses it instead of the channel's.
+                ``None``: the channel's. Without ``start`` the SNR enters nowhere.
         Returns:
             float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
-        return self._run(out, snr_db, generator, 1, 0.0)[:, 0]
+        return self._run(out, snr_db, generator, 1, 0.0, assumed_snr_db)[:, 0]
 
     def sample(
         self,
@@ -123,6 +145,7 @@ class DiffComReceiver:
         samples: int,
         generator: torch.Generator,
         eta: float = 1.0,
+        assumed_snr_db: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """Draw ``samples`` guided posterior maps per message in one batched pass.
 
@@ -137,6 +160,7 @@ class DiffComReceiver:
             samples: ``S >= 1``.
             generator: source of all noise (same state, same maps).
             eta: step noise in ``[0, 1]``.
+            assumed_snr_db: the channel SNR (dB) the receiver assumes (:meth:`decode`).
         Returns:
             float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
@@ -144,7 +168,7 @@ class DiffComReceiver:
         check_range("eta", eta, 0.0, 1.0)
         if eta > 0 and generator is None:
             raise ValueError(f"generator is None with eta={eta}: stochastic steps need one")
-        return self._run(out, snr_db, generator, s, eta)
+        return self._run(out, snr_db, generator, s, eta, assumed_snr_db)
 
     def _run(
         self,
@@ -153,14 +177,17 @@ class DiffComReceiver:
         generator: torch.Generator | None,
         s: int,
         eta: float,
+        assumed_snr_db: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """``S = s`` guided DDIM chains per message -> log-odds ``[M, S, H, W]``."""
         m = out.y.shape[0]
         snr = _snr_vector(snr_db, m)
+        if assumed_snr_db is not None:
+            _snr_vector(assumed_snr_db, m, "assumed_snr_db")
         c = self.prior.config
         if self.start is not None:
             with torch.no_grad():
-                x_t, t_start = self.start.initial_state(out)
+                x_t, t_start = self.start.initial_state(out, assumed_snr_db, snr)
             x_t, t_start = x_t.repeat_interleave(s, dim=0), t_start.repeat_interleave(s)
         else:
             if generator is None:

@@ -20,6 +20,21 @@ Decoder input. Per symbol the decoder sees the MMSE-equalized symbol
 :math:`|\hat h_i|^2 / N_0` (dB), so one model serves AWGN, block and fast
 Rayleigh fading; FiLM gets the message's mean effective SNR (dB).
 
+Receiver assumptions. :math:`N_0` in that input is the channel output's ``noise_var``;
+``decode(out, snr_db=...)`` replaces it by the SNR the receiver *assumes*
+(:func:`assume_snr`), which is how SNR mismatch is modelled. Without CSI (``h_hat=None``)
+the decoder gets the unequalised :math:`y` (the receiver takes :math:`\hat h = 1`) and the
+assumed SNR for every symbol; :func:`estimate_gain` instead estimates a block-fading gain
+jointly with the map (no pilots needed):
+
+.. math::
+    \hat h(\hat\ell) = \frac{f_\phi(\hat\ell)^H y}{\|f_\phi(\hat\ell)\|^2}
+    = \arg\min_h \|y - h f_\phi(\hat\ell)\|^2 ,
+
+the least-squares (and, for Gaussian noise, maximum-likelihood) gain of :math:`y` against
+the re-encoded map :math:`\hat\ell`, alternated with decoding at that gain and started
+from the gain against the mean symbols :math:`\bar z = E[f_\phi(\ell)]`.
+
 The encoder and decoder are MLPs rather than conv nets: belief grids are
 small (``16 x 16``), an MLP is several times faster at batch 1 than a conv
 stack of similar quality, and its receptive field is the whole map.
@@ -62,8 +77,13 @@ __all__ = [
     "JSCCConfig",
     "JSCCDecoder",
     "JSCCEncoder",
+    "assume_snr",
     "effective_snr_db",
+    "estimate_gain",
     "evaluate_jscc",
+    "ls_gain",
+    "mean_symbols",
+    "residual_snr_db",
     "load_checkpoint",
     "save_checkpoint",
     "train_jscc",
@@ -230,12 +250,29 @@ class JSCC(nn.Module):
         check_maps("logodds", logodds, c.height, c.width)
         return self.encoder(logodds, _snr_vector(snr_db, logodds.shape[0]))
 
-    def decode(self, out: ChannelOutput) -> torch.Tensor:
-        """MMSE-equalize a channel output (``y`` complex ``[M, k]``) and decode to float32 ``[M, H, W]`` log-odds."""
+    def decode(
+        self, out: ChannelOutput, snr_db: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
+        r"""MMSE-equalize a channel output and decode it.
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``.
+            snr_db: the SNR (dB) the receiver assumes, scalar or ``[M]``; it replaces
+                ``out.noise_var`` (:func:`assume_snr`). ``None``: the channel's own.
+                Required when ``out.h_hat`` is None: the decoder then gets the unequalised
+                ``y`` with this SNR for every symbol (the receiver takes :math:`\hat h = 1`).
+        Returns:
+            float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
+        """
         k = self.config.channel_uses
         check_tensor("out.y", out.y, ndim=2)
         if out.y.shape[1] != k:
             raise ValueError(f"out.y has {out.y.shape[1]} symbols per message; this model uses {k}")
+        if snr_db is not None:
+            out = assume_snr(out, snr_db, "snr_db")
+            if out.h_hat is None:
+                snr_eff = -10.0 * torch.log10(out.noise_var.float())
+                return self.decoder(out.y, snr_eff.expand(out.y.shape[0], k))
         return self.decoder(out.equalized("mmse"), effective_snr_db(out, k))
 
     def _decode_unit(self, out: ChannelOutput) -> torch.Tensor:
@@ -264,14 +301,177 @@ class JSCC(nn.Module):
         return self.decode(out), out
 
 
-def _snr_vector(snr_db: torch.Tensor | float, m: int) -> torch.Tensor:
-    """Broadcast an SNR (dB) to float32 ``[M]`` and reject non-finite values."""
-    snr = torch.as_tensor(snr_db, dtype=torch.float32)
+def _snr_vector(snr_db: torch.Tensor | float, m: int, name: str = "snr_db") -> torch.Tensor:
+    """Broadcast an SNR (dB) to float32 ``[M]`` and reject non-finite values (named ``name``)."""
+    try:
+        snr = torch.as_tensor(snr_db, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name}={snr_db!r} must be a number or a float tensor (dB)") from exc
     if snr.ndim > 1 or (snr.ndim == 1 and snr.shape[0] not in (1, m)):
-        raise ValueError(f"snr_db has shape {tuple(snr.shape)}; expected a scalar or [{m}]")
+        raise ValueError(f"{name} has shape {tuple(snr.shape)}; expected a scalar or [{m}]")
     if not bool(torch.isfinite(snr).all()):
-        raise ValueError(f"snr_db={snr.tolist()} must be finite (dB)")
+        raise ValueError(f"{name}={snr.tolist()} must be finite (dB)")
     return snr.expand(m).contiguous()
+
+
+def assume_snr(
+    out: ChannelOutput, snr_db: torch.Tensor | float, name: str = "assumed_snr_db"
+) -> ChannelOutput:
+    r"""The channel output as seen by a receiver that assumes the SNR ``snr_db``.
+
+    Only ``noise_var`` changes: :math:`N_0 = 10^{-\mathrm{SNR_{dB}}/10}` of the assumed SNR
+    replaces the channel's, so every use of it (equalization, effective SNR, the CDDM start
+    step) follows the assumption; ``y``, ``h`` and ``h_hat`` are kept.
+
+    Args:
+        out: channel output, ``y`` complex ``[M, k]``.
+        snr_db: the assumed SNR (dB), finite, scalar or ``[M]``.
+        name: the parameter name used in error messages.
+    Returns:
+        :class:`~agentcomm.channels.base.ChannelOutput` with ``noise_var`` float ``[M, 1]``.
+    """
+    m = out.y.shape[0]
+    snr = _snr_vector(snr_db, m, name).to(device=out.y.device, dtype=out.y.real.dtype)
+    n0 = torch.pow(10.0, -snr / 10.0).view(m, 1)
+    return ChannelOutput(y=out.y, h=out.h, h_hat=out.h_hat, noise_var=n0)
+
+
+def ls_gain(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    r"""Least-squares block gain :math:`\hat h = z^H y / \|z\|^2` of ``y`` against ``z``.
+
+    Args:
+        y: complex ``[M, k]`` received symbols.
+        z: complex ``[M, k]`` candidate transmitted symbols.
+    Returns:
+        complex ``[M, 1]``; exactly :math:`h` when :math:`y = h z` (no noise).
+    """
+    num = (z.conj() * y).sum(dim=1, keepdim=True)
+    den = (z.real.square() + z.imag.square()).sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return num / den
+
+
+def mean_symbols(
+    model: JSCC, reference_maps: torch.Tensor, encoder_snr_db: torch.Tensor
+) -> torch.Tensor:
+    r"""Mean transmitted symbols :math:`\bar z(s) = E_\ell[f_\phi(\ell, s)]` per message.
+
+    Estimated on ``R`` reference maps (e.g. draws of the diffusion prior), once per distinct
+    encoder SNR of the batch: one encoder call on ``[U * R, H, W]``.
+
+    Args:
+        model: the codec.
+        reference_maps: float ``[R, H, W]`` log-odds (nats), typical maps of the source.
+        encoder_snr_db: float ``[M]``, each message's encoder SNR (dB).
+    Returns:
+        complex ``[M, k]``.
+    """
+    check_maps("reference_maps", reference_maps, model.config.height, model.config.width)
+    r = reference_maps.shape[0]
+    snrs, inverse = torch.unique(encoder_snr_db.float(), return_inverse=True)
+    u = snrs.shape[0]
+    z = model.encoder(reference_maps.repeat(u, 1, 1), snrs.repeat_interleave(r))
+    return z.view(u, r, -1).mean(dim=1)[inverse]
+
+
+@torch.no_grad()
+def estimate_gain(
+    model: JSCC,
+    out: ChannelOutput,
+    encoder_snr_db: torch.Tensor | float,
+    reference_maps: torch.Tensor | None = None,
+    iters: int = 2,
+) -> torch.Tensor:
+    r"""Blind estimate of a block-fading gain, jointly with the decoded map (module docstring).
+
+    Batched over messages, no loop over them:
+
+    1. Start: without pilots (``out.h_hat`` None), the phase of :func:`ls_gain` of ``y``
+       against the mean symbols :math:`\bar z` (:func:`mean_symbols` of
+       ``reference_maps``; :math:`E[y] = h\,\bar z`, so the encoder's common symbol
+       component acts as a superimposed pilot) and the moment amplitude
+       :math:`|\hat h_0|^2 = \max(\overline{|y|^2} - N_0,\ 0.1\,\overline{|y|^2})`
+       (unit-energy symbols: :math:`E|y|^2 = |h|^2 + N_0`). The mean symbols fix the
+       phase, which the residual alone does not (a map whose code is close to
+       :math:`-f_\phi(\ell)` often fits :math:`y` about as well). With pilots,
+       :math:`\hat h_0` = ``out.h_hat``.
+    2. ``iters`` alternations: decode at :math:`\hat h`, then :math:`\hat h \leftarrow`
+       :func:`ls_gain` of ``y`` against the re-encoded map (coordinate descent on
+       :math:`\|y - h f_\phi(\ell)\|^2`).
+
+    Args:
+        model: the codec (decoder and encoder).
+        out: channel output, ``y`` complex ``[M, k]``; ``noise_var`` is the receiver's
+            (assumed) :math:`N_0`; ``h_hat`` complex ``[M, 1]`` or ``None``.
+        encoder_snr_db: SNR (dB) the transmitter conditioned its encoder on, scalar or ``[M]``.
+        reference_maps: float ``[R, H, W]`` typical maps (nats); required when
+            ``out.h_hat`` is None.
+        iters: alternations ``>= 0``.
+    Returns:
+        complex ``[M, 1]``, the estimated gain.
+    """
+    check_range("iters", iters, 0, None)
+    m = out.y.shape[0]
+    enc = _snr_vector(encoder_snr_db, m, "encoder_snr_db").to(out.y.device)
+    y = out.y
+    if out.h_hat is None:
+        if reference_maps is None:
+            raise ValueError(
+                "reference_maps is None with out.h_hat=None: the blind gain estimate needs "
+                "typical maps for its mean symbols"
+            )
+        g = ls_gain(y, mean_symbols(model, reference_maps, enc))
+        power = (y.real.square() + y.imag.square()).mean(dim=1, keepdim=True)
+        n0 = out.noise_var.reshape(m, 1).to(power.dtype)
+        amp = (power - n0).clamp_min(0.1 * power).sqrt()
+        h = g * (amp / g.abs().clamp_min(1e-12))
+    elif out.h_hat.shape[-1] != 1:
+        raise ValueError(
+            f"out.h_hat has shape {tuple(out.h_hat.shape)}; the gain estimate is for block "
+            "fading (one coefficient per message, [M, 1])"
+        )
+    else:
+        h = out.h_hat
+    for _ in range(iters):
+        rx = ChannelOutput(y=y, h=out.h, h_hat=h, noise_var=out.noise_var)
+        h = ls_gain(y, model.encoder(model.decode(rx), enc))
+    return h
+
+
+@torch.no_grad()
+def residual_snr_db(
+    model: JSCC,
+    out: ChannelOutput,
+    encoder_snr_db: torch.Tensor | float,
+    floor_db: float = -30.0,
+) -> torch.Tensor:
+    r"""SNR estimated from the decoding residual, for a receiver that does not know it.
+
+    Decode at the output's (assumed) :math:`N_0` and :math:`\hat h`, re-encode, and take
+    the per-symbol residual power as the noise level:
+
+    .. math::
+        \hat N_0 = \frac1k \big\|y - \hat h\, f_\phi(\hat\ell)\big\|^2,
+        \qquad \widehat{\mathrm{SNR}} = -10 \log_{10} \hat N_0 ,
+
+    the maximum-likelihood noise variance given the decoded map (biased upwards by the
+    decoding error, so it errs on the side of a lower SNR). Unit-energy symbols make it
+    the :math:`E_s/N_0` of the channel's convention.
+
+    Args:
+        model: the codec.
+        out: channel output with ``h_hat`` (true, pilot or blind estimate); its
+            ``noise_var`` is the assumed :math:`N_0` the first decoding uses.
+        encoder_snr_db: SNR (dB) the encoder was conditioned on, scalar or ``[M]``.
+        floor_db: lower bound (dB) of the result.
+    Returns:
+        float32 ``[M]`` (dB).
+    """
+    if out.h_hat is None:
+        raise ValueError("out.h_hat is None: the residual needs a channel gain (estimate_gain)")
+    enc = _snr_vector(encoder_snr_db, out.y.shape[0], "encoder_snr_db").to(out.y.device)
+    r = out.y - out.h_hat * model.encoder(model.decode(out), enc)
+    n0 = (r.real.square() + r.imag.square()).mean(dim=1)
+    return (-10.0 * torch.log10(n0.clamp_min(1e-30))).clamp_min(floor_db).float()
 
 
 def _batches(
