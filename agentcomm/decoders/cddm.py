@@ -104,6 +104,18 @@ def check_compatible(jscc: JSCC, prior: DiffusionPrior) -> None:
             )
 
 
+def check_calibration(snr_grid_db: torch.Tensor, error_var: torch.Tensor) -> None:
+    """Check a calibration table: ``snr_grid_db [G]`` (dB, ``G >= 2``, strictly increasing)
+    and ``error_var [G]`` (positive), both finite; the receivers built on it
+    (:class:`CDDMReceiver`, :class:`~agentcomm.decoders.flow.FlowReceiver`) share it."""
+    check_tensor("snr_grid_db", snr_grid_db, ndim=1, finite=True)
+    check_tensor("error_var", error_var, shape=(snr_grid_db.shape[0],), finite=True)
+    if snr_grid_db.shape[0] < 2 or not bool((snr_grid_db.diff() > 0).all()):
+        raise ValueError("snr_grid_db must hold at least 2 strictly increasing SNRs (dB)")
+    if not bool((error_var > 0).all()):
+        raise ValueError(f"error_var must be positive; got min {float(error_var.min())}")
+
+
 def interp_log(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """Interpolate positive values ``fp`` at ``x`` linearly in ``log fp`` (clamped at the ends).
 
@@ -154,12 +166,7 @@ class CDDMReceiver:
         reference_samples: int = 256,
     ) -> None:
         check_compatible(jscc, prior)
-        check_tensor("snr_grid_db", snr_grid_db, ndim=1, finite=True)
-        check_tensor("error_var", error_var, shape=(snr_grid_db.shape[0],), finite=True)
-        if snr_grid_db.shape[0] < 2 or not bool((snr_grid_db.diff() > 0).all()):
-            raise ValueError("snr_grid_db must hold at least 2 strictly increasing SNRs (dB)")
-        if not bool((error_var > 0).all()):
-            raise ValueError(f"error_var must be positive; got min {float(error_var.min())}")
+        check_calibration(snr_grid_db, error_var)
         self.jscc = jscc
         self.prior = prior
         self.snr_grid_db = snr_grid_db.float()

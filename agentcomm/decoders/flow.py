@@ -25,20 +25,18 @@ Shape legend: ``M`` messages, ``S`` samples, ``H x W`` grid.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from agentcomm._checks import check_positive, check_range, check_tensor
+from agentcomm._checks import check_range
 from agentcomm.channels.base import ChannelOutput
 from agentcomm.config import Config, choices, rng
-from agentcomm.decoders.cddm import CDDMReceiver, interp_log
-from agentcomm.decoders.data import check_maps, from_unit, to_unit
+from agentcomm.decoders.cddm import CDDMReceiver, check_calibration, interp_log
+from agentcomm.decoders.data import from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
-from agentcomm.decoders.optimize import fit
-from agentcomm.decoders.prior import _MLPDenoiser
+from agentcomm.decoders.prior import _MLPDenoiser, train_prior
 from agentcomm.diffusion import (
     flow_coefficients,
     flow_interpolate,
@@ -225,46 +223,9 @@ class FlowPrior(nn.Module):
         return from_unit(self.denoise(x, torch.ones(n, device=x.device), steps), c.clip)
 
 
-def train_flow(
-    flow: FlowPrior,
-    maps: torch.Tensor,
-    generator: torch.Generator,
-    *,
-    steps: int = 3000,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    progress: Callable[[int, float], None] | None = None,
-    parallel: Callable[[nn.Module], nn.Module] | None = None,
-) -> list[float]:
-    """Fit the flow to belief maps by flow matching.
-
-    Args:
-        flow: trained in place.
-        maps: float ``[D, H, W]`` log-odds (nats).
-        generator: source of batches, :math:`\\tau` and noise.
-        steps: optimizer steps.
-        batch_size: maps per step.
-        lr: AdamW learning rate (cosine-decayed to zero).
-        progress: optional callback ``(step, loss)``.
-        parallel: optional data-parallel wrapper (:func:`~agentcomm.decoders.optimize.fit`).
-    Returns:
-        The loss of every step (``steps`` floats).
-    """
-    c = flow.config
-    check_maps("maps", maps, c.height, c.width)
-    check_range("steps", steps, 1, None)
-    check_range("batch_size", batch_size, 1, None)
-    check_positive("lr", lr)
-    x0_all = to_unit(maps, c.clip).float()
-
-    def loss_at(step: int) -> torch.Tensor:
-        idx = torch.randint(
-            0, maps.shape[0], (batch_size,), generator=generator, device=generator.device
-        )
-        return flow.loss(x0_all[idx], generator)
-
-    opt = torch.optim.AdamW(flow.parameters(), lr=lr, weight_decay=0.0)
-    return fit(flow, opt, steps, loss_at, progress=progress, parallel=parallel)
+#: Fit a :class:`FlowPrior` to belief maps by flow matching: the one training loop of the
+#: map models, :func:`~agentcomm.decoders.prior.train_prior`, on the flow's own loss.
+train_flow = train_prior
 
 
 def _check_steps(steps: int) -> int:
@@ -302,12 +263,7 @@ class FlowReceiver:
                     f"jscc.config.{key}={getattr(a, key)!r} differs from flow.config.{key}="
                     f"{getattr(b, key)!r}; the codec and the flow must describe the same maps"
                 )
-        check_tensor("snr_grid_db", snr_grid_db, ndim=1, finite=True)
-        check_tensor("error_var", error_var, shape=(snr_grid_db.shape[0],), finite=True)
-        if snr_grid_db.shape[0] < 2 or not bool((snr_grid_db.diff() > 0).all()):
-            raise ValueError("snr_grid_db must hold at least 2 strictly increasing SNRs (dB)")
-        if not bool((error_var > 0).all()):
-            raise ValueError(f"error_var must be positive; got min {float(error_var.min())}")
+        check_calibration(snr_grid_db, error_var)
         self.jscc = jscc
         self.flow = flow
         self.snr_grid_db = snr_grid_db.float()

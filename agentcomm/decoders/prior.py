@@ -322,7 +322,7 @@ def ddim_step_eta(
 
 
 def train_prior(
-    prior: DiffusionPrior,
+    prior: nn.Module,
     maps: torch.Tensor,
     generator: torch.Generator,
     *,
@@ -332,10 +332,14 @@ def train_prior(
     progress: Callable[[int, float], None] | None = None,
     parallel: Callable[[nn.Module], nn.Module] | None = None,
 ) -> list[float]:
-    """Fit the prior to belief maps by denoising score matching.
+    """Fit a generative model of belief maps to ``maps`` by minimizing its own ``loss``.
+
+    One loop serves every such model: the DDPM prior (denoising score matching) and the
+    flow prior of :mod:`agentcomm.decoders.flow` (flow matching); each brings its
+    ``config`` (``height``, ``width``, ``clip``) and ``loss(x0, generator)``.
 
     Args:
-        prior: trained in place.
+        prior: a :class:`DiffusionPrior` or a flow prior, trained in place.
         maps: float ``[D, H, W]`` log-odds (nats).
         generator: source of batches, timesteps and noise.
         steps: optimizer steps.
