@@ -146,7 +146,13 @@ def test_bc_run_with_dagger_aggregates_the_policys_states(tmp_path):
             "env": "IntentCoverage-v0",
             "progress": False,
             "eval_episodes": 0,
-            "policy": {"hidden": 16, "depth": 1, "denoising_steps": 4, "ddim_steps": 2, "ft_denoising_steps": 2},
+            "policy": {
+                "hidden": 16,
+                "depth": 1,
+                "denoising_steps": 4,
+                "ddim_steps": 2,
+                "ft_denoising_steps": 2,
+            },
             "bc": {
                 "demo_steps": 4,
                 "demo_envs": 2,

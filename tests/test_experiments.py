@@ -171,7 +171,9 @@ def test_learning_curve_script_quick_run_writes_every_output(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "recipes" / "train_search_rescue.py"
+    script = (
+        Path(__file__).resolve().parents[1] / "experiments" / "recipes" / "train_search_rescue.py"
+    )
     out = tmp_path / "curves"
     argv = [sys.executable, str(script), "--quick", "--cpus", "1", "--iterations", "2"]
     argv += ["--out", str(out)]

@@ -30,13 +30,9 @@ _TRACKED = 1.5  # cells: position std of a track good enough to leave its target
 _LOCATED = 3.5  # cells: position std below which a track is pursued (the prior's is ~4.6)
 _LOOK_STEPS = 1.0  # steps added to every travel time of the search (the look itself)
 
-_SHARES_TRACKS: weakref.WeakKeyDictionary[CommWorld, dict[int, bool]] = (
-    weakref.WeakKeyDictionary()
-)
+_SHARES_TRACKS: weakref.WeakKeyDictionary[CommWorld, dict[int, bool]] = weakref.WeakKeyDictionary()
 #: bool ``[L]``: whether tracks get through at each of ``comm.budget_levels``, per world.
-_SHARES_BY_LEVEL: weakref.WeakKeyDictionary[CommWorld, torch.Tensor] = (
-    weakref.WeakKeyDictionary()
-)
+_SHARES_BY_LEVEL: weakref.WeakKeyDictionary[CommWorld, torch.Tensor] = weakref.WeakKeyDictionary()
 
 
 def _delivers_track(world: CommWorld, budget: int, intents: int) -> bool:

@@ -31,9 +31,7 @@ def measure(env_id: str, mode: str, episodes: int = EPISODES) -> dict[str, Any]:
     from agentcomm.policies.evaluate import evaluate, load_actor
 
     actor, _ = load_actor("expert")
-    result = evaluate(
-        actor, env_id, episodes, num_envs=1000, env_config={"comm": {"mode": mode}}
-    )
+    result = evaluate(actor, env_id, episodes, num_envs=1000, env_config={"comm": {"mode": mode}})
     return {
         "episodes": result.episodes,
         "successes": result.successes,
