@@ -291,6 +291,28 @@ class JSCCCodec(Codec):
 class _PosteriorCodec(JSCCCodec):
     """A JSCC codec whose receiver can sample the posterior (the diffusion receivers)."""
 
+    def _setup_sampler(
+        self,
+        source_shape: Sequence[int],
+        receivers: dict[int, Any],
+        encoder_snr_db: float,
+        posterior_samples: int,
+        eta: float,
+        seed: int,
+    ) -> None:
+        """Set up a codec on receivers with ``decode(out)`` (deterministic) and
+        ``sample(out, S, generator, eta=...)`` (posterior draws): CDDM and the flow."""
+        self._setup(source_shape, receivers, encoder_snr_db, lambda r, out, snr: r.decode(out))
+        self._setup_posterior(
+            receivers,
+            lambda r, out, snr, s, g, eta: r.sample(out, s, g, eta=eta),
+            posterior_samples,
+            eta,
+            seed,
+        )
+        self.receiver = receivers[max(receivers)]
+        self._params["steps"] = self.receiver.steps
+
     def _setup_posterior(
         self,
         receivers: dict[int, Any],
@@ -378,16 +400,7 @@ class JSCCCDDMCodec(_PosteriorCodec):
                 k: CDDMReceiver(r.jscc, r.prior, r.snr_grid_db, r.error_var_table, steps)
                 for k, r in rx.items()
             }
-        self._setup(source_shape, rx, encoder_snr_db, lambda r, out, snr: r.decode(out))
-        self._setup_posterior(
-            rx,
-            lambda r, out, snr, s, g, eta: r.sample(out, s, g, eta=eta),
-            posterior_samples,
-            eta,
-            seed,
-        )
-        self.receiver = rx[max(rx)]
-        self._params["steps"] = self.receiver.steps
+        self._setup_sampler(source_shape, rx, encoder_snr_db, posterior_samples, eta, seed)
 
 
 class JSCCDiffComCodec(_PosteriorCodec):
@@ -498,16 +511,7 @@ class JSCCFlowCodec(_PosteriorCodec):
                 k: FlowReceiver(r.jscc, r.flow, r.snr_grid_db, r.error_var_table, steps)
                 for k, r in rx.items()
             }
-        self._setup(source_shape, rx, encoder_snr_db, lambda r, out, snr: r.decode(out))
-        self._setup_posterior(
-            rx,
-            lambda r, out, snr, s, g, eta: r.sample(out, s, g, eta=eta),
-            posterior_samples,
-            eta,
-            seed,
-        )
-        self.receiver = rx[max(rx)]
-        self._params["steps"] = self.receiver.steps
+        self._setup_sampler(source_shape, rx, encoder_snr_db, posterior_samples, eta, seed)
 
 
 def register_decoder_codecs(overwrite: bool = False) -> None:
