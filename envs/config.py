@@ -24,6 +24,10 @@ CODECS = available_codecs()
 #: Codecs whose models are loaded from a decoder bundle (``codec_params["checkpoint"]`` or the
 #: shipped one for the payload shape).
 LEARNED_CODECS = ("jscc", "jscc+cddm", "jscc+diffcom", "jscc+flow")
+#: Learned codecs whose receivers estimate a block-fading gain blindly, so that they decode
+#: with ``channel.csi='none'`` (:func:`agentcomm.decoders.cddm.receiver_output`); plain
+#: ``jscc`` equalizes with the channel estimate and needs CSI.
+BLIND_CODECS = ("jscc+cddm", "jscc+diffcom", "jscc+flow")
 
 
 @dataclass
@@ -239,11 +243,20 @@ class WorldConfig(Config):
         key = f"{prefix}comm.codec_params"
         params = dict(cm.codec_params)
         if cm.codec in LEARNED_CODECS:
-            if self.channel.csi == "none":
+            if self.channel.csi == "none" and cm.codec not in BLIND_CODECS:
                 raise ValueError(
                     f"{prefix}channel.csi='none' is not allowed with {prefix}comm.codec="
                     f"{cm.codec!r}: the JSCC decoder equalizes with the channel estimate; use "
-                    "csi 'perfect' or 'estimated', or a codec that needs no CSI"
+                    f"csi 'perfect' or 'estimated', a learned codec that estimates the gain "
+                    f"blindly ({', '.join(repr(c) for c in BLIND_CODECS)}), or a codec that "
+                    "needs no CSI"
+                )
+            if self.channel.csi == "none" and self.channel.name == "rayleigh_fast":
+                raise ValueError(
+                    f"{prefix}channel.name='rayleigh_fast' is not allowed with "
+                    f"{prefix}channel.csi='none' and {prefix}comm.codec={cm.codec!r}: the "
+                    "blind gain estimate is one gain per message; use a block channel "
+                    "('rayleigh_block', 'rician', 'awgn') or csi 'perfect' or 'estimated'"
                 )
             allowed = list(inspect.signature(codec_class(cm.codec)).parameters)[1:]
             unknown = sorted(set(params) - set(allowed))

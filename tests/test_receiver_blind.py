@@ -7,11 +7,14 @@ import math
 import pytest
 import torch
 
+import agentcomm
 from agentcomm.channels.awgn import AWGN
 from agentcomm.channels.base import ChannelOutput
 from agentcomm.channels.rayleigh import RayleighBlockFading
 from agentcomm.decoders import default_bundle_dir, load_bundle
+from agentcomm.decoders.cddm import CDDMReceiver
 from agentcomm.decoders.diffcom import DiffComReceiver
+from agentcomm.decoders.flow import FlowReceiver
 from agentcomm.decoders.jscc import (
     assume_snr,
     estimate_gain,
@@ -19,6 +22,7 @@ from agentcomm.decoders.jscc import (
     mean_symbols,
     residual_snr_db,
 )
+from agentcomm.envs import env_class
 
 K = 64
 
@@ -161,6 +165,99 @@ def test_blind_cddm_beats_the_unequalised_jscc_decoder(bundle, maps):
     # Decoding the unequalised symbols is what a receiver without the estimate does; the
     # blind gain must be clearly better (ratio 0.67-0.82 on the bundles trained so far).
     assert mse_blind < 0.9 * mse_unequalised
+
+
+def test_blind_flow_is_batched_deterministic_and_beats_the_unequalised_decoder(bundle, maps):
+    out = _nocsi_output(bundle, maps, 10.0, 7)
+    assert out.h_hat is None
+    rx = bundle.flow_receiver(K)
+    u = maps.clamp(-6, 6) / 6
+    with torch.no_grad():
+        unequalised = bundle.jscc[K].decode(out, 10.0)
+        blind = rx.decode(out, encoder_snr_db=10.0)
+        again = rx.decode(out, encoder_snr_db=10.0)
+        one = ChannelOutput(y=out.y[3:4], h=out.h[3:4], h_hat=None, noise_var=out.noise_var[3:4])
+        alone = rx.decode(one, encoder_snr_db=10.0)
+        samples = rx.sample(out, 3, torch.Generator().manual_seed(0), encoder_snr_db=10.0)
+        resampled = rx.sample(out, 3, torch.Generator().manual_seed(0), encoder_snr_db=10.0)
+    assert blind.shape == (48, 16, 16) and bool(torch.isfinite(blind).all())
+    torch.testing.assert_close(blind, again)
+    torch.testing.assert_close(alone, blind[3:4], rtol=1e-4, atol=1e-4)
+    assert samples.shape == (48, 3, 16, 16)
+    torch.testing.assert_close(samples, resampled)
+    mse_unequalised = float((unequalised / 6 - u).square().mean())
+    mse_blind = float((blind / 6 - u).square().mean())
+    assert mse_blind < 0.9 * mse_unequalised
+
+
+def test_cddm_and_flow_share_one_receiver_output(bundle, maps):
+    """Given the same reference maps the two receivers see the same blind estimate."""
+    out = _nocsi_output(bundle, maps, 5.0, 12)
+    cddm = bundle.cddm[K]
+    flow = bundle.flow_receiver(K)
+    flow._reference = cddm.reference_maps()
+    with torch.no_grad():
+        a = cddm.receiver_output(out, encoder_snr_db=5.0)
+        b = flow.receiver_output(out, encoder_snr_db=5.0)
+    assert a.h_hat is not None and a.h_hat.shape == (48, 1)
+    torch.testing.assert_close(a.h_hat, b.h_hat)
+    # The flow's own reference maps are drawn from the flow, once.
+    flow = bundle.flow_receiver(K)
+    assert flow.reference_maps().shape == (flow.reference_samples, 16, 16)
+    assert flow.reference_maps() is flow.reference_maps()
+    assert isinstance(cddm, CDDMReceiver) and isinstance(flow, FlowReceiver)
+    assert flow.blind_iters == cddm.blind_iters
+    with pytest.raises(ValueError, match="blind_iters"):
+        flow.options(blind_iters=-1)
+    with pytest.raises(ValueError, match="unknown options"):
+        flow.options(zeta=1.0)
+
+
+# --- the environment without CSI -------------------------------------------------------
+
+BLIND = ("jscc+cddm", "jscc+diffcom", "jscc+flow")
+
+
+@pytest.mark.parametrize("codec", BLIND)
+def test_config_accepts_no_csi_for_the_blind_codecs(codec):
+    cfg = env_class("SearchRescue-v0").config_cls.from_dict(
+        {"comm": {"codec": codec}, "channel": {"name": "rayleigh_block", "csi": "none"}}
+    )
+    assert cfg.channel.csi == "none" and cfg.comm.codec == codec
+
+
+def test_config_refuses_no_csi_for_jscc_naming_parameter_value_and_codecs():
+    cls = env_class("SearchRescue-v0").config_cls
+    with pytest.raises(ValueError, match=r"channel\.csi='none' is not allowed") as info:
+        cls.from_dict({"comm": {"codec": "jscc"}, "channel": {"csi": "none"}})
+    msg = str(info.value)
+    assert "comm.codec='jscc'" in msg
+    for codec in BLIND:
+        assert repr(codec) in msg
+    with pytest.raises(ValueError, match=r"channel\.name='rayleigh_fast' is not allowed"):
+        cls.from_dict(
+            {"comm": {"codec": "jscc+flow"}, "channel": {"name": "rayleigh_fast", "csi": "none"}}
+        )
+
+
+def test_env_without_csi_steps_with_the_flow_codec():
+    torch.set_num_threads(1)
+    world = agentcomm.make_vec(
+        "SearchRescue-v0",
+        num_envs=4,
+        seed=0,
+        comm={"codec": "jscc+flow"},
+        channel={"name": "rayleigh_block", "csi": "none"},
+    )
+    gen = torch.Generator().manual_seed(0)
+    obs = world.reset()
+    sent = 0
+    for _ in range(3):
+        actions = torch.rand(world.num_envs, world.num_agents, 6, generator=gen) * 2 - 1
+        obs, rew, term, trunc, info = world.step(actions)
+        assert bool(torch.isfinite(obs).all()) and bool(torch.isfinite(rew).all())
+        sent += int(info["peer_channel_uses"].sum())
+    assert sent > 0
 
 
 # --- assumed SNR -----------------------------------------------------------------------

@@ -47,7 +47,8 @@ steps from :math:`t^*` to 0 (CDDM, Sec. III-C, uses the same
 Receiver knowledge
 ------------------
 By default the receiver uses the channel output as it comes: the CSI ``h_hat`` and the
-channel's :math:`N_0`. Three options relax that (:meth:`CDDMReceiver.receiver_output`):
+channel's :math:`N_0`. Three options relax that (:func:`receiver_output`, which the CDDM
+and the flow receiver (:mod:`agentcomm.decoders.flow`) both call):
 
 * ``snr_db`` (per call): the SNR the receiver *assumes*; the JSCC decoder and the
   SNR-matched step :math:`t^*` both use it instead of the true one
@@ -67,6 +68,7 @@ Shape legend: ``M`` messages, ``H x W`` grid, ``k`` channel uses, ``G`` calibrat
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -87,7 +89,13 @@ from agentcomm.decoders.jscc import (
 from agentcomm.decoders.prior import DiffusionPrior
 from agentcomm.io import atomic_write
 
-__all__ = ["CALIBRATION_FILE", "CDDMReceiver", "check_compatible", "interp_log"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "CDDMReceiver",
+    "check_compatible",
+    "interp_log",
+    "receiver_output",
+]
 
 #: File name of a saved calibration table, written beside the JSCC checkpoint it belongs to.
 CALIBRATION_FILE = "cddm.safetensors"
@@ -134,6 +142,51 @@ def interp_log(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Ten
     w = (xc - xp[i - 1]) / (xp[i] - xp[i - 1])
     lf = fp.log()
     return torch.exp(lf[i - 1] + w * (lf[i] - lf[i - 1]))
+
+
+def receiver_output(
+    jscc: JSCC,
+    out: ChannelOutput,
+    reference_maps: Callable[[], torch.Tensor],
+    blind_iters: int,
+    estimate_snr: bool,
+    snr_db: torch.Tensor | float | None = None,
+    encoder_snr_db: torch.Tensor | float | None = None,
+) -> ChannelOutput:
+    """The channel output as a receiver on ``jscc`` uses it (module docstring, receiver
+    knowledge): the one implementation behind :meth:`CDDMReceiver.receiver_output` and
+    :meth:`~agentcomm.decoders.flow.FlowReceiver.receiver_output`.
+
+    Args:
+        jscc: the codec whose decoder and encoder the estimates use.
+        out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
+        reference_maps: returns float ``[R, H, W]`` typical maps (nats); called only without
+            CSI (their mean symbols start the blind gain estimate).
+        blind_iters: alternations of the blind gain estimate, ``>= 0``.
+        estimate_snr: re-estimate the SNR from the decoding residual.
+        snr_db: the SNR (dB) the receiver assumes, finite, scalar or ``[M]``; ``None``: the
+            channel's.
+        encoder_snr_db: the SNR (dB) the encoder was conditioned on (re-encoding of the
+            blind and residual estimates); ``None``: the assumed SNR.
+    Returns:
+        ``out`` itself with CSI, ``snr_db=None`` and ``estimate_snr=False``; otherwise a
+        copy with ``noise_var`` (assumed or estimated) and ``h_hat`` (blind estimate where
+        missing) replaced.
+    """
+    rx = out if snr_db is None else assume_snr(out, snr_db, "snr_db")
+    if rx.h_hat is not None and not estimate_snr:
+        return rx
+    m = rx.y.shape[0]
+    if encoder_snr_db is None:
+        enc = -10.0 * torch.log10(rx.noise_var.reshape(m).float())
+    else:
+        enc = _snr_vector(encoder_snr_db, m, "encoder_snr_db")
+    if rx.h_hat is None:
+        h_hat = estimate_gain(jscc, rx, enc, reference_maps(), blind_iters)
+        rx = ChannelOutput(y=rx.y, h=rx.h, h_hat=h_hat, noise_var=rx.noise_var)
+    if estimate_snr:
+        rx = assume_snr(rx, residual_snr_db(jscc, rx, enc), "estimated snr_db")
+    return rx
 
 
 class CDDMReceiver:
@@ -210,7 +263,8 @@ class CDDMReceiver:
         snr_db: torch.Tensor | float | None = None,
         encoder_snr_db: torch.Tensor | float | None = None,
     ) -> ChannelOutput:
-        """The channel output as this receiver uses it (module docstring, receiver knowledge).
+        """The channel output as this receiver uses it (module docstring, receiver knowledge;
+        :func:`receiver_output` with this receiver's options and :meth:`reference_maps`).
 
         Args:
             out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
@@ -223,20 +277,15 @@ class CDDMReceiver:
             ``estimate_snr=False``); otherwise a copy with ``noise_var`` (assumed or
             estimated) and ``h_hat`` (blind estimate where missing) replaced.
         """
-        rx = out if snr_db is None else assume_snr(out, snr_db, "snr_db")
-        if rx.h_hat is not None and not self.estimate_snr:
-            return rx
-        m = rx.y.shape[0]
-        if encoder_snr_db is None:
-            enc = -10.0 * torch.log10(rx.noise_var.reshape(m).float())
-        else:
-            enc = _snr_vector(encoder_snr_db, m, "encoder_snr_db")
-        if rx.h_hat is None:
-            h_hat = estimate_gain(self.jscc, rx, enc, self.reference_maps(), self.blind_iters)
-            rx = ChannelOutput(y=rx.y, h=rx.h, h_hat=h_hat, noise_var=rx.noise_var)
-        if self.estimate_snr:
-            rx = assume_snr(rx, residual_snr_db(self.jscc, rx, enc), "estimated snr_db")
-        return rx
+        return receiver_output(
+            self.jscc,
+            out,
+            self.reference_maps,
+            self.blind_iters,
+            self.estimate_snr,
+            snr_db,
+            encoder_snr_db,
+        )
 
     @classmethod
     @torch.no_grad()
@@ -408,7 +457,7 @@ class CDDMReceiver:
         DDPM posterior's noise, so the maps are draws from :math:`p(x_0 \\mid x_{t^*})`.
 
         Args:
-            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI.
+            out: channel output, ``y`` complex ``[M, k]``, with CSI or (block fading) without.
             samples: ``S >= 1``.
             generator: source of the step noise (same state, same maps).
             eta: step noise in ``[0, 1]`` (:meth:`DiffusionPrior.denoise`); 0 makes every

@@ -29,7 +29,10 @@ Encoder SNR. The encoder is conditioned on the SNR, but
 :meth:`~agentcomm.codecs.base.Codec.encode` does not see the channel, so each
 codec holds ``encoder_snr_db``: the SNR the transmitter assumes (set it to the
 link's average SNR when it is known). The decoders use the actual effective
-SNR from the receiver's CSI. The receiver's ``prior`` is used only for
+SNR from the receiver's CSI. Without CSI (``csi="none"``, block fading) the diffusion
+codecs (``"jscc+cddm"``, ``"jscc+diffcom"``, ``"jscc+flow"``) estimate the gain blindly
+(:func:`~agentcomm.decoders.cddm.receiver_output`, with the message's encoder SNR for the
+re-encoding); ``"jscc"`` needs CSI. The receiver's ``prior`` is used only for
 messages that cannot be sent; ``intent`` is ignored (the whole map is coded).
 
 Posterior belief. The diffusion codecs take ``posterior_samples`` ``S``: with
@@ -300,12 +303,19 @@ class _PosteriorCodec(JSCCCodec):
         eta: float,
         seed: int,
     ) -> None:
-        """Set up a codec on receivers with ``decode(out)`` (deterministic) and
-        ``sample(out, S, generator, eta=...)`` (posterior draws): CDDM and the flow."""
-        self._setup(source_shape, receivers, encoder_snr_db, lambda r, out, snr: r.decode(out))
+        """Set up a codec on receivers with ``decode(out, encoder_snr_db=...)``
+        (deterministic) and ``sample(out, S, generator, eta=..., encoder_snr_db=...)``
+        (posterior draws): CDDM and the flow. The messages' encoder SNR reaches the blind
+        gain estimate (without CSI); with CSI the receivers do not use it."""
+        self._setup(
+            source_shape,
+            receivers,
+            encoder_snr_db,
+            lambda r, out, snr: r.decode(out, encoder_snr_db=snr),
+        )
         self._setup_posterior(
             receivers,
-            lambda r, out, snr, s, g, eta: r.sample(out, s, g, eta=eta),
+            lambda r, out, snr, s, g, eta: r.sample(out, s, g, eta=eta, encoder_snr_db=snr),
             posterior_samples,
             eta,
             seed,
@@ -396,10 +406,7 @@ class JSCCCDDMCodec(_PosteriorCodec):
             source_shape, checkpoint, "receiver", receiver, CDDMReceiver, lambda b: dict(b.cddm)
         )
         if steps is not None:
-            rx = {
-                k: CDDMReceiver(r.jscc, r.prior, r.snr_grid_db, r.error_var_table, steps)
-                for k, r in rx.items()
-            }
+            rx = {k: r.options(steps=steps) for k, r in rx.items()}
         self._setup_sampler(source_shape, rx, encoder_snr_db, posterior_samples, eta, seed)
 
 
@@ -507,10 +514,7 @@ class JSCCFlowCodec(_PosteriorCodec):
             lambda b: {k: b.flow_receiver(k) for k in b.channel_uses},
         )
         if steps is not None:
-            rx = {
-                k: FlowReceiver(r.jscc, r.flow, r.snr_grid_db, r.error_var_table, steps)
-                for k, r in rx.items()
-            }
+            rx = {k: r.options(steps=steps) for k, r in rx.items()}
         self._setup_sampler(source_shape, rx, encoder_snr_db, posterior_samples, eta, seed)
 
 

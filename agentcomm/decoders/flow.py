@@ -16,7 +16,11 @@ of the project (:func:`~agentcomm.diffusion.flow_interpolate`,
 flow: the JSCC decoder's estimate :math:`\hat u` with calibrated error variance
 :math:`\sigma_e^2(\mathrm{SNR})` (the CDDM calibration table of the same JSCC) enters the
 path at :math:`\tau^* = \sigma_e/(1 + \sigma_e)` as :math:`x_{\tau^*} = (1 - \tau^*)\hat u`,
-and ``steps`` Euler steps run from there to :math:`\tau = 0`. Network calls per decode:
+and ``steps`` Euler steps run from there to :math:`\tau = 0`. Its receiver knowledge is
+CDDM's (:func:`~agentcomm.decoders.cddm.receiver_output`: an assumed SNR, the SNR
+estimated from the residual, and without CSI on block fading the blind gain estimate,
+started from the mean symbols of ``reference_samples`` maps drawn once from the flow).
+Network calls per decode (with CSI):
 one JSCC decoder call plus ``steps`` (at most :data:`MAX_STEPS`, so at most 4 in all),
 each one batched call over every message and sample.
 
@@ -33,7 +37,12 @@ from torch import nn
 from agentcomm._checks import check_range
 from agentcomm.channels.base import ChannelOutput
 from agentcomm.config import Config, choices, rng
-from agentcomm.decoders.cddm import CDDMReceiver, check_calibration, interp_log
+from agentcomm.decoders.cddm import (
+    CDDMReceiver,
+    check_calibration,
+    interp_log,
+    receiver_output,
+)
 from agentcomm.decoders.data import from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
 from agentcomm.decoders.prior import _MLPDenoiser, train_prior
@@ -244,6 +253,10 @@ class FlowReceiver:
         error_var: float ``[G]`` positive, the decoder's per-cell error variance on
             normalized maps at each grid SNR (the CDDM calibration of ``jscc``).
         steps: Euler steps from :math:`\\tau^*` to 0, in ``[1, MAX_STEPS]``.
+        estimate_snr: re-estimate the SNR from the decoding residual (as
+            :class:`~agentcomm.decoders.cddm.CDDMReceiver`).
+        blind_iters: alternations of the blind gain estimate (used only without CSI).
+        reference_samples: flow draws whose mean symbols start the blind gain estimate.
 
     :meth:`from_cddm` builds one on a calibrated CDDM receiver's table.
     """
@@ -255,6 +268,9 @@ class FlowReceiver:
         snr_grid_db: torch.Tensor,
         error_var: torch.Tensor,
         steps: int = 2,
+        estimate_snr: bool = False,
+        blind_iters: int = 2,
+        reference_samples: int = 256,
     ) -> None:
         a, b = jscc.config, flow.config
         for key in ("height", "width", "clip"):
@@ -269,39 +285,128 @@ class FlowReceiver:
         self.snr_grid_db = snr_grid_db.float()
         self.error_var_table = error_var.float()
         self.steps = _check_steps(steps)
+        if not isinstance(estimate_snr, bool):
+            raise ValueError(f"estimate_snr={estimate_snr!r} must be a bool")
+        self.estimate_snr = estimate_snr
+        self.blind_iters = int(check_range("blind_iters", blind_iters, 0, 100))
+        self.reference_samples = int(check_range("reference_samples", reference_samples, 1, None))
+        self._reference: torch.Tensor | None = None
 
     @classmethod
     def from_cddm(cls, cddm: CDDMReceiver, flow: FlowPrior, steps: int = 2) -> FlowReceiver:
-        """A flow receiver on the JSCC and the calibration table of a CDDM receiver."""
-        return cls(cddm.jscc, flow, cddm.snr_grid_db, cddm.error_var_table, steps=steps)
+        """A flow receiver on the JSCC, the calibration table and the receiver-knowledge
+        options (``estimate_snr``, ``blind_iters``, ``reference_samples``) of a CDDM receiver."""
+        return cls(
+            cddm.jscc,
+            flow,
+            cddm.snr_grid_db,
+            cddm.error_var_table,
+            steps=steps,
+            estimate_snr=cddm.estimate_snr,
+            blind_iters=cddm.blind_iters,
+            reference_samples=cddm.reference_samples,
+        )
+
+    def options(self, **changes) -> FlowReceiver:
+        """A copy sharing the models and the calibration, with ``steps``, ``estimate_snr``,
+        ``blind_iters`` or ``reference_samples`` changed."""
+        kw = {
+            "steps": self.steps,
+            "estimate_snr": self.estimate_snr,
+            "blind_iters": self.blind_iters,
+            "reference_samples": self.reference_samples,
+        }
+        unknown = set(changes) - set(kw)
+        if unknown:
+            raise ValueError(f"unknown options {sorted(unknown)}; allowed {sorted(kw)}")
+        kw.update(changes)
+        return FlowReceiver(self.jscc, self.flow, self.snr_grid_db, self.error_var_table, **kw)
+
+    @torch.no_grad()
+    def reference_maps(self) -> torch.Tensor:
+        """``reference_samples`` maps drawn once from the flow (fixed seed, 20 Euler steps),
+        cached: float ``[R, H, W]`` log-odds (nats). They give the blind gain estimate its
+        mean symbols."""
+        if self._reference is None:
+            g = torch.Generator().manual_seed(0)
+            self._reference = self.flow.sample(self.reference_samples, 20, g)
+        return self._reference
+
+    def receiver_output(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> ChannelOutput:
+        """The channel output as this receiver uses it
+        (:func:`~agentcomm.decoders.cddm.receiver_output` with this receiver's options and
+        :meth:`reference_maps`).
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
+            snr_db: the SNR (dB) the receiver assumes, finite, scalar or ``[M]``; ``None``:
+                the channel's.
+            encoder_snr_db: the SNR (dB) the encoder was conditioned on; ``None``: the
+                assumed SNR.
+        Returns:
+            ``out`` itself with CSI, ``snr_db=None`` and ``estimate_snr=False``; otherwise a
+            copy with ``noise_var`` and ``h_hat`` (blind estimate where missing) replaced.
+        """
+        return receiver_output(
+            self.jscc,
+            out,
+            self.reference_maps,
+            self.blind_iters,
+            self.estimate_snr,
+            snr_db,
+            encoder_snr_db,
+        )
 
     def error_var(self, snr_db: torch.Tensor) -> torch.Tensor:
         """Calibrated :math:`\\sigma_e^2` at SNRs (dB) float ``[M]`` -> float ``[M]``."""
         return interp_log(snr_db.float(), self.snr_grid_db, self.error_var_table)
 
-    def initial_state(self, out: ChannelOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """JSCC estimate placed on the flow path at its matched point.
 
         Args:
-            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI.
+            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI or, for block
+                fading, without (``h_hat=None``: blind gain estimate).
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's
+                (:meth:`receiver_output`).
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
         Returns:
             ``(x float [M, H, W], tau_star float [M])`` with :math:`x = (1 - \\tau^*)\\hat u`.
         """
+        out = self.receiver_output(out, snr_db, encoder_snr_db)
         u_hat = to_unit(self.jscc.decode(out), self.jscc.config.clip)
         snr = effective_snr_db(out, self.jscc.config.channel_uses).mean(dim=1)
         tau = flow_start(self.error_var(snr)).to(u_hat.dtype)
         return (1.0 - tau).view(-1, 1, 1) * u_hat, tau
 
     @torch.no_grad()
-    def decode(self, out: ChannelOutput) -> torch.Tensor:
+    def decode(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
         """Reconstruct belief maps from a channel output (deterministic Euler steps).
 
         Args:
-            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``.
+            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``, with
+                CSI or (block fading) without.
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
         Returns:
             float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
-        x, tau = self.initial_state(out)
+        x, tau = self.initial_state(out, snr_db, encoder_snr_db)
         return from_unit(self.flow.denoise(x, tau, self.steps), self.flow.config.clip)
 
     @torch.no_grad()
@@ -311,23 +416,27 @@ class FlowReceiver:
         samples: int,
         generator: torch.Generator,
         eta: float = 1.0,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """Draw ``samples`` posterior maps per message in one batched pass.
 
-        The JSCC decoder runs once on the ``M`` messages; the ``M * S`` copies of their
-        matched starts then take the ``steps`` noisy Euler steps together, each one network
+        The JSCC decoder runs once on the ``M`` messages (after the blind gain estimate
+        without CSI); the ``M * S`` copies of their matched starts then take the ``steps`` noisy Euler steps together, each one network
         call on ``[M * S, H, W]``.
 
         Args:
-            out: channel output, ``y`` complex ``[M, k]``, with receiver CSI.
+            out: channel output, ``y`` complex ``[M, k]``, with CSI or (block fading) without.
             samples: ``S >= 1``.
             generator: source of the step noise (same state, same maps).
             eta: step noise in ``[0, 1]``; 0 makes every sample equal to :meth:`decode`.
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
         Returns:
             float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
         """
         s = int(check_range("samples", samples, 1, None))
-        x, tau = self.initial_state(out)
+        x, tau = self.initial_state(out, snr_db, encoder_snr_db)
         m, h, w = x.shape
         x0 = self.flow.denoise(
             x.repeat_interleave(s, dim=0),
