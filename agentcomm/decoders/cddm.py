@@ -189,7 +189,73 @@ def receiver_output(
     return rx
 
 
-class CDDMReceiver:
+class _ReceiverKnowledge:
+    """What a receiver started from the JSCC estimate knows of the channel, shared by
+    :class:`CDDMReceiver` and :class:`~agentcomm.decoders.flow.FlowReceiver`: its options
+    (``steps``, ``estimate_snr``, ``blind_iters``, ``reference_samples``), the reference maps
+    of the blind gain estimate and :func:`receiver_output` with them. ``_model`` names the
+    attribute holding the generative model (``sample(n, steps, generator)`` draws maps)."""
+
+    _model: str
+
+    def options(self, **changes):
+        """A copy sharing the models and the calibration, with ``steps``, ``estimate_snr``,
+        ``blind_iters`` or ``reference_samples`` changed."""
+        kw = {
+            "steps": self.steps,
+            "estimate_snr": self.estimate_snr,
+            "blind_iters": self.blind_iters,
+            "reference_samples": self.reference_samples,
+        }
+        unknown = set(changes) - set(kw)
+        if unknown:
+            raise ValueError(f"unknown options {sorted(unknown)}; allowed {sorted(kw)}")
+        kw.update(changes)
+        model = getattr(self, self._model)
+        return type(self)(self.jscc, model, self.snr_grid_db, self.error_var_table, **kw)
+
+    @torch.no_grad()
+    def reference_maps(self) -> torch.Tensor:
+        """``reference_samples`` maps drawn once from the receiver's generative model (fixed
+        seed, 20 steps), cached: float ``[R, H, W]`` log-odds (nats). They give the blind
+        gain estimate its mean symbols."""
+        if self._reference is None:
+            g = torch.Generator().manual_seed(0)
+            self._reference = getattr(self, self._model).sample(self.reference_samples, 20, g)
+        return self._reference
+
+    def receiver_output(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> ChannelOutput:
+        """The channel output as this receiver uses it (:func:`receiver_output` with this
+        receiver's options and :meth:`reference_maps`).
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
+            snr_db: the SNR (dB) the receiver assumes, finite, scalar or ``[M]``; ``None``:
+                the channel's.
+            encoder_snr_db: the SNR (dB) the encoder was conditioned on (re-encoding of the
+                blind and residual estimates); ``None``: the assumed SNR.
+        Returns:
+            ``out`` itself with the defaults (CSI given, ``snr_db=None``,
+            ``estimate_snr=False``); otherwise a copy with ``noise_var`` (assumed or
+            estimated) and ``h_hat`` (blind estimate where missing) replaced.
+        """
+        return receiver_output(
+            self.jscc,
+            out,
+            self.reference_maps,
+            self.blind_iters,
+            self.estimate_snr,
+            snr_db,
+            encoder_snr_db,
+        )
+
+
+class CDDMReceiver(_ReceiverKnowledge):
     """JSCC decoding followed by diffusion denoising from the SNR-matched step.
 
     Args:
@@ -206,6 +272,8 @@ class CDDMReceiver:
 
     Use :meth:`calibrate` to build one from validation data.
     """
+
+    _model = "prior"
 
     def __init__(
         self,
@@ -231,61 +299,6 @@ class CDDMReceiver:
         self.blind_iters = int(check_range("blind_iters", blind_iters, 0, 100))
         self.reference_samples = int(check_range("reference_samples", reference_samples, 1, None))
         self._reference: torch.Tensor | None = None
-
-    def options(self, **changes) -> CDDMReceiver:
-        """A copy sharing the models and the calibration, with ``steps``, ``estimate_snr``,
-        ``blind_iters`` or ``reference_samples`` changed."""
-        kw = {
-            "steps": self.steps,
-            "estimate_snr": self.estimate_snr,
-            "blind_iters": self.blind_iters,
-            "reference_samples": self.reference_samples,
-        }
-        unknown = set(changes) - set(kw)
-        if unknown:
-            raise ValueError(f"unknown options {sorted(unknown)}; allowed {sorted(kw)}")
-        kw.update(changes)
-        return CDDMReceiver(self.jscc, self.prior, self.snr_grid_db, self.error_var_table, **kw)
-
-    @torch.no_grad()
-    def reference_maps(self) -> torch.Tensor:
-        """``reference_samples`` maps drawn once from the prior (fixed seed, 20 DDIM steps),
-        cached: float ``[R, H, W]`` log-odds (nats). They give the blind gain estimate its
-        mean symbols."""
-        if self._reference is None:
-            g = torch.Generator().manual_seed(0)
-            self._reference = self.prior.sample(self.reference_samples, 20, g)
-        return self._reference
-
-    def receiver_output(
-        self,
-        out: ChannelOutput,
-        snr_db: torch.Tensor | float | None = None,
-        encoder_snr_db: torch.Tensor | float | None = None,
-    ) -> ChannelOutput:
-        """The channel output as this receiver uses it (module docstring, receiver knowledge;
-        :func:`receiver_output` with this receiver's options and :meth:`reference_maps`).
-
-        Args:
-            out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
-            snr_db: the SNR (dB) the receiver assumes, finite, scalar or ``[M]``; ``None``:
-                the channel's.
-            encoder_snr_db: the SNR (dB) the encoder was conditioned on (re-encoding of the
-                blind and residual estimates); ``None``: the assumed SNR.
-        Returns:
-            ``out`` itself with the defaults (CSI given, ``snr_db=None``,
-            ``estimate_snr=False``); otherwise a copy with ``noise_var`` (assumed or
-            estimated) and ``h_hat`` (blind estimate where missing) replaced.
-        """
-        return receiver_output(
-            self.jscc,
-            out,
-            self.reference_maps,
-            self.blind_iters,
-            self.estimate_snr,
-            snr_db,
-            encoder_snr_db,
-        )
 
     @classmethod
     @torch.no_grad()

@@ -39,9 +39,9 @@ from agentcomm.channels.base import ChannelOutput
 from agentcomm.config import Config, choices, rng
 from agentcomm.decoders.cddm import (
     CDDMReceiver,
+    _ReceiverKnowledge,
     check_calibration,
     interp_log,
-    receiver_output,
 )
 from agentcomm.decoders.data import from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
@@ -243,7 +243,7 @@ def _check_steps(steps: int) -> int:
     return int(check_range("steps", steps, 1, MAX_STEPS))
 
 
-class FlowReceiver:
+class FlowReceiver(_ReceiverKnowledge):
     """JSCC decoding followed by a few flow steps from the SNR-matched point.
 
     Args:
@@ -260,6 +260,8 @@ class FlowReceiver:
 
     :meth:`from_cddm` builds one on a calibrated CDDM receiver's table.
     """
+
+    _model = "flow"
 
     def __init__(
         self,
@@ -305,61 +307,6 @@ class FlowReceiver:
             estimate_snr=cddm.estimate_snr,
             blind_iters=cddm.blind_iters,
             reference_samples=cddm.reference_samples,
-        )
-
-    def options(self, **changes) -> FlowReceiver:
-        """A copy sharing the models and the calibration, with ``steps``, ``estimate_snr``,
-        ``blind_iters`` or ``reference_samples`` changed."""
-        kw = {
-            "steps": self.steps,
-            "estimate_snr": self.estimate_snr,
-            "blind_iters": self.blind_iters,
-            "reference_samples": self.reference_samples,
-        }
-        unknown = set(changes) - set(kw)
-        if unknown:
-            raise ValueError(f"unknown options {sorted(unknown)}; allowed {sorted(kw)}")
-        kw.update(changes)
-        return FlowReceiver(self.jscc, self.flow, self.snr_grid_db, self.error_var_table, **kw)
-
-    @torch.no_grad()
-    def reference_maps(self) -> torch.Tensor:
-        """``reference_samples`` maps drawn once from the flow (fixed seed, 20 Euler steps),
-        cached: float ``[R, H, W]`` log-odds (nats). They give the blind gain estimate its
-        mean symbols."""
-        if self._reference is None:
-            g = torch.Generator().manual_seed(0)
-            self._reference = self.flow.sample(self.reference_samples, 20, g)
-        return self._reference
-
-    def receiver_output(
-        self,
-        out: ChannelOutput,
-        snr_db: torch.Tensor | float | None = None,
-        encoder_snr_db: torch.Tensor | float | None = None,
-    ) -> ChannelOutput:
-        """The channel output as this receiver uses it
-        (:func:`~agentcomm.decoders.cddm.receiver_output` with this receiver's options and
-        :meth:`reference_maps`).
-
-        Args:
-            out: channel output, ``y`` complex ``[M, k]``, ``h_hat`` or ``None`` (block fading).
-            snr_db: the SNR (dB) the receiver assumes, finite, scalar or ``[M]``; ``None``:
-                the channel's.
-            encoder_snr_db: the SNR (dB) the encoder was conditioned on; ``None``: the
-                assumed SNR.
-        Returns:
-            ``out`` itself with CSI, ``snr_db=None`` and ``estimate_snr=False``; otherwise a
-            copy with ``noise_var`` and ``h_hat`` (blind estimate where missing) replaced.
-        """
-        return receiver_output(
-            self.jscc,
-            out,
-            self.reference_maps,
-            self.blind_iters,
-            self.estimate_snr,
-            snr_db,
-            encoder_snr_db,
         )
 
     def error_var(self, snr_db: torch.Tensor) -> torch.Tensor:
