@@ -254,6 +254,70 @@ class _ReceiverKnowledge:
             encoder_snr_db,
         )
 
+    @torch.no_grad()
+    def decode(
+        self,
+        out: ChannelOutput,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
+        """Reconstruct belief maps from a channel output: the receiver's deterministic steps
+        (DDIM with :math:`\\eta = 0`, or the flow's Euler steps) from its matched start
+        (:meth:`initial_state`).
+
+        Args:
+            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``, with
+                CSI or (block fading) without.
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
+        Returns:
+            float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
+        """
+        model = getattr(self, self._model)
+        x, start = self.initial_state(out, snr_db, encoder_snr_db)
+        return from_unit(model.denoise(x, start, self.steps), model.config.clip)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        out: ChannelOutput,
+        samples: int,
+        generator: torch.Generator,
+        eta: float = 1.0,
+        snr_db: torch.Tensor | float | None = None,
+        encoder_snr_db: torch.Tensor | float | None = None,
+    ) -> torch.Tensor:
+        """Draw ``samples`` posterior maps per message in one batched pass.
+
+        The JSCC decoder runs once on the ``M`` messages (after the blind gain estimate
+        without CSI); the ``M * S`` copies of their matched starts then take the ``steps``
+        reverse steps together, each one network call on ``[M * S, H, W]``. With ``eta = 1``
+        each step adds its full noise (for DDIM the DDPM posterior's), so the maps are
+        draws from the posterior given the matched start.
+
+        Args:
+            out: channel output, ``y`` complex ``[M, k]``, with CSI or (block fading) without.
+            samples: ``S >= 1``.
+            generator: source of the step noise (same state, same maps).
+            eta: step noise in ``[0, 1]``; 0 makes every sample equal to :meth:`decode`.
+            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
+            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
+        Returns:
+            float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
+        """
+        s = int(check_range("samples", samples, 1, None))
+        model = getattr(self, self._model)
+        x, start = self.initial_state(out, snr_db, encoder_snr_db)
+        m, h, w = x.shape
+        x0 = model.denoise(
+            x.repeat_interleave(s, dim=0),
+            start.repeat_interleave(s),
+            self.steps,
+            eta=eta,
+            generator=generator,
+        )
+        return from_unit(x0, model.config.clip).view(m, s, h, w)
+
 
 class CDDMReceiver(_ReceiverKnowledge):
     """JSCC decoding followed by diffusion denoising from the SNR-matched step.
@@ -431,63 +495,3 @@ class CDDMReceiver(_ReceiverKnowledge):
         snr = effective_snr_db(out, self.jscc.config.channel_uses).mean(dim=1)
         t_star = self.start_step(self.error_var(snr))
         return self.prior.alphas_cumprod[t_star].sqrt().view(-1, 1, 1) * u_hat, t_star
-
-    @torch.no_grad()
-    def decode(
-        self,
-        out: ChannelOutput,
-        snr_db: torch.Tensor | float | None = None,
-        encoder_snr_db: torch.Tensor | float | None = None,
-    ) -> torch.Tensor:
-        """Reconstruct belief maps from a channel output (deterministic: DDIM with :math:`\\eta = 0`).
-
-        Args:
-            out: channel output of :meth:`JSCC.encode` symbols, ``y`` complex ``[M, k]``, with
-                CSI or (block fading) without.
-            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
-            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
-        Returns:
-            float32 ``[M, H, W]`` log-odds in ``[-L, L]`` (nats).
-        """
-        x_t, t_star = self.initial_state(out, snr_db, encoder_snr_db)
-        return from_unit(self.prior.denoise(x_t, t_star, self.steps), self.prior.config.clip)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        out: ChannelOutput,
-        samples: int,
-        generator: torch.Generator,
-        eta: float = 1.0,
-        snr_db: torch.Tensor | float | None = None,
-        encoder_snr_db: torch.Tensor | float | None = None,
-    ) -> torch.Tensor:
-        """Draw ``samples`` posterior maps per message in one batched pass.
-
-        The JSCC decoder runs once on the ``M`` messages; the ``M * S`` copies of their
-        SNR-matched starts then go through the ``steps`` reverse steps together, each
-        step one network call on ``[M * S, H, W]``. With ``eta = 1`` each step adds the
-        DDPM posterior's noise, so the maps are draws from :math:`p(x_0 \\mid x_{t^*})`.
-
-        Args:
-            out: channel output, ``y`` complex ``[M, k]``, with CSI or (block fading) without.
-            samples: ``S >= 1``.
-            generator: source of the step noise (same state, same maps).
-            eta: step noise in ``[0, 1]`` (:meth:`DiffusionPrior.denoise`); 0 makes every
-                sample equal to :meth:`decode`.
-            snr_db: the SNR (dB) the receiver assumes; ``None``: the channel's.
-            encoder_snr_db: the encoder's SNR (dB); ``None``: the assumed SNR.
-        Returns:
-            float32 ``[M, S, H, W]`` log-odds in ``[-L, L]`` (nats).
-        """
-        s = int(check_range("samples", samples, 1, None))
-        x_t, t_star = self.initial_state(out, snr_db, encoder_snr_db)
-        m, h, w = x_t.shape
-        x0 = self.prior.denoise(
-            x_t.repeat_interleave(s, dim=0),
-            t_star.repeat_interleave(s),
-            self.steps,
-            eta=eta,
-            generator=generator,
-        )
-        return from_unit(x0, self.prior.config.clip).view(m, s, h, w)
