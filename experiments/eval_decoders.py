@@ -38,7 +38,10 @@ Four parts, each a CSV (and PNG) under ``--out``:
    decoded probability > 0.5 against the victims, ``xent_bits`` the cross-entropy (log
    loss, bits per cell) of the decoded belief against the true occupancy.
    ``reliability.png`` / ``reliability.csv``: reliability diagram (predicted probability
-   bins vs empirical occupancy frequency) of ``jscc`` and ``diffusion`` below 5 dB.
+   bins vs empirical occupancy frequency, log-spaced bins) of the sent belief, ``jscc`` and
+   ``diffusion`` below 5 dB. ``xent_diff_low``: diffusion minus JSCC cross-entropy below
+   5 dB, with a 95% Student-t interval over the world slots the maps came from
+   (:func:`xent_difference`: maps of one world are not independent).
 2. ``latency.csv``: decode time per message at batch 1 and 64 for each receiver (1 thread),
    and the network calls per decode (counted with forward hooks; one batched call serves
    every message and sample).
@@ -46,6 +49,9 @@ Four parts, each a CSV (and PNG) under ``--out``:
    ``jscc`` vs ``diffusion`` (and ``quantized`` for reference) at 38 channel uses and
    ``tx_power_dbm = 8`` (a mean peer-link SNR of about 2 dB, reported), ``--episodes``
    episodes each (one batch of worlds), Wilson 95% intervals.
+   ``fused.csv``: the same task point with ``jscc`` and ``diffusion``, scoring every agent's
+   *fused* belief against the truth at every step (:func:`fused_belief`, ``--fused-worlds``
+   worlds x 30 steps; the unit is the world, Welch's t interval of the difference).
 
 4. ``robust.csv``: receivers that do not know the SNR exactly or have no CSI, on the same
    held-out maps at SNR 0 and 2.5 dB (below ``LOW_DB``), every ``k``, the encoder
@@ -78,6 +84,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 import agentcomm.decoders  # noqa: F401  (registers the learned codecs)
 from agentcomm.channels import AWGN, RayleighBlockFading
@@ -221,7 +228,7 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> tuple[
     codecs["ddim_posterior"] = make_codec(
         "jscc+cddm", (16, 16), checkpoint=bundle_dir, **DDIM_POSTERIOR
     )
-    low = {"jscc": [], "diffusion": [], "truth": []}
+    low = {"jscc": [], "diffusion": [], "sent": [], "truth": []}
     rows = []
     channels = (
         ("awgn", AWGN()),
@@ -244,6 +251,7 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> tuple[
                 if snr < LOW_DB:
                     for name in ("jscc", "diffusion"):
                         low[name].append(torch.sigmoid(est[name][0].clamp(-CLIP, CLIP)))
+                    low["sent"].append(torch.sigmoid(maps.float().clamp(-CLIP, CLIP)))
                     low["truth"].append(truth)
                 for name, (e, delivered) in est.items():
                     row = {
@@ -266,6 +274,44 @@ def recon(bundle, bundle_dir, maps, truth, prior, snrs, out_dir, seed) -> tuple[
                 )
     write_csv(out_dir / "recon.csv", rows)
     return rows, {key: torch.cat(v) for key, v in low.items()}
+
+
+def per_map_xent_bits(prob: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """float64 ``[M]``: the cross-entropy (bits per cell) of each decoded map ``prob [M, H, W]``
+    against ``truth``; :func:`cross_entropy_bits` per map instead of over all cells."""
+    p = prob.double().clamp(1e-12, 1 - 1e-12)
+    z = truth.double()
+    nll = -(z * p.log() + (1 - z) * (-p).log1p()) / math.log(2)
+    return nll.flatten(1).mean(1)
+
+
+def xent_difference(low: dict[str, torch.Tensor], slots: torch.Tensor) -> dict[str, float]:
+    """Diffusion minus JSCC cross-entropy below ``LOW_DB``, with a 95% interval.
+
+    The maps of one world slot of :func:`collect_env_beliefs` (its agents, its successive
+    episodes, and every channel, ``k`` and SNR they were sent at) are not independent, so
+    the unit is the slot: the per-map differences are averaged within each slot and the
+    interval is Student's t over the slot means (a map-level interval would be far too
+    narrow).
+
+    Args:
+        low: the decoded probabilities of :func:`recon` (``jscc``, ``diffusion``, ``truth``,
+            each ``[R * D, H, W]``: ``R`` settings of the same ``D`` maps).
+        slots: int ``[D]``, the world slot of each map.
+    """
+    diff = per_map_xent_bits(low["diffusion"], low["truth"]) - per_map_xent_bits(
+        low["jscc"], low["truth"]
+    )
+    slot = slots.repeat(diff.shape[0] // slots.shape[0])
+    count = torch.bincount(slot).double()
+    means = torch.bincount(slot, weights=diff) / count
+    ci = stats.ttest_1samp(means.numpy(), 0.0).confidence_interval(0.95)
+    return {
+        "xent_diff_low": float(diff.mean()),
+        "xent_diff_low_ci_low": float(ci.low),
+        "xent_diff_low_ci_high": float(ci.high),
+        "xent_diff_slots": int(means.shape[0]),
+    }
 
 
 def robust_receivers(bundle, k: int) -> dict:
@@ -499,34 +545,121 @@ def task(bundle_dir, episodes: int, seed: int) -> list[dict]:
     return rows
 
 
-def reliability_plot(low: dict[str, torch.Tensor], out_dir: Path, bins: int = 10) -> list[dict]:
-    """Reliability diagram of ``jscc`` and ``diffusion`` below ``LOW_DB``: PNG and CSV rows."""
+def fused_belief(bundle_dir, worlds: int, steps: int, seed: int) -> tuple[list[dict], dict]:
+    """Cross-entropy of the *fused* beliefs against the truth at the task point.
+
+    ``worlds`` SearchRescue-v0 worlds under the expert with codec ``jscc`` or the diffusion
+    receiver (the config of :func:`task`) run ``steps`` steps (finished worlds restart in
+    place); every step, every agent's fused belief ``world.belief`` is scored against
+    ``world.true_map()``, and each world's mean over its agents and steps is one unit. The
+    two codecs run on the same world seeds, but their trajectories part (the agents act on
+    what they decoded), so the difference's 95% interval is Welch's t over the two sets of
+    world means.
+
+    Returns:
+        one row per codec (``xent_bits`` with its interval, worlds, steps) and the RESULT keys.
+    """
+    from agentcomm import make_vec
+    from agentcomm.envs.experts import expert_actions
+
+    settings = (
+        ("jscc", "jscc", {"checkpoint": str(bundle_dir)}),
+        ("diffusion", DIFFUSION_CODEC, {"checkpoint": str(bundle_dir), **DIFFUSION}),
+    )
+    per_world, rows = {}, []
+    for label, codec, params in settings:
+        t0 = time.perf_counter()
+        world = make_vec(
+            "SearchRescue-v0",
+            num_envs=worlds,
+            seed=seed,
+            comm={"codec": codec, "codec_params": params, "budget": TASK_BUDGET},
+            channel={"tx_power_dbm": TASK_POWER_DBM},
+        )
+        world.reset(seed=seed)
+        total = torch.zeros(worlds, dtype=torch.float64)
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = world.step(expert_actions(world))
+            z = world.true_map().unsqueeze(1).expand_as(world.belief).double()
+            logodds = world.belief.double()
+            nll = -(z * F.logsigmoid(logodds) + (1 - z) * F.logsigmoid(-logodds))
+            total += nll.mean((1, 2, 3)) / math.log(2)
+            done = terminated | truncated
+            if bool(done.any()):
+                world.reset_at(done)
+        per_world[label] = (total / steps).numpy()
+        ci = stats.ttest_1samp(per_world[label], 0.0).confidence_interval(0.95)
+        rows.append(
+            {
+                "codec": label,
+                "worlds": worlds,
+                "steps": steps,
+                "xent_bits": float(per_world[label].mean()),
+                "ci_low": float(ci.low),
+                "ci_high": float(ci.high),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        print(
+            f"fused {label:10s} xent={rows[-1]['xent_bits']:.5f} "
+            f"[{ci.low:.5f}, {ci.high:.5f}] worlds={worlds} steps={steps} "
+            f"({rows[-1]['seconds']:.0f}s)",
+            flush=True,
+        )
+    diff = stats.ttest_ind(per_world["diffusion"], per_world["jscc"], equal_var=False)
+    ci = diff.confidence_interval(0.95)
+    result = {
+        "xent_fused_jscc_low": f"{rows[0]['xent_bits']:.5f}",
+        "xent_fused_diffusion_low": f"{rows[1]['xent_bits']:.5f}",
+        "xent_fused_diff_low": f"{rows[1]['xent_bits'] - rows[0]['xent_bits']:.5f}",
+        "xent_fused_diff_low_ci_low": f"{ci.low:.5f}",
+        "xent_fused_diff_low_ci_high": f"{ci.high:.5f}",
+        "fused_worlds": str(worlds),
+    }
+    return rows, result
+
+
+#: Bin edges of the reliability diagram: log-spaced where the cells are (nearly every cell
+#: sits near SearchRescue-v0's prior 3/256, where equal-width bins would show one point).
+RELIABILITY_EDGES = (0.0, 1e-3, 3e-3, 6e-3, 0.01, 0.0135, 0.02, 0.05, 0.2, 0.5, 1.0)
+
+
+def reliability_plot(low: dict[str, torch.Tensor], out_dir: Path) -> list[dict]:
+    """Reliability diagram of ``jscc``, ``diffusion`` and the sent belief below ``LOW_DB``
+    (log-spaced bins, log axes; a bin's marker area grows with its cells): PNG and CSV rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    edges = torch.tensor(RELIABILITY_EDGES)
     rows = []
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], "k:", label="calibrated")
-    for name in ("jscc", "diffusion"):
-        r = reliability(low[name], low["truth"], bins)
-        for i in range(bins):
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([1e-4, 1], [1e-4, 1], "k:", label="calibrated")
+    for name in ("sent", "jscc", "diffusion"):
+        r = reliability(low[name], low["truth"], edges=edges)
+        for i in range(edges.numel() - 1):
             rows.append(
                 {
                     "receiver": name,
-                    "bin": i,
+                    "bin_low": float(edges[i]),
+                    "bin_high": float(edges[i + 1]),
                     "predicted": float(r["predicted"][i]),
                     "observed": float(r["observed"][i]),
                     "cells": int(r["count"][i]),
                 }
             )
         ok = r["count"] > 0
-        ax.plot(r["predicted"][ok], r["observed"][ok], "o-", label=name)
+        size = 3 + 12 * (r["count"][ok] / r["count"].sum()).sqrt()
+        obs = r["observed"][ok].clamp_min(1e-4)  # an empty-occupancy bin drawn at the floor
+        ax.plot(r["predicted"][ok], obs, "-", alpha=0.6)
+        ax.scatter(r["predicted"][ok], obs, s=size.square(), label=name, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("predicted victim probability")
-    ax.set_ylabel("observed victim frequency")
+    ax.set_ylabel("observed victim frequency (floor 1e-4)")
     ax.set_title(f"reliability below {LOW_DB:g} dB (all channels, k)")
-    ax.legend()
+    ax.legend(loc="upper left", markerscale=0.5)
     fig.tight_layout()
     fig.savefig(out_dir / "reliability.png", dpi=110)
     plt.close(fig)
@@ -608,6 +741,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer maps, SNRs and episodes")
     parser.add_argument("--episodes", type=int, help="episodes per task setting (default 100)")
     parser.add_argument("--no-task", action="store_true", help="skip the task evaluation")
+    parser.add_argument(
+        "--fused-worlds",
+        type=int,
+        help="worlds of the fused-belief part (default 2048; --quick 32)",
+    )
     parser.add_argument("--seed", type=int, default=20_000)
     parser.add_argument(
         "--robust-only",
@@ -615,6 +753,8 @@ def main() -> None:
         help="only the SNR-mismatch / no-CSI part (robust.csv and its RESULT keys)",
     )
     args = parser.parse_args()
+    if args.fused_worlds is not None and args.fused_worlds < 2:
+        parser.error(f"--fused-worlds={args.fused_worlds} is not allowed; allowed: integers >= 2")
     use_one_thread(override=False)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -645,13 +785,25 @@ def main() -> None:
             f"{r['network_calls']} network calls)"
         )
 
-    task_rows = []
+    task_rows, fused = [], {}
     if not args.no_task:
         episodes = args.episodes or (20 if args.quick else 2000)
         task_rows = task(bundle_dir, episodes, args.seed)
         write_csv(out_dir / "task.csv", task_rows)
+        fused_rows, fused = fused_belief(
+            bundle_dir, args.fused_worlds or (32 if args.quick else 2048), 30, args.seed + 3
+        )
+        write_csv(out_dir / "fused.csv", fused_rows)
     plots(rows, task_rows, out_dir, bundle.channel_uses)
     result = summary(rows, lat, task_rows)
+    slots = torch.arange(maps.shape[0]) // (maps.shape[0] // (n_envs * n_steps)) % n_envs
+    result.update(
+        {
+            k: f"{v:.5f}" if isinstance(v, float) else str(v)
+            for k, v in xent_difference(low, slots).items()
+        }
+    )
+    result.update(fused)
     result.update(robust)
     print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items()))
 

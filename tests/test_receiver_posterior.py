@@ -76,6 +76,19 @@ def test_reliability_bins_hand_example():
     assert r["predicted"].tolist() == pytest.approx([0.05, (0.95 + 0.95 + 0.55) / 3])
 
 
+
+def test_reliability_log_edges_hand_example():
+    # Cells near a small prior, where equal-width bins would lump them all together.
+    prob = torch.tensor([0.002, 0.004, 0.02, 0.03, 0.5, 1.0])
+    truth = torch.tensor([False, False, True, False, True, True])
+    r = reliability(prob, truth, edges=torch.tensor([0.0, 0.01, 0.1, 1.0]))
+    assert r["count"].tolist() == [2.0, 2.0, 2.0]
+    assert r["observed"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    assert r["predicted"].tolist() == pytest.approx([0.003, 0.025, 0.75])
+    for bad in ([0.0, 0.5], [0.1, 1.0], [0.0, 0.5, 0.5, 1.0], [[0.0, 1.0]]):
+        with pytest.raises(ValueError, match="edges"):
+            reliability(prob, truth, edges=torch.tensor(bad))
+
 # --- codecs -----------------------------------------------------------------------------
 
 
@@ -172,7 +185,9 @@ def test_eval_decoders_quick_prints_every_result_key(tmp_path):
         "mse_send_nothing calls_per_message latency_ms_b1 latency_ms_b64 "
         "task_success_jscc_low task_success_jscc_low_ci_low task_success_jscc_low_ci_high "
         "task_success_diffusion_low task_success_diffusion_low_ci_low "
-        "task_success_diffusion_low_ci_high"
+        "task_success_diffusion_low_ci_high xent_diff_low xent_diff_low_ci_low "
+        "xent_diff_low_ci_high xent_fused_jscc_low xent_fused_diffusion_low "
+        "xent_fused_diff_low xent_fused_diff_low_ci_low xent_fused_diff_low_ci_high"
     ).split()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -192,3 +207,29 @@ def test_eval_decoders_quick_prints_every_result_key(tmp_path):
     for k in keys:
         assert math.isfinite(float(found[k]))
     assert (tmp_path / "reliability.png").is_file()
+    assert float(found["xent_diff_low_ci_low"]) <= float(found["xent_diff_low_ci_high"])
+    assert (tmp_path / "fused.csv").is_file()
+
+
+def test_xent_difference_counts_world_slots_not_maps():
+    from agentcomm.experiments.eval_decoders import per_map_xent_bits, xent_difference
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(24, 4, 4, generator=g) < 0.1
+    jscc = torch.rand(24, 4, 4, generator=g).clamp(0.01, 0.99)
+    per_map = per_map_xent_bits(jscc, truth)
+    assert float(per_map.mean()) == pytest.approx(
+        float(cross_entropy_bits(torch.logit(jscc), truth)), rel=1e-6
+    )
+    # Two settings of 12 maps from 3 world slots; the diffusion maps are better by a
+    # constant only in slot 0, so the slot means are (d, 0, 0) and the interval is Student's
+    # t over 3 values, not over 24 maps.
+    slots = torch.arange(12) % 3
+    better = torch.where((slots == 0).repeat(2)[:, None, None], jscc.sqrt(), jscc)
+    r = xent_difference({"jscc": jscc, "diffusion": better, "truth": truth}, slots)
+    d = per_map_xent_bits(better, truth) - per_map
+    assert r["xent_diff_slots"] == 3
+    assert r["xent_diff_low"] == pytest.approx(float(d.mean()))
+    means = torch.stack([d[(slots == k).repeat(2)].mean() for k in range(3)])
+    half = 4.302653 * float(means.std()) / math.sqrt(3)  # t(0.975, 2 dof)
+    assert r["xent_diff_low_ci_high"] - r["xent_diff_low_ci_low"] == pytest.approx(2 * half, rel=1e-4)

@@ -96,26 +96,44 @@ def cross_entropy_bits(logodds: torch.Tensor, truth: torch.Tensor) -> torch.Tens
     return nll.mean() / math.log(2)
 
 
-def reliability(prob: torch.Tensor, truth: torch.Tensor, bins: int = 10) -> dict[str, torch.Tensor]:
+def reliability(
+    prob: torch.Tensor,
+    truth: torch.Tensor,
+    bins: int = 10,
+    edges: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Reliability-diagram data: predicted probability bins vs empirical occupancy frequency.
 
     Args:
         prob: float ``[...]`` predicted probabilities in ``[0, 1]``.
         truth: bool ``[...]``, the true occupancy, same shape.
-        bins: equal-width bins on ``[0, 1]``.
+        bins: equal-width bins on ``[0, 1]`` (ignored when ``edges`` is given).
+        edges: float ``[bins + 1]`` increasing bin edges from 0 to 1, e.g. log-spaced ones
+            where almost every cell is near a small prior (equal-width bins then put nearly
+            all cells into the first bin and show nothing).
     Returns:
         ``{"predicted", "observed", "count"}``, each ``[bins]``: the mean predicted
         probability, the fraction of occupied cells, and the cells, per bin (NaN where a
         bin is empty).
     """
-    check_range("bins", bins, 1, None)
     if truth.shape != prob.shape:
         raise ValueError(
             f"truth has shape {tuple(truth.shape)}; it must match prob {tuple(prob.shape)}"
         )
     p = prob.detach().flatten().double()
     z = truth.flatten().double()
-    idx = (p * bins).long().clamp(0, bins - 1)
+    if edges is None:
+        check_range("bins", bins, 1, None)
+        idx = (p * bins).long().clamp(0, bins - 1)
+    else:
+        e = edges.detach().double().cpu()
+        if e.dim() != 1 or e.numel() < 2 or e[0] != 0 or e[-1] != 1 or bool((e.diff() <= 0).any()):
+            raise ValueError(
+                f"edges={e.tolist()} is not allowed; allowed: a 1-D increasing tensor of at "
+                "least 2 values from 0 to 1"
+            )
+        bins = e.numel() - 1
+        idx = (torch.bucketize(p, e.to(p.device), right=True) - 1).clamp(0, bins - 1)
     count = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, torch.ones_like(p))
     psum = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, p)
     zsum = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, z)
