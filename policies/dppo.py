@@ -32,7 +32,6 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from agentcomm._checks import check_choice
-from agentcomm.envs.adapters.rllib import ENV_PREFIX
 from agentcomm.policies.diffusion import check_logprob_form
 from agentcomm.policies.dppo_learner import DPPOTorchLearner, learner_settings
 from agentcomm.policies.dppo_module import DPPOTorchRLModule
@@ -45,25 +44,10 @@ from agentcomm.policies.ppo_config import (
     multi_agent_policies,
     ppo_settings,
     ppo_skeleton,
+    with_state_observations,
 )
 
 __all__ = ["DPPO_PPO_DEFAULTS", "SHARED_MODULE_ID", "dppo_config"]
-
-
-def _with_state_observations(
-    env: str | type, env_config: Mapping[str, Any] | None, critic_input: str
-) -> Mapping[str, Any] | None:
-    """``env_config`` with ``centralized_critic`` on when a critic on the state needs it."""
-    if critic_input == "obs" or not (isinstance(env, str) and env.startswith(ENV_PREFIX)):
-        return env_config
-    given = (env_config or {}).get("centralized_critic", True)
-    if not given:
-        raise ValueError(
-            f"env_config['centralized_critic']={given!r} contradicts "
-            f"critic_input={critic_input!r}, which reads the global state; leave the key out "
-            "(it is set to True)"
-        )
-    return {**(env_config or {}), "centralized_critic": True}
 
 
 #: DPPO's own defaults for the settings both PPO builders share (the rest are
@@ -148,7 +132,7 @@ def dppo_config(
             f"policy sets {twice}: pass them as dppo_config's own arguments (the loss's "
             "likelihood form is set in one place)"
         )
-    env_config = _with_state_observations(env, env_config, critic_input)
+    env_config = with_state_observations(env, env_config, critic_input)
     multi_agent = check_multi_agent(multi_agent)
     settings = {**ppo_settings(ppo, DPPO_PPO_DEFAULTS), "env_config": env_config}
     seed = settings["seed"]

@@ -26,12 +26,14 @@ import torch
 from agentcomm._checks import check_choice, check_range
 from agentcomm.io import atomic_write, load_model_tensors, read_model_config, save_model_files
 from agentcomm.policies.ppo_config import (
+    CRITIC_INPUTS,
     MultiAgentMode,
     annealed_lr,
     check_multi_agent,
     multi_agent_policies,
     ppo_settings,
     ppo_skeleton,
+    with_state_observations,
 )
 
 __all__ = [
@@ -50,9 +52,15 @@ def gaussian_ppo_config(
     agent_ids: Sequence[str] | None = None,
     hidden: Sequence[int] = (256, 256),
     entropy_coeff: float = 0.0,
+    critic_input: str = "obs",
     **ppo: Any,
 ):
     """RLlib PPO with its default Gaussian MLP module (separate actor and critic towers).
+
+    With ``critic_input="state"`` or ``"obs+state"`` the critic is MAPPO's centralized
+    value function on the world's global state
+    (:class:`~agentcomm.policies.central_critic.CentralCriticPPOModule`; the env config gets
+    ``centralized_critic``); the actor stays RLlib's default on the agent's observation.
 
     Args:
         env: Registered env name (``"agentcomm/<EnvId>"``).
@@ -64,6 +72,8 @@ def gaussian_ppo_config(
         agent_ids: Agent ids, required for ``"per_agent"``.
         hidden: Hidden widths of the actor and critic MLPs (tanh).
         entropy_coeff: Weight of the policy's entropy bonus.
+        critic_input: ``"obs"`` (RLlib's default critic on the agent's observation),
+            ``"state"`` or ``"obs+state"`` (a centralized critic, CTDE).
         **ppo: The settings both PPO builders share (``env_config``, sampling, learners,
             batch sizes, ``lr``, ``gamma``, ``lambda_``, ``clip_param``, the value loss,
             ``grad_clip``, ``seed``): see :func:`~agentcomm.policies.ppo_config.ppo_skeleton`,
@@ -76,18 +86,34 @@ def gaussian_ppo_config(
 
     multi_agent = check_multi_agent(multi_agent)
     check_range("entropy_coeff", entropy_coeff, 0.0)
+    check_choice("critic_input", critic_input, CRITIC_INPUTS)
     hidden = [int(h) for h in hidden]
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden={hidden!r} must be a non-empty list of widths >= 1")
-    config = ppo_skeleton(env, **ppo_settings(ppo, {}))
-    config = config.training(entropy_coeff=entropy_coeff).rl_module(
-        model_config=DefaultModelConfig(
-            fcnet_hiddens=hidden, fcnet_activation="tanh", vf_share_layers=False
-        )
+    settings = ppo_settings(ppo, {})
+    settings["env_config"] = with_state_observations(env, settings["env_config"], critic_input)
+    config = ppo_skeleton(env, **settings).training(entropy_coeff=entropy_coeff)
+    model = DefaultModelConfig(fcnet_hiddens=hidden, fcnet_activation="tanh", vf_share_layers=False)
+    ids, mapping = (
+        (None, None) if multi_agent is None else multi_agent_policies(multi_agent, agent_ids)
     )
-    if multi_agent is None:
+    if critic_input == "obs":
+        config = config.rl_module(model_config=model)
+    else:
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from agentcomm.policies.central_critic import CentralCriticPPOModule
+
+        spec = RLModuleSpec(
+            module_class=CentralCriticPPOModule,
+            model_config={**asdict(model), "critic_input": critic_input},
+        )
+        if ids is not None:
+            spec = MultiRLModuleSpec(rl_module_specs={mid: spec for mid in ids})
+        config = config.rl_module(rl_module_spec=spec)
+    if ids is None:
         return config
-    ids, mapping = multi_agent_policies(multi_agent, agent_ids)
     return config.multi_agent(policies=set(ids), policy_mapping_fn=mapping)
 
 
@@ -177,6 +203,7 @@ def save_gaussian_actor(
     action_dim: int,
     hidden: Sequence[int],
     metadata: Mapping[str, Any] | None = None,
+    tensors: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Export a Gaussian policy's weights (``model.safetensors``) and ``config.json``
     (which records the weights' SHA-256, checked by :func:`load_gaussian_actor`).
@@ -187,12 +214,15 @@ def save_gaussian_actor(
         net: The module / policy whose ``state_dict`` is saved.
         obs_dim, action_dim, hidden: What :func:`load_gaussian_actor` rebuilds it from.
         metadata: Extra JSON-serialisable info (e.g. the training config).
+        tensors: The weights to save; ``None``: ``net.state_dict()`` (a centralized critic's
+            module passes its actor's, :func:`~agentcomm.policies.central_critic.actor_state_dict`).
 
     Returns:
         The directory.
     """
     check_choice("kind", kind, ("rllib", "sb3"))
-    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state = net.state_dict() if tensors is None else tensors
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     meta = {
         "kind": f"gaussian-{kind}",
         "obs_dim": int(obs_dim),

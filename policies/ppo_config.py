@@ -31,6 +31,7 @@ __all__ = [
     "multi_agent_policies",
     "ppo_settings",
     "ppo_skeleton",
+    "with_state_observations",
 ]
 
 #: Module id of the parameter-shared policy.
@@ -240,3 +241,23 @@ def multi_agent_policies(
     if not agent_ids:
         raise ValueError("multi_agent='per_agent' needs agent_ids (e.g. ['agent_0', ...])")
     return [str(a) for a in agent_ids], _per_agent_mapping
+
+
+def with_state_observations(
+    env: str | type, env_config: Mapping[str, Any] | None, critic_input: str
+) -> Mapping[str, Any] | None:
+    """``env_config`` with ``centralized_critic`` on when a critic on the state needs it (the
+    env then returns ``Dict({"obs", "state"})`` observations; ``env`` a registered name).
+    """
+    from agentcomm.envs.adapters.rllib import ENV_PREFIX
+
+    if critic_input == "obs" or not (isinstance(env, str) and env.startswith(ENV_PREFIX)):
+        return env_config
+    given = (env_config or {}).get("centralized_critic", True)
+    if not given:
+        raise ValueError(
+            f"env_config['centralized_critic']={given!r} contradicts "
+            f"critic_input={critic_input!r}, which reads the global state; leave the key out "
+            "(it is set to True)"
+        )
+    return {**(env_config or {}), "centralized_critic": True}

@@ -109,6 +109,7 @@ def rllib_config(config: TrainConfig, pretrained: str | None):
             hidden=config.gaussian.hidden,
             clip_param=ppo.clip_param if ppo.clip_param is not None else 0.2,
             entropy_coeff=config.gaussian.entropy_coeff,
+            critic_input=config.gaussian.critic_input,
             **common,
         )
     if batched:
@@ -158,7 +159,15 @@ def _export(algo: Any, config: TrainConfig, out: Path, obs_dim: int) -> Path:
         if config.algo == "dppo":
             save_policy(target, module.policy, meta)
         else:
-            save_gaussian_actor(target, "rllib", module, obs_dim, 6, config.gaussian.hidden, meta)
+            # A centralized critic is training-only: the actor is what an obs critic's exports.
+            tensors = None
+            if config.gaussian.critic_input != "obs":
+                from agentcomm.policies.central_critic import actor_state_dict
+
+                tensors = actor_state_dict(module)
+            save_gaussian_actor(
+                target, "rllib", module, obs_dim, 6, config.gaussian.hidden, meta, tensors
+            )
     return root
 
 

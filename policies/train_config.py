@@ -225,6 +225,10 @@ class GaussianSettings(Config):
     """Actor and critic MLP widths."""
     entropy_coeff: float = field(default=0.0, metadata=rng(0.0, None))
     """Entropy bonus (RLlib's ``ppo``; ``sb3-ppo`` has none)."""
+    critic_input: str = field(default="obs", metadata=choices(*CRITIC_INPUTS))
+    """What RLlib ``ppo``'s critic reads: ``"obs"`` (RLlib's default, the agent's
+    observation), ``"state"`` (MAPPO's centralized critic on the global state) or
+    ``"obs+state"`` (:mod:`agentcomm.policies.central_critic`); ``sb3-ppo`` reads ``"obs"``."""
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -444,10 +448,18 @@ class TrainConfig(Config):
                 f"{prefix}dppo.critic_input={dppo.critic_input!r} is implemented for "
                 "algo='dppo' only; the other algorithms' critics read 'obs'"
             )
-        weight = self.env_config.get("team_reward_weight", 1.0)
-        if dppo.critic_input == "state" and weight != 1.0:
+        gaussian = self.gaussian
+        if gaussian.critic_input != "obs" and self.algo != "ppo":
             raise ValueError(
-                f"{prefix}dppo.critic_input='state' needs the shared team reward, but "
+                f"{prefix}gaussian.critic_input={gaussian.critic_input!r} is implemented for "
+                "algo='ppo' only; set dppo.critic_input for 'dppo' ('sb3-ppo' reads 'obs')"
+            )
+        weight = self.env_config.get("team_reward_weight", 1.0)
+        key = "dppo" if self.algo == "dppo" else "gaussian"
+        critic = dppo.critic_input if self.algo == "dppo" else gaussian.critic_input
+        if critic == "state" and weight != 1.0:
+            raise ValueError(
+                f"{prefix}{key}.critic_input='state' needs the shared team reward, but "
                 f"{prefix}env_config['team_reward_weight']={weight!r}: the critic sees only "
                 "the global state, not which agent's own share it values; use 'obs+state'"
             )
