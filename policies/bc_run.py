@@ -34,6 +34,9 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
 
     device = resolve_device(config.device)
     bc = config.bc
+    # A policy that predicts action chunks (policy.action_horizon) learns from the expert's
+    # next Ta actions of each agent; it executes the first.
+    horizon = int(config.policy.get("action_horizon", 1))
     demos = collect_demos(
         config.env,
         bc.demo_steps,
@@ -42,10 +45,11 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
         device=device,
         env_config=config.env_config,
         progress=config.progress,
+        horizon=horizon,
     )
     generator = torch.Generator().manual_seed(config.seed)
     policy_cfg = DiffusionConfig.from_dict(
-        {**config.policy, "obs_dim": demos.obs.shape[1], "action_dim": demos.actions.shape[1]}
+        {**config.policy, "obs_dim": demos.obs.shape[1], "action_dim": demos.actions.shape[-1]}
     )
     policy = DiffusionPolicy.from_config(policy_cfg, generator=generator).to(device)
     gen = torch.Generator(device=device).manual_seed(config.seed)
@@ -83,6 +87,7 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
             device=device,
             env_config=config.env_config,
             progress=config.progress,
+            horizon=horizon,
             behaviour=policy_actor(policy, config.sampler),
         )
         obs, actions = torch.cat([obs, more.obs]), torch.cat([actions, more.actions])

@@ -125,6 +125,30 @@ def test_train_cli_bc_writes_policy_config_and_logs(bc_run):
     assert json.loads((bc_run / "eval.json").read_text())["episodes"] == 2
 
 
+def test_train_cli_bc_with_action_chunks_learns_chunks_and_evaluates(tmp_path):
+    """``policy.action_horizon > 1`` through the train CLI: the demonstrations are the expert's
+    action chunks (with DAgger too), the policy predicts chunks and the run evaluates it."""
+    from agentcomm.policies.checkpoint import load_policy
+    from agentcomm.policies.train import main
+
+    argv = ["--algo", "bc", "--out", str(tmp_path), "--seed", "3", "--quiet"]
+    for item in (
+        "bc.demo_steps=3",
+        "bc.demo_envs=2",
+        "bc.epochs=2",
+        "bc.batch_size=16",
+        "bc.dagger_rounds=1",
+        "bc.dagger_epochs=1",
+        "eval_episodes=2",
+        f"policy={json.dumps({**TINY_POLICY, 'action_horizon': 3})}",
+    ):
+        argv += ["--set", item]
+    assert main(_train_args(argv)) == 0
+    policy = load_policy(tmp_path / "policy")
+    assert policy.config.action_horizon == 3 and policy.config.action_dim == 6
+    assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 2
+
+
 def test_eval_cli_runs_checkpoint_and_named_policies(bc_run, capsys):
     from agentcomm.policies.evaluate import main
 
