@@ -8,10 +8,14 @@ For each scenario, coordination mode (``--modes``, default ``distributed``) and 
 (``--budgets``, default 0, 4, 16, 64, 256 channel uses) at the default link SNR, the expert
 and the learned policy are evaluated by the project's one evaluation
 (:func:`agentcomm.policies.evaluate.evaluate`) on the same worlds of the ``evaluation``
-split. The expert runs with ``comm.budget`` set to the point's budget; the policy runs on its
-own training config (its checkpoint's ``env_config``) with the budget cap fixed to the
-point's (``comm.budget_levels = [k]``), so the operating point in its observation
-(``observe_operating_point``) is the point's. Learned policies default to the shipped
+split (``--split selection`` to choose between checkpoints), all ``--episodes`` worlds in
+one round (the worlds ``agentcomm eval`` and the main job evaluate for the same seed). The
+expert runs with ``comm.budget`` set to the point's budget; the policy runs on its own
+training config (its checkpoint's ``env_config``) with the budget fixed at the point's
+(:func:`point_config`: no drawn cap, the default transmit power), so the operating point in
+its observation (``observe_operating_point``) is the point's and its worlds are the
+expert's: a drawn cap or power would take draws from the world's generator and change the
+worlds. Learned policies default to the shipped
 conditioned ones (``agentcomm/models/policies/*`` trained on the scenario with
 ``observe_operating_point: true``); a scenario without one reports ``nan``.
 
@@ -29,13 +33,19 @@ first carry a ``_<mode>`` suffix.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["conditioned_policies", "main", "pareto_bits_ratio", "short_name"]
+__all__ = [
+    "conditioned_policies",
+    "main",
+    "pareto_bits_ratio",
+    "point_config",
+    "result_line",
+    "short_name",
+]
 
 SCENARIOS = ("SearchRescue-v0", "TargetTracking-v0", "IntentCoverage-v0")
 BUDGETS = (0, 4, 16, 64, 256)
@@ -61,6 +71,23 @@ def conditioned_policies() -> dict[str, Path]:
         if env_config.get("observe_operating_point") and meta.get("env_id"):
             found.setdefault(meta["env_id"], path.parent)
     return found
+
+
+def point_config(trained_on: dict[str, Any], budget: int, mode: str) -> dict[str, Any]:
+    """The scenario config of a conditioned policy at one operating point: its training
+    config ``trained_on`` with the budget fixed at ``budget`` channel uses in ``mode``, no
+    drawn budget cap (``comm.budget_levels``) and no drawn transmit power
+    (``channel.tx_power_dbm_range``), so its worlds are those of the expert's point
+    ``{"comm": {"budget": budget, "mode": mode}}``."""
+    from agentcomm.config import merged
+
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ValueError(f"budget={budget!r} is not allowed; expected an integer >= 0")
+    fixed = {
+        "comm": {"budget": budget, "budget_levels": None, "mode": mode},
+        "channel": {"tx_power_dbm_range": None},
+    }
+    return merged(trained_on, fixed)
 
 
 def pareto_bits_ratio(
@@ -92,12 +119,18 @@ def _parse_policies(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def _point(actor: Any, env_id: str, episodes: int, env_config: dict, seed: int) -> dict:
+def _point(actor: Any, env_id: str, episodes: int, env_config: dict, seed: int, split: str) -> dict:
     from agentcomm.experiments.stats import wilson_interval
     from agentcomm.policies.evaluate import evaluate
 
     res = evaluate(
-        actor, env_id, episodes, num_envs=min(episodes, 256), seed=seed, env_config=env_config
+        actor,
+        env_id,
+        episodes,
+        num_envs=episodes,
+        seed=seed,
+        env_config=env_config,
+        split=split,
     )
     p, low, high = wilson_interval(res.successes, res.episodes)
     return {
@@ -113,7 +146,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the evaluation; print each point, write the CSV and the ``RESULT`` line."""
     import torch
 
-    from agentcomm.config import merged
     from agentcomm.policies.evaluate import checkpoint_env, load_actor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,7 +165,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         help=f"episodes per point (default {EPISODES}, --quick {QUICK_EPISODES})",
     )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0, help="seed index of the evaluation split")
+    parser.add_argument("--seed", type=int, default=0, help="seed index into --split")
+    parser.add_argument(
+        "--split",
+        choices=("selection", "evaluation"),
+        default="evaluation",
+        help="world-seed split: selection (to choose a checkpoint) or evaluation (final "
+        "figures; default)",
+    )
     parser.add_argument("--csv", default="eval_learned_comm.csv", help="CSV of every point")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -163,17 +202,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 for who in ("expert", "dppo"):
                     if who == "expert":
                         cfg = {"comm": {"budget": k, "mode": mode}}
-                        point = _point(expert, env_id, episodes, cfg, args.seed)
+                        point = _point(expert, env_id, episodes, cfg, args.seed, args.split)
                     elif actor is None:
                         point = {"success": NAN, "low": NAN, "high": NAN, "n": 0, "bits": NAN}
                     else:
-                        # The point's budget as the world's only cap, at the default power.
-                        point_cfg = {
-                            "comm": {"budget": k, "budget_levels": [k], "mode": mode},
-                            "channel": {"tx_power_dbm_range": None},
-                        }
-                        cfg = merged(trained_on, point_cfg)
-                        point = _point(actor, env_id, episodes, cfg, args.seed)
+                        cfg = point_config(trained_on, k, mode)
+                        point = _point(actor, env_id, episodes, cfg, args.seed, args.split)
                     curves[who].append((point["success"], point["bits"]))
                     rows.append(
                         {"scenario": env_id, "mode": mode, "budget": k, "policy": who, **point}
@@ -189,19 +223,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             result[f"{s}_pareto_bits_ratio{suffix}"] = pareto_bits_ratio(
                 budgets, curves["dppo"], curves["expert"]
             )
+    from agentcomm.experiments.execute import write_csv
+
     out = Path(args.csv)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, rows)
     print(f"wrote {out}")
-    print("RESULT " + " ".join(f"{k}={_fmt(v)}" for k, v in result.items()))
+    print(result_line(result))
     return result
 
 
-def _fmt(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.4g}"
+def result_line(result: dict[str, float]) -> str:
+    """``RESULT key=value ...`` with 4 significant digits (``nan`` where undefined)."""
+    return "RESULT " + " ".join(
+        f"{k}={'nan' if math.isnan(v) else f'{v:.4g}'}" for k, v in result.items()
+    )
 
 
 if __name__ == "__main__":

@@ -61,6 +61,10 @@ SUMMARY_COLUMNS = (
 _RESOLVED = ("mode", "codec", "budget", "config_id", "setting_id")
 #: ``comm`` fields that place a point on a curve (budget) or pick its curve (mode, codec).
 _CURVE_FIELDS = ("budget", "codec", "codec_params", "mode")
+#: Fields that change what a policy observes or is paid, not the world it acts in: they do not
+#: make another setting (a policy conditioned on its channel is drawn beside the expert).
+_POLICY_SIDE = ("team_reward_weight",)
+_POLICY_SIDE_COMM = ("cost_per_channel_use",)
 
 #: Key of a run's wall time in :func:`_one`'s result; it goes to ``timings``, not to the rows
 #: (rows must repeat bit for bit).
@@ -118,8 +122,16 @@ def _jobs(cfgs: Iterable[ExperimentConfig]) -> list[dict[str, Any]]:
             comm = resolved.comm
             config = resolved.to_dict()
             setting = {
-                **config,
-                "comm": {k: v for k, v in config["comm"].items() if k not in _CURVE_FIELDS},
+                **{
+                    k: v
+                    for k, v in config.items()
+                    if k not in _POLICY_SIDE and not k.startswith("observe_")
+                },
+                "comm": {
+                    k: v
+                    for k, v in config["comm"].items()
+                    if k not in _CURVE_FIELDS + _POLICY_SIDE_COMM
+                },
             }
             labels = {
                 "mode": comm.mode,

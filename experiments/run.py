@@ -4,7 +4,8 @@ Evaluates every scenario's expert (SearchRescue-v0, TargetTracking-v0, IntentCov
 across bandwidth budgets from none to perfect communication, in the coordination modes
 (centralized, distributed, hybrid) with the quantized digital codec, the same codec over a
 5G LDPC + 16-QAM link, the learned codecs (JSCC, JSCC with a diffusion receiver) on one mode, a link-SNR sweep, and the shipped
-learned policies on the SearchRescue axes, and the oracle reference (the expert deciding on
+learned policies on the SearchRescue axes (the policies conditioned on their channel also on
+the TargetTracking axis), and the oracle reference (the expert deciding on
 the true state) of SearchRescue-v0 and TargetTracking-v0: one experiment YAML each
 (:data:`DEFAULT_EXPERIMENTS`, in ``agentcomm/experiments/configs``). Every point is
 evaluated by the one evaluation function
@@ -46,8 +47,10 @@ DEFAULT_EXPERIMENTS = (
     "codecs_run.yaml",
     "ldpc.yaml",
     "policies_run.yaml",
+    "policies_conditioned.yaml",
     "snr.yaml",
     "target_tracking.yaml",
+    "policies_conditioned_tracking.yaml",
     "intent_coverage.yaml",
     "oracle.yaml",
     "oracle_tracking.yaml",
