@@ -182,6 +182,15 @@ class WorldConfig(Config):
     agents' mean reward is the team reward."""
     obs_map_size: int = field(default=8, metadata=rng(1, 256))
     """Side of the max-pooled belief map in each observation."""
+    observe_belief_as: str = field(
+        default="probability", metadata=choices("probability", "logodds")
+    )
+    """How the pooled belief map enters the observation: ``"probability"`` (the cell's
+    victim probability, scaled to [-1, 1]) or ``"logodds"`` (its log-odds over
+    ``comm.logodds_clip``). Beliefs sit near a small prior (SearchRescue-v0: 3/256): as
+    probabilities a searched cell (about 0.0025) and an unsearched one (0.0117) differ by
+    0.018 on the column's [-1, 1] scale, as log-odds they read -1 and -0.74. Default
+    ``"probability"``: the layout earlier policies were trained on."""
     intent_max_age: int = field(default=10, metadata=rng(1, 100_000))
     """Intent ages are reported as min(age, intent_max_age) / intent_max_age."""
     observe_operating_point: bool = False

@@ -15,7 +15,7 @@ import weakref
 
 import torch
 
-from agentcomm.beliefs.grid import window_offsets
+from agentcomm.beliefs.grid import cell_centres, cell_index, window_cells
 
 from .world import CommWorld
 
@@ -43,18 +43,11 @@ def _act(
     return torch.cat([vel.clamp(-1, 1), intent, comm], -1)
 
 
-@functools.lru_cache(maxsize=8)
-def _cells(grid: int, device: torch.device) -> torch.Tensor:
-    """``[C, 2]`` cell centres, row-major."""
-    idx = torch.arange(grid, device=device, dtype=torch.float32) + 0.5
-    return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(grid * grid, 2)
-
-
-def _cell_index(points: torch.Tensor, grid: int) -> torch.Tensor:
-    """long ``[...]``: row-major index of the cell holding each of ``points [..., 2]``
-    (cells; a point off the grid counts in the nearest border cell)."""
-    cell = points.floor().clamp(0, grid - 1).long()
-    return cell[..., 0] * grid + cell[..., 1]
+#: ``_cells(grid, device)``: ``[C, 2]`` cell centres, row-major (cached).
+_cells = cell_centres
+#: ``_cell_index(points, grid)``: long ``[...]`` row-major index of the cell holding each of
+#: ``points [..., 2]`` (a point off the grid counts in the nearest border cell).
+_cell_index = cell_index
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,28 +67,12 @@ def _drift_table(grid: int, device: torch.device) -> torch.Tensor:
     return table + torch.diag(1.0 - table.sum(1))
 
 
-@functools.lru_cache(maxsize=8)
-def _window_table(
-    grid: int, radius: float, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per home cell, the cells that can lie within ``radius`` of a point anywhere in it
-    (:func:`~agentcomm.beliefs.grid.window_offsets`): ``index [C, W]`` (flat cell indices,
-    each axis clamped to the grid) and bool ``inside [C, W]`` (the cell lies on the grid;
-    clamped duplicates are ``False``)."""
-    cell = _cells(grid, device).long().unsqueeze(1) + window_offsets(radius, device=device)
-    inside = ((cell >= 0) & (cell < grid)).all(-1)
-    cell = cell.clamp(0, grid - 1)
-    return cell[..., 0] * grid + cell[..., 1], inside
-
-
 def _window(world: CommWorld, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``index [B, N, W]`` and bool ``inside [B, N, W]``: the cells around each agent that
-    can lie within ``radius`` of it (:func:`_window_table` at the agent's cell), so that a
-    rule on its sensing disk reads and updates those only."""
-    index, inside = _window_table(world.grid, radius, world.device)
-    flat = _cell_index(world.pos, world.grid).reshape(-1)
-    shape = (world.num_envs, world.num_agents, -1)
-    return index.index_select(0, flat).view(shape), inside.index_select(0, flat).view(shape)
+    can lie within ``radius`` of it (:func:`~agentcomm.beliefs.grid.window_cells`, the disk
+    around the agent's cell), so that a rule on its sensing disk reads and updates those
+    only."""
+    return window_cells(_cell_index(world.pos, world.grid), radius, world.grid, "disk")
 
 
 def _dist(points: torch.Tensor, to: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,9 @@ def observation(world: CommWorld) -> torch.Tensor:
     """``[B, N, Do]`` float32, every entry in ``[-1, 1]``.
 
     Layout: own position (2, scaled to [-1, 1]), own velocity (2, /max_speed; dropped
-    without ``observe_own_velocity``), own intent (2, scaled), the fused belief as probabilities max-pooled to
-    ``obs_map_size`` squared (grid scenarios, scaled to [-1, 1]), then for each other
+    without ``observe_own_velocity``), own intent (2, scaled), the fused belief max-pooled
+    to ``obs_map_size`` squared (grid scenarios; probabilities scaled to [-1, 1], or log-odds
+    over ``comm.logodds_clip`` with ``observe_belief_as="logodds"``), then for each other
     agent in index order: its last received intent relative to own position
     (2, /grid_size), that intent's age (1, min(age, intent_max_age)/intent_max_age,
     scaled), the mean link SNR to it (1, clipped to [-20, 40] dB, scaled); then
@@ -85,17 +86,24 @@ def observation(world: CommWorld) -> torch.Tensor:
     if not cfg.observe_own_velocity:
         parts[0] = torch.cat([parts[0][..., :2], parts[0][..., 4:]], dim=-1)
     if world.belief_kind == "grid":
-        parts.append(world.beliefs.pooled_probability(cfg.obs_map_size) * 2 - 1)
+        pooled = world.beliefs.pooled_probability(cfg.obs_map_size)
+        if cfg.observe_belief_as == "logodds":
+            # A confident cell's logit may be +-inf in float32, which the final clamp bounds;
+            # a clip below float32's range makes 0 / 0 of an even cell, read as 0.
+            parts.append((torch.logit(pooled) / cfg.comm.logodds_clip).nan_to_num(0.0))
+        else:
+            parts.append(pooled * 2 - 1)
     rel = (world.known_intent - world.pos.unsqueeze(2)) / g
-    age = world.intent_age.clamp_max(cfg.intent_max_age).float() / cfg.intent_max_age
+    # Integer tensors divided by an int: float32 quotients, as .float() first gives them.
+    age = world.intent_age.clamp_max(cfg.intent_max_age) / cfg.intent_max_age
     # Peer and fusion-centre SNRs scaled in one pass.
     snr = _scale_snr(torch.cat([world.peer_snr, world.fc_snr.unsqueeze(-1)], dim=-1))
     team = torch.cat([rel, (age * 2 - 1).unsqueeze(-1), snr[..., :n, None]], dim=-1)
     team = team.reshape(b, n * n, -1).index_select(1, world._off_index)
     parts.append(team.reshape(b, n, -1))
-    frac_links = world.adj.sum(-1, keepdim=True).float() / max(n - 1, 1)
+    frac_links = world.adj.sum(-1, keepdim=True) / max(n - 1, 1)
     # The elapsed fraction is scaled once per world, then shown to its agents.
-    elapsed = (world.t.float() / cfg.max_steps * 2 - 1).view(b, 1, 1).expand(b, n, 1)
+    elapsed = (world.t / cfg.max_steps * 2 - 1).view(b, 1, 1).expand(b, n, 1)
     parts += [snr[..., n:], frac_links * 2 - 1, elapsed, world._scenario_obs()]
     if cfg.observe_operating_point:
         parts.append(operating_point(world).unsqueeze(1).expand(b, n, -1))
@@ -136,7 +144,7 @@ def state(world: CommWorld) -> torch.Tensor:
     parts = [
         (world.pos / g * 2 - 1).reshape(b, -1),
         (world.vel / world.config.max_speed).reshape(b, -1),
-        (world.t.float() / world.config.max_steps * 2 - 1).view(b, 1),
+        (world.t / world.config.max_steps * 2 - 1).view(b, 1),
         world._scenario_state(),
     ]
     return torch.cat(parts, dim=-1)

@@ -117,32 +117,6 @@ class ScenarioHooks:
         err = torch.linalg.vector_norm(self.known_intent - self.intent.unsqueeze(1), dim=-1)
         return err.sum(-1) / max(self.num_agents - 1, 1)
 
-    # ------------------------------------------------------------------ grid cells
-    def _cell_centres(self) -> torch.Tensor:
-        """float ``[H * W, 2]``: the centre ``(row, col)`` of each cell, row-major."""
-        g = self.grid
-        idx = torch.arange(g, device=self.device, dtype=torch.float32) + 0.5
-        return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(g * g, 2)
-
-    def _window_offsets(self, reach: int) -> torch.Tensor:
-        """long ``[2, S * S]``: row and column offsets of the cells of the square window
-        ``[-reach, reach]^2`` around a cell, row-major (``S = 2 * reach + 1``)."""
-        span = torch.arange(-reach, reach + 1, device=self.device)
-        return torch.stack(torch.meshgrid(span, span, indexing="ij")).reshape(2, -1)
-
-    def _cell_window(
-        self, pos: torch.Tensor, offsets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The cells at ``offsets`` (:meth:`_window_offsets`, ``[2, K]``) from the cell of each
-        point ``pos [B, N, 2]``: their row and column indices long ``[B, N, 2, K]``
-        (unclamped), flat indices ``row * W + col`` clamped onto the grid long ``[B, N, K]``,
-        and bool ``[B, N, K]``, True where the cell is on the grid."""
-        idx = pos.floor().long().unsqueeze(-1) + offsets
-        clamped = idx.clamp(0, self.grid - 1)
-        rows, cols = clamped.unbind(2)
-        row_ok, col_ok = (clamped == idx).unbind(2)
-        return idx, torch.add(cols, rows, alpha=self.grid), row_ok & col_ok
-
     # ------------------------------------------------------------------ grid beliefs
     belief = property(
         lambda self: self.beliefs.belief,

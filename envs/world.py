@@ -186,7 +186,7 @@ class CommWorld(ScenarioHooks):
         # --- act and move
         self.vel = a[..., 0:2] * cfg.max_speed
         self.pos = (self.pos + self.vel).clamp(0.0, float(self.grid) - 1e-4)
-        self.intent = (a[..., 2:4] + 1.0) * 0.5 * self.grid
+        self.intent = (a[..., 2:4] + 1.0) * (0.5 * self.grid)  # x * 0.5 is exact: same bits
         self.t = self.t + 1
         task_reward = self._scenario_step()
         # --- sense

@@ -11,6 +11,8 @@ import torch
 from agentcomm.beliefs import (
     bayes_update,
     bayes_update_window,
+    cell_centres,
+    cell_index,
     entropy,
     kl_to_truth,
     mse_to_truth,
@@ -19,7 +21,9 @@ from agentcomm.beliefs import (
     sense,
     sense_window,
     sensor_increments,
+    window_cells,
     window_offsets,
+    window_table,
 )
 
 PD, PFA = 0.8, 0.1
@@ -152,6 +156,52 @@ def test_window_offsets_cover_the_disk_from_any_point_of_the_cell() -> None:
     reachable = (dist <= radius).flatten(-2).any(-1)
     brute = {(int(a), int(c)) for a, c in zip(di[reachable], dj[reachable])}
     assert {tuple(o) for o in offsets.tolist()} == brute
+
+
+@pytest.mark.parametrize("radius", [0.4, 1.0, 2.0, 2.5])
+def test_window_disk_is_the_square_masked(radius: float) -> None:
+    # One window: the square crop of reach floor(r + 1/2), the disk the rows of it that pass
+    # the distance test, in the same row-major order.
+    square = window_offsets(radius, shape="square")
+    reach = math.floor(radius + 0.5)
+    assert square.shape == ((2 * reach + 1) ** 2, 2)
+    assert square.tolist() == [
+        [i, j] for i in range(-reach, reach + 1) for j in range(-reach, reach + 1)
+    ]
+    gap = (square.abs().double() - 0.5).clamp_min(0.0)
+    assert torch.equal(window_offsets(radius), square[gap.square().sum(-1) <= radius * radius])
+    assert window_offsets(0, shape="square").tolist() == [[0, 0]]
+    with pytest.raises(ValueError, match="shape"):
+        window_offsets(1.0, shape="ring")
+    with pytest.raises(ValueError, match="radius"):
+        window_offsets(-1.0, shape="square")
+
+
+@pytest.mark.parametrize(("radius", "shape"), [(1, "square"), (2, "square"), (1.5, "disk")])
+def test_window_cells_index_and_clip_onto_the_grid(radius: float, shape: str) -> None:
+    size = 5
+    offsets = window_offsets(radius, shape=shape)
+    centres = cell_centres(size)
+    assert centres.shape == (size * size, 2)
+    assert torch.equal(centres[7], torch.tensor([1.5, 2.5]))
+    # A point anywhere in a cell (or off the grid) is in the cell cell_index names.
+    jitter = torch.rand(size * size, 2, generator=torch.Generator().manual_seed(0)) - 0.5
+    assert torch.equal(cell_index(centres + 0.999 * jitter, size), torch.arange(size * size))
+    assert cell_index(torch.tensor([[-3.0, 2.5], [9.0, 9.0]]), size).tolist() == [2, 24]
+    # Every cell as a centre, batched [size, size]: compare with a per-cell loop over the
+    # offsets of window_offsets.
+    home = torch.arange(size * size).view(size, size)
+    flat, inside = window_cells(home, radius, size, shape)
+    assert flat.shape == inside.shape == (size, size, offsets.shape[0])
+    table = window_table(size, radius, shape)
+    assert torch.equal(table[0].view(size, size, -1), flat)
+    assert torch.equal(table[1].view(size, size, -1), inside)
+    for r, c in itertools.product(range(size), repeat=2):
+        for k, (dr, dc) in enumerate(offsets.tolist()):
+            row, col = r + dr, c + dc
+            assert bool(inside[r, c, k]) == (0 <= row < size and 0 <= col < size)
+            clipped = min(max(row, 0), size - 1) * size + min(max(col, 0), size - 1)
+            assert int(flat[r, c, k]) == clipped
 
 
 def test_clamp_bounds_the_belief_and_keeps_it_revisable() -> None:

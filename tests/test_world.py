@@ -10,6 +10,7 @@ import torch
 from episodes import first_episode_successes
 
 import agentcomm
+from agentcomm.beliefs import cell_centres
 from agentcomm.envs.experts import expert_actions, random_actions
 from agentcomm.envs.world import ACTION_DIM, INFO_KEYS
 from agentcomm.topology import message_plan
@@ -361,7 +362,7 @@ def test_search_rescue_credits_a_rescue_to_the_agents_that_made_it():
         "SearchRescue-v0", num_envs=2, seed=0, team_reward_weight=0.0, info_gain_weight=0.0
     )
     world.reset(seed=0)
-    cells = world._cell_centres()
+    cells = cell_centres(world.grid)
     far = (cells.unsqueeze(0) - world.victim_pos.unsqueeze(2)).norm(dim=-1).min(1).values
     pos = cells[far.argmax(1)].unsqueeze(1).expand(-1, n, -1).clone()  # [2, N, 2]
     pos[:, 0] = world.victim_pos[:, 0]

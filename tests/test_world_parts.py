@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import agentcomm
+from agentcomm.beliefs import cell_centres
 from agentcomm.beliefs.store import LogOddsGridStore, NoBeliefs
 from agentcomm.beliefs.tracks import GaussianTrackStore
 from agentcomm.topology import message_plan
@@ -183,7 +184,7 @@ def test_reset_exclusion_window_matches_the_whole_grid(radius, grid):
     )
     gen = torch.Generator().manual_seed(int(radius * 10) + grid)
     pos = (torch.rand(64, world.num_agents, 2, generator=gen) * grid).clamp(0.0, grid - 1e-4)
-    gap = (world._cell_centres().view(1, -1, 1, 2) - pos.unsqueeze(1)).norm(dim=-1)
+    gap = (cell_centres(world.grid).view(1, -1, 1, 2) - pos.unsqueeze(1)).norm(dim=-1)
     expected = (gap <= radius + 0.5).any(-1)
     assert torch.equal(world._near_cells(pos), expected)
 
@@ -199,3 +200,29 @@ def test_large_gathers_equal_take(count):
     index = torch.randint(0, source.numel(), (count // 7 + 1, 7), generator=gen)
     assert torch.equal(_take(source, index), source.take(index))
     assert torch.equal(_take(source.contiguous(), index), source.contiguous().take(index))
+
+
+def test_site_occupancy_follows_resets_and_moves():
+    # IntentCoverage computes its agent-site distances where positions or sites change (reset,
+    # move); what the reward, success and observation read must be those of the current state.
+    world = agentcomm.make_vec("IntentCoverage-v0", num_envs=8, seed=2)
+    world.reset(seed=2)
+    gen = torch.Generator().manual_seed(2)
+
+    def fresh():
+        dist = (world.pos.unsqueeze(2) - world.sites.unsqueeze(1)).norm(dim=-1)
+        return (dist <= world.config.site_radius).sum(1)
+
+    for t in range(12):
+        world.step(torch.rand(8, world.num_agents, 6, generator=gen) * 2 - 1)
+        assert torch.equal(world._occupancy(), fresh())
+        world.reset_at(world.done | (torch.arange(8) % 3 == t % 3))
+        assert torch.equal(world._occupancy(), fresh())
+        # Agents parked on the sites of half the worlds: the next step sees them there.
+        park = (torch.arange(8) % 2 == t % 2).view(8, 1, 1)
+        world.pos = torch.where(park, world.sites, world.pos)
+        world.step(torch.zeros(8, world.num_agents, 6))
+        assert torch.equal(world._occupancy(), fresh())
+        assert bool(world._success()[park.view(8)].all())
+        world.reset_at(world.done)
+        assert torch.equal(world._occupancy(), fresh())

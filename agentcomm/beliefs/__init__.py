@@ -28,6 +28,8 @@ from agentcomm.beliefs.grid import (
     WindowObservation,
     bayes_update,
     bayes_update_window,
+    cell_centres,
+    cell_index,
     entropy,
     kl_to_truth,
     mse_to_truth,
@@ -36,7 +38,9 @@ from agentcomm.beliefs.grid import (
     sense,
     sense_window,
     sensor_increments,
+    window_cells,
     window_offsets,
+    window_table,
 )
 
 __all__ = [
@@ -44,6 +48,8 @@ __all__ = [
     "WindowObservation",
     "bayes_update",
     "bayes_update_window",
+    "cell_centres",
+    "cell_index",
     "consensus_average",
     "constant_velocity_model",
     "covariance_intersection",
@@ -62,5 +68,7 @@ __all__ = [
     "sense_window",
     "sensor_increments",
     "weighted_logodds_average",
+    "window_cells",
     "window_offsets",
+    "window_table",
 ]

@@ -54,6 +54,8 @@ __all__ = [
     "WindowObservation",
     "bayes_update",
     "bayes_update_window",
+    "cell_centres",
+    "cell_index",
     "entropy",
     "kl_to_truth",
     "mse_to_truth",
@@ -62,7 +64,9 @@ __all__ = [
     "sense",
     "sense_window",
     "sensor_increments",
+    "window_cells",
     "window_offsets",
+    "window_table",
 ]
 
 Reduction = Literal["none", "sum", "mean"]
@@ -105,28 +109,120 @@ def _check_clamp(clamp: float | None) -> None:
 # --------------------------------------------------------------------------- sensing
 
 
-def window_offsets(radius: float, device: torch.device | str | None = None) -> torch.Tensor:
-    r"""Cell offsets that may fall inside the sensing disk of an agent anywhere in its cell.
+def window_offsets(
+    radius: float,
+    device: torch.device | str | None = None,
+    shape: Literal["disk", "square"] = "disk",
+) -> torch.Tensor:
+    r"""Cell offsets of the window around a cell: the square ``[-R, R]^2``,
+    :math:`R = \lfloor r + 1/2 \rfloor`, or the disk cut from it (:func:`_disk_mask`), the
+    offsets that may fall inside the sensing disk of an agent anywhere in its cell.
 
     For an agent in cell ``c`` (any point of ``[c, c+1]`` per axis), the centre of cell
     ``c + d`` is at per-axis distance at least :math:`m(d) = \max(|d| - 1/2, 0)`; offsets with
     :math:`m(d_0)^2 + m(d_1)^2 \le r^2` are the only candidates.
 
     Args:
-        radius: sensing radius in cells, > 0.
+        radius: ``"disk"``: sensing radius in cells, > 0; ``"square"``: >= 0, an integer
+            ``R`` gives the square of side ``2 R + 1``.
         device: where to put the result.
+        shape: ``"disk"`` or ``"square"`` (every offset of the disk's bounding square).
     Returns:
-        long ``[K, 2]`` offsets ``(d_row, d_col)``, ``K`` about :math:`\pi (r + 0.7)^2`
-        (21 for ``radius=2``).
+        long ``[K, 2]`` offsets ``(d_row, d_col)`` in row-major order; ``K`` about
+        :math:`\pi (r + 0.7)^2` for the disk (21 for ``radius=2``), :math:`(2R + 1)^2` for
+        the square.
     """
-    check_positive("radius", radius)
+    _check_window(radius, shape)
     reach = math.floor(radius + 0.5)
     d = torch.arange(-reach, reach + 1, device=device)
     di, dj = torch.meshgrid(d, d, indexing="ij")
-    m_i = (di.abs().double() - 0.5).clamp_min(0.0)
-    m_j = (dj.abs().double() - 0.5).clamp_min(0.0)
-    keep = m_i.square() + m_j.square() <= radius * radius
-    return torch.stack([di[keep], dj[keep]], dim=-1)
+    square = torch.stack([di.reshape(-1), dj.reshape(-1)], dim=-1)
+    return square if shape == "square" else square[_disk_mask(radius, device)]
+
+
+def window_cells(
+    home: torch.Tensor,
+    radius: float,
+    size: int,
+    shape: Literal["disk", "square"] = "square",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells of the window (:func:`window_offsets` of ``radius`` and ``shape``, in its
+    order) around cells of a ``size x size`` grid: rows of :func:`window_table` (one gather).
+
+    Args:
+        home: long ``[...]`` flat indices ``row * size + col`` of the window's centre cells,
+            in ``[0, size * size)``.
+        radius, shape: the window (:func:`window_offsets`).
+        size: the grid's side.
+    Returns:
+        ``(flat, inside)``: long ``[..., K]`` flat indices of the window cells, each axis
+        clamped onto the grid, and bool ``[..., K]``, True where the cell lies on the grid.
+    """
+    _check_window(radius, shape)
+    return _window_cells(home, radius, size, shape)
+
+
+def _window_cells(
+    home: torch.Tensor, radius: float, size: int, shape: str = "square"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`window_cells` without validation (the batched world's arguments are valid by
+    construction)."""
+    flat, inside = window_table(size, radius, shape, home.device)
+    rows = home.reshape(-1)
+    out = (*home.shape, flat.shape[1])
+    return flat.index_select(0, rows).view(out), inside.index_select(0, rows).view(out)
+
+
+@functools.lru_cache(maxsize=32)
+def window_table(
+    size: int,
+    radius: float,
+    shape: Literal["disk", "square"] = "disk",
+    device: torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per centre cell of a ``size x size`` grid, the cells of its window
+    (:func:`window_offsets`): long ``[size * size, K]`` flat indices ``row * size + col``,
+    each axis clamped onto the grid, and bool ``[size * size, K]``, True where the cell lies
+    on the grid (cached: read it, never change it in place)."""
+    _check_window(radius, shape)
+    cell = cell_centres(size, device).long().unsqueeze(1) + window_offsets(radius, device, shape)
+    clamped = cell.clamp(0, size - 1)
+    rows, cols = clamped.unbind(-1)
+    return torch.add(cols, rows, alpha=size), (clamped == cell).all(-1)
+
+
+def _check_window(radius: float, shape: str) -> None:
+    check_choice("shape", shape, ("disk", "square"))
+    if shape == "disk":
+        check_positive("radius", radius)
+    else:
+        check_range("radius", radius, 0.0, None)
+
+
+def _disk_mask(radius: float, device: torch.device | str | None) -> torch.Tensor:
+    r"""bool ``[(2R + 1)^2]``: the offsets of the square window of reach
+    :math:`R = \lfloor r + 1/2 \rfloor` (row-major) that can lie within ``radius`` of a point
+    of the centre cell (:func:`window_offsets`)."""
+    reach = math.floor(radius + 0.5)
+    d = torch.arange(-reach, reach + 1, device=device)
+    m = (d.abs().double() - 0.5).clamp_min(0.0).square()
+    return ((m.unsqueeze(1) + m) <= radius * radius).reshape(-1)
+
+
+def cell_index(points: torch.Tensor, size: int) -> torch.Tensor:
+    """long ``[...]``: the flat index ``row * size + col`` of the cell holding each of
+    ``points [..., 2]`` (float, cell coordinates; a point off the grid counts in the nearest
+    border cell)."""
+    rows, cols = points.floor().clamp(0, size - 1).long().unbind(-1)
+    return torch.add(cols, rows, alpha=size)
+
+
+@functools.lru_cache(maxsize=16)
+def cell_centres(size: int, device: torch.device | None = None) -> torch.Tensor:
+    """float ``[size * size, 2]``: the centre ``(row + 1/2, col + 1/2)`` of each cell of a
+    ``size x size`` grid, row-major (cached: read it, never change it in place)."""
+    idx = torch.arange(size, device=device, dtype=torch.float32) + 0.5
+    return torch.stack(torch.meshgrid(idx, idx, indexing="ij"), -1).reshape(size * size, 2)
 
 
 def _in_range_dense(pos: torch.Tensor, height: int, width: int, radius: float) -> torch.Tensor:

@@ -103,6 +103,7 @@ class IntentCoverage(CommWorld):
             side += 1
         self._lattice = side
         self._block = self.grid / side
+        self._locate_sites()
 
     def _reset_scenario(self, mask: torch.Tensor) -> None:
         b, n, g, dev = self.num_envs, self.num_agents, self.grid, self.device
@@ -116,33 +117,26 @@ class IntentCoverage(CommWorld):
         m = mask.view(-1, 1, 1)
         self.pos = torch.where(m, pos.clamp(0.0, g - 1e-4), self.pos)
         self.sites = torch.where(m, sites, self.sites)
+        self._locate_sites()
 
-    def _sites_seen(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, N, S]`` agent-site distances and long ``[B, S]`` agents within ``site_radius``
-        of each site, computed once per state of the positions and sites (a move or reset
-        replaces them, an in-place change bumps their version)."""
-        state = (self.pos, self.sites)
-        # Inference tensors keep no version counter: such states are computed every time.
-        key = None if any(map(torch.is_inference, state)) else [(t, t._version) for t in state]
-        cached = getattr(self, "_sites_cache", None)
-        if (
-            key is None
-            or cached is None
-            or cached[0] is None
-            or any(t is not u or v != w for (t, v), (u, w) in zip(cached[0], key))
-        ):
-            dist = torch.linalg.vector_norm(self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1)
-            cached = self._sites_cache = (key, dist, (dist <= self.config.site_radius).sum(1))
-        return cached[1], cached[2]
+    def _locate_sites(self) -> None:
+        """Agent-site distances ``[B, N, S]`` and the agents within ``site_radius`` of each
+        site long ``[B, S]`` of the current positions and sites: set where those change
+        (allocation, reset, the move of a step), read by the reward, success, observation
+        and state."""
+        self._site_dist = torch.linalg.vector_norm(
+            self.pos.unsqueeze(2) - self.sites.unsqueeze(1), dim=-1
+        )
+        self._occupied = (self._site_dist <= self.config.site_radius).sum(1)
 
     def _occupancy(self) -> torch.Tensor:
         """long ``[B, S]``: agents within ``site_radius`` of each site."""
-        return self._sites_seen()[1]
+        return self._occupied
 
     def _scenario_step(self) -> torch.Tensor:
         cfg = self.config
-        dist, occ = self._sites_seen()  # [B, N, S], [B, S]
-        self._site_dist = dist  # for the agents' reward shares
+        self._locate_sites()  # the agents moved
+        dist, occ = self._site_dist, self._occupied  # [B, N, S], [B, S]
         conflicts = (occ - 1).clamp_min(0).sum(1).float()
         cover = dist.min(1).values.mean(1) / self.grid
         success = self._success().float()

@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agentcomm.beliefs.grid import _LN2, _constant, _take
+from agentcomm.beliefs.grid import _LN2, _constant, _take, _window_cells, cell_centres, cell_index
 from agentcomm.config import choices, rng
 
 from ..config import WorldConfig
@@ -140,17 +140,16 @@ class SearchRescue(CommWorld):
 
     def _allocate(self) -> None:
         super()._allocate()
-        b, v, dev = self.num_envs, self.config.num_victims, self.device
-        self.victim_cell = torch.zeros(b, v, dtype=torch.long, device=dev)
-        self.victim_pos = torch.zeros(b, v, 2, device=dev)
-        self.rescued = torch.zeros(b, v, dtype=torch.bool, device=dev)
-        g, cfg = self.grid, self.config
-        self._crop_offsets = self._window_offsets(cfg.crop_size // 2)  # [2, crop cells]
+        b, g, dev, cfg = self.num_envs, self.grid, self.device, self.config
+        self.victim_cell = torch.zeros(b, cfg.num_victims, dtype=torch.long, device=dev)
+        self.victim_pos = torch.zeros(b, cfg.num_victims, 2, device=dev)
+        self.rescued = torch.zeros(b, cfg.num_victims, dtype=torch.bool, device=dev)
         # Reset constants: base, cell centres, cells near the base, window of a start's near cells
         self._base = torch.tensor(cfg.base if cfg.base is not None else (g / 2, g / 2), device=dev)
-        self._centres = self._cell_centres()
-        self._near_base = (self._centres - self._base).norm(dim=-1) <= cfg.rescue_radius + 0.5
-        self._reset_offsets = self._window_offsets(min(math.ceil(cfg.rescue_radius + 0.5), g - 1))
+        self._centres = cell_centres(g, dev)
+        near = cfg.rescue_radius + 0.5
+        self._near_base = (self._centres - self._base).norm(dim=-1) <= near
+        self._reset_reach = min(math.ceil(near), g - 1)
 
     # ------------------------------------------------------------------ reset
     def _reset_scenario(self, mask: torch.Tensor) -> None:
@@ -174,8 +173,10 @@ class SearchRescue(CommWorld):
         """bool ``[B, H * W]``: cells with centre within ``rescue_radius + 0.5`` of an agent at
         ``pos``, from the windows around the agents (the distances of the whole grid's)."""
         b, g = self.num_envs, self.grid
-        idx, cells, inside = self._cell_window(pos, self._reset_offsets)
-        gap = torch.stack(((idx + 0.5) - pos.unsqueeze(-1)).unbind(2), -1)  # centre - position
+        cells, inside = _window_cells(cell_index(pos, g), self._reset_reach, g)
+        # [B, N, K, 2] window cell centre - position (off the grid: any value, not inside)
+        centre = self._centres.index_select(0, cells.view(-1)).view(*cells.shape, 2)
+        gap = centre - pos.unsqueeze(-2)
         near = (gap.norm(dim=-1) <= self.config.rescue_radius + 0.5) & inside
         out = torch.zeros(b, g * g + 1, dtype=torch.bool, device=self.device)  # + a sink cell
         return out.scatter_(1, torch.where(near, cells, g * g).view(b, -1), True)[:, :-1]
@@ -196,7 +197,7 @@ class SearchRescue(CommWorld):
         # A rescue is announced to the whole team (the victim's beacon): every belief, and the
         # fusion centre's copies, mark the cell clear, so no stale evidence pulls agents back.
         self.beliefs.clear_where(self.victim_cell, new)
-        return cfg.rescue_reward * new.sum(1).float()
+        return new.sum(1) * cfg.rescue_reward  # long * float: float32, the same bits
 
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
         w = self.config.info_gain_weight
@@ -234,7 +235,7 @@ class SearchRescue(CommWorld):
 
     def _scenario_obs(self) -> torch.Tensor:
         b, n, g = self.num_envs, self.num_agents, self.grid
-        _, flat, inside = self._cell_window(self.pos, self._crop_offsets)
+        flat, inside = _window_cells(cell_index(self.pos, g), self.config.crop_size // 2, g)
         prob = torch.sigmoid(self.belief.view(b, n, g * g).gather(2, flat))
         crop = torch.where(inside, prob * 2 - 1, _constant(-1.0, prob.dtype, self.device))
         frac = self.rescued.float().mean(1).view(b, 1, 1).expand(b, n, 1)
