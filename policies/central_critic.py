@@ -58,9 +58,7 @@ class CentralCriticPPOModule(DefaultPPOTorchRLModule):
             "critic_input", model_config.pop("critic_input", "state"), CENTRAL_CRITIC_INPUTS
         )
         # The default catalog builds the actor on the agent's own observation (a Box).
-        super().__init__(
-            *args, observation_space=space["obs"], model_config=model_config, **kwargs
-        )
+        super().__init__(*args, observation_space=space["obs"], model_config=model_config, **kwargs)
         self.full_observation_space = space
 
     def setup(self) -> None:

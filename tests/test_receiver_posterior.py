@@ -76,7 +76,6 @@ def test_reliability_bins_hand_example():
     assert r["predicted"].tolist() == pytest.approx([0.05, (0.95 + 0.95 + 0.55) / 3])
 
 
-
 def test_reliability_log_edges_hand_example():
     # Cells near a small prior, where equal-width bins would lump them all together.
     prob = torch.tensor([0.002, 0.004, 0.02, 0.03, 0.5, 1.0])
@@ -88,6 +87,7 @@ def test_reliability_log_edges_hand_example():
     for bad in ([0.0, 0.5], [0.1, 1.0], [0.0, 0.5, 0.5, 1.0], [[0.0, 1.0]]):
         with pytest.raises(ValueError, match="edges"):
             reliability(prob, truth, edges=torch.tensor(bad))
+
 
 # --- codecs -----------------------------------------------------------------------------
 
@@ -232,4 +232,6 @@ def test_xent_difference_counts_world_slots_not_maps():
     assert r["xent_diff_low"] == pytest.approx(float(d.mean()))
     means = torch.stack([d[(slots == k).repeat(2)].mean() for k in range(3)])
     half = 4.302653 * float(means.std()) / math.sqrt(3)  # t(0.975, 2 dof)
-    assert r["xent_diff_low_ci_high"] - r["xent_diff_low_ci_low"] == pytest.approx(2 * half, rel=1e-4)
+    assert r["xent_diff_low_ci_high"] - r["xent_diff_low_ci_low"] == pytest.approx(
+        2 * half, rel=1e-4
+    )
