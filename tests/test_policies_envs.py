@@ -85,24 +85,28 @@ _train_args = partial(parse_cli, "agentcomm.policies.train")
 _eval_args = partial(parse_cli, "agentcomm.policies.evaluate")
 
 
+def _train_bc(out, *settings: str) -> None:
+    """A tiny BC run (seed 3) through the train CLI into ``out``, with ``--set`` items."""
+    from agentcomm.policies.train import main
+
+    argv = ["--algo", "bc", "--out", str(out), "--seed", "3", "--quiet"]
+    for item in ("bc.batch_size=16", "eval_episodes=2", *settings):
+        argv += ["--set", item]
+    assert main(_train_args(argv)) == 0
+
+
 @pytest.fixture(scope="module")
 def bc_run(tmp_path_factory):
     """A tiny BC run through the train CLI (2 x 4 worlds x 4 agents, 3 epochs)."""
-    from agentcomm.policies.train import main
-
     out = tmp_path_factory.mktemp("bc_run")
-    argv = ["--algo", "bc", "--out", str(out), "--seed", "3", "--quiet"]
-    for item in (
+    _train_bc(
+        out,
         "bc.demo_steps=2",
         "bc.demo_envs=4",
         "bc.epochs=3",
-        "bc.batch_size=16",
-        "eval_episodes=2",
         f"policy={json.dumps(TINY_POLICY)}",
         "env_config={comm: {budget: 16}}",
-    ):
-        argv += ["--set", item]
-    assert main(_train_args(argv)) == 0
+    )
     return out
 
 
@@ -129,21 +133,16 @@ def test_train_cli_bc_with_action_chunks_learns_chunks_and_evaluates(tmp_path):
     """``policy.action_horizon > 1`` through the train CLI: the demonstrations are the expert's
     action chunks (with DAgger too), the policy predicts chunks and the run evaluates it."""
     from agentcomm.policies.checkpoint import load_policy
-    from agentcomm.policies.train import main
 
-    argv = ["--algo", "bc", "--out", str(tmp_path), "--seed", "3", "--quiet"]
-    for item in (
+    _train_bc(
+        tmp_path,
         "bc.demo_steps=3",
         "bc.demo_envs=2",
         "bc.epochs=2",
-        "bc.batch_size=16",
         "bc.dagger_rounds=1",
         "bc.dagger_epochs=1",
-        "eval_episodes=2",
         f"policy={json.dumps({**TINY_POLICY, 'action_horizon': 3})}",
-    ):
-        argv += ["--set", item]
-    assert main(_train_args(argv)) == 0
+    )
     policy = load_policy(tmp_path / "policy")
     assert policy.config.action_horizon == 3 and policy.config.action_dim == 6
     assert json.loads((tmp_path / "eval.json").read_text())["episodes"] == 2
