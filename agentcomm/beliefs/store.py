@@ -392,6 +392,21 @@ class LogOddsGridStore:
             clear(grid, value)
         self.patch_summary(old, version, old, lambda c: clear(c, self._cleared_entropy))
 
+    def clear_own(self, cells: torch.Tensor, mask: torch.Tensor) -> None:
+        """Mark flat cells ``cells [B, N, K]`` certainly empty where ``mask [B, N, K]`` holds,
+        in agent ``n``'s own evidence and fused belief only: a fact only that agent knows
+        (others learn it from its next message). In place, fixed shapes, no host sync.
+
+        ``cells`` may repeat where ``mask`` is False (a window clamped onto the grid), so the
+        cells are scattered into one dense mask (False entries into a sink column) rather
+        than written by index, where a repeated index could keep its old value."""
+        b, n, hw = self.num_envs, self.num_agents, self.grid * self.grid
+        dense = torch.zeros(b * n, hw + 1, dtype=torch.bool, device=self.device)
+        dense.scatter_(1, torch.where(mask, cells, hw).view(b * n, -1), True)
+        dense = dense[:, :hw].view(b, n, self.grid, self.grid)
+        self.local.masked_fill_(dense, -self.clip)
+        self.belief.masked_fill_(dense, -self.clip)
+
     # ------------------------------------------------------------------ exchange
     def _flat(self, grid: torch.Tensor, env: torch.Tensor, src: torch.Tensor) -> Payload:
         return grid.view(-1, self.grid, self.grid), env * self.num_agents + src

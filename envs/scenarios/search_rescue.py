@@ -13,6 +13,9 @@ scattered points, sense the cells within ``sensing.radius`` with a noisy detecto
 false alarm ``pfa``), keep log-odds occupancy beliefs and share them over wireless links
 under a channel-use budget. An agent within ``rescue_radius`` of a victim rescues it; the
 rescue is announced to the team (the victim's beacon), so every belief marks the cell clear.
+``clear_reach`` (off by default) also clears each agent's own reach every step: without it
+the false alarms sensed there stay, and confident cells are mostly wrong (cells at p >= 0.5
+hold a victim 7% of the time, 54% with it: ``experiments/belief_calibration.py``).
 What must travel is the search itself: where teammates are, where they looked, what they
 detected, where they head. Without messages a team can only split the area by a fixed
 convention (agent index to region) and walks far to its regions; a team that splits it by
@@ -97,6 +100,9 @@ class SearchRescueConfig(WorldConfig):
     base: tuple[float, float] | None = None
     """Start position of every agent in cells with ``start="base"``; ``None``: the area's
     centre. Only allowed with ``start="base"``."""
+    clear_reach: bool = False
+    """Each agent marks the cells within ``rescue_radius`` of it empty after every step (a victim
+    there would have been rescued); off keeps the false alarms it sensed there (module doc)."""
     crop_size: int = field(default=5, metadata=rng(1, 63))
     """Side of the egocentric full-resolution belief crop in the observation (odd)."""
 
@@ -169,17 +175,25 @@ class SearchRescue(CommWorld):
         self.victim_pos = self._centres[self.victim_cell]
         self.rescued = self.rescued & ~m1
 
+    def _reach(self, pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window cells ``[B, N, K]`` around ``pos``, and where their centre is on the grid
+        within ``radius`` (at most ``rescue_radius + 0.5``)."""
+        cells, inside = _window_cells(cell_index(pos, self.grid), self._reset_reach, self.grid)
+        # [B, N, K, 2] window cell centre - position (off the grid: any value, not inside)
+        centre = self._centres.index_select(0, cells.view(-1)).view(*cells.shape, 2)
+        return cells, ((centre - pos.unsqueeze(-2)).norm(dim=-1) <= radius) & inside
+
     def _near_cells(self, pos: torch.Tensor) -> torch.Tensor:
         """bool ``[B, H * W]``: cells with centre within ``rescue_radius + 0.5`` of an agent at
         ``pos``, from the windows around the agents (the distances of the whole grid's)."""
         b, g = self.num_envs, self.grid
-        cells, inside = _window_cells(cell_index(pos, g), self._reset_reach, g)
-        # [B, N, K, 2] window cell centre - position (off the grid: any value, not inside)
-        centre = self._centres.index_select(0, cells.view(-1)).view(*cells.shape, 2)
-        gap = centre - pos.unsqueeze(-2)
-        near = (gap.norm(dim=-1) <= self.config.rescue_radius + 0.5) & inside
+        cells, near = self._reach(pos, self.config.rescue_radius + 0.5)
         out = torch.zeros(b, g * g + 1, dtype=torch.bool, device=self.device)  # + a sink cell
         return out.scatter_(1, torch.where(near, cells, g * g).view(b, -1), True)[:, :-1]
+
+    def _after_comm(self) -> None:
+        if self.config.clear_reach:  # no rescue this step: nothing within reach (config doc)
+            self.beliefs.clear_own(*self._reach(self.pos, self.config.rescue_radius))
 
     # ------------------------------------------------------------------ dynamics
     def _true_map(self) -> torch.Tensor:
