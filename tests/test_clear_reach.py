@@ -61,27 +61,14 @@ def test_clear_reach_is_a_validated_bool():
         agentcomm.make_vec(SR, num_envs=1, clear_reach=1)
 
 
-def test_belief_calibration_script_prints_its_result_keys():
-    import os
-    import subprocess
+def test_belief_calibration_script_prints_its_result_keys(monkeypatch, capsys):
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = (
-        subprocess.run(
-            [sys.executable, "experiments/belief_calibration.py", "--quick"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    from agentcomm.experiments.belief_calibration import main
+
+    monkeypatch.setattr(sys, "argv", ["belief_calibration.py", "--quick"])
+    main()
+    out = capsys.readouterr().out.strip().splitlines()[-1]
     assert out.startswith("RESULT ")
     found = dict(kv.split("=", 1) for kv in out.split()[1:])
     for rule in ("off", "on"):
