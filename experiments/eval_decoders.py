@@ -7,6 +7,10 @@ about two; ``--robust-only`` runs part 4 alone)::
     OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --quick --out /tmp/ev
     OMP_NUM_THREADS=1 .venv/bin/python experiments/eval_decoders.py --quick --robust-only --out /tmp/ev
 
+``--clear-reach`` runs every part on SearchRescue-v0 with ``clear_reach`` (each agent clears
+the cells within its rescue reach: better calibrated sent beliefs), e.g. with ``--bundle`` a
+bundle trained on such maps.
+
 Four parts, each a CSV (and PNG) under ``--out``:
 
 1. ``recon.csv`` / ``recon_snr.png`` / ``recon_bw.png``: belief reconstruction on held-out
@@ -497,7 +501,7 @@ def latency(bundle, reps: int) -> list[dict]:
     return rows
 
 
-def task(bundle_dir, episodes: int, seed: int) -> list[dict]:
+def task(bundle_dir, episodes: int, seed: int, env: dict | None = None) -> list[dict]:
     """Expert success per codec at ``TASK_BUDGET`` channel uses and ``TASK_POWER_DBM`` through
     the project's one evaluation (:func:`agentcomm.experiments.metrics.evaluate`:
     evaluation-split worlds, success at episode end), with a Wilson 95% interval."""
@@ -520,6 +524,7 @@ def task(bundle_dir, episodes: int, seed: int) -> list[dict]:
             {
                 "comm": {"codec": codec, "codec_params": params, "budget": TASK_BUDGET},
                 "channel": {"tx_power_dbm": TASK_POWER_DBM},
+                **(env or {}),
             },
         )
         _, low, high = wilson_interval(int(m["successes"]), episodes)
@@ -545,7 +550,9 @@ def task(bundle_dir, episodes: int, seed: int) -> list[dict]:
     return rows
 
 
-def fused_belief(bundle_dir, worlds: int, steps: int, seed: int) -> tuple[list[dict], dict]:
+def fused_belief(
+    bundle_dir, worlds: int, steps: int, seed: int, env: dict | None = None
+) -> tuple[list[dict], dict]:
     """Cross-entropy of the *fused* beliefs against the truth at the task point.
 
     ``worlds`` SearchRescue-v0 worlds under the expert with codec ``jscc`` or the diffusion
@@ -575,6 +582,7 @@ def fused_belief(bundle_dir, worlds: int, steps: int, seed: int) -> tuple[list[d
             seed=seed,
             comm={"codec": codec, "codec_params": params, "budget": TASK_BUDGET},
             channel={"tx_power_dbm": TASK_POWER_DBM},
+            **(env or {}),
         )
         world.reset(seed=seed)
         total = torch.zeros(worlds, dtype=torch.float64)
@@ -742,6 +750,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, help="episodes per task setting (default 100)")
     parser.add_argument("--no-task", action="store_true", help="skip the task evaluation")
     parser.add_argument(
+        "--clear-reach",
+        action="store_true",
+        help="SearchRescue with clear_reach (every map, task and fused-belief world)",
+    )
+    parser.add_argument(
         "--fused-worlds",
         type=int,
         help="worlds of the fused-belief part (default 2048; --quick 32)",
@@ -762,7 +775,8 @@ def main() -> None:
     bundle = load_bundle(bundle_dir)
 
     n_envs, n_steps = (8, 10) if args.quick else (16, 30)
-    data = collect_env_beliefs("SearchRescue-v0", n_envs, n_steps, seed=args.seed)
+    env = {"clear_reach": True} if args.clear_reach else {}
+    data = collect_env_beliefs("SearchRescue-v0", n_envs, n_steps, seed=args.seed, **env)
     maps, truth = data.logodds, data.truth
     prior = math.log(3 / 253)  # SearchRescue-v0's prior log-odds: p0 = 3 victims / 256 cells
     snrs = [0.0, 5.0, 10.0, 20.0] if args.quick else [0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0]
@@ -788,10 +802,10 @@ def main() -> None:
     task_rows, fused = [], {}
     if not args.no_task:
         episodes = args.episodes or (20 if args.quick else 2000)
-        task_rows = task(bundle_dir, episodes, args.seed)
+        task_rows = task(bundle_dir, episodes, args.seed, env)
         write_csv(out_dir / "task.csv", task_rows)
         fused_rows, fused = fused_belief(
-            bundle_dir, args.fused_worlds or (32 if args.quick else 2048), 30, args.seed + 3
+            bundle_dir, args.fused_worlds or (32 if args.quick else 2048), 30, args.seed + 3, env
         )
         write_csv(out_dir / "fused.csv", fused_rows)
     plots(rows, task_rows, out_dir, bundle.channel_uses)
