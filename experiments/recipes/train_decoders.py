@@ -11,6 +11,8 @@ from 16, 38 and 64 channel uses (validation: the same on another seed)::
         --out agentcomm/models/decoders/searchrescue-16x16
 
 which is the same as ``agentcomm train-decoder --config <SHIPPED saved as YAML> --out ...``.
+``--clear-reach`` trains the same bundle on maps of SearchRescue-v0 with ``clear_reach``
+(each agent clears the cells within its rescue reach), e.g. ``--out runs/decoders-cr``.
 On one CPU thread it takes about 5-10 minutes; pass ``--num-workers``/``--use-gpu``
 to run it on Ray Train workers elsewhere. ``--dump-config FILE`` writes the config
 only. The Ray run records are not kept; the bundle is float16 (under 5 MB in all).
@@ -63,9 +65,16 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--use-gpu", action="store_true")
     parser.add_argument("--dump-config", help="write the config to this YAML/JSON file and exit")
+    parser.add_argument(
+        "--clear-reach",
+        action="store_true",
+        help="train on SearchRescue with clear_reach (not the shipped bundle; --out elsewhere)",
+    )
     args = parser.parse_args()
     use_one_thread(override=False)
     cfg = SHIPPED.replace(num_workers=args.num_workers, use_gpu=args.use_gpu)
+    if args.clear_reach:
+        cfg = cfg.replace(env_overrides={"clear_reach": True})
     if args.dump_config:
         cfg.save(args.dump_config)
         return
