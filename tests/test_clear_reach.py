@@ -75,3 +75,20 @@ def test_belief_calibration_script_prints_its_result_keys(monkeypatch, capsys):
         for k in (0, 64):
             assert 0.0 <= float(found[f"hit_rate_p50_{rule}_b{k}"]) <= 1.0
             assert 0.0 <= float(found[f"success_{rule}_b{k}"]) <= 1.0
+
+
+def test_decoder_recipe_trains_on_clear_reach_maps_on_request(tmp_path, monkeypatch):
+    """``train_decoders.py --clear-reach`` is the shipped config with the scenario option on."""
+    import dataclasses
+    import sys
+
+    from agentcomm.experiments.recipes import train_decoders
+    from agentcomm.policies.receiver_training import DecoderTrainConfig
+
+    out = tmp_path / "cfg.yaml"
+    argv = ["train_decoders.py", "--clear-reach", "--dump-config", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    train_decoders.main()
+    cfg = DecoderTrainConfig.load(out)
+    assert cfg.env_overrides == {"clear_reach": True}
+    assert dataclasses.replace(cfg, env_overrides={}) == train_decoders.SHIPPED
