@@ -30,6 +30,7 @@ from .study import ExperimentConfig, expand_points, nest
 
 __all__ = [
     "SUMMARY_COLUMNS",
+    "SCRIPTED_POLICIES",
     "check_monotone",
     "run_experiments",
     "summarize",
@@ -378,10 +379,17 @@ def summary_table(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def check_monotone(summary: list[dict[str, Any]]) -> list[str]:
+#: Policies whose curves check the simulator: scripted rules that act on what they receive,
+#: so more communication must not make them worse. A learned policy may well score worse with
+#: more (it learnt to): that is a finding about the policy, listed apart, not a fault.
+SCRIPTED_POLICIES = ("expert", "oracle")
+
+
+def check_monotone(summary: list[dict[str, Any]], learned: bool = False) -> list[str]:
     """Where more communication scores worse beyond the intervals, one line each.
 
-    ``summary``: :func:`summarize` rows. Within every curve (scenario, policy, mode, codec
+    ``summary``: :func:`summarize` rows; the curves of :data:`SCRIPTED_POLICIES` (the
+    simulator check), or with ``learned`` those of every other policy. Within every curve (scenario, policy, mode, codec
     and the rest of the point's overrides, e.g. the transmit power) success must not fall
     as the budget grows: for budgets ``a < b`` it is a violation when the 95 % interval at
     ``b`` lies wholly below the interval at ``a`` (``ci_high(b) < ci_low(a)``). The budget-0
@@ -394,6 +402,7 @@ def check_monotone(summary: list[dict[str, Any]]) -> list[str]:
     def group(r: dict[str, Any]) -> tuple:
         return (r["env_id"], r["policy"], r["mode"], r["setting_id"])
 
+    summary = [r for r in summary if (r["policy"] in SCRIPTED_POLICIES) != learned]
     seen: set[tuple] = set()
     floors: dict[tuple, list[dict[str, Any]]] = {}
     raws: dict[tuple, list[dict[str, Any]]] = {}

@@ -26,9 +26,11 @@ Writes to ``--out``:
   (SearchRescue against delivered bits with their Shannon bounds), ``success_vs_snr.png``,
   ``modes.png``.
 
-It prints the summary table, a warning line per point where more communication scores
-worse beyond the intervals (:func:`~agentcomm.experiments.execute.check_monotone`), and ends
-with one ``RESULT key=value ...`` line. No cluster, no GPU, no download.
+It prints the summary table, a warning line per point where a scripted policy (the expert,
+the oracle) scores worse with more communication beyond the intervals
+(:func:`~agentcomm.experiments.execute.check_monotone`: a simulator fault), a note line per
+such drop of a learned policy (a finding about the policy), and ends with one
+``RESULT key=value ...`` line. No cluster, no GPU, no download.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
     summary = summarize(rows)
     table = summary_table(summary)
     violations = check_monotone(summary)
+    learned_drops = check_monotone(summary, learned=True)
     write_csv(out / "points.csv", rows)
     write_csv(out / "summary.csv", table)
     write_json(
@@ -161,6 +164,7 @@ def main(args: argparse.Namespace) -> int:
             "summary": summary,
             "points": rows,
             "monotonicity_violations": violations,
+            "learned_policy_drops": learned_drops,
             "timings": timings,
         },
     )
@@ -184,6 +188,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"WARNING: {line}")
     else:
         print("\nmonotonicity: success never falls with the budget beyond the 95% intervals")
+    for line in learned_drops:  # a finding about a learned policy, not a simulator fault
+        print(f"note: a learned policy scores worse with more communication: {line}")
     print(
         f"\nwrote {out}/summary.csv, points.csv, results.json, {', '.join(figures)}, "
         f"success_vs_bits.png, success_vs_snr.png, modes.png in {elapsed:.1f} s"
@@ -209,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"RESULT scenarios={len(scenarios)} points={len(table)} runs={len(rows)} "
         f"seconds={elapsed:.1f} min_episodes={min(r['episodes'] for r in table)} "
-        f"max_half_width={half:.4f} violations={len(violations)} {' '.join(levels)}"
+        f"max_half_width={half:.4f} violations={len(violations)} learned_drops={len(learned_drops)} {' '.join(levels)}"
     )
     return 0
 
