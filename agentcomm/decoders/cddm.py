@@ -198,6 +198,32 @@ class _ReceiverKnowledge:
 
     _model: str
 
+    def _knowledge(
+        self,
+        jscc: JSCC,
+        snr_grid_db: torch.Tensor,
+        error_var: torch.Tensor,
+        estimate_snr: bool,
+        blind_iters: int,
+        reference_samples: int,
+    ) -> None:
+        """Check and hold what both receivers know: the JSCC, the calibration table and the
+        options other than ``steps``."""
+        check_calibration(snr_grid_db, error_var)
+        self.jscc = jscc
+        self.snr_grid_db = snr_grid_db.float()
+        self.error_var_table = error_var.float()
+        if not isinstance(estimate_snr, bool):
+            raise ValueError(f"estimate_snr={estimate_snr!r} must be a bool")
+        self.estimate_snr = estimate_snr
+        self.blind_iters = int(check_range("blind_iters", blind_iters, 0, 100))
+        self.reference_samples = int(check_range("reference_samples", reference_samples, 1, None))
+        self._reference: torch.Tensor | None = None
+
+    def error_var(self, snr_db: torch.Tensor) -> torch.Tensor:
+        """Calibrated :math:`\\sigma_e^2` at SNRs (dB) float ``[M]`` -> float ``[M]``."""
+        return interp_log(snr_db.float(), self.snr_grid_db, self.error_var_table)
+
     def options(self, **changes):
         """A copy sharing the models and the calibration, with ``steps``, ``estimate_snr``,
         ``blind_iters`` or ``reference_samples`` changed."""
@@ -351,18 +377,9 @@ class CDDMReceiver(_ReceiverKnowledge):
         reference_samples: int = 256,
     ) -> None:
         check_compatible(jscc, prior)
-        check_calibration(snr_grid_db, error_var)
-        self.jscc = jscc
+        self._knowledge(jscc, snr_grid_db, error_var, estimate_snr, blind_iters, reference_samples)
         self.prior = prior
-        self.snr_grid_db = snr_grid_db.float()
-        self.error_var_table = error_var.float()
         self.steps = int(check_range("steps", steps, 1, prior.num_train_timesteps))
-        if not isinstance(estimate_snr, bool):
-            raise ValueError(f"estimate_snr={estimate_snr!r} must be a bool")
-        self.estimate_snr = estimate_snr
-        self.blind_iters = int(check_range("blind_iters", blind_iters, 0, 100))
-        self.reference_samples = int(check_range("reference_samples", reference_samples, 1, None))
-        self._reference: torch.Tensor | None = None
 
     @classmethod
     @torch.no_grad()
@@ -454,10 +471,6 @@ class CDDMReceiver(_ReceiverKnowledge):
             table["error_var"],
             steps=int(meta["steps"]) if steps is None else steps,
         )
-
-    def error_var(self, snr_db: torch.Tensor) -> torch.Tensor:
-        """Calibrated :math:`\\sigma_e^2` at SNRs (dB) float ``[M]`` -> float ``[M]``."""
-        return interp_log(snr_db.float(), self.snr_grid_db, self.error_var_table)
 
     def start_step(self, noise_to_signal: torch.Tensor) -> torch.Tensor:
         """SNR-matched start step: :math:`t^* = \\arg\\min_t |\\log\\frac{1-\\bar\\alpha_t}{\\bar\\alpha_t} - \\log r|`.

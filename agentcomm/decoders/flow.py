@@ -40,8 +40,6 @@ from agentcomm.config import Config, choices, rng
 from agentcomm.decoders.cddm import (
     CDDMReceiver,
     _ReceiverKnowledge,
-    check_calibration,
-    interp_log,
 )
 from agentcomm.decoders.data import from_unit, to_unit
 from agentcomm.decoders.jscc import JSCC, effective_snr_db
@@ -281,18 +279,9 @@ class FlowReceiver(_ReceiverKnowledge):
                     f"jscc.config.{key}={getattr(a, key)!r} differs from flow.config.{key}="
                     f"{getattr(b, key)!r}; the codec and the flow must describe the same maps"
                 )
-        check_calibration(snr_grid_db, error_var)
-        self.jscc = jscc
+        self._knowledge(jscc, snr_grid_db, error_var, estimate_snr, blind_iters, reference_samples)
         self.flow = flow
-        self.snr_grid_db = snr_grid_db.float()
-        self.error_var_table = error_var.float()
         self.steps = _check_steps(steps)
-        if not isinstance(estimate_snr, bool):
-            raise ValueError(f"estimate_snr={estimate_snr!r} must be a bool")
-        self.estimate_snr = estimate_snr
-        self.blind_iters = int(check_range("blind_iters", blind_iters, 0, 100))
-        self.reference_samples = int(check_range("reference_samples", reference_samples, 1, None))
-        self._reference: torch.Tensor | None = None
 
     @classmethod
     def from_cddm(cls, cddm: CDDMReceiver, flow: FlowPrior, steps: int = 2) -> FlowReceiver:
@@ -308,10 +297,6 @@ class FlowReceiver(_ReceiverKnowledge):
             blind_iters=cddm.blind_iters,
             reference_samples=cddm.reference_samples,
         )
-
-    def error_var(self, snr_db: torch.Tensor) -> torch.Tensor:
-        """Calibrated :math:`\\sigma_e^2` at SNRs (dB) float ``[M]`` -> float ``[M]``."""
-        return interp_log(snr_db.float(), self.snr_grid_db, self.error_var_table)
 
     def initial_state(
         self,
