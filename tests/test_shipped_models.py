@@ -59,7 +59,8 @@ def test_shipped_conditioned_policy_is_small_loads_and_records_its_figures(name)
     from agentcomm.policies.evaluate import load_actor
 
     path = shipped_policy_dir(name)
-    assert sum(f.stat().st_size for f in path.iterdir()) < 2 * 1024**2
+    # 256 wide: the frozen base and the fine-tuned copy, 3.4-3.6 MB with the records.
+    assert sum(f.stat().st_size for f in path.iterdir()) < 4 * 1024**2
     _, meta = load_actor(f"shipped:{name}")
     env = meta["env_config"]
     assert env["observe_operating_point"] and meta["command"].startswith("agentcomm train")
