@@ -21,6 +21,8 @@ def test_cleared_memory_changes_the_experts_decisions_and_kept_keys_survive():
         full.step(a), cut.step(a)  # the same trajectory: only the decisions are compared
         assert "visited" in expert_base._memory(cut)  # written by the call, cleared by the next
     assert differ  # the territory chosen from the starts, the visited cells: where it goes
+    # The kept keys are ones the expert writes (a renamed key would silently be cleared).
+    assert set(TERRITORY_KEYS) <= set(expert_base._memory(full))
     # Cut to the territory memory, the expert still knows the territory it chose at the start.
     mem = expert_base._memory(full)
     kept = {k: mem[k] for k in ("start", "decided")}
