@@ -186,6 +186,50 @@ def test_ci_of_identical_estimates_is_that_estimate(generator: torch.Generator) 
         assert omega.shape == (m,)
 
 
+_AXES = ((0, 2), (1, 3))
+
+
+def _block_diagonal(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Covariances ``[*shape, 4, 4]``, block diagonal over the index pairs of ``_AXES``."""
+    covs = torch.zeros(*shape, 4, 4, dtype=F64)
+    for axis in _AXES:
+        a = torch.randn(*shape, 2, 2, generator=generator, dtype=F64)
+        idx = torch.tensor(axis)
+        covs[..., idx[:, None], idx] = a @ a.transpose(-1, -2) + 0.1 * torch.eye(2, dtype=F64)
+    return covs
+
+
+@pytest.mark.parametrize("criterion", ["trace", "det"])
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+def test_blockwise_ci_is_the_dense_ci(criterion: str, m: int, generator: torch.Generator) -> None:
+    covs = _block_diagonal((6, 3, m), generator)
+    means = torch.randn(6, 3, m, 4, generator=generator, dtype=F64)
+    dense, w_dense = covariance_intersection(means, covs, criterion, 30)  # type: ignore[arg-type]
+    fused, w = covariance_intersection(means, covs, criterion, 30, blocks=_AXES)  # type: ignore[arg-type]
+    assert w.shape == w_dense.shape and fused.cov.shape == dense.cov.shape
+    # Golden section stops within 0.618^30 ~ 5e-7 of the minimum; rounding picks the side.
+    torch.testing.assert_close(w, w_dense, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fused.mean, dense.mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused.cov, dense.cov, rtol=1e-5, atol=1e-5)
+    # One covariance set broadcast against many means, as with a dense set.
+    set_fused, set_w = covariance_intersection(means, covs[0, 0], criterion, 30, blocks=_AXES)  # type: ignore[arg-type]
+    one, _ = covariance_intersection(means[0, 0], covs[0, 0], criterion, 30, blocks=_AXES)  # type: ignore[arg-type]
+    assert set_fused.mean.shape == (6, 3, 4) and set_w.shape == (6, 3, m)
+    torch.testing.assert_close(set_fused.mean[0, 0], one.mean)
+    torch.testing.assert_close(set_fused.cov[0, 0], one.cov)
+
+
+def test_blockwise_ci_reads_only_the_blocks(generator: torch.Generator) -> None:
+    covs = _block_diagonal((4, 3), generator)
+    means = torch.randn(4, 3, 4, generator=generator, dtype=F64)
+    coupled = covs.clone()
+    coupled[..., 0, 1] = coupled[..., 1, 0] = 0.05  # an entry outside the blocks
+    fused, _ = covariance_intersection(means, covs, blocks=_AXES)
+    same, _ = covariance_intersection(means, coupled, blocks=_AXES)
+    assert torch.equal(fused.cov, same.cov) and torch.equal(fused.mean, same.mean)
+    assert bool((fused.cov[..., 0, 1] == 0).all()) and bool((fused.cov[..., 0, 3] == 0).all())
+
+
 def test_independent_gaussian_fusion_scalar() -> None:
     means = torch.tensor([[1.0], [4.0]], dtype=F64)
     covs = torch.tensor([[[2.0]], [[6.0]]], dtype=F64)
@@ -312,6 +356,9 @@ def test_bad_inputs_raise_value_errors() -> None:
         covariance_intersection(means, covs, iterations=0)
     with pytest.raises(ValueError, match="covs"):
         covariance_intersection(means, covs[:, :1])
+    for blocks in (((0, 0),), ((0, 1), (1, 0)), ((0, 2),), ((0, 1, 2),), "01", ((0, True),)):
+        with pytest.raises(ValueError, match=r"blocks=.*partition range\(2\)"):
+            covariance_intersection(means, covs, blocks=blocks)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="method"):
         fusion_centre_logodds(
             torch.zeros(1, 2, 3, 3), torch.ones(1, 2, dtype=torch.bool), 0.0, "max"

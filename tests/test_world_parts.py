@@ -226,3 +226,23 @@ def test_site_occupancy_follows_resets_and_moves():
         assert bool(world._success()[park.view(8)].all())
         world.reset_at(world.done)
         assert torch.equal(world._occupancy(), fresh())
+
+
+@pytest.mark.parametrize("fusion", ["ci", "average", "sum"])
+@pytest.mark.parametrize("mode", ["centralized", "distributed", "hybrid"])
+def test_tracks_keep_their_axes_independent(mode, fusion):
+    # Track fusion by covariance intersection reads only the (row, v_row) and (col, v_col)
+    # blocks of each covariance: the filters, the messages and every fusion rule must leave
+    # the entries that couple the axes exactly zero.
+    world = agentcomm.make_vec(
+        "TargetTracking-v0", num_envs=8, seed=3, comm={"mode": mode, "fusion": fusion}
+    )
+    world.reset(seed=3)
+    gen = torch.Generator().manual_seed(1)
+    coupling = torch.tensor([[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0]]).bool()
+    for _ in range(40):
+        world.step(torch.rand(8, world.num_agents, 6, generator=gen) * 2 - 1)
+        tracks = world.beliefs
+        assert bool((tracks.track_cov[..., coupling] == 0).all())
+        assert bool((tracks.fc_cov[..., coupling] == 0).all())
+        assert bool((tracks.track_cov[..., ~coupling] != 0).any())

@@ -32,6 +32,9 @@ from agentcomm.beliefs.store import Deliveries
 __all__ = ["GaussianTrackStore"]
 
 _LOGVAR_LO, _LOGVAR_HI = -4.0, 8.0  # log-variance range carried by a message (natural log)
+# The state's independent axes: rows (row, v_row) and columns (col, v_col). The motion and
+# measurement models, the prior and a received track's diagonal covariance never couple them.
+_AXES = ((0, 2), (1, 3))
 
 
 class GaussianTrackStore:
@@ -157,7 +160,11 @@ class GaussianTrackStore:
         covs = torch.where(present[..., None, None, None], covs, big)
         if self.fusion == "ci":
             fused, _ = covariance_intersection(
-                means.transpose(1, 2), covs.transpose(1, 2), criterion="trace", iterations=10
+                means.transpose(1, 2),
+                covs.transpose(1, 2),
+                criterion="trace",
+                iterations=10,
+                blocks=_AXES,
             )
             return fused.mean, fused.cov
         info = torch.linalg.inv(covs)
