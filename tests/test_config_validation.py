@@ -115,6 +115,14 @@ def test_finite_extremes_that_break_the_step_are_out_of_range(env_id, config, ke
     _refused(rf"^{re.escape(key)}=.* is out of range; allowed ", env_id, **config)
 
 
+def test_compile_fusion_is_a_bool():
+    _refused(
+        r"^compile_fusion='yes' is not allowed; expected true or false",
+        "TargetTracking-v0",
+        compile_fusion="yes",
+    )
+
+
 def test_numpy_integers_are_accepted_as_ints():
     world = agentcomm.make_vec(
         SR, seed=np.int64(3), num_agents=np.int64(3), grid_size=np.int32(8), obs_map_size=4
@@ -297,6 +305,8 @@ def _config_strategy(cls, clean: bool, depth: int = 0) -> st.SearchStrategy:
         if dataclasses.is_dataclass(tp):
             nested = _config_strategy(tp, clean, depth + 1)
             optional[f.name] = nested if clean else st.one_of(nested, _ANY)
+            continue
+        if f.name == "compile_fusion":  # compiling costs ~40 s a shape: checked on its own
             continue
         if f.name == "codec_params":
             params = st.sampled_from([{}, {"bits_per_value": 2}, {"range": [-3.0, 3.0]}, {"x": 1}])

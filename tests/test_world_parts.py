@@ -246,3 +246,42 @@ def test_tracks_keep_their_axes_independent(mode, fusion):
         assert bool((tracks.track_cov[..., coupling] == 0).all())
         assert bool((tracks.fc_cov[..., coupling] == 0).all())
         assert bool((tracks.track_cov[..., ~coupling] != 0).any())
+
+
+def _tracking_run(world, steps: int = 6) -> list[torch.Tensor]:
+    world.reset(seed=4)
+    gen = torch.Generator().manual_seed(2)
+    out = []
+    for _ in range(steps):
+        world.step(torch.rand(world.num_envs, world.num_agents, 6, generator=gen) * 2 - 1)
+        out += [world.beliefs.track_mean.clone(), world.beliefs.track_cov.clone()]
+    return out
+
+
+def test_compiled_fusion_falls_back_to_eager_with_a_warning(monkeypatch):
+    def no_compiler(fn, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no C++ compiler found")
+
+        return fail
+
+    eager = _tracking_run(agentcomm.make_vec("TargetTracking-v0", num_envs=3, seed=4))
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    world = agentcomm.make_vec("TargetTracking-v0", num_envs=3, seed=4, compile_fusion=True)
+    with pytest.warns(RuntimeWarning, match="track fusion failed .*no C\\+\\+ compiler"):
+        fallback = _tracking_run(world)
+    assert all(torch.equal(a, b) for a, b in zip(eager, fallback, strict=True))
+    copy = pickle.loads(pickle.dumps(world))
+    assert torch.equal(copy.beliefs.track_cov, world.beliefs.track_cov)
+
+
+@pytest.mark.slow
+def test_compiled_fusion_tracks_the_eager_one():
+    eager = _tracking_run(agentcomm.make_vec("TargetTracking-v0", num_envs=3, seed=4))
+    world = agentcomm.make_vec("TargetTracking-v0", num_envs=3, seed=4, compile_fusion=True)
+    compiled = _tracking_run(world)
+    assert world.beliefs._ci._compiled is not None  # it compiled, it did not fall back
+    for a, b in zip(eager, compiled, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3)  # float32, fused differently
+    copy = pickle.loads(pickle.dumps(world))  # the compiled function is not pickled
+    assert copy.beliefs._ci._compiled is None and copy.beliefs._ci.enabled

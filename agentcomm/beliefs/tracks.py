@@ -17,8 +17,11 @@ The fusion centre keeps its own filter, fuses the uplinked tracks into it and se
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from agentcomm._compile import CompiledOrEager
 from agentcomm.beliefs.fusion import covariance_intersection
 from agentcomm.beliefs.gaussian import (
     GaussianBelief,
@@ -52,6 +55,8 @@ class GaussianTrackStore:
         accel_std: std of the white acceleration, cells per step squared.
         meas_std: std of a position measurement, cells.
         fusion: ``"ci"``, ``"average"`` or ``"sum"``.
+        compile_fusion: run covariance intersection under :func:`torch.compile`
+            (:class:`~agentcomm._compile.CompiledOrEager`).
     """
 
     prior = 0.0
@@ -69,10 +74,15 @@ class GaussianTrackStore:
         accel_std: float,
         meas_std: float,
         fusion: str,
+        compile_fusion: bool = False,
     ) -> None:
         b, n, t, dev = num_envs, num_agents, num_targets, device
         self.num_envs, self.num_agents, self.num_targets, self.device = b, n, t, dev
         self.fusion = fusion
+        ci = functools.partial(
+            covariance_intersection, criterion="trace", iterations=10, blocks=_AXES
+        )
+        self._ci = CompiledOrEager(ci, compile_fusion, "track fusion")
         self.payload_shape = (t, 8)
         self.track_mean = torch.zeros(b, n, t, 4, device=dev)
         self.track_cov = torch.zeros(b, n, t, 4, 4, device=dev)
@@ -159,13 +169,7 @@ class GaussianTrackStore:
         big = torch.eye(4, device=self.device) * 1e6
         covs = torch.where(present[..., None, None, None], covs, big)
         if self.fusion == "ci":
-            fused, _ = covariance_intersection(
-                means.transpose(1, 2),
-                covs.transpose(1, 2),
-                criterion="trace",
-                iterations=10,
-                blocks=_AXES,
-            )
+            fused, _ = self._ci(means.transpose(1, 2), covs.transpose(1, 2))
             return fused.mean, fused.cov
         info = torch.linalg.inv(covs)
         w = present.float() if self.fusion == "sum" else weights * present.float()

@@ -92,6 +92,12 @@ class TargetTrackingConfig(WorldConfig):
     """Team-mean position error (cells) below which a step counts as tracked."""
     success_fraction: float = field(default=0.6, metadata=rng(0.0, 1.0, low_inclusive=False))
     """Fraction of ``max_steps`` that must be tracked for success."""
+    compile_fusion: bool = False
+    """Run the track fusion (covariance intersection, ``comm.fusion="ci"``) under
+    ``torch.compile``: about 7x faster at one world, slower at thousands (see
+    ``docs/benchmarks.md``). The first step of each message shape compiles (about 40 s on
+    CPU, a few seconds once inductor's on-disk cache holds it); where compiling fails it
+    warns and runs eagerly."""
     sensing: SensingConfig = field(default_factory=lambda: SensingConfig(radius=3.0))
     comm: CommConfig = field(default_factory=_tracking_comm)
 
@@ -129,6 +135,7 @@ class TargetTracking(CommWorld):
             cfg.accel_std,
             cfg.meas_std,
             cfg.comm.fusion,
+            cfg.compile_fusion,
         )
 
     track_mean = property(lambda self: self.beliefs.track_mean, doc="``[B, N, T, 4]`` tracks.")

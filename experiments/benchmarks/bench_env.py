@@ -14,7 +14,9 @@ environment's cost):
   communication off (``comm={"budget": 0}``); each coordination mode (``centralized``,
   ``hybrid``; ``distributed`` is the default); ``N = 16`` centralized against ``N = 4``
   centralized (the cost per agent-step); ``IntentCoverage-v0`` and ``TargetTracking-v0``
-  with their default communication. Worlds are built with ``agentcomm.make_vec`` and
+  with their default communication, and ``TargetTracking-v0`` with ``compile_fusion=True``
+  (its fusion under ``torch.compile``, compiled before the warm-up; not with
+  ``--no-compile`` or ``--quick``). Worlds are built with ``agentcomm.make_vec`` and
   finished ones reset with ``world.reset_at(terminated | truncated)``.
 * MPE2 ``simple_spread_v3`` parallel env (one world, ``B = 1``), ``N = 4``, continuous
   actions, ``max_cycles`` equal to SearchRescue's ``max_steps``; reset when every agent is
@@ -125,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-memory-gb", type=float, default=8.0,
                         help="address space the benchmark may add to what it holds at start")  # fmt: skip
     parser.add_argument("--no-baselines", action="store_true", help="skip MPE2 and VMAS")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip TargetTracking with compile_fusion=True (compiles ~40 s)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: B = 64, 2 short rounds")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
@@ -133,6 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.large_batch = min(args.large_batch, 64)
         args.repeats, args.warmup, args.target_s = 2, 2, 0.1
         args.max_step_s = min(args.max_step_s, 5.0)
+        args.no_compile = True
     if args.repeats < 1 or args.warmup < 2 or args.large_batch < 1:
         parser.error("--repeats must be >= 1, --warmup >= 2 and --large-batch >= 1")
     return args
@@ -165,8 +170,9 @@ def make_agentcomm(
     comm: dict[str, Any] | None,
     seed: int,
     device: str = "cpu",
+    extra: dict[str, Any] | None = None,
 ) -> tuple[StepFn, Any]:
-    overrides: dict[str, Any] = {"num_agents": agents}
+    overrides: dict[str, Any] = {"num_agents": agents, **(extra or {})}
     if comm is not None:
         overrides["comm"] = comm
     world = agentcomm.make_vec(env_id, num_envs=batch, device=device, seed=seed, **overrides)
@@ -246,12 +252,25 @@ def suite(args: argparse.Namespace) -> dict[str, Case]:
     max_steps = env_class(sr).config_cls().max_steps
     cases: dict[str, Case] = {}
 
-    def world(key: str, env_id: str, b: int, n: int, comm: dict[str, Any] | None) -> None:
+    def world(
+        key: str,
+        env_id: str,
+        b: int,
+        n: int,
+        comm: dict[str, Any] | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         def build() -> tuple[StepFn, int, int]:
-            step, w = make_agentcomm(env_id, b, n, comm, args.seed)
+            step, w = make_agentcomm(env_id, b, n, comm, args.seed, extra=extra)
+            if extra and extra.get("compile_fusion"):
+                step()  # compiles (tens of seconds), before the warm-up steps are timed
+                if w.beliefs._ci._compiled is None:
+                    raise Skipped("torch.compile failed; the world fell back to eager")
             return step, b, w.num_agents
 
         what = "default comm" if comm is None else ", ".join(f"{k}={v}" for k, v in comm.items())
+        if extra:
+            what += ", " + ", ".join(f"{k}={v}" for k, v in extra.items())
         cases[key] = Case(f"{env_id} B={b} N={n} {what}", build)
 
     for b, tag in ((1, "b1"), (big, f"b{big}")):
@@ -262,6 +281,8 @@ def suite(args: argparse.Namespace) -> dict[str, Case]:
         world(f"sr_centralized_n16_{tag}", sr, b, 16, {"mode": "centralized"})
         world(f"ic_{tag}", "IntentCoverage-v0", b, 4, None)
         world(f"tt_{tag}", "TargetTracking-v0", b, 4, None)
+        if not args.no_compile:
+            world(f"tt_compiled_{tag}", "TargetTracking-v0", b, 4, None, {"compile_fusion": True})
     if not args.no_baselines:
         cases["mpe2"] = Case(
             "mpe2 simple_spread_v3 B=1 N=4", lambda: (make_mpe2(4, max_steps, args.seed), 1, 4)
@@ -378,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     for tag in ("b1", big):
         fields[f"ic_over_sr_{tag}"] = over(f"ic_{tag}", f"sr_{tag}")
         fields[f"tt_over_sr_{tag}"] = over(f"tt_{tag}", f"sr_{tag}")
+        fields[f"tt_compiled_over_sr_{tag}"] = over(f"tt_compiled_{tag}", f"sr_{tag}")
         fields[f"centralized_over_distributed_{tag}"] = over(f"sr_centralized_{tag}", f"sr_{tag}")
         fields[f"hybrid_over_distributed_{tag}"] = over(f"sr_hybrid_{tag}", f"sr_{tag}")
         fields[f"nocomm_over_comm_{tag}"] = over(f"sr_nocomm_{tag}", f"sr_{tag}")

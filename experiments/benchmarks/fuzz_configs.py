@@ -49,6 +49,7 @@ CAPPED: dict[str, tuple[Any, ...]] = {
     "budget": (0, 1, 4, 16, 64, 256),
     "intent_max_age": (1, 5, 10),
     "intent_bits": (1, 4, 6, 12, 24),
+    "compile_fusion": (False,),  # each shape would compile for ~40 s
 }
 CODEC_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
     "quantized": ({"bits_per_value": 2}, {"rate": 1.0}, {"range": (-4.0, 4.0)}),
