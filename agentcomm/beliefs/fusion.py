@@ -26,6 +26,7 @@ import torch
 
 from agentcomm._checks import check_choice, check_range, check_tensor
 from agentcomm.beliefs.gaussian import GaussianBelief
+from agentcomm.beliefs.grid import _constant
 
 __all__ = [
     "GRID_FUSION_RULES",
@@ -475,7 +476,8 @@ class _Sym2BlockAlgebra:
         """Constants for ``covs [M, K, 3, P]``, and the information ``info [M, K, 3, P]``."""
 
         def column(*values: float) -> torch.Tensor:
-            return torch.tensor(values, dtype=covs.dtype, device=covs.device)[:, None]
+            # Cached per device: no host-to-device copy per call on CUDA.
+            return _constant(values, covs.dtype, covs.device)[:, None]
 
         self._adjugate_sign = column(1.0, -1.0, 1.0)  # (d, b, a) -> (d, -b, a)
         self._diagonal = column(1.0, 0.0, 1.0)

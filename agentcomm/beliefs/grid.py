@@ -401,9 +401,12 @@ def _window_tables(
 
 
 @functools.lru_cache(maxsize=64)
-def _constant(value: float | int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A cached 0-dim tensor holding ``value``: a hot-path ``torch.where`` given it wraps no
-    Python scalar into a new tensor per call (the same values)."""
+def _constant(
+    value: float | int | tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """A cached 0-dim tensor holding ``value`` (or a 1-D one holding a tuple): a hot-path
+    ``torch.where`` given it wraps no Python scalar into a new tensor per call (the same
+    values), and a constant vector is copied to its device once."""
     return torch.tensor(value, dtype=dtype, device=device)
 
 
