@@ -624,8 +624,11 @@ def _blockwise_ci(
     blocks: tuple[tuple[int, int], ...],
 ) -> tuple[GaussianBelief, torch.Tensor]:
     m, d = means.shape[-2:]
-    mean_idx, sym_idx, full_idx = _check_blocks(blocks, d)
-    k = len(mean_idx) // 2
+    # Index tensors cached per device: a Python list index would be copied to it per call.
+    mean_idx, sym_idx, full_idx = (
+        _constant(tuple(idx), torch.long, means.device) for idx in _check_blocks(blocks, d)
+    )
+    k = mean_idx.numel() // 2
     batch = torch.broadcast_shapes(means.shape[:-2], covs.shape[:-3])
     # Batch-last [M, K, 3, P] and [M, K, 2, P] (see _Sym2BlockAlgebra).
     sym = covs.flatten(-2)[..., sym_idx].expand(*batch, m, 3 * k).reshape(-1, m, k, 3)
