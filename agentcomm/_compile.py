@@ -53,6 +53,11 @@ class CompiledOrEager:
             return out
         return self._compiled(*args, **kwargs)
 
+    @property
+    def compiled(self) -> bool:
+        """Whether calls run the compiled function (False before the first call)."""
+        return self._compiled is not None
+
     def __getstate__(self) -> dict[str, Any]:
         return {"fn": self.fn, "enabled": self.enabled, "name": self.name}
 

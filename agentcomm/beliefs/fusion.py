@@ -434,6 +434,8 @@ class _DenseAlgebra:
 
     m_dim = -1
     info_sum = staticmethod(_info_sum)
+    objective = staticmethod(_ci_objective)
+    gradient = staticmethod(_ci_gradient)
 
     @staticmethod
     def inv_ex(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -441,16 +443,13 @@ class _DenseAlgebra:
         return p, info == 0
 
     @staticmethod
-    def objective(info, omega, criterion, j=None, p=None) -> torch.Tensor:
-        return _ci_objective(info, omega, criterion, j, p)
-
-    @staticmethod
-    def gradient(info, omega, criterion, p) -> torch.Tensor:
-        return _ci_gradient(info, omega, criterion, p)
-
-    @staticmethod
     def trace(covs: torch.Tensor) -> torch.Tensor:
         return covs.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+    @staticmethod
+    def shapes(info: torch.Tensor) -> tuple[int, tuple[int, ...]]:
+        """``M`` and the problems' batch shape of a matrix set ``[..., M, d, d]``."""
+        return info.shape[-3], tuple(info.shape[:-3])
 
     @staticmethod
     def per_matrix(mask: torch.Tensor) -> torch.Tensor:
@@ -489,9 +488,13 @@ class _Sym2BlockAlgebra:
     def info_sum(info: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         return (omega.view(omega.shape[0], 1, 1, -1) * info).sum(dim=0)
 
-    def inv_ex(self, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _adjugate_det(self, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each block's adjugate ``[d, -b, a]`` and determinant ``a d - b^2`` (kept dim)."""
         adj = j.flip(-2) * self._adjugate_sign
-        det = (j * adj)[..., :2, :].sum(dim=-2, keepdim=True)  # a d - b^2
+        return adj, (j * adj)[..., :2, :].sum(dim=-2, keepdim=True)
+
+    def inv_ex(self, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        adj, det = self._adjugate_det(j)
         # A sum of positive semi-definite blocks is invertible exactly when every block's
         # determinant is positive (the comparison is False for nan as well).
         return adj / det, det.amin(dim=(-3, -2)) > 0
@@ -500,12 +503,12 @@ class _Sym2BlockAlgebra:
         if j is None:
             j = self.info_sum(info, omega)
         if criterion == "trace":
-            p = self.inv_ex(j)[0] if p is None else p
-            return (p * self._diagonal).sum(dim=(-3, -2))
-        det = (j * j.flip(-2) * self._adjugate_sign)[..., :2, :].sum(dim=-2)
-        return -det.log().sum(dim=-2)
+            return self.trace(self.inv_ex(j)[0] if p is None else p)
+        return -self._adjugate_det(j)[1].log().sum(dim=(-3, -2))
 
     def gradient(self, info, omega, criterion, p) -> torch.Tensor:
+        """As the dense one, of the information this algebra was built with (``info`` is
+        that same set; its weighted form is kept from construction)."""
         if criterion == "trace":  # P I_m P: the blocks of P^2
             a, b, d = p.unbind(-2)
             b2 = b * b
@@ -513,7 +516,12 @@ class _Sym2BlockAlgebra:
         return -(self._inner_info * p).sum(dim=(-3, -2))
 
     def trace(self, covs: torch.Tensor) -> torch.Tensor:
-        return (covs * self._diagonal).sum(dim=-2).sum(dim=-2)
+        return (covs * self._diagonal).sum(dim=(-3, -2))
+
+    @staticmethod
+    def shapes(info: torch.Tensor) -> tuple[int, tuple[int, ...]]:
+        """``M`` and the problems' batch shape ``(P,)`` of a matrix set ``[M, K, 3, P]``."""
+        return info.shape[0], tuple(info.shape[-1:])
 
     @staticmethod
     def per_matrix(mask: torch.Tensor) -> torch.Tensor:
@@ -651,9 +659,9 @@ def _ci_weights(
     covs: torch.Tensor, info: torch.Tensor, criterion: str, iterations: int, algebra
 ) -> torch.Tensor:
     """CI's ``omega [..., M]`` (:func:`covariance_intersection`) in ``algebra``'s matrices."""
-    m = info.shape[-3] if algebra.m_dim == -1 else info.shape[0]
+    m, batch = algebra.shapes(info)
     if m == 1:
-        return torch.ones_like(algebra.trace(covs))
+        return info.new_ones(batch).unsqueeze(algebra.m_dim)
     if m == 2:
         return _golden_section_omega(info, criterion, iterations, algebra)
     return _mirror_descent_omega(covs, info, criterion, iterations, algebra)
@@ -665,13 +673,13 @@ def _golden_section_omega(
     # Hand-written rather than scipy.optimize: scipy's scalar minimizers take one problem at a
     # time, and here every batch entry runs the same fixed number of steps in one tensor op.
     dim = algebra.m_dim
-    one = algebra.trace(info).select(dim, 0)  # any [batch] tensor; only its shape is used
+    batch = algebra.shapes(info)[1]
 
     def f(w1: torch.Tensor) -> torch.Tensor:
         return algebra.objective(info, torch.stack([w1, 1.0 - w1], dim=dim), criterion)
 
-    lo = torch.zeros_like(one)
-    hi = torch.ones_like(one)
+    lo = info.new_zeros(batch)
+    hi = info.new_ones(batch)
     c = hi - _INV_PHI * (hi - lo)
     d = lo + _INV_PHI * (hi - lo)
     fc, fd = f(c), f(d)

@@ -98,6 +98,7 @@ class GaussianTrackStore:
         self._prior_mean = torch.tensor([g / 2, g / 2, 0.0, 0.0], device=dev)
         self._scale = torch.tensor([g, g, 2 * v, 2 * v], device=dev)
         self._offset = torch.tensor([0.0, 0.0, -v, -v], device=dev)
+        self._missing_cov = torch.eye(4, device=dev) * 1e6  # zero information, in effect
 
     # ------------------------------------------------------------------ filter
     def reset(self, mask: torch.Tensor) -> None:
@@ -149,6 +150,11 @@ class GaussianTrackStore:
         return None
 
     # ------------------------------------------------------------------ fusion
+    @property
+    def fusion_compiled(self) -> bool:
+        """Whether track fusion runs compiled (``compile_fusion``, after the first fusion)."""
+        return self._ci.compiled
+
     def _fuse(
         self,
         own_mean: torch.Tensor,
@@ -166,8 +172,7 @@ class GaussianTrackStore:
         means = torch.cat([own_mean.unsqueeze(1), mean], 1)  # [R, 1+S, T, 4]
         covs = torch.cat([own_cov.unsqueeze(1), cov], 1)
         present = torch.cat([torch.ones_like(ok[:, :1]), ok], 1)  # [R, 1+S]
-        big = torch.eye(4, device=self.device) * 1e6
-        covs = torch.where(present[..., None, None, None], covs, big)
+        covs = torch.where(present[..., None, None, None], covs, self._missing_cov)
         if self.fusion == "ci":
             fused, _ = self._ci(means.transpose(1, 2), covs.transpose(1, 2))
             return fused.mean, fused.cov

@@ -264,7 +264,7 @@ def suite(args: argparse.Namespace) -> dict[str, Case]:
             step, w = make_agentcomm(env_id, b, n, comm, args.seed, extra=extra)
             if extra and extra.get("compile_fusion"):
                 step()  # compiles (tens of seconds), before the warm-up steps are timed
-                if w.beliefs._ci._compiled is None:
+                if not w.beliefs.fusion_compiled:
                     raise Skipped("torch.compile failed; the world fell back to eager")
             return step, b, w.num_agents
 
