@@ -228,3 +228,41 @@ def test_dropping_own_velocity_removes_exactly_its_two_columns():
     assert lean.obs_dim == full.obs_dim - 2 == b.shape[-1]
     assert torch.equal(b, torch.cat([a[..., :2], a[..., 4:]], dim=-1))
     assert not torch.equal(a[..., 2:4], torch.zeros_like(a[..., 2:4]))
+
+
+def _site_columns(obs: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B, N, S, 3]``: the site block (the last scenario columns of IntentCoverage)."""
+    return obs[..., -3 * n :].reshape(*obs.shape[:-1], n, 3)
+
+
+def test_site_order_distance_lists_each_agents_sites_nearest_first():
+    worlds = [
+        agentcomm.make_vec("IntentCoverage-v0", num_envs=16, seed=4, site_order=order)
+        for order in ("index", "distance")
+    ]
+    actions = torch.rand(16, 4, 6, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for world in worlds:
+        world.reset(seed=4)
+        world.step(actions)
+    plain, nearest = (w.observation() for w in worlds)
+    n = worlds[0].num_agents
+    # The layout before the sites is the same; the site block is a permutation of rows.
+    assert torch.equal(plain[..., : -3 * n], nearest[..., : -3 * n])
+    a, b = _site_columns(plain, n), _site_columns(nearest, n)
+    dist = b[..., :2].norm(dim=-1)
+    assert bool((dist[..., 1:] >= dist[..., :-1]).all())
+    assert not torch.equal(a, b)  # some agent's nearest site is not the world's first
+    want = a.gather(
+        2, torch.argsort(a[..., :2].norm(dim=-1), dim=-1, stable=True).unsqueeze(-1).expand_as(a)
+    )
+    assert torch.equal(b, want)
+    # The occupancy column moves with its site: the nearest site of an agent standing on a
+    # site is marked occupied.
+    on_site = worlds[1]._site_dist.min(-1).values <= worlds[1].config.site_radius
+    assert bool((b[..., 0, 2][on_site] == 1.0).all())
+
+
+@pytest.mark.parametrize("value", ["nearest", "", 1])
+def test_bad_site_order_is_refused_naming_the_key(value):
+    with pytest.raises(ValueError, match="site_order"):
+        agentcomm.make_vec("IntentCoverage-v0", num_envs=1, site_order=value)
