@@ -54,6 +54,7 @@ DEFAULT_EXPERIMENTS = (
     "target_tracking.yaml",
     "policies_conditioned_tracking.yaml",
     "intent_coverage.yaml",
+    "policies_conditioned_coverage.yaml",
     "oracle.yaml",
     "oracle_tracking.yaml",
 )

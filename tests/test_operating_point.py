@@ -190,11 +190,14 @@ def test_cost_charges_the_channel_uses_each_agent_spent(mode):
         torch.testing.assert_close(r0 - r1, n * c * spent, rtol=1e-4, atol=1e-5)
 
 
-def test_eval_learned_comm_quick_run(tmp_path, capsys):
+def test_eval_learned_comm_quick_run(tmp_path, capsys, monkeypatch):
     """The evaluation script runs a scenario end to end; without a conditioned policy its
     policy keys are nan and it says so; the last line is the RESULT line."""
+    from agentcomm.experiments import eval_learned_comm
     from agentcomm.experiments.eval_learned_comm import main
 
+    # Every scenario ships one: the run without a policy is that of a package without them.
+    monkeypatch.setattr(eval_learned_comm, "conditioned_policies", dict)
     out = tmp_path / "points.csv"
     argv = ["--quick", "--episodes", "4", "--scenarios", "IntentCoverage-v0"]
     result = main([*argv, "--budgets", "0", "4", "--csv", str(out)])
@@ -237,7 +240,7 @@ def _site_columns(obs: torch.Tensor, n: int) -> torch.Tensor:
 
 def test_site_order_distance_lists_each_agents_sites_nearest_first():
     worlds = [
-        agentcomm.make_vec("IntentCoverage-v0", num_envs=16, seed=4, site_order=order)
+        agentcomm.make_vec("IntentCoverage-v0", num_envs=16, seed=4, observe_site_order=order)
         for order in ("index", "distance")
     ]
     actions = torch.rand(16, 4, 6, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -264,5 +267,5 @@ def test_site_order_distance_lists_each_agents_sites_nearest_first():
 
 @pytest.mark.parametrize("value", ["nearest", "", 1])
 def test_bad_site_order_is_refused_naming_the_key(value):
-    with pytest.raises(ValueError, match="site_order"):
-        agentcomm.make_vec("IntentCoverage-v0", num_envs=1, site_order=value)
+    with pytest.raises(ValueError, match="observe_site_order"):
+        agentcomm.make_vec("IntentCoverage-v0", num_envs=1, observe_site_order=value)

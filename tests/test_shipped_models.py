@@ -44,7 +44,11 @@ def test_shipped_model_reproduces_its_recorded_success(model, key, fig):
     assert abs(got - fig["success"]) <= fig["tolerance"], (model, key, got, fig)
 
 
-CONDITIONED = ("searchrescue-conditioned-dppo", "targettracking-conditioned-dppo")
+CONDITIONED = (
+    "searchrescue-conditioned-dppo",
+    "targettracking-conditioned-dppo",
+    "intentcoverage-conditioned-dppo",
+)
 
 
 @pytest.mark.parametrize("name", CONDITIONED)
@@ -103,6 +107,7 @@ def test_shipped_policy_dir_finds_the_shipped_and_names_them_when_missing():
     [
         ("policies_conditioned.yaml", "searchrescue-conditioned-dppo"),
         ("policies_conditioned_tracking.yaml", "targettracking-conditioned-dppo"),
+        ("policies_conditioned_coverage.yaml", "intentcoverage-conditioned-dppo"),
     ],
 )
 def test_main_job_runs_each_conditioned_policy_on_its_recorded_points(config, name):
@@ -135,6 +140,7 @@ def test_main_job_runs_each_conditioned_policy_on_its_recorded_points(config, na
     [
         ("policies_conditioned.yaml", "policies_run.yaml"),
         ("policies_conditioned_tracking.yaml", "target_tracking.yaml"),
+        ("policies_conditioned_coverage.yaml", "intent_coverage.yaml"),
     ],
 )
 def test_conditioned_policy_points_share_the_experts_setting(config, expert_config):

@@ -19,11 +19,11 @@ while another stays empty. No belief maps are exchanged in this scenario.
 ## Observation Space
 The base world layout (:meth:`agentcomm.envs.world.CommWorld.observation`,
 without a belief map), then for every site: its position relative to the agent
-(2, /grid_size) and whether some agent is on it (1, scaled to [-1, 1]). The sites are
-listed in the world's order (``site_order="index"``, the default), or nearest first in each
-agent's own observation (``site_order="distance"``): a permutation of the same columns that
-makes "the nearest free site" a fixed slot, which a policy network learns far more easily
-than the argmin over arbitrary slots.
+(2, /grid_size) and whether some agent is on it (1, scaled to [-1, 1]). The sites
+are listed in the world's order (``observe_site_order="index"``, the default), or
+nearest first in each agent's own observation (``observe_site_order="distance"``): a
+permutation of the same columns that makes "the nearest free site" a fixed slot, which a
+policy network learns far more easily than an argmin over arbitrary slots.
 
 With ``observe_operating_point`` (off by default) the world's operating point
 follows (5: budget cap, coordination mode one-hot, cost per channel use;
@@ -82,7 +82,7 @@ class IntentCoverageConfig(WorldConfig):
     """An agent within this distance (cells) of a site occupies it."""
     conflict_penalty: float = field(default=0.1, metadata=rng(0.0, 1e6))
     success_reward: float = field(default=10.0, metadata=rng(0.0, 1e6))
-    site_order: str = field(default="index", metadata=choices("index", "distance"))
+    observe_site_order: str = field(default="index", metadata=choices("index", "distance"))
     """Order of the sites in the observation: the world's (``"index"``) or nearest first
     per agent (``"distance"``, ties by index)."""
 
@@ -179,7 +179,7 @@ class IntentCoverage(CommWorld):
         rel = (self.sites.unsqueeze(1) - self.pos.unsqueeze(2)) / self.grid  # [B, N, S, 2]
         occ = (self._occupancy() > 0).float().view(b, 1, n, 1).expand(b, n, n, 1)
         cols = torch.cat([rel, occ * 2 - 1], -1)
-        if self.config.site_order == "distance":
+        if self.config.observe_site_order == "distance":
             # Stable sort: equal distances keep the world's order, so the layout is a
             # function of the state alone.
             order = torch.argsort(self._site_dist, dim=-1, stable=True)  # [B, N, S]
