@@ -28,8 +28,9 @@ __all__ = ["train_bc_run"]
 
 def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     """Run ``algo="bc"`` into ``out`` (see the module docstring)."""
+    from agentcomm.config import merged
     from agentcomm.policies.bc import train_bc
-    from agentcomm.policies.demos import collect_demos
+    from agentcomm.policies.demos import Demonstrations, collect_demos, concat_demos
     from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy
 
     device = resolve_device(config.device)
@@ -37,16 +38,32 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     # A policy that predicts action chunks (policy.action_horizon) learns from the expert's
     # next Ta actions of each agent; it executes the first.
     horizon = int(config.policy.get("action_horizon", 1))
-    demos = collect_demos(
-        config.env,
-        bc.demo_steps,
-        num_envs=bc.demo_envs,
-        seed=config.seed,
-        device=device,
-        env_config=config.env_config,
-        progress=config.progress,
-        horizon=horizon,
-    )
+
+    def collect(seed: int, behaviour: object = None) -> Demonstrations:
+        """``demo_envs`` worlds of demonstrations, split between ``bc.modes`` (a loop over
+        modes: each mode is another world config, so another batched world)."""
+        modes = bc.modes or (None,)
+        parts = []
+        for i, mode in enumerate(modes):
+            env_config = config.env_config
+            if mode is not None:
+                env_config = merged(env_config, {"comm": {"mode": mode}})
+            parts.append(
+                collect_demos(
+                    config.env,
+                    bc.demo_steps,
+                    num_envs=bc.demo_envs // len(modes) + (i < bc.demo_envs % len(modes)),
+                    seed=seed,
+                    device=device,
+                    env_config=env_config,
+                    progress=config.progress,
+                    horizon=horizon,
+                    behaviour=behaviour,
+                )
+            )
+        return parts[0] if len(parts) == 1 else concat_demos(parts)
+
+    demos = collect(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     policy_cfg = DiffusionConfig.from_dict(
         {**config.policy, "obs_dim": demos.obs.shape[1], "action_dim": demos.actions.shape[-1]}
@@ -79,17 +96,7 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
 
     for round_ in range(bc.dagger_rounds):
         # DAgger (policies/demos.py): the current policy drives, the expert labels.
-        more = collect_demos(
-            config.env,
-            bc.demo_steps,
-            num_envs=bc.demo_envs,
-            seed=config.seed + 1 + round_,
-            device=device,
-            env_config=config.env_config,
-            progress=config.progress,
-            horizon=horizon,
-            behaviour=policy_actor(policy, config.sampler),
-        )
+        more = collect(config.seed + 1 + round_, policy_actor(policy, config.sampler))
         obs, actions = torch.cat([obs, more.obs]), torch.cat([actions, more.actions])
         if config.progress:
             print(f"[dagger {round_ + 1}] policy success {more.success_rate:.3f}, {len(obs)} rows")

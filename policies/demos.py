@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from agentcomm._checks import check_range
 from agentcomm.io import atomic_write
 
-__all__ = ["Demonstrations", "collect_demos", "load_demos", "save_demos"]
+__all__ = ["Demonstrations", "collect_demos", "concat_demos", "load_demos", "save_demos"]
 
 
 @dataclass
@@ -191,6 +191,26 @@ def save_demos(path: str | os.PathLike, demos: Demonstrations) -> Path:
     }
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
+
+
+def concat_demos(parts: list[Demonstrations]) -> Demonstrations:
+    """One dataset of ``parts`` collected on one scenario (rows, episodes and returns in
+    order); its ``env_config`` and ``seed`` are the first part's."""
+    if not parts or any(p.env_id != parts[0].env_id for p in parts):
+        raise ValueError(
+            f"parts={[p.env_id for p in parts]!r} is not allowed; expected demonstrations "
+            "of one scenario"
+        )
+    return Demonstrations(
+        obs=torch.cat([p.obs for p in parts]),
+        actions=torch.cat([p.actions for p in parts]),
+        env_id=parts[0].env_id,
+        env_config=parts[0].env_config,
+        seed=parts[0].seed,
+        episodes=sum(p.episodes for p in parts),
+        successes=sum(p.successes for p in parts),
+        returns=torch.cat([p.returns for p in parts]),
+    )
 
 
 def load_demos(path: str | os.PathLike) -> Demonstrations:

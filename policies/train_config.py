@@ -99,6 +99,29 @@ class BCSettings(Config):
     the data and trains ``dagger_epochs`` more passes (0: plain behaviour cloning)."""
     dagger_epochs: int = field(default=20, metadata=rng(1, None))
     """Passes over the aggregated data after each DAgger round."""
+    modes: tuple[str, ...] | None = None
+    """Coordination modes to demonstrate in (``comm.mode`` values, each at most once): the
+    ``demo_envs`` worlds of every collection are split evenly between them, so a policy that
+    observes its operating point (``observe_operating_point``: the mode one-hot) is cloned
+    in every mode it will be run in. None: the scenario config's mode only."""
+
+    def validate(self, prefix: str = "") -> None:
+        super().validate(prefix)
+        if self.modes is None:
+            return
+        from agentcomm.topology import COORDINATION_MODES
+
+        bad = [m for m in self.modes if m not in COORDINATION_MODES]
+        if not self.modes or bad or len(set(self.modes)) != len(self.modes):
+            raise ValueError(
+                f"{prefix}modes={list(self.modes)!r} is not allowed; expected null or a "
+                f"non-empty list of distinct modes from {list(COORDINATION_MODES)}"
+            )
+        if self.demo_envs < len(self.modes):
+            raise ValueError(
+                f"{prefix}demo_envs={self.demo_envs} is fewer than the {len(self.modes)} "
+                f"modes of {prefix}modes; each mode needs at least one world"
+            )
 
 
 @dataclass

@@ -167,3 +167,77 @@ def test_bc_run_with_dagger_aggregates_the_policys_states(tmp_path):
     assert meta["dagger_rounds"] == 2
     assert meta["demos"] == 3 * 4 * 2 * 4  # the expert's rows and two rounds of the policy's
     assert len(result.history) == 2 + 2 * 1
+
+
+def test_bc_modes_demonstrate_in_every_mode_with_its_one_hot(tmp_path, monkeypatch):
+    """``bc.modes`` splits the demonstration worlds between the modes, each mode's worlds
+    run in that mode (the operating point's one-hot shows it), the first collection and
+    every DAgger round alike."""
+    from agentcomm.envs.observe import OPERATING_POINT_DIM
+    from agentcomm.policies import bc_run, demos
+    from agentcomm.policies.train_config import TrainConfig
+
+    calls = []
+    real = demos.collect_demos
+
+    def spy(env_id, steps, **kwargs):
+        calls.append((kwargs["num_envs"], kwargs["env_config"]["comm"]["mode"]))
+        out = real(env_id, steps, **kwargs)
+        calls[-1] += (out.obs,)
+        return out
+
+    monkeypatch.setattr(demos, "collect_demos", spy)
+    config = TrainConfig.from_dict(
+        {
+            "algo": "bc",
+            "env": "IntentCoverage-v0",
+            "progress": False,
+            "eval_episodes": 0,
+            "env_config": {"observe_operating_point": True},
+            "policy": {
+                "hidden": 16,
+                "depth": 1,
+                "denoising_steps": 4,
+                "ddim_steps": 2,
+                "ft_denoising_steps": 2,
+            },
+            "bc": {
+                "demo_steps": 3,
+                "demo_envs": 3,
+                "epochs": 1,
+                "dagger_rounds": 1,
+                "dagger_epochs": 1,
+                "modes": ["distributed", "centralized"],
+            },
+        }
+    )
+    result = bc_run.train_bc_run(config, tmp_path)
+    assert [c[:2] for c in calls] == [(2, "distributed"), (1, "centralized")] * 2
+    for _, mode, obs in calls:
+        # The mode one-hot (centralized, distributed, hybrid) of the operating point.
+        one_hot = obs[:, -OPERATING_POINT_DIM + 1 : -1]
+        want = torch.tensor([mode == m for m in ("centralized", "distributed", "hybrid")])
+        assert torch.equal(one_hot, (want.float() * 2 - 1).expand_as(one_hot))
+    from agentcomm.policies.checkpoint import read_config
+
+    assert read_config(tmp_path / "policy")["metadata"]["demos"] == 2 * 3 * 3 * 4
+    assert len(result.history) == 2
+
+
+@pytest.mark.parametrize(
+    ("modes", "match"),
+    [
+        ([], r"bc.modes=\[\]"),
+        (["distributed", "distributed"], "distinct"),
+        (["peer"], r"bc.modes=\['peer'\].*centralized"),
+    ],
+)
+def test_bad_bc_modes_are_refused_naming_the_key(modes, match):
+    from agentcomm.policies.train_config import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict({"algo": "bc", "bc": {"modes": modes}})
+    with pytest.raises(ValueError, match="demo_envs=1"):
+        TrainConfig.from_dict(
+            {"algo": "bc", "bc": {"demo_envs": 1, "modes": ["distributed", "centralized"]}}
+        )
