@@ -135,17 +135,18 @@ def test_dagger_demos_follow_the_behaviour_and_carry_the_experts_labels():
             obs = world.observation()
 
 
-def test_bc_run_with_dagger_aggregates_the_policys_states(tmp_path):
-    from agentcomm.policies.bc_run import train_bc_run
-    from agentcomm.policies.checkpoint import read_config
+def _tiny_bc_config(env_config: dict | None = None, **bc: object):
+    """A BC run on IntentCoverage small enough for the default suite (one DAgger epoch a
+    round); ``bc``: the ``bc`` section's settings."""
     from agentcomm.policies.train_config import TrainConfig
 
-    config = TrainConfig.from_dict(
+    return TrainConfig.from_dict(
         {
             "algo": "bc",
             "env": "IntentCoverage-v0",
             "progress": False,
             "eval_episodes": 0,
+            "env_config": env_config or {},
             "policy": {
                 "hidden": 16,
                 "depth": 1,
@@ -153,15 +154,16 @@ def test_bc_run_with_dagger_aggregates_the_policys_states(tmp_path):
                 "ddim_steps": 2,
                 "ft_denoising_steps": 2,
             },
-            "bc": {
-                "demo_steps": 4,
-                "demo_envs": 2,
-                "epochs": 2,
-                "dagger_rounds": 2,
-                "dagger_epochs": 1,
-            },
+            "bc": {"dagger_epochs": 1, **bc},
         }
     )
+
+
+def test_bc_run_with_dagger_aggregates_the_policys_states(tmp_path):
+    from agentcomm.policies.bc_run import train_bc_run
+    from agentcomm.policies.checkpoint import read_config
+
+    config = _tiny_bc_config(demo_steps=4, demo_envs=2, epochs=2, dagger_rounds=2)
     result = train_bc_run(config, tmp_path)
     meta = read_config(tmp_path / "policy")["metadata"]
     assert meta["dagger_rounds"] == 2
@@ -175,7 +177,6 @@ def test_bc_modes_demonstrate_in_every_mode_with_its_one_hot(tmp_path, monkeypat
     every DAgger round alike."""
     from agentcomm.envs.observe import OPERATING_POINT_DIM
     from agentcomm.policies import bc_run, demos
-    from agentcomm.policies.train_config import TrainConfig
 
     calls = []
     real = demos.collect_demos
@@ -187,29 +188,13 @@ def test_bc_modes_demonstrate_in_every_mode_with_its_one_hot(tmp_path, monkeypat
         return out
 
     monkeypatch.setattr(demos, "collect_demos", spy)
-    config = TrainConfig.from_dict(
-        {
-            "algo": "bc",
-            "env": "IntentCoverage-v0",
-            "progress": False,
-            "eval_episodes": 0,
-            "env_config": {"observe_operating_point": True},
-            "policy": {
-                "hidden": 16,
-                "depth": 1,
-                "denoising_steps": 4,
-                "ddim_steps": 2,
-                "ft_denoising_steps": 2,
-            },
-            "bc": {
-                "demo_steps": 3,
-                "demo_envs": 3,
-                "epochs": 1,
-                "dagger_rounds": 1,
-                "dagger_epochs": 1,
-                "modes": ["distributed", "centralized"],
-            },
-        }
+    config = _tiny_bc_config(
+        {"observe_operating_point": True},
+        demo_steps=3,
+        demo_envs=3,
+        epochs=1,
+        dagger_rounds=1,
+        modes=["distributed", "centralized"],
     )
     result = bc_run.train_bc_run(config, tmp_path)
     assert [c[:2] for c in calls] == [(2, "distributed"), (1, "centralized")] * 2
