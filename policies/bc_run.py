@@ -32,6 +32,7 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     from agentcomm.policies.bc import train_bc
     from agentcomm.policies.demos import Demonstrations, collect_demos, concat_demos
     from agentcomm.policies.diffusion import DiffusionConfig, DiffusionPolicy
+    from agentcomm.policies.evaluate import Actor, policy_actor
 
     device = resolve_device(config.device)
     bc = config.bc
@@ -39,9 +40,11 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
     # next Ta actions of each agent; it executes the first.
     horizon = int(config.policy.get("action_horizon", 1))
 
-    def collect(seed: int, behaviour: object = None) -> Demonstrations:
+    def collect(seed: int, behaviour: Actor | None = None) -> Demonstrations:
         """``demo_envs`` worlds of demonstrations, split between ``bc.modes`` (a loop over
-        modes: each mode is another world config, so another batched world)."""
+        modes: each mode is another world config, so another batched world). Every mode's
+        worlds draw from ``seed``: they start from the same states, so the modes' rows differ
+        by the mode alone at first."""
         modes = bc.modes or (None,)
         parts = []
         for i, mode in enumerate(modes):
@@ -92,8 +95,6 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
 
     losses = list(fit(demos.obs, demos.actions, bc.epochs))
     obs, actions = demos.obs, demos.actions
-    from agentcomm.policies.evaluate import policy_actor
-
     for round_ in range(bc.dagger_rounds):
         # DAgger (policies/demos.py): the current policy drives, the expert labels.
         more = collect(config.seed + 1 + round_, policy_actor(policy, config.sampler))
