@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from agentcomm.topology import COORDINATION_MODES
+
 if TYPE_CHECKING:
     from .world import CommWorld
 
@@ -28,7 +30,6 @@ OPERATING_POINT_DIM = 5
 #: Budget (channel uses) the budget column maps to 1: a fixed reference, so that the column
 #: means the same cap in every config (a cap above it reads 1).
 BUDGET_REFERENCE = 1024
-_MODES = ("centralized", "distributed", "hybrid")
 
 
 def obs_dim(world: CommWorld) -> int:
@@ -129,7 +130,7 @@ def operating_point(world: CommWorld) -> torch.Tensor:
     rest = getattr(world, "_operating_point_fixed", None)
     if rest is None:
         cm = world.config.comm
-        fixed = [1.0 if cm.mode == m else -1.0 for m in _MODES]
+        fixed = [1.0 if cm.mode == m else -1.0 for m in COORDINATION_MODES]
         fixed.append(2.0 * cm.cost_per_channel_use / (1.0 + cm.cost_per_channel_use) - 1.0)
         rest = torch.tensor(fixed, device=world.device)
         world._operating_point_fixed = rest
