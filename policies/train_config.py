@@ -466,13 +466,15 @@ class TrainConfig(Config):
                 f"{prefix}dppo.logprob_max={dppo.logprob_max!r} set DPPO's loss; "
                 f"algo={self.algo!r} has a Gaussian policy: leave them at 'sum', None, None"
             )
-        if dppo.critic_input != "obs" and self.algo != "dppo":
+        # BC trains no critic: a ``dppo`` run's BC stage (its config with algo="bc") keeps
+        # the critic settings of the run.
+        if dppo.critic_input != "obs" and self.algo in ("ppo", "sb3-ppo"):
             raise ValueError(
                 f"{prefix}dppo.critic_input={dppo.critic_input!r} is implemented for "
                 "algo='dppo' only; the other algorithms' critics read 'obs'"
             )
         gaussian = self.gaussian
-        if gaussian.critic_input != "obs" and self.algo != "ppo":
+        if gaussian.critic_input != "obs" and self.algo in ("dppo", "sb3-ppo"):
             raise ValueError(
                 f"{prefix}gaussian.critic_input={gaussian.critic_input!r} is implemented for "
                 "algo='ppo' only; set dppo.critic_input for 'dppo' ('sb3-ppo' reads 'obs')"

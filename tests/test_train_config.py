@@ -236,6 +236,23 @@ def test_cli_sets_section_keys_by_their_dotted_path(tmp_path, captured):
     assert recorded["dppo"]["critic_lr"] == 1e-3 and "critic_lr" not in recorded
 
 
+@pytest.mark.parametrize("critic_input", ["obs+state", "state"])
+def test_a_dppo_run_without_pretrained_trains_its_bc_stage_with_any_critic_input(
+    tmp_path, captured, critic_input
+):
+    """The BC stage runs the run's config with algo="bc": the DPPO critic's settings come
+    along and must not stop it (BC trains no critic)."""
+    from agentcomm.policies.train import TrainConfig, train
+
+    config = TrainConfig.from_dict(
+        {"algo": "dppo", "out": str(tmp_path / "run"), "dppo": {"critic_input": critic_input}}
+    )
+    train(config)
+    (bc_config, _), (dppo_config, (_, pretrained)) = captured
+    assert bc_config.algo == "bc" and bc_config.dppo.critic_input == critic_input
+    assert dppo_config.algo == "dppo" and pretrained.endswith(str(Path("run", "bc", "policy")))
+
+
 def test_cli_maps_an_old_set_key_and_refuses_a_key_given_twice(tmp_path, captured):
     from agentcomm.policies.train import main
 
