@@ -46,6 +46,7 @@ Shape legend: ``B`` worlds, ``N`` agents, ``C = H * W`` cells, ``M`` sweep waypo
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -55,7 +56,14 @@ from .scenarios.search_rescue_expert import search_rescue_expert
 from .scenarios.target_tracking_expert import target_tracking_expert
 from .world import ACTION_DIM, CommWorld
 
-__all__ = ["EXPERTS", "expert_actions", "oracle_actions", "random_actions"]
+__all__ = [
+    "EXPERTS",
+    "EXPERT_VARIANTS",
+    "expert_actions",
+    "expert_variants",
+    "oracle_actions",
+    "random_actions",
+]
 
 #: Expert policy of each scenario id.
 EXPERTS: dict[str, Callable[[CommWorld], torch.Tensor]] = {
@@ -65,13 +73,38 @@ EXPERTS: dict[str, Callable[[CommWorld], torch.Tensor]] = {
 }
 
 
-def expert_actions(world: CommWorld) -> torch.Tensor:
-    """``[B, N, 6]`` actions of the scenario's expert for the current state."""
+#: Named variants of a scenario's expert besides ``"default"`` (:data:`EXPERTS`): teachers
+#: for behaviour cloning (``bc.expert``) that decide alike but act otherwise in some respect.
+#: ``"on_demand"``: IntentCoverage-v0's assignment with event-triggered messages
+#: (:func:`~agentcomm.envs.scenarios.intent_coverage_expert.intent_coverage_expert`).
+EXPERT_VARIANTS: dict[str, dict[str, Callable[[CommWorld], torch.Tensor]]] = {
+    "IntentCoverage-v0": {
+        "on_demand": functools.partial(intent_coverage_expert, transmit="on_demand")
+    },
+}
+
+
+def expert_variants(env_id: str) -> tuple[str, ...]:
+    """The expert variants ``env_id`` offers: ``"default"`` first, then its named ones."""
+    return ("default", *EXPERT_VARIANTS.get(env_id, {}))
+
+
+def expert_actions(world: CommWorld, variant: str = "default") -> torch.Tensor:
+    """``[B, N, 6]`` actions of the scenario's expert (or of its ``variant``,
+    :func:`expert_variants`) for the current state."""
     if world.env_id not in EXPERTS:
         raise ValueError(
             f"no expert for env_id={world.env_id!r}; experts exist for {sorted(EXPERTS)}"
         )
-    return EXPERTS[world.env_id](world)
+    if variant == "default":
+        return EXPERTS[world.env_id](world)
+    variants = EXPERT_VARIANTS.get(world.env_id, {})
+    if variant not in variants:
+        raise ValueError(
+            f"expert={variant!r} is not allowed for {world.env_id}; choose one of "
+            f"{list(expert_variants(world.env_id))}"
+        )
+    return variants[variant](world)
 
 
 @contextlib.contextmanager

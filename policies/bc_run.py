@@ -62,6 +62,7 @@ def train_bc_run(config: TrainConfig, out: Path) -> TrainResult:
                     progress=config.progress,
                     horizon=horizon,
                     behaviour=behaviour,
+                    expert=bc.expert,
                 )
             )
         return parts[0] if len(parts) == 1 else concat_demos(parts)

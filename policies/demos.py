@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from agentcomm._checks import check_range
+from agentcomm._checks import check_choice, check_range
 from agentcomm.io import atomic_write
 
 __all__ = ["Demonstrations", "collect_demos", "concat_demos", "load_demos", "save_demos"]
@@ -72,6 +72,7 @@ def collect_demos(
     progress: bool = False,
     horizon: int = 1,
     behaviour: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    expert: str = "default",
 ) -> Demonstrations:
     """Run the scenario's expert in ``num_envs`` parallel worlds and record every agent-step.
 
@@ -93,17 +94,20 @@ def collect_demos(
         behaviour: ``(world, obs [B, N, Do]) -> actions [B, N, 6]``, the policy the worlds
             follow while the expert labels every state (DAgger; module docstring); ``None``:
             the expert itself. The episode counts and returns are then the behaviour's.
+        expert: The teacher: the scenario's expert or one of its variants
+            (:func:`agentcomm.envs.experts.expert_variants`).
 
     Returns:
         ``Demonstrations`` with ``obs [T*B*N, Do]`` and ``actions [T*B*N, 6]``
         (``[T*B*N, Ta, 6]`` when ``horizon > 1``).
     """
     import agentcomm
-    from agentcomm.envs.experts import expert_actions
+    from agentcomm.envs.experts import expert_actions, expert_variants
 
     check_range("num_steps", num_steps, 1)
     check_range("num_envs", num_envs, 1)
     check_range("horizon", horizon, 1)
+    check_choice("expert", expert, expert_variants(env_id))
     overrides = dict(env_config or {})
     world = agentcomm.make_vec(env_id, num_envs=num_envs, device=device, seed=seed, **overrides)
     obs = world.reset(seed=seed)
@@ -116,7 +120,7 @@ def collect_demos(
     returns: list[torch.Tensor] = []
     successes = 0
     for t in tqdm(range(num_steps), desc=f"demos {env_id}", disable=not progress):
-        action = expert_actions(world)
+        action = expert_actions(world, expert)
         obs_buf[t] = obs
         act_buf[t] = action
         if behaviour is not None:

@@ -104,6 +104,11 @@ class BCSettings(Config):
     ``demo_envs`` worlds of every collection are split evenly between them, so a policy that
     observes its operating point (``observe_operating_point``: the mode one-hot) is cloned
     in every mode it will be run in. None: the scenario config's mode only."""
+    expert: str = "default"
+    """The teacher that demonstrates and labels (DAgger): the scenario's expert
+    (``"default"``) or one of its named variants (:func:`agentcomm.envs.experts.expert_variants`,
+    e.g. IntentCoverage-v0's ``"on_demand"``, event-triggered messages). Checked against the
+    scenario by :class:`TrainConfig`."""
 
     def validate(self, prefix: str = "") -> None:
         super().validate(prefix)
@@ -457,6 +462,14 @@ class TrainConfig(Config):
         if bad:
             raise ValueError(
                 f"{prefix}policy cannot set {bad}: set them as {[f'{prefix}dppo.{k}' for k in bad]}"
+            )
+        from agentcomm.envs.experts import expert_variants
+
+        variants = expert_variants(self.env)
+        if self.bc.expert not in variants:
+            raise ValueError(
+                f"{prefix}bc.expert={self.bc.expert!r} is not allowed for env={self.env!r}; "
+                f"choose one of {list(variants)}"
             )
         dppo = self.dppo
         if not dppo.default_loss and self.algo in ("ppo", "sb3-ppo"):

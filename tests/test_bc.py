@@ -209,6 +209,43 @@ def test_bc_modes_demonstrate_in_every_mode_with_its_one_hot(tmp_path, monkeypat
     assert len(result.history) == 2
 
 
+def test_bc_expert_variant_demonstrates_and_labels_every_round(tmp_path, monkeypatch):
+    """``bc.expert`` picks the teacher of the first collection and of every DAgger round;
+    its rows carry the variant's actions (``on_demand``: silent agents, transmit -1)."""
+    from agentcomm.policies import bc_run, demos
+
+    experts, silent = [], []
+    real = demos.collect_demos
+
+    def spy(env_id, steps, **kwargs):
+        experts.append(kwargs["expert"])
+        out = real(env_id, steps, **kwargs)
+        silent.append(int((out.actions[:, 4] == -1).sum()))
+        return out
+
+    monkeypatch.setattr(demos, "collect_demos", spy)
+    config = _tiny_bc_config(
+        demo_steps=12, demo_envs=4, epochs=1, dagger_rounds=1, expert="on_demand"
+    )
+    bc_run.train_bc_run(config, tmp_path)
+    assert experts == ["on_demand", "on_demand"]
+    assert silent[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("env", "expert", "match"),
+    [
+        ("SearchRescue-v0", "on_demand", r"bc.expert='on_demand'.*SearchRescue-v0.*\['default'\]"),
+        ("IntentCoverage-v0", "quiet", r"bc.expert='quiet'.*\['default', 'on_demand'\]"),
+    ],
+)
+def test_bad_bc_expert_is_refused_naming_the_scenarios_variants(env, expert, match):
+    from agentcomm.policies.train_config import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_dict({"algo": "bc", "env": env, "bc": {"expert": expert}})
+
+
 @pytest.mark.parametrize(
     ("modes", "match"),
     [

@@ -1,15 +1,22 @@
 """The scripted expert of IntentCoverage-v0: nearest site no lower-index teammate claims.
 
 The rules and why they are rational are in the docstring of :func:`intent_coverage_expert`;
-the pieces every expert shares are in :mod:`agentcomm.envs.expert_base`.
+the pieces every expert shares are in :mod:`agentcomm.envs.expert_base`. Its variant
+``transmit="on_demand"`` (:data:`agentcomm.envs.experts.EXPERT_VARIANTS`) is the same
+assignment with event-triggered messages.
 """
 
 from __future__ import annotations
 
 import torch
 
+from agentcomm._checks import check_choice
+
 from ..expert_base import _act, _dist, _intent_slack
 from ..world import CommWorld
+
+#: ``transmit`` of :func:`intent_coverage_expert`.
+TRANSMIT_RULES = ("always", "on_demand")
 
 __all__ = ["intent_coverage_expert"]
 
@@ -28,14 +35,35 @@ def _claims(world: CommWorld, points: torch.Tensor, radius: float) -> torch.Tens
     return ((near <= radius + slack) & (fresh & lower).unsqueeze(-1)).any(2)
 
 
-def intent_coverage_expert(world: CommWorld) -> torch.Tensor:
+def intent_coverage_expert(world: CommWorld, transmit: str = "always") -> torch.Tensor:
     """Greedy assignment by announced intents: each agent takes the nearest site
     not claimed by a lower-index teammate (a claim: the teammate's announced goal,
-    widened by its quantization cell, reaches the site radius)."""
+    widened by its quantization cell, reaches the site radius).
+
+    ``transmit="always"`` sends every step at the full budget. ``"on_demand"``
+    (event-triggered) keeps an agent silent while it sits on its site (within
+    ``site_radius``) and no teammate's fresh intent, as it holds them, reaches that site:
+    its last announcement stays a claim at the receivers for ``intent_max_age`` steps, and a
+    teammate that heads for its site announces so, which makes it speak again (and the
+    lower index keep the site, as always). In distributed mode this keeps the expert's
+    success with about 40 % fewer bits (docs/training.md)."""
+    check_choice("transmit", transmit, TRANSMIT_RULES)
+    cfg = world.config
     sites = world.sites  # [B, S, 2]
     dist = _dist(world.pos, sites)  # [B, N, S]
-    taken = _claims(world, sites, world.config.site_radius)
+    taken = _claims(world, sites, cfg.site_radius)
     score = torch.where(taken, dist + 1e3, dist)
-    pick = score.argmin(-1)
+    gap, pick = score.min(-1)  # [B, N]
     target = torch.gather(sites, 1, pick.unsqueeze(-1).expand(-1, -1, 2))
-    return _act(world, target)
+    if transmit == "always":
+        return _act(world, target)
+    # Teammates' fresh intents (as agent i holds them) within reach of i's target: [B, N, N].
+    fresh = (world.intent_age < cfg.intent_max_age) & world._off
+    gaps = torch.linalg.vector_norm(world.known_intent - target.unsqueeze(2), dim=-1)
+    near = gaps <= cfg.site_radius + _intent_slack(world)
+    challenged = (near & fresh).any(-1)
+    settled = gap <= cfg.site_radius
+    # _act's transmit component is one value for all agents: set it per agent here.
+    action = _act(world, target)
+    action[..., 4] = torch.where(settled & ~challenged, -1.0, 1.0)
+    return action
