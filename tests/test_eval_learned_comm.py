@@ -91,3 +91,17 @@ def test_uplink_share_pairs_refuse_a_mode_without_the_share():
     expert, _ = load_actor("expert")
     with pytest.raises(ValueError, match=r"comm.mode='distributed'.*'hybrid'"):
         share_pairs(expert, "SearchRescue-v0", 2, {"comm": {"mode": "distributed"}})
+
+
+def test_pareto_ratio_takes_the_smallest_budget_that_reaches_the_experts_top():
+    from agentcomm.experiments.eval_learned_comm import pareto_bits_ratio
+
+    budgets = [0, 4, 16]
+    expert = [(0.1, 0.0), (1.0, 24.0), (1.0, 36.0)]
+    policy = [(0.1, 0.0), (0.997, 12.0), (1.0, 30.0)]
+    assert pareto_bits_ratio(budgets, policy, expert) == 30.0 / 36.0
+    # Within the goal's tolerance, 0.997 reaches 1.0 at 4 uses.
+    assert pareto_bits_ratio(budgets, policy, expert, 0.02) == 12.0 / 36.0
+    assert math.isnan(pareto_bits_ratio(budgets, policy[:2] + [(0.9, 30.0)], expert))
+    # The budgets' order is the budgets' own, not the lists'.
+    assert pareto_bits_ratio(budgets[::-1], policy[::-1], expert[::-1], 0.02) == 12.0 / 36.0
