@@ -110,7 +110,7 @@ def observation(world: CommWorld) -> torch.Tensor:
         parts.append(operating_point(world).unsqueeze(1).expand(b, n, -1))
     if cfg.observe_agent_index:
         parts.append((world._eye.float() * 2 - 1).unsqueeze(0).expand(b, n, n))
-    return torch.cat(parts, dim=-1).clamp(-1.0, 1.0)
+    return torch.cat(parts, dim=-1).clamp_(-1.0, 1.0)
 
 
 def operating_point(world: CommWorld) -> torch.Tensor:

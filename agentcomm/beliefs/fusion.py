@@ -177,12 +177,14 @@ def _logodds_product(
 
 
 def _add_increments(
-    own: torch.Tensor, increments: torch.Tensor, out: torch.Tensor | None = None
+    own: torch.Tensor, increments: torch.Tensor, out: torch.Tensor | None = None, dim: int = -3
 ) -> torch.Tensor:
     r""":math:`\ell + \sum_m \lambda_m`: ``own [..., H, W]`` plus the increments over the
     prior ``increments [..., M, H, W]`` (:func:`independent_logodds_sum` without
-    validation, for increments kept relative to the prior), into ``out`` when given."""
-    return torch.sum(increments, dim=-3, out=out).add_(own)
+    validation, for increments kept relative to the prior), into ``out`` when given;
+    ``dim``: where ``M`` lies in ``increments`` (e.g. ``1`` for ``[B, M, N, H, W]``, the
+    same sums in the same order)."""
+    return torch.sum(increments, dim=dim, out=out).add_(own)
 
 
 def _rebase_logodds(

@@ -250,8 +250,11 @@ class LogOddsGridStore:
     * ``fc_view``: the centre's fused map as each agent last received it, cell by cell;
     * ``fc_echo``: per cell, the copy of the agent's own evidence the centre held when it
       sent that cell of ``fc_view`` (the own evidence already inside ``fc_view``);
-    * ``peer_evidence`` ``[B, N(receiver), N(sender), H, W]`` (``fusion="latest"``): the
-      latest copy of each neighbour's evidence, kept as its difference from the prior.
+    * ``peer_evidence`` ``[B, N(sender), N(receiver), H, W]`` (``fusion="latest"``): the
+      latest copy of each neighbour's evidence, kept as its difference from the prior
+      (sender-major: :meth:`refresh` sums over the senders, and torch's reduction over a
+      dimension above contiguous ``N x H x W`` blocks is about twice as fast as over one
+      above ``H x W`` blocks; the same sums in the same order).
 
     Fusion (``mode``, ``fusion``):
 
@@ -436,11 +439,11 @@ class LogOddsGridStore:
         if self.keeps_copies:
             n = self.num_agents
             if ex.cells is not None:
-                row = (ex.env * n + ex.dst) * n + ex.src
+                row = (ex.env * n + ex.src) * n + ex.dst
                 self._put_cells(self.peer_evidence, row, ex, ex.values - self.prior)
                 return
-            store = self.peer_evidence[ex.env, ex.dst, ex.src]
-            self.peer_evidence[ex.env, ex.dst, ex.src] = torch.where(
+            store = self.peer_evidence[ex.env, ex.src, ex.dst]
+            self.peer_evidence[ex.env, ex.src, ex.dst] = torch.where(
                 ex.informative, ex.estimate - self.prior, store
             )
             return
@@ -496,7 +499,7 @@ class LogOddsGridStore:
             part = _rebase_logodds(self.fc_view, self.local, self.fc_echo, out=fresh)
             self.belief = part.clamp_(-clip, clip)
             return
-        peer_part = _add_increments(self.local, self.peer_evidence, out=fresh)
+        peer_part = _add_increments(self.local, self.peer_evidence, out=fresh, dim=1)
         if self.mode == "hybrid":
             fc_part = _rebase_logodds(self.fc_view, self.local, self.fc_echo)
             peer_part = _most_confident(fc_part, peer_part, self.prior)

@@ -155,7 +155,15 @@ class SearchRescue(CommWorld):
         self._centres = cell_centres(g, dev)
         near = cfg.rescue_radius + 0.5
         self._near_base = (self._centres - self._base).norm(dim=-1) <= near
-        self._reset_reach = min(math.ceil(near), g - 1)
+        # The disk window (grid.window_offsets) of every cell whose centre can lie within
+        # ``near`` of a point of the agent's cell: 13 cells instead of the 25 of the square
+        # of reach ceil(near) at the defaults. Its radius has a margin far above float32
+        # rounding, so a cell it leaves out is never within ``near`` of the agent even as the
+        # distance is computed: the same cells pass as over the whole grid. A reach beyond
+        # the grid keeps the square window capped at the grid.
+        disk = near * (1.0 + 1e-3)
+        fits = math.floor(disk + 0.5) <= g - 1
+        self._reach_window = (disk, "disk") if fits else (min(math.ceil(near), g - 1), "square")
 
     # ------------------------------------------------------------------ reset
     def _reset_scenario(self, mask: torch.Tensor) -> None:
@@ -178,7 +186,8 @@ class SearchRescue(CommWorld):
     def _reach(self, pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Window cells ``[B, N, K]`` around ``pos``, and where their centre is on the grid
         within ``radius`` (at most ``rescue_radius + 0.5``)."""
-        cells, inside = _window_cells(cell_index(pos, self.grid), self._reset_reach, self.grid)
+        reach, shape = self._reach_window
+        cells, inside = _window_cells(cell_index(pos, self.grid), reach, self.grid, shape)
         # [B, N, K, 2] window cell centre - position (off the grid: any value, not inside)
         centre = self._centres.index_select(0, cells.view(-1)).view(*cells.shape, 2)
         return cells, ((centre - pos.unsqueeze(-2)).norm(dim=-1) <= radius) & inside
