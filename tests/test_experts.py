@@ -128,7 +128,7 @@ def test_expert_answers_one_state_once_and_forgets_between_episodes(env_id):
 def test_on_demand_intent_coverage_keeps_success_with_fewer_bits():
     """The event-triggered variant, 256 selection worlds per budget, distributed: the same
     successes as the expert (measured 1,000 of 1,000 both at 4 and 16 uses) with at most
-    70 % of its bits (measured 57 %)."""
+    70 % of its bits (measured 61 % at both)."""
     from agentcomm.policies.evaluate import evaluate
 
     for budget in (4, 16):
@@ -151,8 +151,8 @@ def test_on_demand_intent_coverage_keeps_success_with_fewer_bits():
 def test_on_demand_agents_speak_unless_settled_and_unchallenged():
     """Every agent's transmit component, checked against the rule stated from the world's
     own tensors: silent (-1) exactly when within ``site_radius`` of its target and no
-    teammate's fresh intent (as the agent holds it) reaches that target; otherwise +1. The
-    rest of the action is the expert's."""
+    teammate's last heard intent lies within twice the claim radius of that target;
+    otherwise +1. The rest of the action is the expert's."""
     world = agentcomm.make_vec("IntentCoverage-v0", num_envs=32, seed=4)
     world.reset(seed=4)
     cfg, silent_seen = world.config, 0
@@ -161,10 +161,10 @@ def test_on_demand_agents_speak_unless_settled_and_unchallenged():
         assert torch.equal(a[..., :4], base[..., :4]) and torch.equal(a[..., 5], base[..., 5])
         target = (a[..., 2:4] + 1) / 2 * world.grid  # the announced intent is the target
         settled = (world.pos - target).norm(dim=-1) <= cfg.site_radius + 1e-4
-        fresh = (world.intent_age < cfg.intent_max_age) & ~torch.eye(4, dtype=torch.bool)
-        reach = cfg.site_radius + expert_base._intent_slack(world)
+        others = ~torch.eye(4, dtype=torch.bool)
+        reach = 2 * (cfg.site_radius + expert_base._intent_slack(world))
         near = (world.known_intent - target.unsqueeze(2)).norm(dim=-1) <= reach + 1e-4
-        quiet = settled & ~(near & fresh).any(-1)
+        quiet = settled & ~(near & others).any(-1)
         assert torch.equal(a[..., 4], torch.where(quiet, -1.0, 1.0))
         silent_seen += int(quiet.sum())
         _, _, term, trunc, _ = world.step(a)
