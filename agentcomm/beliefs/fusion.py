@@ -19,6 +19,7 @@ share:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -406,11 +407,12 @@ def _ci_objective(
 ) -> torch.Tensor:
     """``tr P(omega)`` or ``log det P(omega)``, ``P(omega)^{-1} = sum_m omega_m info_m``;
     ``j`` (that sum) and ``p`` (its inverse) when the caller has them."""
+    if criterion == "trace" and p is not None:
+        return p.diagonal(dim1=-2, dim2=-1).sum(-1)
     if j is None:
         j = _info_sum(info, omega)
     if criterion == "trace":
-        p = torch.linalg.inv(j) if p is None else p
-        return p.diagonal(dim1=-2, dim2=-1).sum(-1)
+        return torch.linalg.inv(j).diagonal(dim1=-2, dim2=-1).sum(-1)
     return -torch.linalg.slogdet(j).logabsdet
 
 
@@ -431,18 +433,25 @@ def _ci_gradient(
 
 class _DenseAlgebra:
     """The matrix operations the CI optimizers need, on dense ``[..., d, d]`` matrices;
-    the weights are ``[..., M]`` (``m_dim = -1``). ``inv_ex`` returns the inverse and
-    whether it exists, without a host sync."""
+    the weights are ``[..., M]`` (``m_dim = -1``), per-problem values ``[...]``.
+    ``inv_ex`` returns the inverse and whether it exists, without a host sync;
+    ``loop_inverse`` is the form of the inverse the optimizers carry (here the same)."""
 
     m_dim = -1
     info_sum = staticmethod(_info_sum)
     objective = staticmethod(_ci_objective)
-    gradient = staticmethod(_ci_gradient)
 
     @staticmethod
     def inv_ex(j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p, info = torch.linalg.inv_ex(j)
         return p, info == 0
+
+    loop_inverse = inv_ex
+
+    @staticmethod
+    def descent(info: torch.Tensor, criterion: str, p: torch.Tensor) -> torch.Tensor:
+        """Minus the gradient (:func:`_ci_gradient`) at the inverse ``p``, ``[..., M]``."""
+        return -_ci_gradient(info, None, criterion, p)
 
     @staticmethod
     def trace(covs: torch.Tensor) -> torch.Tensor:
@@ -454,14 +463,41 @@ class _DenseAlgebra:
         return info.shape[-3], tuple(info.shape[:-3])
 
     @staticmethod
+    def per_weight(mask: torch.Tensor) -> torch.Tensor:
+        return mask.unsqueeze(-1)
+
+    @staticmethod
     def per_matrix(mask: torch.Tensor) -> torch.Tensor:
         return mask[..., None, None]
+
+
+@functools.lru_cache(maxsize=16)
+def _sym2_columns(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The constant ``[3, 1]`` columns of :class:`_Sym2BlockAlgebra` (built once per dtype
+    and device: no tensor is made, and nothing copied to the device, per call): the
+    adjugate's signs, the diagonal and the gradient's weights (see ``__init__``)."""
+    return tuple(
+        torch.tensor(values, dtype=dtype, device=device)[:, None]
+        for values in ((1.0, -1.0, 1.0), (1.0, 0.0, 1.0), (1.0, -2.0, 1.0))
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _scalars(
+    values: tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """0-dim tensors holding ``values``, cached per dtype and device: an op given one wraps
+    no Python scalar into a new tensor per call (a few microseconds each), and computes
+    the same (the scalar is rounded to ``dtype`` either way)."""
+    return tuple(torch.tensor(v, dtype=dtype, device=device) for v in values)
 
 
 class _Sym2BlockAlgebra:
     """The same operations on block-diagonal matrices of ``K`` symmetric 2 x 2 blocks
     ``[[a, b], [b, d]]``, stored batch-last: a matrix set is ``[M, K, 3, P]`` (``(a, b, d)``
-    of ``P`` problems), a matrix ``[K, 3, P]``, the weights ``[M, P]`` (``m_dim = 0``).
+    of ``P`` problems), a matrix ``[K, 3, P]``, the weights ``[M, 1, 1, P]`` (``m_dim =
+    0``) and per-problem values ``[1, 1, P]``, shapes that broadcast against the matrices
+    with no reshaping.
 
     Written out by hand because a 2 x 2 inverse is a few elementwise ops where the dense
     form calls LAPACK per matrix and ``bmm`` per product, and batch-last because every op is
@@ -469,77 +505,126 @@ class _Sym2BlockAlgebra:
     dimensions of 4 or 5 and its softmax over ``M`` run several times slower per number.
     Few ops per iteration matter as much, for a handful of problems (one world) costs
     what torch's dispatch of each op costs.
+
+    The optimizers carry each inverse as ``loop_inverse`` gives it, ``[d, b, a] / det``:
+    the inverse ``[a', b', d']`` with its off-diagonal negated, ``[a', -b', d']``, one
+    multiplication per step fewer. Its trace is the inverse's, and the gradient's weights
+    of the off-diagonal carry the sign back, so every value they compute is the one the
+    inverse itself gives, to the bit (negation is exact).
     """
 
     m_dim = 0
 
     def __init__(self, covs: torch.Tensor) -> None:
         """Constants for ``covs [M, K, 3, P]``, and the information ``info [M, K, 3, P]``."""
-
-        def column(*values: float) -> torch.Tensor:
-            # Cached per device: no host-to-device copy per call on CUDA.
-            return _constant(values, covs.dtype, covs.device)[:, None]
-
-        self._adjugate_sign = column(1.0, -1.0, 1.0)  # (d, b, a) -> (d, -b, a)
-        self._diagonal = column(1.0, 0.0, 1.0)
-        self.info = self.inv_ex(covs)[0]
-        # tr(I X) of symmetric blocks is a.x_a + 2 b.x_b + d.x_d: the gradient's weights.
-        self._inner_info = self.info * column(1.0, 2.0, 1.0)
+        columns = _sym2_columns(covs.dtype, covs.device)
+        self._adjugate_sign, self._diagonal, inner = columns
+        self._zero = _scalars((0.0,), covs.dtype, covs.device)[0]
+        self.info = self.inverse(covs)
+        # tr(I X) of symmetric blocks is a.x_a + 2 b.x_b + d.x_d: the gradient's weights,
+        # the b weight negated for the loop inverse's negated off-diagonal.
+        self._inner_info = self.info * inner
 
     @staticmethod
     def info_sum(info: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
-        return (omega.view(omega.shape[0], 1, 1, -1) * info).sum(dim=0)
+        return (omega * info).sum(dim=0)
 
     def _adjugate_det(self, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each block's adjugate ``[d, -b, a]`` and determinant ``a d - b^2`` (kept dim)."""
         adj = j.flip(-2) * self._adjugate_sign
         return adj, (j * adj)[..., :2, :].sum(dim=-2, keepdim=True)
 
+    def inverse(self, j: torch.Tensor) -> torch.Tensor:
+        """:meth:`inv_ex`'s inverse alone (where whether it exists is not read)."""
+        adj, det = self._adjugate_det(j)
+        return adj / det
+
     def inv_ex(self, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         adj, det = self._adjugate_det(j)
         # A sum of positive semi-definite blocks is invertible exactly when every block's
         # determinant is positive (the comparison is False for nan as well).
-        return adj / det, det.amin(dim=(-3, -2)) > 0
+        return adj / det, det.amin(dim=(-3, -2), keepdim=True) > self._zero
+
+    def loop_inverse(self, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`inv_ex` with the off-diagonal negated (class docstring): ``[d, b, a] /
+        det``, with ``det = d a - b^2`` the difference of the last two rows of ``[a d, b^2,
+        d a]``, the very number :meth:`inv_ex`'s ``a d + (-b^2)`` is."""
+        swapped = j.flip(-2)
+        det = (j * swapped)[..., 1:, :].diff(dim=-2)
+        return swapped / det, det.amin(dim=(-3, -2), keepdim=True) > self._zero
 
     def objective(self, info, omega, criterion, j=None, p=None) -> torch.Tensor:
+        """``[..., 1, 1, P]`` of ``j`` or ``p`` ``[..., K, 3, P]`` (``p`` as :meth:`inv_ex`
+        or :meth:`loop_inverse` gives it); ``j`` defaults to the sum of ``omega``."""
+        if criterion == "trace" and p is not None:
+            return self.trace(p)
         if j is None:
             j = self.info_sum(info, omega)
         if criterion == "trace":
-            return self.trace(self.inv_ex(j)[0] if p is None else p)
-        return -self._adjugate_det(j)[1].log().sum(dim=(-3, -2))
+            return self.trace(self.loop_inverse(j)[0])
+        return -self._adjugate_det(j)[1].log().sum(dim=(-3, -2), keepdim=True)
 
-    def gradient(self, info, omega, criterion, p) -> torch.Tensor:
-        """As the dense one, of the information this algebra was built with (``info`` is
-        that same set; its weighted form is kept from construction)."""
-        if criterion == "trace":  # P I_m P: the blocks of P^2
+    def descent(self, info: torch.Tensor, criterion: str, p: torch.Tensor) -> torch.Tensor:
+        """Minus the gradient ``[M, 1, 1, P]`` (:func:`_ci_gradient`) of the information
+        this algebra was built with (``info`` is that same set; its weighted form is kept
+        from construction), at the loop inverse ``p`` ``[a', -b', d']``."""
+        if criterion == "trace":  # P I_m P: the blocks of P^2, its b negated as in p
             a, b, d = p.unbind(-2)
             b2 = b * b
             p = torch.stack([a * a + b2, b * (a + d), d * d + b2], dim=-2)
-        return -(self._inner_info * p).sum(dim=(-3, -2))
+        return (self._inner_info * p).sum(dim=(1, 2), keepdim=True)
 
     def trace(self, covs: torch.Tensor) -> torch.Tensor:
-        return (covs * self._diagonal).sum(dim=(-3, -2))
+        return (covs * self._diagonal).sum(dim=(-3, -2), keepdim=True)
 
     @staticmethod
     def shapes(info: torch.Tensor) -> tuple[int, tuple[int, ...]]:
-        """``M`` and the problems' batch shape ``(P,)`` of a matrix set ``[M, K, 3, P]``."""
-        return info.shape[0], tuple(info.shape[-1:])
+        """``M`` and the problems' shape ``(1, 1, P)`` of a matrix set ``[M, K, 3, P]``."""
+        return info.shape[0], (1, 1, info.shape[-1])
 
     @staticmethod
-    def per_matrix(mask: torch.Tensor) -> torch.Tensor:
+    def per_weight(mask: torch.Tensor) -> torch.Tensor:
         return mask
+
+    per_matrix = per_weight
 
     def combine(
         self, means: torch.Tensor, info: torch.Tensor, omega: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused ``mean [K, 2, P]`` and ``cov [K, 3, P]`` of ``means [M, K, 2, P]``."""
-        p = self.inv_ex(self.info_sum(info, omega))[0]
+        p = self.inverse(self.info_sum(info, omega))
         x0, x1 = means.unbind(2)
         a, b, d = info.unbind(2)
-        y = omega[:, None, None] * torch.stack([a * x0 + b * x1, b * x0 + d * x1], dim=2)
+        y = omega * torch.stack([a * x0 + b * x1, b * x0 + d * x1], dim=2)
         y0, y1 = y.sum(dim=0).unbind(1)
         a, b, d = p.unbind(1)
         return torch.stack([a * y0 + b * y1, b * y0 + d * y1], dim=1), p
+
+
+def _block_tables(blocks: object, d: int) -> tuple[list[int], ...]:
+    """The index tables of :func:`_blockwise_ci` (``blocks`` checked by
+    :func:`_check_blocks`): the mean's entries in block order ``[2K]`` and the flat ``[d *
+    d]`` indices of the blocks' ``(a, b, d)`` entries ``[3K]``, which gather the blocks; and
+    the inverse maps that scatter them back, as gathers: each state entry's place among
+    the ``2K`` block entries ``[d]``, and each covariance entry's row among the ``3K``
+    ``(a, b, d)`` rows and one zero row (row ``3K``, entries outside the blocks) ``[d * d]``."""
+    mean_idx, sym, _ = _check_blocks(blocks, d)
+    rows = {}
+    for k, (i, j) in enumerate(blocks):  # type: ignore[arg-type]
+        rows.update({(i, i): 3 * k, (i, j): 3 * k + 1, (j, i): 3 * k + 1, (j, j): 3 * k + 2})
+    mean_rows = [mean_idx.index(s) for s in range(d)]
+    cov_rows = [rows.get(divmod(q, d), len(sym)) for q in range(d * d)]
+    return mean_idx, sym, mean_rows, cov_rows
+
+
+@functools.lru_cache(maxsize=16)
+def _block_indices(
+    blocks: tuple[tuple[int, int], ...], d: int, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """:func:`_block_tables` as long tensors on ``device``, checked and built once per
+    hashable ``blocks`` (a tuple of tuples, the usual form): a constant argument is not
+    validated again, nor an index list copied to the device, per call."""
+    return tuple(torch.tensor(t, dtype=torch.long, device=device) for t in _block_tables(blocks, d))
 
 
 def _check_blocks(blocks: object, d: int) -> tuple[list[int], list[int], list[int]]:
@@ -634,10 +719,12 @@ def _blockwise_ci(
     blocks: tuple[tuple[int, int], ...],
 ) -> tuple[GaussianBelief, torch.Tensor]:
     m, d = means.shape[-2:]
-    # Index tensors cached per device: a Python list index would be copied to it per call.
-    mean_idx, sym_idx, full_idx = (
-        _constant(tuple(idx), torch.long, means.device) for idx in _check_blocks(blocks, d)
-    )
+    try:
+        mean_idx, sym_idx, mean_rows, cov_rows = _block_indices(blocks, d, means.device)
+    except TypeError:  # unhashable blocks (lists): checked per call, tensors cached per device
+        mean_idx, sym_idx, mean_rows, cov_rows = (
+            _constant(tuple(idx), torch.long, means.device) for idx in _block_tables(blocks, d)
+        )
     k = mean_idx.numel() // 2
     batch = torch.broadcast_shapes(means.shape[:-2], covs.shape[:-3])
     # Batch-last [M, K, 3, P] and [M, K, 2, P] (see _Sym2BlockAlgebra).
@@ -648,13 +735,13 @@ def _blockwise_ci(
     info = algebra.info
     omega = _ci_weights(sym, info, criterion, iterations, algebra)
     mean_blocks, cov_blocks = algebra.combine(x, info, omega)
-    a, b, c = cov_blocks.unbind(1)
-    mean = means.new_zeros(*batch, d)
-    mean[..., mean_idx] = mean_blocks.flatten(0, 1).T.reshape(*batch, 2 * k)
-    cov = means.new_zeros(*batch, d * d)
-    cov[..., full_idx] = torch.stack([a, b, b, c], dim=1).flatten(0, 1).T.reshape(*batch, 4 * k)
-    omega = omega.T.reshape(*batch, m)
-    return GaussianBelief(mean=mean, cov=cov.unflatten(-1, (d, d))), omega
+    # Back to contiguous [..., d] and [..., d, d] by one gather each (the covariance's
+    # entries outside the blocks from an appended zero row).
+    mean = mean_blocks.flatten(0, 1).index_select(0, mean_rows).T.contiguous().view(*batch, d)
+    cov_rows_zero = torch.cat([cov_blocks.flatten(0, 1), cov_blocks.new_zeros(1, sym.shape[-1])])
+    cov = cov_rows_zero.index_select(0, cov_rows).T.contiguous().view(*batch, d, d)
+    omega = omega.view(m, -1).T.reshape(*batch, m)
+    return GaussianBelief(mean=mean, cov=cov), omega
 
 
 def _ci_weights(
@@ -676,20 +763,22 @@ def _golden_section_omega(
     # time, and here every batch entry runs the same fixed number of steps in one tensor op.
     dim = algebra.m_dim
     batch = algebra.shapes(info)[1]
+    one, inv_phi = _scalars((1.0, _INV_PHI), info.dtype, info.device)
 
     def f(w1: torch.Tensor) -> torch.Tensor:
-        return algebra.objective(info, torch.stack([w1, 1.0 - w1], dim=dim), criterion)
+        return algebra.objective(info, torch.stack([w1, one - w1], dim=dim), criterion)
 
     lo = info.new_zeros(batch)
     hi = info.new_ones(batch)
-    c = hi - _INV_PHI * (hi - lo)
-    d = lo + _INV_PHI * (hi - lo)
+    c = hi - inv_phi * (hi - lo)
+    d = lo + inv_phi * (hi - lo)
     fc, fd = f(c), f(d)
     for _ in range(iterations):
         left = fc < fd  # the minimum lies in [lo, d]
         lo = torch.where(left, lo, c)
         hi = torch.where(left, d, hi)
-        new = torch.where(left, hi - _INV_PHI * (hi - lo), lo + _INV_PHI * (hi - lo))
+        step = inv_phi * (hi - lo)
+        new = torch.where(left, hi - step, lo + step)
         fnew = f(new)
         c, d, fc, fd = (
             torch.where(left, new, d),
@@ -698,7 +787,16 @@ def _golden_section_omega(
             torch.where(left, fc, fnew),
         )
     w1 = 0.5 * (lo + hi)
-    return torch.stack([w1, 1.0 - w1], dim=dim)
+    return torch.stack([w1, one - w1], dim=dim)
+
+
+@functools.lru_cache(maxsize=16)
+def _step_sizes(
+    iterations: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    r"""Mirror descent's steps :math:`1/\sqrt{t + 1}`, ``t < iterations``, as cached 0-dim
+    tensors (:func:`_scalars`)."""
+    return _scalars(tuple(1.0 / math.sqrt(t + 1.0) for t in range(iterations)), dtype, device)
 
 
 def _mirror_descent_omega(
@@ -711,28 +809,61 @@ def _mirror_descent_omega(
     # objective and the next step's gradient: the very tensors the objective and the
     # gradient would compute, formed once.
     j = algebra.info_sum(info, omega)
-    p = algebra.inv_ex(j)[0]
-    best, best_f = omega, algebra.objective(info, omega, criterion, j, p)
+    p = algebra.loop_inverse(j)[0]
+    # The iterates and their objectives; the best is picked once, after the loop.
+    omegas, values = [omega], [algebra.objective(info, omega, criterion, j, p)]
+    steps = _step_sizes(iterations, info.dtype, info.device)
+    tiny = torch.finfo(info.dtype).tiny
+    m = _scalars((float(algebra.shapes(info)[0]),), info.dtype, info.device)[0]
     for t in range(iterations):
-        g = algebra.gradient(info, omega, criterion, p)
+        # The descent direction, minus the gradient: negating it only flips signs, exactly,
+        # so the step below is the one a gradient g gives, to the bit. In place where the
+        # tensor is this step's own and autograd keeps no copy of it (the weights stay
+        # differentiable in the covariances).
+        g = algebra.descent(info, criterion, p)
         # Only the gradient's differences matter on the simplex; dividing by its spread makes
         # the step scale-free (covariances in m^2 or km^2 behave the same).
-        g = g - g.mean(dim=dim, keepdim=True)
-        g = g / g.abs().amax(dim=dim, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
-        step = 1.0 / math.sqrt(t + 1.0)
-        trial = torch.softmax(torch.log(omega.clamp_min(1e-30)) - step * g, dim=dim)
+        g = g.sub_(g.sum(dim=dim, keepdim=True).div_(m))  # the mean, as torch computes it
+        g = (g / g.abs().amax(dim=dim, keepdim=True).clamp_min(tiny)).mul_(steps[t])
+        trial = torch.softmax(omega.clamp_min(1e-30).log().add_(g), dim=dim)
         j_trial = algebra.info_sum(info, trial)
         # The inverse reports a singular sum instead of raising (no host sync): a step that
         # drives the weight of the only track informative in some direction to zero
         # (float underflow, e.g. very precise sensors) is rejected, and the descent goes on
         # from the last iterate whose information sum is invertible.
-        p_trial, ok = algebra.inv_ex(j_trial)
-        omega = torch.where(ok.unsqueeze(dim), trial, omega)
+        p_trial, ok = algebra.loop_inverse(j_trial)
+        omega = torch.where(algebra.per_weight(ok), trial, omega)
         if criterion == "det":  # the trace's objective reads only p
             j = torch.where(algebra.per_matrix(ok), j_trial, j)
         p = torch.where(algebra.per_matrix(ok), p_trial, p)
-        fo = algebra.objective(info, omega, criterion, j, p)
-        better = fo < best_f
-        best = torch.where(better.unsqueeze(dim), omega, best)
-        best_f = torch.where(better, fo, best_f)
-    return best
+        omegas.append(omega)
+        values.append(algebra.objective(info, omega, criterion, j, p))
+    return _first_best(omegas, torch.stack(values), algebra)
+
+
+@functools.lru_cache(maxsize=16)
+def _positions(
+    n: int, ndim: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n, 1, ..., 1]`` (``ndim`` dimensions) holding ``0 .. n - 1``, and ``n`` (0-dim),
+    as floats (exact integers: a float minimum runs vectorized, a long one does not), made
+    once per shape, dtype and device."""
+    positions = torch.arange(n, dtype=dtype, device=device).view(n, *([1] * (ndim - 1)))
+    return positions, torch.tensor(n, dtype=dtype, device=device)
+
+
+def _first_best(omegas: list[torch.Tensor], values: torch.Tensor, algebra) -> torch.Tensor:
+    """The iterate a running ``if f < best: best = omega`` over ``omegas`` (weights as
+    ``algebra`` lays them out) and their objective ``values`` (stacked, ``[I, ...]``) would
+    keep, picked once rather than per step: the first of the smallest values, where a nan
+    is never better and a nan first value is never replaced (it counts as -inf, later
+    ones as +inf)."""
+    inf = math.inf
+    f = values.nan_to_num(nan=inf, posinf=inf, neginf=-inf)
+    f[0] = values[0].nan_to_num(nan=-inf, posinf=inf, neginf=-inf)
+    # The first position holding the smallest value, as the smallest of those positions
+    # (argmin over the leading dimension runs about 10x slower for thousands of problems).
+    positions, count = _positions(f.shape[0], f.ndim, f.dtype, f.device)
+    first = torch.where(f == f.amin(dim=0, keepdim=True), positions, count).amin(dim=0).long()
+    index = first.unsqueeze(algebra.m_dim).unsqueeze(0).expand(1, *omegas[0].shape)
+    return torch.stack(omegas).gather(0, index).squeeze(0)

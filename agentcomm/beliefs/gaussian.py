@@ -21,6 +21,7 @@ symmetry over many steps.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -38,8 +39,15 @@ __all__ = [
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
+@functools.lru_cache(maxsize=16)
+def _constants(d: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``0.5`` (0-dim) and the identity ``[d, d]``, made once per dtype and device: the
+    filter's hot path then creates no tensor for them per call (the same values)."""
+    return torch.tensor(0.5, dtype=dtype, device=device), torch.eye(d, dtype=dtype, device=device)
+
+
 def _symmetrize(p: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (p + p.transpose(-1, -2))
+    return _constants(p.shape[-1], p.dtype, p.device)[0] * (p + p.transpose(-1, -2))
 
 
 @dataclass
@@ -122,7 +130,7 @@ def kalman_update(
     # K = P H^T S^{-1}; with P and S symmetric, K^T = S^{-1} H P, one batched solve.
     gain = torch.linalg.solve(s, H @ belief.cov).transpose(-1, -2)
     mean = belief.mean + (gain @ innovation.unsqueeze(-1)).squeeze(-1)
-    eye = torch.eye(d, dtype=belief.mean.dtype, device=belief.mean.device)
+    eye = _constants(d, belief.mean.dtype, belief.mean.device)[1]
     a = eye - gain @ H
     cov = _symmetrize(a @ belief.cov @ a.transpose(-1, -2) + gain @ R @ gain.transpose(-1, -2))
     if valid_mask is not None:

@@ -99,6 +99,12 @@ class GaussianTrackStore:
         self._scale = torch.tensor([g, g, 2 * v, 2 * v], device=dev)
         self._offset = torch.tensor([0.0, 0.0, -v, -v], device=dev)
         self._missing_cov = torch.eye(4, device=dev) * 1e6  # zero information, in effect
+        # The codec's scalars as 0-dim tensors: an op given a Python number wraps it into a
+        # new tensor per call; these compute the same (rounded to float32 either way).
+        lo, span = _LOGVAR_LO, _LOGVAR_HI - _LOGVAR_LO
+        self._one, self._two, self._lo, self._span = (
+            torch.tensor(x, device=dev) for x in (1.0, 2.0, lo, span)
+        )
 
     # ------------------------------------------------------------------ filter
     def reset(self, mask: torch.Tensor) -> None:
@@ -125,17 +131,19 @@ class GaussianTrackStore:
     # ------------------------------------------------------------------ messages
     def encode(self, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
         """``[..., T, 4]``, ``[..., T, 4, 4]`` -> the ``[..., T, 8]`` payload in [-1, 1]."""
-        m = ((mean - self._offset) / self._scale * 2 - 1).clamp(-1, 1)
+        one, two = self._one, self._two
+        m = ((mean - self._offset) / self._scale * two - one).clamp(-1, 1)
         logvar = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(1e-12).log()
-        lv = ((logvar - _LOGVAR_LO) / (_LOGVAR_HI - _LOGVAR_LO) * 2 - 1).clamp(-1, 1)
+        lv = ((logvar - self._lo) / self._span * two - one).clamp(-1, 1)
         return torch.cat([m, lv], -1)
 
     def decode(self, payload: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The inverse of :meth:`encode`, with the covariance bound ``2 diag(P)``."""
-        mean = (payload[..., :4].clamp(-1, 1) + 1) / 2 * self._scale + self._offset
-        logvar = (payload[..., 4:].clamp(-1, 1) + 1) / 2 * (_LOGVAR_HI - _LOGVAR_LO) + _LOGVAR_LO
+        one, two = self._one, self._two
+        mean = (payload[..., :4].clamp(-1, 1) + one) / two * self._scale + self._offset
+        logvar = (payload[..., 4:].clamp(-1, 1) + one) / two * self._span + self._lo
         # 2 diag(P) >= P for the 2x2 position-velocity blocks: a consistent upper bound.
-        return mean, torch.diag_embed(2.0 * logvar.exp())
+        return mean, torch.diag_embed(two * logvar.exp())
 
     def peer_payload(self, env: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         return self.encode(self.track_mean[env, src], self.track_cov[env, src])

@@ -183,22 +183,39 @@ class TargetTracking(CommWorld):
         return torch.zeros(b, device=dev)  # the error term is added after fusion
 
     def _after_comm(self) -> None:
-        tracked = self._errors().mean(dim=(1, 2)) < self.config.error_threshold
+        tracked = self._errors()[1] < self.config.error_threshold
         self.tracked_steps = self.tracked_steps + tracked.long()
 
-    def _errors(self) -> torch.Tensor:
-        return self.beliefs.errors(self.target[..., :2])
+    def _errors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused tracks' errors ``[B, N, T]`` (cells) and their mean per world ``[B]``.
+
+        A step reads them several times (the tracked count, the reward, the info), so they
+        are kept until the tracks or the targets change: the cache holds the very tensors
+        it was computed from and their version counters, so reassigning either (a filter
+        step, a fusion, a reset) or writing into it in place invalidates it."""
+        mean, target = self.beliefs.track_mean, self.target
+        key = getattr(self, "_errors_key", None)
+        if (
+            key is None
+            or key[0] is not mean
+            or key[1] is not target
+            or key[2] != (mean._version, target._version)
+        ):
+            errors = self.beliefs.errors(target[..., :2])
+            self._errors_value = errors, errors.mean(dim=(1, 2))
+            self._errors_key = (mean, target, (mean._version, target._version))
+        return self._errors_value
 
     def _belief_error(self, truth: torch.Tensor | None = None) -> torch.Tensor:
-        return self._errors().mean(-1)
+        return self._errors()[0].mean(-1)
 
     def _belief_reward(self, before: torch.Tensor | None) -> torch.Tensor:
         # The tracking-error term of the reward (module docstring).
-        return -self._errors().mean(dim=(1, 2)) / self.grid
+        return -self._errors()[1] / self.grid
 
     def _reward_shares(self, before: torch.Tensor | None, team: torch.Tensor) -> torch.Tensor:
         # Each agent is credited with the error of its own fused tracks.
-        return -self._errors().mean(2) / (self.num_agents * self.grid)
+        return -self._errors()[0].mean(2) / (self.num_agents * self.grid)
 
     def _success(self) -> torch.Tensor:
         need = math.ceil(self.config.success_fraction * self.config.max_steps)
