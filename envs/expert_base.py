@@ -28,18 +28,20 @@ _MEMORIES: weakref.WeakKeyDictionary[CommWorld, dict[str, torch.Tensor]] = (
 def _act(
     world: CommWorld,
     target: torch.Tensor,
-    transmit: float = 1.0,
+    transmit: float | torch.Tensor = 1.0,
     intent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Actions that head for ``target [B, N, 2]`` (cells) and announce it as the intent (or
-    announce ``intent [B, N, 2]``, cells, when given)."""
+    announce ``intent [B, N, 2]``, cells, when given), with the transmit component
+    ``transmit`` (one value, or one per agent ``[B, N]``) and the uplink-share component 0."""
     g, v = float(world.grid), world.config.max_speed
     delta = target - world.pos
     dist = delta.norm(dim=-1, keepdim=True)
     vel = delta / dist.clamp_min(v)  # full speed until the last step, then exact
     intent = ((target if intent is None else intent) / g * 2 - 1).clamp(-1, 1)
     b, n = world.num_envs, world.num_agents
-    comm = torch.tensor([transmit, 0.0], device=world.device).expand(b, n, 2)
+    send = torch.as_tensor(transmit, dtype=vel.dtype, device=world.device).expand(b, n)
+    comm = torch.stack([send, torch.zeros_like(send)], -1)
     return torch.cat([vel.clamp(-1, 1), intent, comm], -1)
 
 

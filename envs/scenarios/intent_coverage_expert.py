@@ -68,8 +68,5 @@ def intent_coverage_expert(world: CommWorld, transmit: str = "always") -> torch.
     gaps = torch.linalg.vector_norm(world.known_intent - target.unsqueeze(2), dim=-1)
     near = gaps <= CHALLENGE_MARGIN * (cfg.site_radius + _intent_slack(world))
     challenged = (near & world._off).any(-1)
-    settled = gap <= cfg.site_radius
-    # _act's transmit component is one value for all agents: set it per agent here.
-    action = _act(world, target)
-    action[..., 4] = torch.where(settled & ~challenged, -1.0, 1.0)
-    return action
+    quiet = (gap <= cfg.site_radius) & ~challenged
+    return _act(world, target, transmit=torch.where(quiet, -1.0, 1.0))
